@@ -1,0 +1,820 @@
+//! The incremental index: rows accumulate in memory, rolled up on (truncated `__time`,
+//! dimensions), until a limit says persist.
+//!
+//! Layout: every row is a fixed-width key of `u64` words in one flat arena — the truncated time,
+//! one word per dimension (a dictionary id for strings, the value's bits for numbers) and, when
+//! there are numeric dimensions, null-mask words — plus columnar aggregation state per metric. With
+//! roll-up a `hashbrown::HashTable` of row numbers finds the row a key already has; without it every
+//! input row is a new row. String values get ids in arrival order; a multi-value row's id list is
+//! interned as a "combo" whose word has the top bit set, so a dimension is always one word.
+//!
+//! [`IncrementalIndex::to_columns`] sorts a snapshot of the rows by (time, dimension values) and
+//! returns [`SegmentColumns`]; it does not consume the index, so the index stays queryable (and can
+//! keep growing) while a snapshot is persisted or queried.
+//!
+//! Limits: `rows_max` and `bytes_max` (maxRowsInMemory / maxBytesInMemory); `add` refuses nothing,
+//! [`IncrementalIndex::is_full`] tells the caller to persist. The byte figure is an estimate of what
+//! the index holds (keys, aggregation state, dictionaries, hash table), not allocator truth.
+//!
+//! Metric inputs follow Druid's default-value mode for now: a null or missing input adds nothing
+//! to a sum and counts as 0 for min/max; the stored metric is never null.
+
+use std::cmp::Ordering;
+
+use hashbrown::HashTable;
+use hashbrown::hash_map::HashMap;
+use roaring::RoaringBitmap;
+use rustc_hash::{FxBuildHasher, FxHasher};
+use std::hash::{BuildHasher, Hasher};
+
+use crate::columns::{
+    DimensionColumn, DimensionData, MetricColumn, MetricData, SegmentColumns, StringRows,
+};
+use crate::row::{InputRow, RowLayout, Value};
+use crate::schema::{MetricKind, MultiValueHandling, Schema, ValueType};
+use crate::sketch::HllSketch;
+
+/// The top bit of a string dimension's key word marks a multi-value combo id.
+const COMBO_BIT: u64 = 1 << 63;
+
+/// Why a row could not be added; the caller reports it as a parse error at the row's position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowError(pub String);
+
+pub struct IncrementalIndex {
+    schema: Schema,
+    dimensions: Vec<DimensionIndexer>,
+    /// Slot in [`InputRow::values`] of each dimension (the layout puts dimension `d` in slot `d`).
+    metric_slots: Vec<Option<usize>>,
+    /// Words per row: time, one per dimension, then null-mask words.
+    stride: usize,
+    null_words: usize,
+    keys: Vec<u64>,
+    table: HashTable<u32>,
+    metrics: Vec<MetricState>,
+    rows: usize,
+    rows_max: usize,
+    bytes_max: u64,
+    dictionary_bytes: u64,
+    sketch_bytes: u64,
+    /// Scratch for building one row's key without allocating.
+    scratch: Vec<u64>,
+    scratch_ids: Vec<u32>,
+    scratch_strings: Vec<String>,
+}
+
+enum DimensionIndexer {
+    String(StringDictionary),
+    Long,
+    Double,
+}
+
+#[derive(Default)]
+struct StringDictionary {
+    handling: MultiValueHandling,
+    ids: HashMap<Box<str>, u32, FxBuildHasher>,
+    values: Vec<Option<Box<str>>>,
+    null_id: Option<u32>,
+    combo_ids: HashMap<Box<[u32]>, u32, FxBuildHasher>,
+    combos: Vec<Box<[u32]>>,
+}
+
+impl StringDictionary {
+    #[inline]
+    fn id_of(&mut self, value: &str, bytes: &mut u64) -> u32 {
+        if let Some(&id) = self.ids.get(value) {
+            return id;
+        }
+        let id = self.values.len() as u32;
+        self.values.push(Some(value.into()));
+        self.ids.insert(value.into(), id);
+        *bytes += 2 * value.len() as u64 + 48;
+        id
+    }
+
+    fn null(&mut self) -> u32 {
+        *self.null_id.get_or_insert_with(|| {
+            self.values.push(None);
+            (self.values.len() - 1) as u32
+        })
+    }
+
+    fn combo_of(&mut self, ids: &[u32], bytes: &mut u64) -> u32 {
+        if let Some(&id) = self.combo_ids.get(ids) {
+            return id;
+        }
+        let id = self.combos.len() as u32;
+        self.combos.push(ids.into());
+        self.combo_ids.insert(ids.into(), id);
+        *bytes += 8 * ids.len() as u64 + 64;
+        id
+    }
+}
+
+enum MetricState {
+    Long { kind: MetricKind, values: Vec<i64> },
+    Double { kind: MetricKind, values: Vec<f64> },
+    Sketch { lg_k: u8, values: Vec<HllSketch> },
+}
+
+impl IncrementalIndex {
+    /// An empty index for `schema`; rows must come in the slots of `RowLayout::new(schema, ..)`.
+    pub fn new(schema: &Schema, rows_max: usize, bytes_max: u64) -> IncrementalIndex {
+        let layout = RowLayout::new(schema, &[]);
+        let dimensions = schema
+            .dimensions
+            .iter()
+            .map(|d| match d.value_type {
+                ValueType::String => DimensionIndexer::String(StringDictionary {
+                    handling: d.multi_value_handling,
+                    ..StringDictionary::default()
+                }),
+                ValueType::Long => DimensionIndexer::Long,
+                ValueType::Double => DimensionIndexer::Double,
+            })
+            .collect::<Vec<_>>();
+        let numeric = dimensions
+            .iter()
+            .filter(|d| !matches!(d, DimensionIndexer::String(_)))
+            .count();
+        let null_words = if numeric == 0 {
+            0
+        } else {
+            schema.dimensions.len().div_ceil(64)
+        };
+        let stride = 1 + schema.dimensions.len() + null_words;
+        let metrics = schema
+            .metrics
+            .iter()
+            .map(|m| match m.kind {
+                MetricKind::HllSketch { lg_k } => MetricState::Sketch {
+                    lg_k,
+                    values: Vec::new(),
+                },
+                kind if kind.storage() == crate::schema::MetricStorage::Double => {
+                    MetricState::Double {
+                        kind,
+                        values: Vec::new(),
+                    }
+                }
+                kind => MetricState::Long {
+                    kind,
+                    values: Vec::new(),
+                },
+            })
+            .collect();
+        IncrementalIndex {
+            schema: schema.clone(),
+            dimensions,
+            metric_slots: layout.metric_slots,
+            stride,
+            null_words,
+            keys: Vec::new(),
+            table: HashTable::new(),
+            metrics,
+            rows: 0,
+            rows_max: rows_max.max(1),
+            bytes_max,
+            dictionary_bytes: 0,
+            sketch_bytes: 0,
+            scratch: vec![0; stride],
+            scratch_ids: Vec::new(),
+            scratch_strings: Vec::new(),
+        }
+    }
+
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// Rows held (after roll-up).
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Estimated bytes held.
+    pub fn bytes(&self) -> u64 {
+        let per_row_metrics: u64 = self
+            .metrics
+            .iter()
+            .map(|m| match m {
+                MetricState::Sketch { .. } => 0,
+                _ => 8,
+            })
+            .sum();
+        self.keys.len() as u64 * 8
+            + self.rows as u64 * (per_row_metrics + if self.schema.rollup { 12 } else { 0 })
+            + self.dictionary_bytes
+            + self.sketch_bytes
+    }
+
+    /// Whether the index reached `rows_max` or `bytes_max` and should be persisted.
+    pub fn is_full(&self) -> bool {
+        self.rows >= self.rows_max || self.bytes() >= self.bytes_max
+    }
+
+    /// Adds one input row: truncates its time, encodes its dimensions, and either folds it into
+    /// the row with the same key (roll-up) or appends a new row. On error nothing is changed.
+    pub fn add(&mut self, row: &InputRow) -> Result<(), RowError> {
+        // Everything fallible runs before anything (dictionaries included) changes.
+        self.check_metric_inputs(row)?;
+        let time = self.schema.query_granularity.truncate(row.timestamp_ms);
+        let mut key = std::mem::take(&mut self.scratch);
+        if let Err(e) = self.encode_key(time, row, &mut key) {
+            self.scratch = key;
+            return Err(e);
+        }
+        let row_id = if self.schema.rollup {
+            let hash = hash_key(&key);
+            let keys = &self.keys;
+            let stride = self.stride;
+            match self.table.find(hash, |&r| {
+                let start = r as usize * stride;
+                keys[start..start + stride] == key[..]
+            }) {
+                Some(&r) => Some(r as usize),
+                None => {
+                    let r = self.push_row(&key);
+                    let (keys, stride) = (&self.keys, self.stride);
+                    self.table.insert_unique(hash, r as u32, |&other| {
+                        let start = other as usize * stride;
+                        hash_key(&keys[start..start + stride])
+                    });
+                    None
+                }
+            }
+        } else {
+            self.push_row(&key);
+            None
+        };
+        self.scratch = key;
+        let target = row_id.unwrap_or(self.rows - 1);
+        self.aggregate(target, row, row_id.is_none());
+        Ok(())
+    }
+
+    fn push_row(&mut self, key: &[u64]) -> usize {
+        self.keys.extend_from_slice(key);
+        for metric in &mut self.metrics {
+            match metric {
+                MetricState::Long { kind, values } => values.push(initial_long(*kind)),
+                MetricState::Double { kind, values } => values.push(initial_double(*kind)),
+                MetricState::Sketch { lg_k, values } => values.push(HllSketch::new(*lg_k)),
+            }
+        }
+        self.rows += 1;
+        self.rows - 1
+    }
+
+    /// Numeric dimensions are converted first (they can fail); strings are interned only after,
+    /// so a failing row adds nothing to the dictionaries.
+    fn encode_key(&mut self, time: i64, row: &InputRow, key: &mut [u64]) -> Result<(), RowError> {
+        key[0] = time as u64;
+        let null_base = 1 + self.dimensions.len();
+        for word in &mut key[null_base..] {
+            *word = 0;
+        }
+        for (d, dimension) in self.dimensions.iter().enumerate() {
+            let value = row.values.get(d).unwrap_or(&Value::Null);
+            let name = &self.schema.dimensions[d].name;
+            let converted = match dimension {
+                DimensionIndexer::String(_) => continue,
+                DimensionIndexer::Long => to_long(value, name)?.map(|v| v as u64),
+                DimensionIndexer::Double => to_double(value, name)?.map(canonical_bits),
+            };
+            match converted {
+                Some(bits) => key[1 + d] = bits,
+                None => {
+                    key[1 + d] = 0;
+                    key[null_base + d / 64] |= 1 << (d % 64);
+                }
+            }
+        }
+        for (d, dimension) in self.dimensions.iter_mut().enumerate() {
+            if let DimensionIndexer::String(dict) = dimension {
+                let value = row.values.get(d).unwrap_or(&Value::Null);
+                key[1 + d] = encode_string(
+                    dict,
+                    value,
+                    &mut self.dictionary_bytes,
+                    &mut self.scratch_ids,
+                    &mut self.scratch_strings,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn check_metric_inputs(&self, row: &InputRow) -> Result<(), RowError> {
+        for (m, metric) in self.metrics.iter().enumerate() {
+            let Some(slot) = self.metric_slots[m] else {
+                continue;
+            };
+            let value = &row.values[slot];
+            let field = self.schema.metrics[m].field_name.as_deref().unwrap_or("");
+            match metric {
+                MetricState::Long { .. } => {
+                    to_long(value, field)?;
+                }
+                MetricState::Double { .. } => {
+                    to_double(value, field)?;
+                }
+                MetricState::Sketch { .. } => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn aggregate(&mut self, target: usize, row: &InputRow, new_row: bool) {
+        for (m, metric) in self.metrics.iter_mut().enumerate() {
+            let value = self.metric_slots[m].map(|s| &row.values[s]);
+            match metric {
+                MetricState::Long { kind, values } => {
+                    let input = if *kind == MetricKind::Count {
+                        1
+                    } else {
+                        value
+                            .and_then(|v| to_long(v, "").ok().flatten())
+                            .unwrap_or(0)
+                    };
+                    let slot = &mut values[target];
+                    *slot = combine_long(*kind, *slot, input);
+                }
+                MetricState::Double { kind, values } => {
+                    let input = value
+                        .and_then(|v| to_double(v, "").ok().flatten())
+                        .unwrap_or(0.0);
+                    let slot = &mut values[target];
+                    *slot = combine_double(*kind, *slot, input);
+                }
+                MetricState::Sketch { values, .. } => {
+                    let sketch = &mut values[target];
+                    match value {
+                        Some(Value::String(s)) => sketch.update_str(s),
+                        Some(Value::Long(v)) => sketch.update_i64(*v),
+                        Some(Value::Double(v)) => sketch.update_f64(*v),
+                        Some(Value::Strings(list)) => {
+                            for s in list {
+                                sketch.update_str(s);
+                            }
+                        }
+                        Some(Value::Null) | None => {}
+                    }
+                }
+            }
+        }
+        if new_row {
+            // New rows start empty sketches: account for their memory once.
+            for metric in &self.metrics {
+                if let MetricState::Sketch { lg_k, .. } = metric {
+                    self.sketch_bytes += sketch_bytes_estimate(*lg_k);
+                }
+            }
+        }
+    }
+
+    /// A sorted snapshot of the rows as segment columns. The index is unchanged.
+    pub fn to_columns(&self) -> SegmentColumns {
+        let rows = self.rows;
+        let dims = self.dimensions.len();
+        // Per dimension: an order rank for every row, and how to emit the column.
+        let mut order_ranks: Vec<Vec<u64>> = Vec::with_capacity(dims);
+        let mut emitters: Vec<Emitter> = Vec::with_capacity(dims);
+        for (d, dimension) in self.dimensions.iter().enumerate() {
+            let words = (0..rows).map(|r| self.keys[r * self.stride + 1 + d]);
+            match dimension {
+                DimensionIndexer::String(dict) => {
+                    let plan = StringPlan::new(dict);
+                    order_ranks.push(words.map(|w| plan.order_rank(w)).collect());
+                    emitters.push(Emitter::String(plan));
+                }
+                DimensionIndexer::Long | DimensionIndexer::Double => {
+                    let is_double = matches!(dimension, DimensionIndexer::Double);
+                    let null_word = 1 + dims + d / 64;
+                    let bit = 1u64 << (d % 64);
+                    let values: Vec<Option<u64>> = (0..rows)
+                        .map(|r| {
+                            let base = r * self.stride;
+                            (self.keys[base + null_word] & bit == 0)
+                                .then_some(self.keys[base + 1 + d])
+                        })
+                        .collect();
+                    order_ranks.push(numeric_ranks(&values, is_double));
+                    emitters.push(Emitter::Numeric { values, is_double });
+                }
+            }
+        }
+        let mut order: Vec<u32> = (0..rows as u32).collect();
+        order.sort_by(|&a, &b| {
+            let (a, b) = (a as usize, b as usize);
+            let ta = self.keys[a * self.stride] as i64;
+            let tb = self.keys[b * self.stride] as i64;
+            ta.cmp(&tb).then_with(|| {
+                for ranks in &order_ranks {
+                    match ranks[a].cmp(&ranks[b]) {
+                        Ordering::Equal => continue,
+                        other => return other,
+                    }
+                }
+                Ordering::Equal
+            })
+        });
+        let time = order
+            .iter()
+            .map(|&r| self.keys[r as usize * self.stride] as i64)
+            .collect();
+        let dimensions = emitters
+            .into_iter()
+            .enumerate()
+            .map(|(d, emitter)| DimensionColumn {
+                name: self.schema.dimensions[d].name.clone(),
+                data: emitter.emit(&order, |r| self.keys[r * self.stride + 1 + d]),
+            })
+            .collect();
+        let metrics = self
+            .metrics
+            .iter()
+            .zip(&self.schema.metrics)
+            .map(|(state, schema)| MetricColumn {
+                name: schema.name.clone(),
+                kind: schema.kind,
+                data: match state {
+                    MetricState::Long { values, .. } => {
+                        MetricData::Long(order.iter().map(|&r| values[r as usize]).collect())
+                    }
+                    MetricState::Double { values, .. } => {
+                        MetricData::Double(order.iter().map(|&r| values[r as usize]).collect())
+                    }
+                    MetricState::Sketch { values, .. } => MetricData::Sketch(
+                        order.iter().map(|&r| values[r as usize].to_bytes()).collect(),
+                    ),
+                },
+            })
+            .collect();
+        let columns = SegmentColumns {
+            time,
+            dimensions,
+            metrics,
+        };
+        debug_assert_eq!(columns.validate(), Ok(()));
+        columns
+    }
+}
+
+fn hash_key(key: &[u64]) -> u64 {
+    let mut hasher = FxBuildHasher.build_hasher();
+    for &word in key {
+        hasher.write_u64(word);
+    }
+    let h: FxHasher = hasher;
+    // Fx leaves low bits weak for small integers; mix before hashbrown takes its top 7 bits.
+    let x = h.finish();
+    (x ^ (x >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9)
+}
+
+fn encode_string(
+    dict: &mut StringDictionary,
+    value: &Value,
+    bytes: &mut u64,
+    ids: &mut Vec<u32>,
+    strings: &mut Vec<String>,
+) -> u64 {
+    match value {
+        Value::Null => dict.null() as u64,
+        Value::String(s) => dict.id_of(s, bytes) as u64,
+        Value::Long(v) => dict.id_of(&v.to_string(), bytes) as u64,
+        Value::Double(v) => dict.id_of(&format_double(*v), bytes) as u64,
+        Value::Strings(list) => {
+            strings.clear();
+            strings.extend(list.iter().cloned());
+            match dict.handling {
+                MultiValueHandling::SortedArray => strings.sort_unstable(),
+                MultiValueHandling::SortedSet => {
+                    strings.sort_unstable();
+                    strings.dedup();
+                }
+                MultiValueHandling::Array => {}
+            }
+            match strings.len() {
+                0 => dict.null() as u64,
+                1 => dict.id_of(&strings[0], bytes) as u64,
+                _ => {
+                    ids.clear();
+                    for s in strings.iter() {
+                        let id = dict.id_of(s, bytes);
+                        ids.push(id);
+                    }
+                    COMBO_BIT | dict.combo_of(ids, bytes) as u64
+                }
+            }
+        }
+    }
+}
+
+/// Druid prints doubles as Java does: always with a fraction (`1.0`, `2.5`).
+pub fn format_double(v: f64) -> String {
+    if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e16 {
+        format!("{v:.1}")
+    } else {
+        format!("{v}")
+    }
+}
+
+fn canonical_bits(v: f64) -> u64 {
+    if v == 0.0 {
+        0.0f64.to_bits()
+    } else if v.is_nan() {
+        f64::NAN.to_bits()
+    } else {
+        v.to_bits()
+    }
+}
+
+/// Converts an input value for a long column; `Ok(None)` is null.
+pub fn to_long(value: &Value, field: &str) -> Result<Option<i64>, RowError> {
+    match value {
+        Value::Null => Ok(None),
+        Value::Long(v) => Ok(Some(*v)),
+        Value::Double(v) if v.is_finite() => Ok(Some(*v as i64)),
+        Value::String(s) if s.is_empty() => Ok(None),
+        Value::String(s) => s
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .or_else(|| {
+                s.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|f| f.is_finite())
+                    .map(|f| f as i64)
+            })
+            .map(Some)
+            .ok_or_else(|| RowError(format!("cannot parse '{s}' as a long for field '{field}'"))),
+        Value::Double(v) => Err(RowError(format!(
+            "cannot store {v} as a long for field '{field}'"
+        ))),
+        Value::Strings(_) => Err(RowError(format!(
+            "field '{field}' holds a list where a single long is expected"
+        ))),
+    }
+}
+
+/// Converts an input value for a double column; `Ok(None)` is null.
+pub fn to_double(value: &Value, field: &str) -> Result<Option<f64>, RowError> {
+    match value {
+        Value::Null => Ok(None),
+        Value::Long(v) => Ok(Some(*v as f64)),
+        Value::Double(v) => Ok(Some(*v)),
+        Value::String(s) if s.is_empty() => Ok(None),
+        Value::String(s) => s
+            .trim()
+            .parse::<f64>()
+            .map(Some)
+            .map_err(|_| RowError(format!("cannot parse '{s}' as a double for field '{field}'"))),
+        Value::Strings(_) => Err(RowError(format!(
+            "field '{field}' holds a list where a single double is expected"
+        ))),
+    }
+}
+
+fn initial_long(kind: MetricKind) -> i64 {
+    match kind {
+        MetricKind::LongMin => i64::MAX,
+        MetricKind::LongMax => i64::MIN,
+        _ => 0,
+    }
+}
+
+fn initial_double(kind: MetricKind) -> f64 {
+    match kind {
+        MetricKind::DoubleMin => f64::INFINITY,
+        MetricKind::DoubleMax => f64::NEG_INFINITY,
+        _ => 0.0,
+    }
+}
+
+/// Folds `input` into `acc` for an ingestion aggregator (`count` adds one per input row, so its
+/// input here is 1; when combining partial counts use [`MetricKind::combining`]).
+#[inline]
+pub fn combine_long(kind: MetricKind, acc: i64, input: i64) -> i64 {
+    match kind {
+        MetricKind::Count | MetricKind::LongSum => acc.wrapping_add(input),
+        MetricKind::LongMin => acc.min(input),
+        MetricKind::LongMax => acc.max(input),
+        _ => acc,
+    }
+}
+
+#[inline]
+pub fn combine_double(kind: MetricKind, acc: f64, input: f64) -> f64 {
+    match kind {
+        MetricKind::DoubleSum => acc + input,
+        MetricKind::DoubleMin => acc.min(input),
+        MetricKind::DoubleMax => acc.max(input),
+        _ => acc,
+    }
+}
+
+fn sketch_bytes_estimate(lg_k: u8) -> u64 {
+    // HLL_4 keeps half a byte per register plus a small header.
+    (1u64 << lg_k) / 2 + 64
+}
+
+/// Ranks for numeric dimension values: nulls first (rank 0), then ascending values.
+pub(crate) fn numeric_ranks(values: &[Option<u64>], is_double: bool) -> Vec<u64> {
+    let order_code = |bits: u64| -> u64 {
+        if is_double {
+            // IEEE total order as an unsigned integer.
+            let signed = bits as i64;
+            (signed ^ (((signed >> 63) as u64) >> 1) as i64) as u64 ^ (1 << 63)
+        } else {
+            bits ^ (1 << 63)
+        }
+    };
+    let mut distinct: Vec<u64> = values.iter().flatten().map(|&b| order_code(b)).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    values
+        .iter()
+        .map(|v| match v {
+            None => 0,
+            Some(bits) => {
+                let code = order_code(*bits);
+                distinct.binary_search(&code).map_or(0, |i| i as u64 + 1)
+            }
+        })
+        .collect()
+}
+
+/// How one string dimension's ids map to sorted order and to output ids.
+struct StringPlan {
+    /// Output dictionary: sorted non-null values, with `None` first when emitted single-valued and
+    /// any row is null.
+    dictionary: Vec<Option<String>>,
+    /// Insertion id → output id (already offset past a leading `None`).
+    output_id: Vec<u32>,
+    /// Order rank of each single value id (by insertion id) and each combo (by combo id).
+    single_rank: Vec<u64>,
+    combo_rank: Vec<u64>,
+    /// Output ids of each combo's values.
+    combo_output: Vec<Vec<u32>>,
+    null_rank: u64,
+    null_id: Option<u32>,
+    multi: bool,
+}
+
+impl StringPlan {
+    fn new(dict: &StringDictionary) -> StringPlan {
+        let mut sorted: Vec<u32> = (0..dict.values.len() as u32)
+            .filter(|&id| dict.values[id as usize].is_some())
+            .collect();
+        sorted.sort_unstable_by(|&a, &b| dict.values[a as usize].cmp(&dict.values[b as usize]));
+        let multi = !dict.combos.is_empty();
+        let lead = u32::from(!multi && dict.null_id.is_some());
+        let mut dictionary = Vec::with_capacity(sorted.len() + lead as usize);
+        if lead == 1 {
+            dictionary.push(None);
+        }
+        let mut value_rank = vec![0u32; dict.values.len()];
+        for (rank, &id) in sorted.iter().enumerate() {
+            value_rank[id as usize] = rank as u32;
+            dictionary.push(dict.values[id as usize].as_deref().map(str::to_owned));
+        }
+        let output_id: Vec<u32> = value_rank.iter().map(|r| r + lead).collect();
+        // Order: compare the value-rank lists; null is the empty list and sorts first.
+        let mut entries: Vec<(Vec<u32>, bool, u32)> = Vec::new();
+        for &id in &sorted {
+            entries.push((vec![value_rank[id as usize]], false, id));
+        }
+        for (c, combo) in dict.combos.iter().enumerate() {
+            entries.push((
+                combo.iter().map(|&id| value_rank[id as usize]).collect(),
+                true,
+                c as u32,
+            ));
+        }
+        entries.sort_unstable();
+        let mut single_rank = vec![0u64; dict.values.len()];
+        let mut combo_rank = vec![0u64; dict.combos.len()];
+        let mut rank = 0u64;
+        let mut previous: Option<&Vec<u32>> = None;
+        for (list, is_combo, id) in &entries {
+            if previous != Some(list) {
+                rank += 1;
+            }
+            previous = Some(list);
+            if *is_combo {
+                combo_rank[*id as usize] = rank;
+            } else {
+                single_rank[*id as usize] = rank;
+            }
+        }
+        let combo_output = dict
+            .combos
+            .iter()
+            .map(|combo| combo.iter().map(|&id| output_id[id as usize]).collect())
+            .collect();
+        StringPlan {
+            dictionary,
+            output_id,
+            single_rank,
+            combo_rank,
+            combo_output,
+            null_rank: 0,
+            null_id: dict.null_id,
+            multi,
+        }
+    }
+
+    fn order_rank(&self, word: u64) -> u64 {
+        if word & COMBO_BIT != 0 {
+            self.combo_rank[(word & !COMBO_BIT) as usize]
+        } else if Some(word as u32) == self.null_id {
+            self.null_rank
+        } else {
+            self.single_rank[word as usize]
+        }
+    }
+}
+
+enum Emitter {
+    String(StringPlan),
+    Numeric {
+        values: Vec<Option<u64>>,
+        is_double: bool,
+    },
+}
+
+impl Emitter {
+    fn emit(self, order: &[u32], word_of: impl Fn(usize) -> u64) -> DimensionData {
+        match self {
+            Emitter::String(plan) => {
+                let rows = if plan.multi {
+                    let mut offsets = Vec::with_capacity(order.len() + 1);
+                    let mut ids = Vec::with_capacity(order.len());
+                    offsets.push(0u32);
+                    for &r in order {
+                        let word = word_of(r as usize);
+                        if word & COMBO_BIT != 0 {
+                            ids.extend_from_slice(&plan.combo_output[(word & !COMBO_BIT) as usize]);
+                        } else if Some(word as u32) != plan.null_id {
+                            ids.push(plan.output_id[word as usize]);
+                        }
+                        offsets.push(ids.len() as u32);
+                    }
+                    StringRows::Multi { offsets, ids }
+                } else {
+                    StringRows::Single(
+                        order
+                            .iter()
+                            .map(|&r| {
+                                let word = word_of(r as usize);
+                                if Some(word as u32) == plan.null_id {
+                                    0
+                                } else {
+                                    plan.output_id[word as usize]
+                                }
+                            })
+                            .collect(),
+                    )
+                };
+                DimensionData::String {
+                    dictionary: plan.dictionary,
+                    rows,
+                }
+            }
+            Emitter::Numeric { values, is_double } => {
+                let mut nulls = RoaringBitmap::new();
+                let mut longs = Vec::new();
+                let mut doubles = Vec::new();
+                for (i, &r) in order.iter().enumerate() {
+                    let v = values[r as usize];
+                    if v.is_none() {
+                        nulls.insert(i as u32);
+                    }
+                    let bits = v.unwrap_or(0);
+                    if is_double {
+                        doubles.push(f64::from_bits(bits));
+                    } else {
+                        longs.push(bits as i64);
+                    }
+                }
+                if is_double {
+                    DimensionData::Double {
+                        values: doubles,
+                        nulls,
+                    }
+                } else {
+                    DimensionData::Long {
+                        values: longs,
+                        nulls,
+                    }
+                }
+            }
+        }
+    }
+}

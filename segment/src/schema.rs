@@ -1,0 +1,173 @@
+//! The resolved schema of a datasource: what the ingestion spec says, checked and flattened into
+//! the form the index, the segment format and the query engine work with.
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::Granularity;
+
+/// The type of a dimension's values (`__time` is a long).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ValueType {
+    String,
+    Long,
+    Double,
+}
+
+/// How a string dimension stores rows that carry several values (Druid's `multiValueHandling`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum MultiValueHandling {
+    /// Sort the values, keep duplicates (Druid's default).
+    #[default]
+    SortedArray,
+    /// Sort the values and drop duplicates.
+    SortedSet,
+    /// Keep the values as given.
+    Array,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DimensionSchema {
+    pub name: String,
+    pub value_type: ValueType,
+    /// For string dimensions only.
+    pub multi_value_handling: MultiValueHandling,
+    /// For string dimensions: whether to write one bitmap per value (Druid's `createBitmapIndex`).
+    pub bitmap_index: bool,
+}
+
+impl DimensionSchema {
+    pub fn string(name: impl Into<String>) -> DimensionSchema {
+        DimensionSchema {
+            name: name.into(),
+            value_type: ValueType::String,
+            multi_value_handling: MultiValueHandling::SortedArray,
+            bitmap_index: true,
+        }
+    }
+
+    pub fn long(name: impl Into<String>) -> DimensionSchema {
+        DimensionSchema {
+            value_type: ValueType::Long,
+            ..DimensionSchema::string(name)
+        }
+    }
+
+    pub fn double(name: impl Into<String>) -> DimensionSchema {
+        DimensionSchema {
+            value_type: ValueType::Double,
+            ..DimensionSchema::string(name)
+        }
+    }
+}
+
+/// A metric's aggregator at ingestion time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum MetricKind {
+    Count,
+    LongSum,
+    LongMin,
+    LongMax,
+    DoubleSum,
+    DoubleMin,
+    DoubleMax,
+    /// An HLL sketch of the input field's values (Apache DataSketches HLL, Druid's `HLLSketchBuild`).
+    #[serde(rename_all = "camelCase")]
+    HllSketch { lg_k: u8 },
+}
+
+/// How a metric's values are stored in a segment column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricStorage {
+    Long,
+    Double,
+    Sketch,
+}
+
+impl MetricKind {
+    pub fn storage(&self) -> MetricStorage {
+        match self {
+            MetricKind::Count | MetricKind::LongSum | MetricKind::LongMin | MetricKind::LongMax => {
+                MetricStorage::Long
+            }
+            MetricKind::DoubleSum | MetricKind::DoubleMin | MetricKind::DoubleMax => {
+                MetricStorage::Double
+            }
+            MetricKind::HllSketch { .. } => MetricStorage::Sketch,
+        }
+    }
+
+    /// The aggregator that combines two already-aggregated values of this metric (a count's
+    /// partial counts are summed, not counted).
+    pub fn combining(&self) -> MetricKind {
+        match self {
+            MetricKind::Count => MetricKind::LongSum,
+            other => *other,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricSchema {
+    pub name: String,
+    /// The input field aggregated; `None` for `count`.
+    pub field_name: Option<String>,
+    pub kind: MetricKind,
+}
+
+/// Everything needed to roll rows up and lay them out in a segment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Schema {
+    pub data_source: String,
+    pub dimensions: Vec<DimensionSchema>,
+    pub metrics: Vec<MetricSchema>,
+    pub query_granularity: Granularity,
+    pub segment_granularity: Granularity,
+    pub rollup: bool,
+}
+
+impl Schema {
+    pub fn dimension_index(&self, name: &str) -> Option<usize> {
+        self.dimensions.iter().position(|d| d.name == name)
+    }
+
+    pub fn metric_index(&self, name: &str) -> Option<usize> {
+        self.metrics.iter().position(|m| m.name == name)
+    }
+
+    /// Checks names are unique and not reserved.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut names: Vec<&str> = self
+            .dimensions
+            .iter()
+            .map(|d| d.name.as_str())
+            .chain(self.metrics.iter().map(|m| m.name.as_str()))
+            .collect();
+        if names.contains(&"__time") {
+            return Err("'__time' is reserved for the timestamp and cannot be a dimension or metric".into());
+        }
+        if names.iter().any(|n| n.is_empty()) {
+            return Err("dimension and metric names must not be empty".into());
+        }
+        names.sort_unstable();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(format!("column name '{}' is used more than once", w[0]));
+        }
+        for m in &self.metrics {
+            if m.kind != MetricKind::Count && m.field_name.is_none() {
+                return Err(format!("metric '{}' needs a fieldName", m.name));
+            }
+            if let MetricKind::HllSketch { lg_k } = m.kind
+                && !(4..=21).contains(&lg_k)
+            {
+                return Err(format!("metric '{}': lgK {lg_k} is outside 4..=21", m.name));
+            }
+        }
+        Ok(())
+    }
+}

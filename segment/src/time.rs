@@ -1,0 +1,800 @@
+//! Time: ISO-8601 timestamps and intervals, Druid granularities, timestamp formats.
+//!
+//! All times are milliseconds since the Unix epoch, UTC. Calendar arithmetic uses the
+//! days-from-civil algorithms (proleptic Gregorian), so no time-zone database is needed for UTC.
+//! Named time zones other than UTC are refused with a clear error until the query engine needs them.
+
+use std::fmt;
+
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+pub const MS_PER_SECOND: i64 = 1_000;
+pub const MS_PER_MINUTE: i64 = 60 * MS_PER_SECOND;
+pub const MS_PER_HOUR: i64 = 60 * MS_PER_MINUTE;
+pub const MS_PER_DAY: i64 = 24 * MS_PER_HOUR;
+pub const MS_PER_WEEK: i64 = 7 * MS_PER_DAY;
+
+/// Days since 1970-01-01 for a proleptic Gregorian date.
+pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = month as i64;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// (year, month 1..=12, day 1..=31) for days since 1970-01-01.
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn digits(bytes: &[u8], at: usize, count: usize) -> Option<i64> {
+    let slice = bytes.get(at..at + count)?;
+    let mut value = 0i64;
+    for &b in slice {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        value = value * 10 + (b - b'0') as i64;
+    }
+    Some(value)
+}
+
+/// Parses an ISO-8601 timestamp: `YYYY-MM-DD`, optionally followed by `T` (or a space) and
+/// `HH[:MM[:SS[.fraction]]]`, optionally followed by `Z` or an offset `±HH[:MM]`. Without a zone the
+/// time is UTC, as Druid assumes. Returns milliseconds since the epoch.
+pub fn parse_iso_timestamp(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let (sign, start) = match b.first()? {
+        b'-' => (-1, 1),
+        b'+' => (1, 1),
+        _ => (1, 0),
+    };
+    let year = sign * digits(b, start, 4)?;
+    let mut i = start + 4;
+    let (month, day) = if b.get(i) == Some(&b'-') {
+        let month = digits(b, i + 1, 2)?;
+        i += 3;
+        let day = if b.get(i) == Some(&b'-') {
+            let day = digits(b, i + 1, 2)?;
+            i += 3;
+            day
+        } else {
+            1
+        };
+        (month, day)
+    } else {
+        (1, 1)
+    };
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    let mut ms = days_from_civil(year, month as u32, day as u32) * MS_PER_DAY;
+    if matches!(b.get(i), Some(b'T') | Some(b' ')) {
+        i += 1;
+        let hour = digits(b, i, 2)?;
+        i += 2;
+        let mut minute = 0;
+        let mut second = 0;
+        let mut millis = 0;
+        if b.get(i) == Some(&b':') {
+            minute = digits(b, i + 1, 2)?;
+            i += 3;
+            if b.get(i) == Some(&b':') {
+                second = digits(b, i + 1, 2)?;
+                i += 3;
+                if matches!(b.get(i), Some(b'.') | Some(b',')) {
+                    i += 1;
+                    let mut scale = 100;
+                    let mut count = 0;
+                    while let Some(d) = b.get(i).filter(|d| d.is_ascii_digit()) {
+                        millis += (d - b'0') as i64 * scale;
+                        scale /= 10;
+                        i += 1;
+                        count += 1;
+                    }
+                    if count == 0 {
+                        return None;
+                    }
+                }
+            }
+        }
+        if hour > 24 || minute > 59 || second > 60 {
+            return None;
+        }
+        ms += hour * MS_PER_HOUR + minute * MS_PER_MINUTE + second * MS_PER_SECOND + millis;
+    }
+    match b.get(i) {
+        None => Some(ms),
+        Some(b'Z') | Some(b'z') if i + 1 == b.len() => Some(ms),
+        Some(&s @ (b'+' | b'-')) => {
+            let hours = digits(b, i + 1, 2)?;
+            let mut j = i + 3;
+            if b.get(j) == Some(&b':') {
+                j += 1;
+            }
+            let minutes = if j < b.len() { digits(b, j, 2)? } else { 0 };
+            if j < b.len() && j + 2 != b.len() {
+                return None;
+            }
+            let offset = hours * MS_PER_HOUR + minutes * MS_PER_MINUTE;
+            Some(if s == b'+' { ms - offset } else { ms + offset })
+        }
+        _ => None,
+    }
+}
+
+/// Formats milliseconds since the epoch as Druid does: `2024-01-01T00:00:00.000Z`.
+pub fn format_iso(ms: i64) -> String {
+    let days = ms.div_euclid(MS_PER_DAY);
+    let rem = ms.rem_euclid(MS_PER_DAY);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / MS_PER_HOUR,
+        rem % MS_PER_HOUR / MS_PER_MINUTE,
+        rem % MS_PER_MINUTE / MS_PER_SECOND,
+        rem % MS_PER_SECOND
+    )
+}
+
+/// A half-open time range `[start_ms, end_ms)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Interval {
+    pub start_ms: i64,
+    pub end_ms: i64,
+}
+
+impl Interval {
+    /// Druid's eternity: the widest interval it accepts.
+    pub const ETERNITY: Interval = Interval {
+        start_ms: -146_136_543 * MS_PER_DAY,
+        end_ms: 146_140_482 * MS_PER_DAY,
+    };
+
+    pub fn new(start_ms: i64, end_ms: i64) -> Interval {
+        debug_assert!(start_ms <= end_ms, "interval start after end");
+        Interval { start_ms, end_ms }
+    }
+
+    pub fn contains(&self, ms: i64) -> bool {
+        self.start_ms <= ms && ms < self.end_ms
+    }
+
+    pub fn contains_interval(&self, other: &Interval) -> bool {
+        self.start_ms <= other.start_ms && other.end_ms <= self.end_ms
+    }
+
+    pub fn overlaps(&self, other: &Interval) -> bool {
+        self.start_ms < other.end_ms && other.start_ms < self.end_ms
+    }
+
+    pub fn duration_ms(&self) -> i64 {
+        self.end_ms - self.start_ms
+    }
+
+    /// Parses `start/end`, `start/period` or `period/end` in ISO-8601.
+    pub fn parse(text: &str) -> Result<Interval, String> {
+        let (a, b) = text
+            .split_once('/')
+            .ok_or_else(|| format!("interval '{text}' is not of the form start/end"))?;
+        let bad = |part: &str| format!("interval '{text}': cannot parse '{part}'");
+        let interval = if a.starts_with('P') {
+            let end = parse_iso_timestamp(b).ok_or_else(|| bad(b))?;
+            let period = Period::parse(a)?;
+            Interval::new(period.subtract_from(end), end)
+        } else if b.starts_with('P') {
+            let start = parse_iso_timestamp(a).ok_or_else(|| bad(a))?;
+            let period = Period::parse(b)?;
+            Interval::new(start, period.add_to(start))
+        } else {
+            let start = parse_iso_timestamp(a).ok_or_else(|| bad(a))?;
+            let end = parse_iso_timestamp(b).ok_or_else(|| bad(b))?;
+            if end < start {
+                return Err(format!("interval '{text}': end is before start"));
+            }
+            Interval::new(start, end)
+        };
+        Ok(interval)
+    }
+}
+
+impl fmt::Display for Interval {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", format_iso(self.start_ms), format_iso(self.end_ms))
+    }
+}
+
+impl Serialize for Interval {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Interval {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Interval::parse(&text).map_err(D::Error::custom)
+    }
+}
+
+/// An ISO-8601 period (`P1D`, `PT1H`, `P3M`, `P1W`, `PT15M`, `P1Y2M`...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Period {
+    pub months: i64,
+    /// The fixed-length part in milliseconds (weeks, days, hours, minutes, seconds).
+    pub fixed_ms: i64,
+}
+
+impl Period {
+    pub fn parse(text: &str) -> Result<Period, String> {
+        let bad = || format!("cannot parse ISO-8601 period '{text}'");
+        let rest = text.strip_prefix('P').ok_or_else(bad)?;
+        if rest.is_empty() {
+            return Err(bad());
+        }
+        let mut period = Period::default();
+        let mut in_time = false;
+        let mut number = String::new();
+        for c in rest.chars() {
+            match c {
+                'T' if !in_time && number.is_empty() => in_time = true,
+                '0'..='9' | '.' => number.push(c),
+                unit => {
+                    let value: f64 = number.parse().map_err(|_| bad())?;
+                    number.clear();
+                    let whole = value as i64;
+                    match (in_time, unit) {
+                        (false, 'Y') => period.months += 12 * whole,
+                        (false, 'M') => period.months += whole,
+                        (false, 'W') => period.fixed_ms += whole * MS_PER_WEEK,
+                        (false, 'D') => period.fixed_ms += whole * MS_PER_DAY,
+                        (true, 'H') => period.fixed_ms += whole * MS_PER_HOUR,
+                        (true, 'M') => period.fixed_ms += whole * MS_PER_MINUTE,
+                        (true, 'S') => period.fixed_ms += (value * 1000.0).round() as i64,
+                        _ => return Err(bad()),
+                    }
+                    if unit != 'S' && value.fract() != 0.0 {
+                        return Err(bad());
+                    }
+                }
+            }
+        }
+        if !number.is_empty() || (period.months == 0 && period.fixed_ms == 0) {
+            return Err(bad());
+        }
+        Ok(period)
+    }
+
+    pub fn add_to(&self, ms: i64) -> i64 {
+        add_months(ms, self.months) + self.fixed_ms
+    }
+
+    pub fn subtract_from(&self, ms: i64) -> i64 {
+        add_months(ms - self.fixed_ms, -self.months)
+    }
+}
+
+impl fmt::Display for Period {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("P")?;
+        if self.months % 12 == 0 && self.months != 0 {
+            write!(f, "{}Y", self.months / 12)?;
+        } else if self.months != 0 {
+            write!(f, "{}M", self.months)?;
+        }
+        let mut rest = self.fixed_ms;
+        if rest % MS_PER_WEEK == 0 && rest != 0 && self.months == 0 {
+            return write!(f, "{}W", rest / MS_PER_WEEK);
+        }
+        if rest >= MS_PER_DAY {
+            write!(f, "{}D", rest / MS_PER_DAY)?;
+            rest %= MS_PER_DAY;
+        }
+        if rest != 0 {
+            f.write_str("T")?;
+            if rest >= MS_PER_HOUR {
+                write!(f, "{}H", rest / MS_PER_HOUR)?;
+                rest %= MS_PER_HOUR;
+            }
+            if rest >= MS_PER_MINUTE {
+                write!(f, "{}M", rest / MS_PER_MINUTE)?;
+                rest %= MS_PER_MINUTE;
+            }
+            if rest != 0 {
+                if rest % 1000 == 0 {
+                    write!(f, "{}S", rest / 1000)?;
+                } else {
+                    write!(f, "{}.{:03}S", rest / 1000, rest % 1000)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn add_months(ms: i64, months: i64) -> i64 {
+    if months == 0 {
+        return ms;
+    }
+    let days = ms.div_euclid(MS_PER_DAY);
+    let time_of_day = ms.rem_euclid(MS_PER_DAY);
+    let (y, m, d) = civil_from_days(days);
+    let total = y * 12 + (m as i64 - 1) + months;
+    let (ny, nm) = (total.div_euclid(12), total.rem_euclid(12) as u32 + 1);
+    let nd = d.min(days_in_month(ny, nm));
+    days_from_civil(ny, nm, nd) * MS_PER_DAY + time_of_day
+}
+
+fn days_in_month(year: i64, month: u32) -> u32 {
+    let next = if month == 12 {
+        days_from_civil(year + 1, 1, 1)
+    } else {
+        days_from_civil(year, month + 1, 1)
+    };
+    (next - days_from_civil(year, month, 1)) as u32
+}
+
+/// How time is bucketed: a segment's interval (`segmentGranularity`) or the truncation applied to
+/// `__time` before roll-up (`queryGranularity`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Granularity {
+    /// One bucket for all time.
+    All,
+    /// No truncation (millisecond buckets).
+    None,
+    /// Fixed-length buckets aligned to `origin_ms`.
+    Fixed { period_ms: i64, origin_ms: i64 },
+    /// Calendar buckets of whole months (month, quarter, year, `P1M`...), aligned to `origin_ms`.
+    Months { months: i64, origin_ms: i64 },
+}
+
+/// Druid's named granularities, in the order Druid lists them.
+const NAMED: &[(&str, Granularity)] = &[
+    ("all", Granularity::All),
+    ("none", Granularity::None),
+    ("second", fixed(MS_PER_SECOND)),
+    ("minute", fixed(MS_PER_MINUTE)),
+    ("five_minute", fixed(5 * MS_PER_MINUTE)),
+    ("ten_minute", fixed(10 * MS_PER_MINUTE)),
+    ("fifteen_minute", fixed(15 * MS_PER_MINUTE)),
+    ("thirty_minute", fixed(30 * MS_PER_MINUTE)),
+    ("hour", fixed(MS_PER_HOUR)),
+    ("six_hour", fixed(6 * MS_PER_HOUR)),
+    ("eight_hour", fixed(8 * MS_PER_HOUR)),
+    ("day", fixed(MS_PER_DAY)),
+    // ISO weeks start on Monday; 1970-01-05 was a Monday.
+    (
+        "week",
+        Granularity::Fixed {
+            period_ms: MS_PER_WEEK,
+            origin_ms: 4 * MS_PER_DAY,
+        },
+    ),
+    (
+        "month",
+        Granularity::Months {
+            months: 1,
+            origin_ms: 0,
+        },
+    ),
+    (
+        "quarter",
+        Granularity::Months {
+            months: 3,
+            origin_ms: 0,
+        },
+    ),
+    (
+        "year",
+        Granularity::Months {
+            months: 12,
+            origin_ms: 0,
+        },
+    ),
+];
+
+const fn fixed(period_ms: i64) -> Granularity {
+    Granularity::Fixed {
+        period_ms,
+        origin_ms: 0,
+    }
+}
+
+impl Granularity {
+    pub const DAY: Granularity = fixed(MS_PER_DAY);
+    pub const HOUR: Granularity = fixed(MS_PER_HOUR);
+    pub const MINUTE: Granularity = fixed(MS_PER_MINUTE);
+
+    /// A named granularity (`hour`, `DAY`, `fifteen_minute`...), case-insensitive.
+    pub fn named(name: &str) -> Option<Granularity> {
+        NAMED
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, g)| *g)
+    }
+
+    /// The name Druid uses for this granularity, if it has one.
+    pub fn name(&self) -> Option<&'static str> {
+        NAMED.iter().find(|(_, g)| g == self).map(|(n, _)| *n)
+    }
+
+    /// `{"type":"period","period":"PT1H","timeZone":"UTC","origin":...}`.
+    pub fn period(
+        period: &str,
+        time_zone: Option<&str>,
+        origin: Option<&str>,
+    ) -> Result<Granularity, String> {
+        if let Some(zone) = time_zone {
+            let utc = ["UTC", "Etc/UTC", "Z", "+00:00", "GMT", "Etc/GMT"];
+            if !utc.iter().any(|z| z.eq_ignore_ascii_case(zone)) {
+                return Err(format!(
+                    "time zone '{zone}' is not supported yet (only UTC); use a UTC granularity"
+                ));
+            }
+        }
+        let origin_ms = match origin {
+            Some(o) => parse_iso_timestamp(o).ok_or_else(|| format!("cannot parse origin '{o}'"))?,
+            None => 0,
+        };
+        let p = Period::parse(period)?;
+        match (p.months, p.fixed_ms) {
+            (0, period_ms) => Ok(Granularity::Fixed {
+                period_ms,
+                origin_ms: if origin.is_none() && period_ms % MS_PER_WEEK == 0 {
+                    4 * MS_PER_DAY
+                } else {
+                    origin_ms
+                },
+            }),
+            (months, 0) => Ok(Granularity::Months { months, origin_ms }),
+            _ => Err(format!(
+                "period '{period}' mixes months and fixed durations, which Grove does not support as a granularity"
+            )),
+        }
+    }
+
+    /// The start of the bucket holding `ms`.
+    #[inline]
+    pub fn truncate(&self, ms: i64) -> i64 {
+        match *self {
+            Granularity::All => Interval::ETERNITY.start_ms,
+            Granularity::None => ms,
+            Granularity::Fixed {
+                period_ms,
+                origin_ms,
+            } => ms - (ms - origin_ms).rem_euclid(period_ms),
+            Granularity::Months { months, origin_ms } => {
+                let days = (ms - origin_ms).div_euclid(MS_PER_DAY);
+                let (y, m, _) = civil_from_days(days);
+                let index = y * 12 + m as i64 - 1 - 1970 * 12;
+                let bucket = index - index.rem_euclid(months);
+                let (by, bm) = (1970 + bucket.div_euclid(12), bucket.rem_euclid(12) as u32 + 1);
+                days_from_civil(by, bm, 1) * MS_PER_DAY + origin_ms
+            }
+        }
+    }
+
+    /// The start of the bucket after the one starting at `bucket_start_ms`.
+    pub fn next(&self, bucket_start_ms: i64) -> i64 {
+        match *self {
+            Granularity::All => Interval::ETERNITY.end_ms,
+            Granularity::None => bucket_start_ms + 1,
+            Granularity::Fixed { period_ms, .. } => bucket_start_ms + period_ms,
+            Granularity::Months { months, .. } => add_months(bucket_start_ms, months),
+        }
+    }
+
+    /// The bucket holding `ms`.
+    pub fn bucket(&self, ms: i64) -> Interval {
+        if *self == Granularity::All {
+            return Interval::ETERNITY;
+        }
+        let start = self.truncate(ms);
+        Interval::new(start, self.next(start))
+    }
+
+    /// The buckets that together cover `interval` (each overlapping it), in time order.
+    pub fn buckets(&self, interval: Interval) -> Vec<Interval> {
+        let mut out = Vec::new();
+        let mut start = self.truncate(interval.start_ms);
+        while start < interval.end_ms {
+            let end = self.next(start);
+            out.push(Interval::new(start, end));
+            if *self == Granularity::All {
+                break;
+            }
+            start = end;
+        }
+        out
+    }
+}
+
+impl Serialize for Granularity {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        if let Some(name) = self.name() {
+            return s.serialize_str(&name.to_ascii_uppercase());
+        }
+        let (period, origin_ms) = match *self {
+            Granularity::Fixed {
+                period_ms,
+                origin_ms,
+            } => (
+                Period {
+                    months: 0,
+                    fixed_ms: period_ms,
+                },
+                origin_ms,
+            ),
+            Granularity::Months { months, origin_ms } => (
+                Period {
+                    months,
+                    fixed_ms: 0,
+                },
+                origin_ms,
+            ),
+            Granularity::All | Granularity::None => unreachable!("named above"),
+        };
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("type", "period")?;
+        map.serialize_entry("period", &period.to_string())?;
+        map.serialize_entry("timeZone", "UTC")?;
+        if origin_ms != 0 {
+            map.serialize_entry("origin", &format_iso(origin_ms))?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Granularity {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Name(String),
+            Object(Object),
+        }
+        #[derive(Deserialize)]
+        #[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
+        enum Object {
+            #[serde(rename_all = "camelCase")]
+            Period {
+                period: String,
+                time_zone: Option<String>,
+                origin: Option<String>,
+            },
+            Duration {
+                duration: i64,
+                origin: Option<String>,
+            },
+            All,
+            None,
+        }
+        match Form::deserialize(d).map_err(|_| {
+            D::Error::custom(
+                "granularity must be a name (all, none, second, minute, five_minute, ten_minute, \
+                 fifteen_minute, thirty_minute, hour, six_hour, eight_hour, day, week, month, \
+                 quarter, year) or an object of type period, duration, all or none",
+            )
+        })? {
+            Form::Name(name) => Granularity::named(&name)
+                .ok_or_else(|| D::Error::custom(format!("unknown granularity '{name}'"))),
+            Form::Object(Object::All) => Ok(Granularity::All),
+            Form::Object(Object::None) => Ok(Granularity::None),
+            Form::Object(Object::Period {
+                period,
+                time_zone,
+                origin,
+            }) => Granularity::period(&period, time_zone.as_deref(), origin.as_deref())
+                .map_err(D::Error::custom),
+            Form::Object(Object::Duration { duration, origin }) => {
+                if duration <= 0 {
+                    return Err(D::Error::custom("duration granularity must be positive"));
+                }
+                let origin_ms = match origin {
+                    Some(o) => parse_iso_timestamp(&o)
+                        .ok_or_else(|| D::Error::custom(format!("cannot parse origin '{o}'")))?,
+                    None => 0,
+                };
+                Ok(Granularity::Fixed {
+                    period_ms: duration,
+                    origin_ms,
+                })
+            }
+        }
+    }
+}
+
+/// How a timestamp column is written in the input (`timestampSpec.format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum TimestampFormat {
+    Iso,
+    Millis,
+    Posix,
+    Micro,
+    Nano,
+    #[default]
+    Auto,
+}
+
+impl TimestampFormat {
+    pub fn parse_name(name: &str) -> Option<TimestampFormat> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "iso" => TimestampFormat::Iso,
+            "millis" => TimestampFormat::Millis,
+            "posix" => TimestampFormat::Posix,
+            "micro" => TimestampFormat::Micro,
+            "nano" => TimestampFormat::Nano,
+            "auto" => TimestampFormat::Auto,
+            _ => return None,
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            TimestampFormat::Iso => "iso",
+            TimestampFormat::Millis => "millis",
+            TimestampFormat::Posix => "posix",
+            TimestampFormat::Micro => "micro",
+            TimestampFormat::Nano => "nano",
+            TimestampFormat::Auto => "auto",
+        }
+    }
+
+    /// Interprets a number in this format.
+    pub fn from_number(&self, value: f64) -> Option<i64> {
+        if !value.is_finite() {
+            return None;
+        }
+        let ms = match self {
+            TimestampFormat::Iso => return None,
+            TimestampFormat::Millis | TimestampFormat::Auto => value,
+            TimestampFormat::Posix => value * 1000.0,
+            TimestampFormat::Micro => value / 1000.0,
+            TimestampFormat::Nano => value / 1_000_000.0,
+        };
+        Some(ms as i64)
+    }
+
+    /// Interprets text in this format (`auto` accepts ISO-8601 or a number of milliseconds).
+    pub fn from_text(&self, text: &str) -> Option<i64> {
+        let text = text.trim();
+        match self {
+            TimestampFormat::Iso => parse_iso_timestamp(text),
+            TimestampFormat::Auto => {
+                let numeric = text.bytes().all(|b| b.is_ascii_digit() || b == b'-')
+                    && text.len() > 4
+                    && !text[1..].contains('-');
+                if numeric {
+                    text.parse::<i64>().ok()
+                } else {
+                    parse_iso_timestamp(text)
+                }
+            }
+            _ => self.from_number(text.parse::<f64>().ok()?),
+        }
+    }
+}
+
+impl Serialize for TimestampFormat {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for TimestampFormat {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        TimestampFormat::parse_name(&name).ok_or_else(|| {
+            D::Error::custom(format!(
+                "timestamp format '{name}' is not supported (use iso, millis, posix, micro, nano or auto; \
+                 Joda patterns are not supported)"
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_round_trip() {
+        for text in [
+            "2024-01-01T00:00:00.000Z",
+            "1969-12-31T23:59:59.999Z",
+            "2000-02-29T12:34:56.789Z",
+        ] {
+            assert_eq!(format_iso(parse_iso_timestamp(text).unwrap()), text);
+        }
+        assert_eq!(parse_iso_timestamp("1970-01-01"), Some(0));
+        assert_eq!(parse_iso_timestamp("1970-01-01T01:00:00+01:00"), Some(0));
+        assert_eq!(parse_iso_timestamp("1970-01-01T00:00:00.5Z"), Some(500));
+        assert_eq!(parse_iso_timestamp("1970-01-01 00:00:01"), Some(1000));
+        assert_eq!(parse_iso_timestamp("1970-13-01"), None);
+        assert_eq!(parse_iso_timestamp("yesterday"), None);
+        assert_eq!(parse_iso_timestamp("2024-01-01T00:00:00Zjunk"), None);
+    }
+
+    #[test]
+    fn civil_days_agree() {
+        for days in -800_000..800_000 {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+    }
+
+    #[test]
+    fn granularities_truncate() {
+        let t = parse_iso_timestamp("2024-05-17T13:45:12.345Z").unwrap();
+        let cases = [
+            ("hour", "2024-05-17T13:00:00.000Z"),
+            ("fifteen_minute", "2024-05-17T13:45:00.000Z"),
+            ("day", "2024-05-17T00:00:00.000Z"),
+            ("week", "2024-05-13T00:00:00.000Z"),
+            ("month", "2024-05-01T00:00:00.000Z"),
+            ("quarter", "2024-04-01T00:00:00.000Z"),
+            ("year", "2024-01-01T00:00:00.000Z"),
+        ];
+        for (name, expected) in cases {
+            let g = Granularity::named(name).unwrap();
+            assert_eq!(format_iso(g.truncate(t)), expected, "{name}");
+            let bucket = g.bucket(t);
+            assert!(bucket.contains(t));
+        }
+        assert_eq!(
+            format_iso(Granularity::named("month").unwrap().next(t - t % 1)),
+            "2024-06-17T13:45:12.345Z"
+        );
+    }
+
+    #[test]
+    fn granularity_json_forms() {
+        let g: Granularity = serde_json::from_str("\"HOUR\"").unwrap();
+        assert_eq!(g, Granularity::HOUR);
+        let g: Granularity =
+            serde_json::from_str(r#"{"type":"period","period":"PT1H","timeZone":"UTC"}"#).unwrap();
+        assert_eq!(g, Granularity::HOUR);
+        let g: Granularity = serde_json::from_str(r#"{"type":"duration","duration":7200000}"#).unwrap();
+        assert_eq!(serde_json::to_string(&g).unwrap(), r#"{"type":"period","period":"PT2H","timeZone":"UTC"}"#);
+        let err = serde_json::from_str::<Granularity>(
+            r#"{"type":"period","period":"P1D","timeZone":"America/Los_Angeles"}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("America/Los_Angeles"), "{err}");
+        assert!(serde_json::from_str::<Granularity>("\"fortnight\"").is_err());
+    }
+
+    #[test]
+    fn intervals_parse_and_print() {
+        let i = Interval::parse("2024-01-01/2024-01-02").unwrap();
+        assert_eq!(i.to_string(), "2024-01-01T00:00:00.000Z/2024-01-02T00:00:00.000Z");
+        assert_eq!(Interval::parse("2024-01-01/P1M").unwrap().end_ms, parse_iso_timestamp("2024-02-01").unwrap());
+        assert_eq!(Interval::parse("P1D/2024-01-02").unwrap().start_ms, parse_iso_timestamp("2024-01-01").unwrap());
+        assert!(Interval::parse("2024-01-02/2024-01-01").is_err());
+        assert_eq!(Period::parse("PT15M").unwrap().to_string(), "PT15M");
+        assert_eq!(Period::parse("P1W").unwrap().to_string(), "P1W");
+    }
+
+    #[test]
+    fn timestamp_formats() {
+        assert_eq!(TimestampFormat::Posix.from_text("1700000000"), Some(1_700_000_000_000));
+        assert_eq!(TimestampFormat::Auto.from_text("1700000000000"), Some(1_700_000_000_000));
+        assert_eq!(TimestampFormat::Auto.from_text("1970-01-02"), Some(MS_PER_DAY));
+        assert_eq!(TimestampFormat::Millis.from_text("abc"), None);
+        assert_eq!(TimestampFormat::Nano.from_number(2e6), Some(2));
+    }
+}
