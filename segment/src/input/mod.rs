@@ -107,3 +107,43 @@ pub trait RowVisitor {
     /// A row that did not parse. An error (too many parse errors) stops the reader.
     fn unparseable(&mut self, error: ParseError) -> Result<()>;
 }
+
+pub mod delimited;
+mod fields;
+pub mod json;
+pub mod parquet;
+pub mod source;
+
+use crate::row::RowLayout;
+
+/// Reads every item of `io`'s input source, in order (see [`source::list_inputs`]), in its input
+/// format, handing rows laid out by `layout` and parse errors to `visitor`. Stops at the first
+/// error the visitor returns, or at an I/O error.
+pub fn read_input(
+    io: &crate::spec::IoConfig,
+    layout: &RowLayout,
+    timestamp: &crate::spec::TimestampSpec,
+    visitor: &mut dyn RowVisitor,
+) -> Result<()> {
+    use crate::spec::InputFormat;
+    for item in source::list_inputs(&io.input_source)? {
+        let name = item.name();
+        match (&io.input_format, &item) {
+            (InputFormat::Json(_), _) => {
+                json::read_json(item.open()?, &name, layout, timestamp, visitor)?
+            }
+            (InputFormat::Csv(format) | InputFormat::Tsv(format), _) => {
+                delimited::read_delimited(item.open()?, &name, format, layout, timestamp, visitor)?
+            }
+            (InputFormat::Parquet(format), source::InputItem::File(path)) => {
+                parquet::read_parquet(path, &name, format, layout, timestamp, visitor)?
+            }
+            (InputFormat::Parquet(_), source::InputItem::Inline(_)) => {
+                return Err(crate::error::SegmentError::Spec(
+                    "parquet input needs a local inputSource (inline data is text)".into(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}

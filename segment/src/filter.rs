@@ -1,0 +1,399 @@
+//! Row filters: the model of Druid's filter JSON (used by `transformSpec.filter` at ingestion, and
+//! meant to be reused by the query engine) and [`RowMatcher`], a filter compiled against a
+//! [`RowLayout`] that evaluates it on raw [`crate::row::InputRow`]s.
+//!
+//! Main types: [`Filter`] (serde enum tagged by `"type"`: `selector`, `equals`, `in`, `bound`,
+//! `range`, `like`, `regex`, `null`, `and`, `or`, `not`, `true`, `false`), [`Scalar`],
+//! [`MatchValueType`], [`BoundOrdering`], [`RowMatcher`].
+//!
+//! Semantics (Druid's SQL-compatible mode, the default since Druid 28):
+//! - values compare by their text form (a long `5` is `"5"`, a double `1` is `"1.0"` as Java prints
+//!   it) except in numeric `bound`s, `equals`/`range` with a numeric `matchValueType`, which compare
+//!   numbers (a string that is not a number never matches those);
+//! - a multi-value row matches when any of its values matches; an empty list is null;
+//! - `null` and `""` are different values;
+//! - three-valued logic: a comparison against a null value is *unknown*, which `not` keeps unknown,
+//!   so `not(selector x = "a")` matches neither `"a"` nor null rows, as in Druid; a row passes
+//!   only when the whole filter is *true*;
+//! - the field `__time` is the row's timestamp (a long, in ms), not an input field.
+//!
+//! Invariants: a [`RowMatcher`] never allocates per row for string and long values; `in` looks its
+//! values up in a sorted `Vec` by binary search, so a 10,000-value list costs a few compares a row.
+
+mod matcher;
+
+use std::fmt;
+
+use serde::de::{self, Error as _};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::Result;
+use crate::row::RowLayout;
+
+pub use matcher::RowMatcher;
+pub(crate) use matcher::write_double;
+
+/// The name filters use for the row timestamp.
+pub const TIME_COLUMN: &str = "__time";
+
+/// A Druid filter. Field names and JSON shapes follow Druid's native filter docs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
+pub enum Filter {
+    /// `dimension` equals `value` (as text); a null `value` matches null rows.
+    Selector {
+        dimension: String,
+        #[serde(default, deserialize_with = "opt_text")]
+        value: Option<String>,
+    },
+    /// `column` equals `matchValue`, compared as `matchValueType`.
+    #[serde(rename_all = "camelCase")]
+    Equals {
+        column: String,
+        match_value_type: MatchValueType,
+        match_value: Scalar,
+    },
+    /// `dimension` is one of `values` (as text; a null entry matches null rows).
+    In {
+        dimension: String,
+        #[serde(deserialize_with = "opt_texts")]
+        values: Vec<Option<String>>,
+    },
+    /// `dimension` lies between `lower` and `upper` (either may be absent), in `ordering`.
+    #[serde(rename_all = "camelCase")]
+    Bound {
+        dimension: String,
+        #[serde(default, deserialize_with = "opt_text")]
+        lower: Option<String>,
+        #[serde(default, deserialize_with = "opt_text")]
+        upper: Option<String>,
+        #[serde(default)]
+        lower_strict: bool,
+        #[serde(default)]
+        upper_strict: bool,
+        #[serde(default)]
+        ordering: BoundOrdering,
+    },
+    /// `column` lies between `lower` and `upper` (either may be absent), compared as
+    /// `matchValueType`.
+    #[serde(rename_all = "camelCase")]
+    Range {
+        column: String,
+        match_value_type: MatchValueType,
+        #[serde(default)]
+        lower: Option<Scalar>,
+        #[serde(default)]
+        upper: Option<Scalar>,
+        #[serde(default)]
+        lower_open: bool,
+        #[serde(default)]
+        upper_open: bool,
+    },
+    /// SQL `LIKE`: `%` is any run of characters, `_` any one character, `escape` quotes the next.
+    Like {
+        dimension: String,
+        pattern: String,
+        #[serde(default)]
+        escape: Option<String>,
+    },
+    /// The value contains a match of the regular expression `pattern` (not anchored, as Java's
+    /// `Matcher.find`).
+    Regex {
+        dimension: String,
+        pattern: String,
+    },
+    /// `column` is null.
+    Null {
+        column: String,
+    },
+    And {
+        fields: Vec<Filter>,
+    },
+    Or {
+        fields: Vec<Filter>,
+    },
+    Not {
+        field: Box<Filter>,
+    },
+    True,
+    False,
+}
+
+/// A literal in `equals` and `range` filters: JSON number or string.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Scalar {
+    Long(i64),
+    Double(f64),
+    String(String),
+}
+
+impl Serialize for Scalar {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Scalar::Long(v) => s.serialize_i64(*v),
+            Scalar::Double(v) => s.serialize_f64(*v),
+            Scalar::String(v) => s.serialize_str(v),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number or a string")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> std::result::Result<Scalar, E> {
+                Ok(Scalar::Long(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> std::result::Result<Scalar, E> {
+                Ok(i64::try_from(v).map_or(Scalar::Double(v as f64), Scalar::Long))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> std::result::Result<Scalar, E> {
+                Ok(Scalar::Double(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Scalar, E> {
+                Ok(Scalar::String(v.to_owned()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> std::result::Result<Scalar, E> {
+                Ok(Scalar::String(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Scalar {
+    /// The literal as text, as Druid compares it with string values.
+    pub fn text(&self) -> String {
+        match self {
+            Scalar::Long(v) => v.to_string(),
+            Scalar::Double(v) => {
+                let mut out = String::new();
+                // Writing to a String cannot fail.
+                let _ = write_double(&mut out, *v);
+                out
+            }
+            Scalar::String(v) => v.clone(),
+        }
+    }
+}
+
+/// How `equals` and `range` compare (Druid's `matchValueType`). `FLOAT` compares as `DOUBLE`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatchValueType {
+    String,
+    Long,
+    Double,
+    Float,
+}
+
+impl Serialize for MatchValueType {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(match self {
+            MatchValueType::String => "STRING",
+            MatchValueType::Long => "LONG",
+            MatchValueType::Double => "DOUBLE",
+            MatchValueType::Float => "FLOAT",
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for MatchValueType {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Ok(match name.to_ascii_uppercase().as_str() {
+            "STRING" => MatchValueType::String,
+            "LONG" => MatchValueType::Long,
+            "DOUBLE" => MatchValueType::Double,
+            "FLOAT" => MatchValueType::Float,
+            _ => {
+                return Err(D::Error::custom(format!(
+                    "matchValueType '{name}' is not supported yet (use STRING, LONG, DOUBLE or FLOAT)"
+                )));
+            }
+        })
+    }
+}
+
+/// The order a `bound` filter compares in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BoundOrdering {
+    #[default]
+    Lexicographic,
+    Numeric,
+}
+
+impl Serialize for BoundOrdering {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(match self {
+            BoundOrdering::Lexicographic => "lexicographic",
+            BoundOrdering::Numeric => "numeric",
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for BoundOrdering {
+    /// Druid writes an ordering as a name or as `{"type": name}`.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Name(String),
+            Object {
+                #[serde(rename = "type")]
+                kind: String,
+            },
+        }
+        let name = match Form::deserialize(d)
+            .map_err(|_| D::Error::custom("bound ordering must be a name or {\"type\": name}"))?
+        {
+            Form::Name(name) | Form::Object { kind: name } => name,
+        };
+        match name.to_ascii_lowercase().as_str() {
+            "lexicographic" => Ok(BoundOrdering::Lexicographic),
+            "numeric" => Ok(BoundOrdering::Numeric),
+            _ => Err(D::Error::custom(format!(
+                "bound ordering '{name}' is not supported yet (use lexicographic or numeric)"
+            ))),
+        }
+    }
+}
+
+/// A JSON scalar or null as text (Druid coerces numbers and booleans in these places to strings).
+fn opt_text<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
+    Option::<Scalar>::deserialize(d).map(|v| v.map(|s| s.text()))
+}
+
+fn opt_texts<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<Option<String>>, D::Error> {
+    Vec::<Option<Scalar>>::deserialize(d)
+        .map(|v| v.into_iter().map(|s| s.map(|s| s.text())).collect())
+}
+
+impl Filter {
+    /// The input fields this filter reads, sorted and unique. `__time` is not an input field and
+    /// is left out.
+    pub fn fields(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        self.collect_fields(&mut out);
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    fn collect_fields(&self, out: &mut Vec<String>) {
+        match self {
+            Filter::Selector { dimension, .. }
+            | Filter::In { dimension, .. }
+            | Filter::Bound { dimension, .. }
+            | Filter::Like { dimension, .. }
+            | Filter::Regex { dimension, .. }
+            | Filter::Equals {
+                column: dimension, ..
+            }
+            | Filter::Range {
+                column: dimension, ..
+            }
+            | Filter::Null { column: dimension } => {
+                if dimension != TIME_COLUMN {
+                    out.push(dimension.clone());
+                }
+            }
+            Filter::And { fields } | Filter::Or { fields } => {
+                fields.iter().for_each(|f| f.collect_fields(out))
+            }
+            Filter::Not { field } => field.collect_fields(out),
+            Filter::True | Filter::False => {}
+        }
+    }
+
+    /// Compiles this filter for rows laid out by `layout`. Every field it reads (see
+    /// [`Filter::fields`]) must have a slot in the layout.
+    pub fn compile(&self, layout: &RowLayout) -> Result<RowMatcher> {
+        RowMatcher::new(self, layout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Filter {
+        serde_json::from_str(json).unwrap_or_else(|e| panic!("{json}: {e}"))
+    }
+
+    #[test]
+    fn every_type_round_trips() {
+        let filters = [
+            r#"{"type":"selector","dimension":"a","value":"x"}"#,
+            r#"{"type":"selector","dimension":"a","value":null}"#,
+            r#"{"type":"equals","column":"a","matchValueType":"LONG","matchValue":5}"#,
+            r#"{"type":"in","dimension":"a","values":["x",null,"y"]}"#,
+            r#"{"type":"bound","dimension":"a","lower":"1","upper":null,"lowerStrict":true,"upperStrict":false,"ordering":"numeric"}"#,
+            r#"{"type":"range","column":"a","matchValueType":"DOUBLE","lower":1.5,"upper":null,"lowerOpen":false,"upperOpen":true}"#,
+            r#"{"type":"like","dimension":"a","pattern":"a%","escape":null}"#,
+            r#"{"type":"regex","dimension":"a","pattern":"^x"}"#,
+            r#"{"type":"null","column":"a"}"#,
+            r#"{"type":"and","fields":[{"type":"true"},{"type":"or","fields":[{"type":"false"}]}]}"#,
+            r#"{"type":"not","field":{"type":"null","column":"a"}}"#,
+        ];
+        for json in filters {
+            let filter = parse(json);
+            let text = serde_json::to_string(&filter).unwrap();
+            assert_eq!(text, json);
+            assert_eq!(parse(&text), filter);
+        }
+    }
+
+    #[test]
+    fn druid_coercions_and_errors() {
+        let f = parse(r#"{"type":"selector","dimension":"a","value":5}"#);
+        assert_eq!(
+            f,
+            Filter::Selector {
+                dimension: "a".into(),
+                value: Some("5".into())
+            }
+        );
+        let f =
+            parse(r#"{"type":"bound","dimension":"a","ordering":{"type":"numeric"},"upper":10}"#);
+        assert!(matches!(
+            f,
+            Filter::Bound {
+                ordering: BoundOrdering::Numeric,
+                ..
+            }
+        ));
+        let err = serde_json::from_str::<Filter>(
+            r#"{"type":"selector","dimension":"a","extractionFn":{}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("extractionFn"), "{err}");
+        let err = serde_json::from_str::<Filter>(r#"{"type":"javascript","dimension":"a"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("javascript"), "{err}");
+        let err = serde_json::from_str::<Filter>(
+            r#"{"type":"bound","dimension":"a","ordering":"strlen"}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("strlen"), "{err}");
+    }
+
+    #[test]
+    fn fields_are_sorted_unique_and_skip_time() {
+        let f = parse(
+            r#"{"type":"and","fields":[{"type":"selector","dimension":"b","value":"x"},
+                {"type":"not","field":{"type":"in","dimension":"a","values":["1"]}},
+                {"type":"bound","dimension":"__time","lower":"0"},
+                {"type":"null","column":"b"}]}"#,
+        );
+        assert_eq!(f.fields(), vec!["a".to_string(), "b".to_string()]);
+    }
+}
