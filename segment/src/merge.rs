@@ -11,7 +11,6 @@
 //! Merging everything at once equals ingesting everything at once: the property test in
 //! `tests/index.rs` checks it.
 
-use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use roaring::RoaringBitmap;
@@ -20,7 +19,7 @@ use crate::columns::{
     DimensionColumn, DimensionData, MetricColumn, MetricData, SegmentColumns, StringRows,
 };
 use crate::error::{Result, SegmentError};
-use crate::index::{combine_double, combine_long, numeric_ranks};
+use crate::index::{SortKeys, combine_double, combine_long, numeric_ranks};
 use crate::schema::{MetricStorage, Schema, ValueType};
 use crate::sketch::HllSketch;
 
@@ -45,19 +44,9 @@ pub fn merge_columns(schema: &Schema, parts: &[SegmentColumns]) -> Result<Segmen
         ranks.push(rank);
     }
 
-    let mut order: Vec<u32> = (0..origin.len() as u32).collect();
-    let same = |a: usize, b: usize| -> Ordering {
-        time[a].cmp(&time[b]).then_with(|| {
-            for r in &ranks {
-                match r[a].cmp(&r[b]) {
-                    Ordering::Equal => continue,
-                    other => return other,
-                }
-            }
-            Ordering::Equal
-        })
-    };
-    order.sort_by(|&a, &b| same(a as usize, b as usize));
+    let keys = SortKeys::new(&time, &ranks);
+    drop(ranks);
+    let order = keys.stable_order();
 
     // Groups of equal rows (one row each without roll-up).
     let mut groups: Vec<(usize, usize)> = Vec::new();
@@ -65,7 +54,7 @@ pub fn merge_columns(schema: &Schema, parts: &[SegmentColumns]) -> Result<Segmen
     for i in 1..=order.len() {
         let boundary = i == order.len()
             || !schema.rollup
-            || same(order[start] as usize, order[i] as usize) != Ordering::Equal;
+            || !keys.equal(order[start] as usize, order[i] as usize);
         if boundary {
             groups.push((start, i));
             start = i;

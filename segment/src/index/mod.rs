@@ -19,10 +19,7 @@
 //! Metric inputs follow Druid's default-value mode for now: a null or missing input adds nothing
 //! to a sum and counts as 0 for min/max; the stored metric is never null.
 
-use std::cmp::Ordering;
-
 use hashbrown::HashTable;
-use hashbrown::hash_map::HashMap;
 use roaring::RoaringBitmap;
 use rustc_hash::{FxBuildHasher, FxHasher};
 use std::hash::{BuildHasher, Hasher};
@@ -31,11 +28,13 @@ use crate::columns::{
     DimensionColumn, DimensionData, MetricColumn, MetricData, SegmentColumns, StringRows,
 };
 use crate::row::{InputRow, RowLayout, Value};
-use crate::schema::{MetricKind, MultiValueHandling, Schema, ValueType};
+use crate::schema::{MetricKind, Schema, ValueType};
 use crate::sketch::HllSketch;
 
-/// The top bit of a string dimension's key word marks a multi-value combo id.
-const COMBO_BIT: u64 = 1 << 63;
+mod strings;
+
+use strings::{COMBO_BIT, StringDictionary, StringPlan, encode_string};
+
 
 /// Why a row could not be added; the caller reports it as a parse error at the row's position.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,7 +47,6 @@ pub struct IncrementalIndex {
     metric_slots: Vec<Option<usize>>,
     /// Words per row: time, one per dimension, then null-mask words.
     stride: usize,
-    null_words: usize,
     keys: Vec<u64>,
     table: HashTable<u32>,
     metrics: Vec<MetricState>,
@@ -69,48 +67,6 @@ enum DimensionIndexer {
     Double,
 }
 
-#[derive(Default)]
-struct StringDictionary {
-    handling: MultiValueHandling,
-    ids: HashMap<Box<str>, u32, FxBuildHasher>,
-    values: Vec<Option<Box<str>>>,
-    null_id: Option<u32>,
-    combo_ids: HashMap<Box<[u32]>, u32, FxBuildHasher>,
-    combos: Vec<Box<[u32]>>,
-}
-
-impl StringDictionary {
-    #[inline]
-    fn id_of(&mut self, value: &str, bytes: &mut u64) -> u32 {
-        if let Some(&id) = self.ids.get(value) {
-            return id;
-        }
-        let id = self.values.len() as u32;
-        self.values.push(Some(value.into()));
-        self.ids.insert(value.into(), id);
-        *bytes += 2 * value.len() as u64 + 48;
-        id
-    }
-
-    fn null(&mut self) -> u32 {
-        *self.null_id.get_or_insert_with(|| {
-            self.values.push(None);
-            (self.values.len() - 1) as u32
-        })
-    }
-
-    fn combo_of(&mut self, ids: &[u32], bytes: &mut u64) -> u32 {
-        if let Some(&id) = self.combo_ids.get(ids) {
-            return id;
-        }
-        let id = self.combos.len() as u32;
-        self.combos.push(ids.into());
-        self.combo_ids.insert(ids.into(), id);
-        *bytes += 8 * ids.len() as u64 + 64;
-        id
-    }
-}
-
 enum MetricState {
     Long { kind: MetricKind, values: Vec<i64> },
     Double { kind: MetricKind, values: Vec<f64> },
@@ -125,10 +81,7 @@ impl IncrementalIndex {
             .dimensions
             .iter()
             .map(|d| match d.value_type {
-                ValueType::String => DimensionIndexer::String(StringDictionary {
-                    handling: d.multi_value_handling,
-                    ..StringDictionary::default()
-                }),
+                ValueType::String => DimensionIndexer::String(StringDictionary::new(d.multi_value_handling)),
                 ValueType::Long => DimensionIndexer::Long,
                 ValueType::Double => DimensionIndexer::Double,
             })
@@ -168,7 +121,6 @@ impl IncrementalIndex {
             dimensions,
             metric_slots: layout.metric_slots,
             stride,
-            null_words,
             keys: Vec::new(),
             table: HashTable::new(),
             metrics,
@@ -408,25 +360,10 @@ impl IncrementalIndex {
                 }
             }
         }
-        let mut order: Vec<u32> = (0..rows as u32).collect();
-        order.sort_by(|&a, &b| {
-            let (a, b) = (a as usize, b as usize);
-            let ta = self.keys[a * self.stride] as i64;
-            let tb = self.keys[b * self.stride] as i64;
-            ta.cmp(&tb).then_with(|| {
-                for ranks in &order_ranks {
-                    match ranks[a].cmp(&ranks[b]) {
-                        Ordering::Equal => continue,
-                        other => return other,
-                    }
-                }
-                Ordering::Equal
-            })
-        });
-        let time = order
-            .iter()
-            .map(|&r| self.keys[r as usize * self.stride] as i64)
-            .collect();
+        let times: Vec<i64> = (0..rows).map(|r| self.keys[r * self.stride] as i64).collect();
+        let order = SortKeys::new(&times, &order_ranks).stable_order();
+        drop(order_ranks);
+        let time = order.iter().map(|&r| times[r as usize]).collect();
         let dimensions = emitters
             .into_iter()
             .enumerate()
@@ -474,45 +411,6 @@ fn hash_key(key: &[u64]) -> u64 {
     // Fx leaves low bits weak for small integers; mix before hashbrown takes its top 7 bits.
     let x = h.finish();
     (x ^ (x >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9)
-}
-
-fn encode_string(
-    dict: &mut StringDictionary,
-    value: &Value,
-    bytes: &mut u64,
-    ids: &mut Vec<u32>,
-    strings: &mut Vec<String>,
-) -> u64 {
-    match value {
-        Value::Null => dict.null() as u64,
-        Value::String(s) => dict.id_of(s, bytes) as u64,
-        Value::Long(v) => dict.id_of(&v.to_string(), bytes) as u64,
-        Value::Double(v) => dict.id_of(&format_double(*v), bytes) as u64,
-        Value::Strings(list) => {
-            strings.clear();
-            strings.extend(list.iter().cloned());
-            match dict.handling {
-                MultiValueHandling::SortedArray => strings.sort_unstable(),
-                MultiValueHandling::SortedSet => {
-                    strings.sort_unstable();
-                    strings.dedup();
-                }
-                MultiValueHandling::Array => {}
-            }
-            match strings.len() {
-                0 => dict.null() as u64,
-                1 => dict.id_of(&strings[0], bytes) as u64,
-                _ => {
-                    ids.clear();
-                    for s in strings.iter() {
-                        let id = dict.id_of(s, bytes);
-                        ids.push(id);
-                    }
-                    COMBO_BIT | dict.combo_of(ids, bytes) as u64
-                }
-            }
-        }
-    }
 }
 
 /// Druid prints doubles as Java does: always with a fraction (`1.0`, `2.5`).
@@ -620,8 +518,8 @@ pub fn combine_double(kind: MetricKind, acc: f64, input: f64) -> f64 {
 }
 
 fn sketch_bytes_estimate(lg_k: u8) -> u64 {
-    // HLL_4 keeps half a byte per register plus a small header.
-    (1u64 << lg_k) / 2 + 64
+    // Sketches are held with one byte per register (see `crate::sketch`) plus a small header.
+    (1u64 << lg_k) + 64
 }
 
 /// Ranks for numeric dimension values: nulls first (rank 0), then ascending values.
@@ -648,97 +546,6 @@ pub(crate) fn numeric_ranks(values: &[Option<u64>], is_double: bool) -> Vec<u64>
             }
         })
         .collect()
-}
-
-/// How one string dimension's ids map to sorted order and to output ids.
-struct StringPlan {
-    /// Output dictionary: sorted non-null values, with `None` first when emitted single-valued and
-    /// any row is null.
-    dictionary: Vec<Option<String>>,
-    /// Insertion id → output id (already offset past a leading `None`).
-    output_id: Vec<u32>,
-    /// Order rank of each single value id (by insertion id) and each combo (by combo id).
-    single_rank: Vec<u64>,
-    combo_rank: Vec<u64>,
-    /// Output ids of each combo's values.
-    combo_output: Vec<Vec<u32>>,
-    null_rank: u64,
-    null_id: Option<u32>,
-    multi: bool,
-}
-
-impl StringPlan {
-    fn new(dict: &StringDictionary) -> StringPlan {
-        let mut sorted: Vec<u32> = (0..dict.values.len() as u32)
-            .filter(|&id| dict.values[id as usize].is_some())
-            .collect();
-        sorted.sort_unstable_by(|&a, &b| dict.values[a as usize].cmp(&dict.values[b as usize]));
-        let multi = !dict.combos.is_empty();
-        let lead = u32::from(!multi && dict.null_id.is_some());
-        let mut dictionary = Vec::with_capacity(sorted.len() + lead as usize);
-        if lead == 1 {
-            dictionary.push(None);
-        }
-        let mut value_rank = vec![0u32; dict.values.len()];
-        for (rank, &id) in sorted.iter().enumerate() {
-            value_rank[id as usize] = rank as u32;
-            dictionary.push(dict.values[id as usize].as_deref().map(str::to_owned));
-        }
-        let output_id: Vec<u32> = value_rank.iter().map(|r| r + lead).collect();
-        // Order: compare the value-rank lists; null is the empty list and sorts first.
-        let mut entries: Vec<(Vec<u32>, bool, u32)> = Vec::new();
-        for &id in &sorted {
-            entries.push((vec![value_rank[id as usize]], false, id));
-        }
-        for (c, combo) in dict.combos.iter().enumerate() {
-            entries.push((
-                combo.iter().map(|&id| value_rank[id as usize]).collect(),
-                true,
-                c as u32,
-            ));
-        }
-        entries.sort_unstable();
-        let mut single_rank = vec![0u64; dict.values.len()];
-        let mut combo_rank = vec![0u64; dict.combos.len()];
-        let mut rank = 0u64;
-        let mut previous: Option<&Vec<u32>> = None;
-        for (list, is_combo, id) in &entries {
-            if previous != Some(list) {
-                rank += 1;
-            }
-            previous = Some(list);
-            if *is_combo {
-                combo_rank[*id as usize] = rank;
-            } else {
-                single_rank[*id as usize] = rank;
-            }
-        }
-        let combo_output = dict
-            .combos
-            .iter()
-            .map(|combo| combo.iter().map(|&id| output_id[id as usize]).collect())
-            .collect();
-        StringPlan {
-            dictionary,
-            output_id,
-            single_rank,
-            combo_rank,
-            combo_output,
-            null_rank: 0,
-            null_id: dict.null_id,
-            multi,
-        }
-    }
-
-    fn order_rank(&self, word: u64) -> u64 {
-        if word & COMBO_BIT != 0 {
-            self.combo_rank[(word & !COMBO_BIT) as usize]
-        } else if Some(word as u32) == self.null_id {
-            self.null_rank
-        } else {
-            self.single_rank[word as usize]
-        }
-    }
 }
 
 enum Emitter {
@@ -816,5 +623,45 @@ impl Emitter {
                 }
             }
         }
+    }
+}
+
+/// Row-major sort keys: per row its time (as an order-preserving code) then one order rank per
+/// dimension, so comparing two rows reads one contiguous slice each.
+pub(crate) struct SortKeys {
+    stride: usize,
+    keys: Vec<u64>,
+}
+
+impl SortKeys {
+    pub(crate) fn new(times: &[i64], ranks: &[Vec<u64>]) -> SortKeys {
+        let stride = 1 + ranks.len();
+        let mut keys = vec![0u64; times.len() * stride];
+        for (r, &t) in times.iter().enumerate() {
+            keys[r * stride] = (t as u64) ^ (1 << 63);
+        }
+        for (d, column) in ranks.iter().enumerate() {
+            for (r, &rank) in column.iter().enumerate() {
+                keys[r * stride + 1 + d] = rank;
+            }
+        }
+        SortKeys { stride, keys }
+    }
+
+    #[inline]
+    fn row(&self, r: usize) -> &[u64] {
+        &self.keys[r * self.stride..(r + 1) * self.stride]
+    }
+
+    /// Row numbers in key order; equal keys keep their row order.
+    pub(crate) fn stable_order(&self) -> Vec<u32> {
+        let rows = self.keys.len().checked_div(self.stride).unwrap_or(0);
+        let mut order: Vec<u32> = (0..rows as u32).collect();
+        order.sort_by(|&a, &b| self.row(a as usize).cmp(self.row(b as usize)));
+        order
+    }
+
+    pub(crate) fn equal(&self, a: usize, b: usize) -> bool {
+        self.row(a) == self.row(b)
     }
 }
