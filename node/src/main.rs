@@ -18,7 +18,11 @@ use grove_segment::ingest::{BatchOptions, run_batch};
 use grove_segment::time::format_iso;
 
 #[derive(Parser)]
-#[command(name = "grove", version, about = "Grove: a real-time analytical data store")]
+#[command(
+    name = "grove",
+    version,
+    about = "Grove: a real-time analytical data store"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -146,13 +150,20 @@ fn inspect(file: PathBuf) -> anyhow::Result<()> {
         meta.schema.rollup,
         serde_json::to_string(&meta.schema.query_granularity)?
     );
-    println!("bytes     {} (all checksums verified)", segment.file_bytes());
+    println!(
+        "bytes     {} (all checksums verified)",
+        segment.file_bytes()
+    );
     for dim in &meta.schema.dimensions {
         let description = match segment.dimension(&dim.name)? {
             Some(DimensionReader::String(column)) => format!(
                 "string, {} distinct values{}{}",
                 column.dictionary_len(),
-                if column.is_multi_value() { ", multi-value" } else { "" },
+                if column.is_multi_value() {
+                    ", multi-value"
+                } else {
+                    ""
+                },
                 if column.has_null() { ", has nulls" } else { "" },
             ),
             Some(DimensionReader::Long { .. }) => "long".to_owned(),

@@ -141,14 +141,18 @@ fn main() {
         }
         let ratio = best / druid;
         worst_ratio = worst_ratio.min(ratio);
-        println!(
-            "{name:<16} {rows:>9} {segment_rows:>9} {best:>14.0} {druid:>14.0} {ratio:>7.1}x"
-        );
+        println!("{name:<16} {rows:>9} {segment_rows:>9} {best:>14.0} {druid:>14.0} {ratio:>7.1}x");
         figures.push((name.to_owned(), best.round()));
         std::fs::remove_dir_all(&input_dir).ok();
     }
-    figures.push(("min_ratio_vs_druid".to_owned(), (worst_ratio * 100.0).round() / 100.0));
+    figures.push((
+        "min_ratio_vs_druid".to_owned(),
+        (worst_ratio * 100.0).round() / 100.0,
+    ));
     let refs: Vec<(&str, f64)> = figures.iter().map(|(k, v)| (k.as_str(), *v)).collect();
     let path = common::write_bench_json("ingest", &refs);
-    println!("worst ratio against Druid: {worst_ratio:.1}x; figures in {}", path.display());
+    println!(
+        "worst ratio against Druid: {worst_ratio:.1}x; figures in {}",
+        path.display()
+    );
 }

@@ -187,14 +187,28 @@ impl SegmentColumns {
         }
         for dim in &self.dimensions {
             if dim.data.len() != rows {
-                return Err(format!("column {}: {} rows, expected {rows}", dim.name, dim.data.len()));
+                return Err(format!(
+                    "column {}: {} rows, expected {rows}",
+                    dim.name,
+                    dim.data.len()
+                ));
             }
-            if let DimensionData::String { dictionary, rows: string_rows } = &dim.data {
+            if let DimensionData::String {
+                dictionary,
+                rows: string_rows,
+            } = &dim.data
+            {
                 if dictionary.iter().skip(1).any(|v| v.is_none()) {
-                    return Err(format!("column {}: null is not first in the dictionary", dim.name));
+                    return Err(format!(
+                        "column {}: null is not first in the dictionary",
+                        dim.name
+                    ));
                 }
                 if dictionary.windows(2).any(|w| w[0] >= w[1]) {
-                    return Err(format!("column {}: dictionary is not sorted and unique", dim.name));
+                    return Err(format!(
+                        "column {}: dictionary is not sorted and unique",
+                        dim.name
+                    ));
                 }
                 let ids: &[u32] = match string_rows {
                     StringRows::Single(ids) => ids,
@@ -215,7 +229,11 @@ impl SegmentColumns {
         }
         for metric in &self.metrics {
             if metric.data.len() != rows {
-                return Err(format!("column {}: {} rows, expected {rows}", metric.name, metric.data.len()));
+                return Err(format!(
+                    "column {}: {} rows, expected {rows}",
+                    metric.name,
+                    metric.data.len()
+                ));
             }
         }
         Ok(())
@@ -243,9 +261,12 @@ fn slice_strings(
         }
     }
     let rows = match rows {
-        StringRows::Single(ids) => {
-            StringRows::Single(ids[start..end].iter().map(|&id| remap[id as usize]).collect())
-        }
+        StringRows::Single(ids) => StringRows::Single(
+            ids[start..end]
+                .iter()
+                .map(|&id| remap[id as usize])
+                .collect(),
+        ),
         StringRows::Multi { offsets, ids } => {
             let base = offsets[start];
             StringRows::Multi {

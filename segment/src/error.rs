@@ -28,7 +28,9 @@ pub enum SegmentError {
     },
 
     /// A segment file written by a format version this build does not read.
-    #[error("segment {segment}: format version {found} is not supported (this build reads {supported})")]
+    #[error(
+        "segment {segment}: format version {found} is not supported (this build reads {supported})"
+    )]
     UnsupportedVersion {
         segment: String,
         found: u32,

@@ -92,7 +92,8 @@ pub fn run_batch(
         driver.remove_spills();
         return Err(e);
     }
-    let rows_per_segment = usize::try_from(tuning.max_rows_per_segment.max(1)).unwrap_or(usize::MAX);
+    let rows_per_segment =
+        usize::try_from(tuning.max_rows_per_segment.max(1)).unwrap_or(usize::MAX);
     let result = driver.finish(deep_storage, rows_per_segment);
     if result.is_err() {
         // `finish` consumed the sinks; spill files it did not reach are named by their paths.
@@ -150,8 +151,9 @@ impl RowVisitor for Driver<'_> {
         self.report.processed += 1;
         self.rows_in_memory += sink.index.len() - before;
         // Byte estimates are cheap but not free: check them every 1024 rows.
-        let check_bytes = self.report.processed % 1024 == 0;
-        if self.rows_in_memory >= self.rows_max || (check_bytes && self.bytes_in_memory() >= self.bytes_max)
+        let check_bytes = self.report.processed.is_multiple_of(1024);
+        if self.rows_in_memory >= self.rows_max
+            || (check_bytes && self.bytes_in_memory() >= self.bytes_max)
         {
             self.spill()?;
         }
@@ -160,7 +162,9 @@ impl RowVisitor for Driver<'_> {
 
     fn unparseable(&mut self, error: ParseError) -> Result<()> {
         if self.report.record(error) {
-            return Err(SegmentError::TooManyParseErrors(Box::new(self.report.clone())));
+            return Err(SegmentError::TooManyParseErrors(Box::new(
+                self.report.clone(),
+            )));
         }
         Ok(())
     }
@@ -218,7 +222,11 @@ impl Driver<'_> {
         }
     }
 
-    fn finish(mut self, deep_storage: &dyn DeepStorage, rows_per_segment: usize) -> Result<BatchResult> {
+    fn finish(
+        mut self,
+        deep_storage: &dyn DeepStorage,
+        rows_per_segment: usize,
+    ) -> Result<BatchResult> {
         let sinks = std::mem::take(&mut self.sinks);
         let mut segments = Vec::new();
         for sink in sinks.into_values() {
@@ -250,10 +258,10 @@ impl Driver<'_> {
                 };
                 let columns = columns.as_ref().unwrap_or(&merged);
                 let meta = self.meta(sink.interval, partition as u32, columns);
-                let path = self
-                    .options
-                    .work_dir
-                    .join(format!("segment-{}-{partition}.grove", sink.interval.start_ms));
+                let path = self.options.work_dir.join(format!(
+                    "segment-{}-{partition}.grove",
+                    sink.interval.start_ms
+                ));
                 write_segment(&path, &meta, columns, &self.options.write)?;
                 let pushed = deep_storage.push(&meta.id, &path);
                 let _ = std::fs::remove_file(&path);
@@ -302,7 +310,9 @@ pub fn index_in_memory(spec: &IngestionSpec) -> Result<(IncrementalIndex, ParseR
         }
         fn unparseable(&mut self, error: ParseError) -> Result<()> {
             if self.report.record(error) {
-                return Err(SegmentError::TooManyParseErrors(Box::new(self.report.clone())));
+                return Err(SegmentError::TooManyParseErrors(Box::new(
+                    self.report.clone(),
+                )));
             }
             Ok(())
         }

@@ -93,12 +93,17 @@ pub fn merge_columns(schema: &Schema, parts: &[SegmentColumns]) -> Result<Segmen
 
 fn check_part(schema: &Schema, p: usize, part: &SegmentColumns) -> Result<()> {
     let mismatch = |what: String| SegmentError::Schema(format!("merge part {p}: {what}"));
-    if part.dimensions.len() != schema.dimensions.len() || part.metrics.len() != schema.metrics.len() {
+    if part.dimensions.len() != schema.dimensions.len()
+        || part.metrics.len() != schema.metrics.len()
+    {
         return Err(mismatch("column count differs from the schema".into()));
     }
     for (column, dim) in part.dimensions.iter().zip(&schema.dimensions) {
         if column.name != dim.name || column.data.value_type() != dim.value_type {
-            return Err(mismatch(format!("dimension {} does not match the schema", column.name)));
+            return Err(mismatch(format!(
+                "dimension {} does not match the schema",
+                column.name
+            )));
         }
     }
     for (column, metric) in part.metrics.iter().zip(&schema.metrics) {
@@ -109,7 +114,10 @@ fn check_part(schema: &Schema, p: usize, part: &SegmentColumns) -> Result<()> {
                 | (MetricData::Sketch(_), MetricStorage::Sketch)
         );
         if column.name != metric.name || !storage_matches {
-            return Err(mismatch(format!("metric {} does not match the schema", column.name)));
+            return Err(mismatch(format!(
+                "metric {} does not match the schema",
+                column.name
+            )));
         }
     }
     part.validate().map_err(mismatch)
@@ -143,7 +151,9 @@ impl DimensionPlan {
         let mut values: Vec<String> = parts
             .iter()
             .flat_map(|part| match &part.dimensions[d].data {
-                DimensionData::String { dictionary, .. } => dictionary.iter().flatten().cloned().collect(),
+                DimensionData::String { dictionary, .. } => {
+                    dictionary.iter().flatten().cloned().collect()
+                }
                 _ => Vec::new(),
             })
             .collect();
@@ -174,8 +184,12 @@ impl DimensionPlan {
             )
         });
         let ranks = if any_multi {
-            let lists: Vec<Vec<u32>> = origin.iter().map(|&(p, r)| plan.row_values(parts, d, p, r)).collect();
-            let mut distinct: BTreeMap<&[u32], u64> = lists.iter().map(|l| (l.as_slice(), 0)).collect();
+            let lists: Vec<Vec<u32>> = origin
+                .iter()
+                .map(|&(p, r)| plan.row_values(parts, d, p, r))
+                .collect();
+            let mut distinct: BTreeMap<&[u32], u64> =
+                lists.iter().map(|l| (l.as_slice(), 0)).collect();
             for (rank, slot) in distinct.values_mut().enumerate() {
                 *slot = rank as u64;
             }
@@ -183,7 +197,11 @@ impl DimensionPlan {
         } else {
             origin
                 .iter()
-                .map(|&(p, r)| plan.row_values(parts, d, p, r).first().map_or(0, |&v| v as u64 + 1))
+                .map(|&(p, r)| {
+                    plan.row_values(parts, d, p, r)
+                        .first()
+                        .map_or(0, |&v| v as u64 + 1)
+                })
                 .collect()
         };
         (plan, ranks)
@@ -198,10 +216,19 @@ impl DimensionPlan {
             return Vec::new();
         };
         let map = &maps[p as usize];
-        rows.row(r as usize).iter().filter_map(|&id| map[id as usize]).collect()
+        rows.row(r as usize)
+            .iter()
+            .filter_map(|&id| map[id as usize])
+            .collect()
     }
 
-    fn emit(self, parts: &[SegmentColumns], d: usize, origin: &[(u32, u32)], firsts: &[usize]) -> DimensionData {
+    fn emit(
+        self,
+        parts: &[SegmentColumns],
+        d: usize,
+        origin: &[(u32, u32)],
+        firsts: &[usize],
+    ) -> DimensionData {
         match &self {
             DimensionPlan::Numeric(value_type) => {
                 let mut nulls = RoaringBitmap::new();
@@ -255,7 +282,12 @@ impl DimensionPlan {
                     }
                     StringRows::Multi { offsets, ids }
                 } else {
-                    StringRows::Single(lists.iter().map(|l| l.first().map_or(0, |&v| v + lead)).collect())
+                    StringRows::Single(
+                        lists
+                            .iter()
+                            .map(|l| l.first().map_or(0, |&v| v + lead))
+                            .collect(),
+                    )
                 };
                 DimensionData::String { dictionary, rows }
             }
@@ -265,7 +297,9 @@ impl DimensionPlan {
 
 fn numeric_bits(data: &DimensionData, row: u32) -> Option<u64> {
     match data {
-        DimensionData::Long { values, nulls } => (!nulls.contains(row)).then(|| values[row as usize] as u64),
+        DimensionData::Long { values, nulls } => {
+            (!nulls.contains(row)).then(|| values[row as usize] as u64)
+        }
         DimensionData::Double { values, nulls } => {
             (!nulls.contains(row)).then(|| values[row as usize].to_bits())
         }

@@ -53,13 +53,14 @@ pub struct RowLayout {
 impl RowLayout {
     pub fn new(schema: &Schema, extra_fields: &[String]) -> RowLayout {
         let mut fields: Vec<String> = schema.dimensions.iter().map(|d| d.name.clone()).collect();
-        let slot_of = |name: &str, fields: &mut Vec<String>| match fields.iter().position(|f| f == name) {
-            Some(i) => i,
-            None => {
-                fields.push(name.to_owned());
-                fields.len() - 1
-            }
-        };
+        let slot_of =
+            |name: &str, fields: &mut Vec<String>| match fields.iter().position(|f| f == name) {
+                Some(i) => i,
+                None => {
+                    fields.push(name.to_owned());
+                    fields.len() - 1
+                }
+            };
         let metric_slots = schema
             .metrics
             .iter()

@@ -76,7 +76,9 @@ pub enum MetricKind {
     DoubleMax,
     /// An HLL sketch of the input field's values (Apache DataSketches HLL, Druid's `HLLSketchBuild`).
     #[serde(rename_all = "camelCase")]
-    HllSketch { lg_k: u8 },
+    HllSketch {
+        lg_k: u8,
+    },
 }
 
 /// How a metric's values are stored in a segment column.
@@ -149,7 +151,9 @@ impl Schema {
             .chain(self.metrics.iter().map(|m| m.name.as_str()))
             .collect();
         if names.contains(&"__time") {
-            return Err("'__time' is reserved for the timestamp and cannot be a dimension or metric".into());
+            return Err(
+                "'__time' is reserved for the timestamp and cannot be a dimension or metric".into(),
+            );
         }
         if names.iter().any(|n| n.is_empty()) {
             return Err("dimension and metric names must not be empty".into());

@@ -213,7 +213,12 @@ impl Interval {
 
 impl fmt::Display for Interval {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", format_iso(self.start_ms), format_iso(self.end_ms))
+        write!(
+            f,
+            "{}/{}",
+            format_iso(self.start_ms),
+            format_iso(self.end_ms)
+        )
     }
 }
 
@@ -446,7 +451,9 @@ impl Granularity {
             }
         }
         let origin_ms = match origin {
-            Some(o) => parse_iso_timestamp(o).ok_or_else(|| format!("cannot parse origin '{o}'"))?,
+            Some(o) => {
+                parse_iso_timestamp(o).ok_or_else(|| format!("cannot parse origin '{o}'"))?
+            }
             None => 0,
         };
         let p = Period::parse(period)?;
@@ -481,7 +488,10 @@ impl Granularity {
                 let (y, m, _) = civil_from_days(days);
                 let index = y * 12 + m as i64 - 1 - 1970 * 12;
                 let bucket = index - index.rem_euclid(months);
-                let (by, bm) = (1970 + bucket.div_euclid(12), bucket.rem_euclid(12) as u32 + 1);
+                let (by, bm) = (
+                    1970 + bucket.div_euclid(12),
+                    bucket.rem_euclid(12) as u32 + 1,
+                );
                 days_from_civil(by, bm, 1) * MS_PER_DAY + origin_ms
             }
         }
@@ -756,7 +766,7 @@ mod tests {
             assert!(bucket.contains(t));
         }
         assert_eq!(
-            format_iso(Granularity::named("month").unwrap().next(t - t % 1)),
+            format_iso(Granularity::named("month").unwrap().next(t)),
             "2024-06-17T13:45:12.345Z"
         );
     }
@@ -768,8 +778,12 @@ mod tests {
         let g: Granularity =
             serde_json::from_str(r#"{"type":"period","period":"PT1H","timeZone":"UTC"}"#).unwrap();
         assert_eq!(g, Granularity::HOUR);
-        let g: Granularity = serde_json::from_str(r#"{"type":"duration","duration":7200000}"#).unwrap();
-        assert_eq!(serde_json::to_string(&g).unwrap(), r#"{"type":"period","period":"PT2H","timeZone":"UTC"}"#);
+        let g: Granularity =
+            serde_json::from_str(r#"{"type":"duration","duration":7200000}"#).unwrap();
+        assert_eq!(
+            serde_json::to_string(&g).unwrap(),
+            r#"{"type":"period","period":"PT2H","timeZone":"UTC"}"#
+        );
         let err = serde_json::from_str::<Granularity>(
             r#"{"type":"period","period":"P1D","timeZone":"America/Los_Angeles"}"#,
         )
@@ -781,9 +795,18 @@ mod tests {
     #[test]
     fn intervals_parse_and_print() {
         let i = Interval::parse("2024-01-01/2024-01-02").unwrap();
-        assert_eq!(i.to_string(), "2024-01-01T00:00:00.000Z/2024-01-02T00:00:00.000Z");
-        assert_eq!(Interval::parse("2024-01-01/P1M").unwrap().end_ms, parse_iso_timestamp("2024-02-01").unwrap());
-        assert_eq!(Interval::parse("P1D/2024-01-02").unwrap().start_ms, parse_iso_timestamp("2024-01-01").unwrap());
+        assert_eq!(
+            i.to_string(),
+            "2024-01-01T00:00:00.000Z/2024-01-02T00:00:00.000Z"
+        );
+        assert_eq!(
+            Interval::parse("2024-01-01/P1M").unwrap().end_ms,
+            parse_iso_timestamp("2024-02-01").unwrap()
+        );
+        assert_eq!(
+            Interval::parse("P1D/2024-01-02").unwrap().start_ms,
+            parse_iso_timestamp("2024-01-01").unwrap()
+        );
         assert!(Interval::parse("2024-01-02/2024-01-01").is_err());
         assert_eq!(Period::parse("PT15M").unwrap().to_string(), "PT15M");
         assert_eq!(Period::parse("P1W").unwrap().to_string(), "P1W");
@@ -791,9 +814,18 @@ mod tests {
 
     #[test]
     fn timestamp_formats() {
-        assert_eq!(TimestampFormat::Posix.from_text("1700000000"), Some(1_700_000_000_000));
-        assert_eq!(TimestampFormat::Auto.from_text("1700000000000"), Some(1_700_000_000_000));
-        assert_eq!(TimestampFormat::Auto.from_text("1970-01-02"), Some(MS_PER_DAY));
+        assert_eq!(
+            TimestampFormat::Posix.from_text("1700000000"),
+            Some(1_700_000_000_000)
+        );
+        assert_eq!(
+            TimestampFormat::Auto.from_text("1700000000000"),
+            Some(1_700_000_000_000)
+        );
+        assert_eq!(
+            TimestampFormat::Auto.from_text("1970-01-02"),
+            Some(MS_PER_DAY)
+        );
         assert_eq!(TimestampFormat::Millis.from_text("abc"), None);
         assert_eq!(TimestampFormat::Nano.from_number(2e6), Some(2));
     }

@@ -67,7 +67,8 @@ impl Raw {
         InputRow {
             timestamp_ms: self.ms,
             values: vec![
-                self.country.map_or(Value::Null, |c| Value::String(c.into())),
+                self.country
+                    .map_or(Value::Null, |c| Value::String(c.into())),
                 tags,
                 self.code.map_or(Value::Null, Value::Long),
                 self.ratio.map_or(Value::Null, Value::Double),
@@ -90,16 +91,18 @@ fn raw_rows() -> impl Strategy<Value = Vec<Raw>> {
         (-8i32..8).prop_map(|x| x as f64 * 0.5),
         0u8..20,
     )
-        .prop_map(|(ms, country, tags, code, ratio, value, amount, user)| Raw {
-            ms,
-            country,
-            tags,
-            code,
-            ratio,
-            value,
-            amount,
-            user,
-        });
+        .prop_map(
+            |(ms, country, tags, code, ratio, value, amount, user)| Raw {
+                ms,
+                country,
+                tags,
+                code,
+                ratio,
+                value,
+                amount,
+                user,
+            },
+        );
     prop::collection::vec(row, 0..200)
 }
 
@@ -158,9 +161,19 @@ fn oracle(rows: &[Raw], rollup: bool) -> Vec<(Key, Aggregates)> {
     }
     let mut groups: BTreeMap<Key, (Aggregates, std::collections::BTreeSet<u8>)> = BTreeMap::new();
     for r in rows {
-        let entry = groups
-            .entry(key_of(r))
-            .or_insert_with(|| (Aggregates { count: 0, sum: 0, min: i64::MAX, max: i64::MIN, dsum: 0.0, users: 0.0 }, Default::default()));
+        let entry = groups.entry(key_of(r)).or_insert_with(|| {
+            (
+                Aggregates {
+                    count: 0,
+                    sum: 0,
+                    min: i64::MAX,
+                    max: i64::MIN,
+                    dsum: 0.0,
+                    users: 0.0,
+                },
+                Default::default(),
+            )
+        });
         entry.0.count += 1;
         entry.0.sum += r.value;
         entry.0.min = entry.0.min.min(r.value);
@@ -181,9 +194,11 @@ fn oracle(rows: &[Raw], rollup: bool) -> Vec<(Key, Aggregates)> {
 fn decode(columns: &SegmentColumns) -> Vec<(Key, Aggregates)> {
     let string_values = |d: usize, row: usize| -> Vec<Option<String>> {
         match &columns.dimensions[d].data {
-            DimensionData::String { dictionary, rows } => {
-                rows.row(row).iter().map(|&id| dictionary[id as usize].clone()).collect()
-            }
+            DimensionData::String { dictionary, rows } => rows
+                .row(row)
+                .iter()
+                .map(|&id| dictionary[id as usize].clone())
+                .collect(),
             other => panic!("expected strings, got {other:?}"),
         }
     };
@@ -192,11 +207,15 @@ fn decode(columns: &SegmentColumns) -> Vec<(Key, Aggregates)> {
             let country = string_values(0, r).into_iter().next().flatten();
             let tags: Vec<String> = string_values(1, r).into_iter().flatten().collect();
             let code = match &columns.dimensions[2].data {
-                DimensionData::Long { values, nulls } => (!nulls.contains(r as u32)).then_some(values[r]),
+                DimensionData::Long { values, nulls } => {
+                    (!nulls.contains(r as u32)).then_some(values[r])
+                }
                 other => panic!("expected longs, got {other:?}"),
             };
             let ratio = match &columns.dimensions[3].data {
-                DimensionData::Double { values, nulls } => (!nulls.contains(r as u32)).then(|| F(values[r])),
+                DimensionData::Double { values, nulls } => {
+                    (!nulls.contains(r as u32)).then(|| F(values[r]))
+                }
                 other => panic!("expected doubles, got {other:?}"),
             };
             let long = |m: usize| match &columns.metrics[m].data {
@@ -213,7 +232,14 @@ fn decode(columns: &SegmentColumns) -> Vec<(Key, Aggregates)> {
             };
             (
                 (columns.time[r], country, tags, code, ratio),
-                Aggregates { count: long(0), sum: long(1), min: long(2), max: long(3), dsum, users },
+                Aggregates {
+                    count: long(0),
+                    sum: long(1),
+                    min: long(2),
+                    max: long(3),
+                    dsum,
+                    users,
+                },
             )
         })
         .collect()
@@ -224,7 +250,12 @@ fn assert_same(actual: &[(Key, Aggregates)], expected: &[(Key, Aggregates)]) {
     for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
         assert_eq!(a.0, e.0, "row {i}: keys differ");
         let (mut a1, mut e1) = (a.1.clone(), e.1.clone());
-        assert!((a1.users - e1.users).abs() <= 0.02 * e1.users + 0.5, "row {i}: distinct users {} vs {}", a1.users, e1.users);
+        assert!(
+            (a1.users - e1.users).abs() <= 0.02 * e1.users + 0.5,
+            "row {i}: distinct users {} vs {}",
+            a1.users,
+            e1.users
+        );
         a1.users = 0.0;
         e1.users = 0.0;
         assert_eq!(a1, e1, "row {i}: aggregates differ");
@@ -255,7 +286,10 @@ fn round_trip(columns: &SegmentColumns, rollup: bool, compression: Compression) 
     };
     let mut bytes = Vec::new();
     write_segment_to(&mut bytes, &meta, columns, &WriteOptions { compression }).expect("write");
-    Segment::from_bytes(bytes, "events").expect("open").to_columns().expect("read")
+    Segment::from_bytes(bytes, "events")
+        .expect("open")
+        .to_columns()
+        .expect("read")
 }
 
 proptest! {
@@ -298,24 +332,50 @@ proptest! {
 #[test]
 fn a_value_that_does_not_fit_its_column_is_an_error_and_changes_nothing() {
     let mut index = IncrementalIndex::new(&schema(true), usize::MAX, u64::MAX);
-    let good = Raw { ms: 0, country: Some("de"), tags: vec![], code: Some(1), ratio: None, value: 5, amount: 1.0, user: 1 };
+    let good = Raw {
+        ms: 0,
+        country: Some("de"),
+        tags: vec![],
+        code: Some(1),
+        ratio: None,
+        value: 5,
+        amount: 1.0,
+        user: 1,
+    };
     index.add(&good.input()).expect("good row");
     let before = index.to_columns();
     let mut bad = good.input();
     bad.values[2] = Value::String("not a number".into());
     let err = index.add(&bad).expect_err("long dimension given text");
-    assert!(err.0.contains("not a number") && err.0.contains("code"), "{}", err.0);
+    assert!(
+        err.0.contains("not a number") && err.0.contains("code"),
+        "{}",
+        err.0
+    );
     let mut bad_metric = good.input();
     bad_metric.values[4] = Value::String("lots".into());
     let err = index.add(&bad_metric).expect_err("long metric given text");
-    assert!(err.0.contains("lots") && err.0.contains("value"), "{}", err.0);
+    assert!(
+        err.0.contains("lots") && err.0.contains("value"),
+        "{}",
+        err.0
+    );
     assert_eq!(index.to_columns(), before);
 }
 
 #[test]
 fn limits_say_when_to_persist() {
     let mut index = IncrementalIndex::new(&schema(false), 3, u64::MAX);
-    let raw = Raw { ms: 0, country: None, tags: vec!["a", "b"], code: None, ratio: None, value: 1, amount: 0.0, user: 0 };
+    let raw = Raw {
+        ms: 0,
+        country: None,
+        tags: vec!["a", "b"],
+        code: None,
+        ratio: None,
+        value: 1,
+        amount: 0.0,
+        user: 0,
+    };
     for expected_full in [false, false, true] {
         index.add(&raw.input()).expect("row");
         assert_eq!(index.is_full(), expected_full);
@@ -323,7 +383,9 @@ fn limits_say_when_to_persist() {
     let mut by_bytes = IncrementalIndex::new(&schema(true), usize::MAX, 10_000);
     let mut ms = 0;
     while !by_bytes.is_full() {
-        by_bytes.add(&Raw { ms, ..raw.clone() }.input()).expect("row");
+        by_bytes
+            .add(&Raw { ms, ..raw.clone() }.input())
+            .expect("row");
         ms += 60_000;
         assert!(ms < 60_000 * 1_000, "byte limit never reached");
     }

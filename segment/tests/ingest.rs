@@ -22,7 +22,11 @@ this is not json
 {"ts":"2024-01-03T00:00:06Z","page":"skip","user":"u6","added":10}
 "#;
 
-fn spec(max_rows_in_memory: u64, max_rows_per_segment: u64, max_parse_exceptions: u64) -> IngestionSpec {
+fn spec(
+    max_rows_in_memory: u64,
+    max_rows_per_segment: u64,
+    max_parse_exceptions: u64,
+) -> IngestionSpec {
     let data = serde_json::to_string(ROWS).expect("json string");
     let json = format!(
         r#"{{"type":"index_parallel","spec":{{
@@ -71,12 +75,16 @@ fn pages_and_counts(columns: &SegmentColumns) -> Vec<(i64, String, i64, i64)> {
     let DimensionData::String { dictionary, rows } = &columns.dimensions[0].data else {
         panic!("page is a string dimension");
     };
-    let (MetricData::Long(count), MetricData::Long(added)) = (&columns.metrics[0].data, &columns.metrics[1].data) else {
+    let (MetricData::Long(count), MetricData::Long(added)) =
+        (&columns.metrics[0].data, &columns.metrics[1].data)
+    else {
         panic!("count and added are longs");
     };
     (0..columns.num_rows())
         .map(|r| {
-            let page = dictionary[rows.row(r)[0] as usize].clone().unwrap_or_default();
+            let page = dictionary[rows.row(r)[0] as usize]
+                .clone()
+                .unwrap_or_default();
             (columns.time[r], page, count[r], added[r])
         })
         .collect()
@@ -90,11 +98,29 @@ fn parse_errors_are_reported_with_positions_and_good_rows_are_kept() {
     assert_eq!(report.processed, 7);
     assert_eq!(report.unparseable, 3);
     assert_eq!(report.thrown_away, 1);
-    let lines: Vec<(Option<u64>, &str)> =
-        report.errors.iter().map(|e| (e.position.line, e.position.source.as_str())).collect();
-    assert_eq!(lines, vec![(Some(3), "inline"), (Some(5), "inline"), (Some(7), "inline")]);
-    assert!(report.errors[1].message.contains("four"), "{}", report.errors[1].message);
-    assert!(report.errors[2].message.contains("ts"), "{}", report.errors[2].message);
+    let lines: Vec<(Option<u64>, &str)> = report
+        .errors
+        .iter()
+        .map(|e| (e.position.line, e.position.source.as_str()))
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            (Some(3), "inline"),
+            (Some(5), "inline"),
+            (Some(7), "inline")
+        ]
+    );
+    assert!(
+        report.errors[1].message.contains("four"),
+        "{}",
+        report.errors[1].message
+    );
+    assert!(
+        report.errors[2].message.contains("ts"),
+        "{}",
+        report.errors[2].message
+    );
 
     // Two days → two segments; the first rolls hour-truncated rows up by page.
     assert_eq!(result.segments.len(), 2);
@@ -110,9 +136,16 @@ fn parse_errors_are_reported_with_positions_and_good_rows_are_kept() {
             (hour, "e".into(), 1, 8),
         ]
     );
-    assert_eq!(pages_and_counts(&columns[1]), vec![(hour + 86_400_000, "a".into(), 1, 5)]);
+    assert_eq!(
+        pages_and_counts(&columns[1]),
+        vec![(hour + 86_400_000, "a".into(), 1, 5)]
+    );
     let LoadSpec::Local { path } = &result.segments[0].load_spec;
-    assert!(path.starts_with(dir.path().join("deep")), "{}", path.display());
+    assert!(
+        path.starts_with(dir.path().join("deep")),
+        "{}",
+        path.display()
+    );
 }
 
 #[test]
@@ -122,7 +155,10 @@ fn too_many_parse_errors_fail_with_the_report() {
     let message = err.to_string();
     assert!(message.contains("inline line 3"), "{message}");
     assert!(message.contains("maxParseExceptions 2"), "{message}");
-    assert!(!dir.path().join("deep").join("edits").exists(), "nothing was published");
+    assert!(
+        !dir.path().join("deep").join("edits").exists(),
+        "nothing was published"
+    );
 }
 
 #[test]
@@ -132,8 +168,11 @@ fn spills_and_partitions_give_the_same_rows_as_one_index() {
     let result = run(&spec_small, dir.path()).expect("ingest");
     assert!(result.spills >= 2, "expected spills, got {}", result.spills);
     // Day one has 4 rolled-up rows → 2 partitions of 2; day two 1 row.
-    let partitions: Vec<(u32, u32)> =
-        result.segments.iter().map(|s| (s.meta.id.partition, s.core_partitions)).collect();
+    let partitions: Vec<(u32, u32)> = result
+        .segments
+        .iter()
+        .map(|s| (s.meta.id.partition, s.core_partitions))
+        .collect();
     assert_eq!(partitions, vec![(0, 2), (1, 2), (0, 1)]);
     let columns = load(&result, dir.path());
     let schema = spec_small.data_schema.schema().expect("schema");
@@ -145,5 +184,13 @@ fn spills_and_partitions_give_the_same_rows_as_one_index() {
     let mut pulled = pages_and_counts(&day1);
     pulled.extend(pages_and_counts(&columns[2]));
     assert_eq!(pulled, all);
-    assert!(!dir.path().join("work").join("spills").read_dir().map(|mut d| d.next().is_some()).unwrap_or(false), "spill files are removed");
+    assert!(
+        !dir.path()
+            .join("work")
+            .join("spills")
+            .read_dir()
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false),
+        "spill files are removed"
+    );
 }

@@ -35,7 +35,6 @@ mod strings;
 
 use strings::{COMBO_BIT, StringDictionary, StringPlan, encode_string};
 
-
 /// Why a row could not be added; the caller reports it as a parse error at the row's position.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowError(pub String);
@@ -81,7 +80,9 @@ impl IncrementalIndex {
             .dimensions
             .iter()
             .map(|d| match d.value_type {
-                ValueType::String => DimensionIndexer::String(StringDictionary::new(d.multi_value_handling)),
+                ValueType::String => {
+                    DimensionIndexer::String(StringDictionary::new(d.multi_value_handling))
+                }
                 ValueType::Long => DimensionIndexer::Long,
                 ValueType::Double => DimensionIndexer::Double,
             })
@@ -360,7 +361,9 @@ impl IncrementalIndex {
                 }
             }
         }
-        let times: Vec<i64> = (0..rows).map(|r| self.keys[r * self.stride] as i64).collect();
+        let times: Vec<i64> = (0..rows)
+            .map(|r| self.keys[r * self.stride] as i64)
+            .collect();
         let order = SortKeys::new(&times, &order_ranks).stable_order();
         drop(order_ranks);
         let time = order.iter().map(|&r| times[r as usize]).collect();
@@ -387,7 +390,10 @@ impl IncrementalIndex {
                         MetricData::Double(order.iter().map(|&r| values[r as usize]).collect())
                     }
                     MetricState::Sketch { values, .. } => MetricData::Sketch(
-                        order.iter().map(|&r| values[r as usize].to_bytes()).collect(),
+                        order
+                            .iter()
+                            .map(|&r| values[r as usize].to_bytes())
+                            .collect(),
                     ),
                 },
             })
@@ -468,11 +474,11 @@ pub fn to_double(value: &Value, field: &str) -> Result<Option<f64>, RowError> {
         Value::Long(v) => Ok(Some(*v as f64)),
         Value::Double(v) => Ok(Some(*v)),
         Value::String(s) if s.is_empty() => Ok(None),
-        Value::String(s) => s
-            .trim()
-            .parse::<f64>()
-            .map(Some)
-            .map_err(|_| RowError(format!("cannot parse '{s}' as a double for field '{field}'"))),
+        Value::String(s) => s.trim().parse::<f64>().map(Some).map_err(|_| {
+            RowError(format!(
+                "cannot parse '{s}' as a double for field '{field}'"
+            ))
+        }),
         Value::Strings(_) => Err(RowError(format!(
             "field '{field}' holds a list where a single double is expected"
         ))),

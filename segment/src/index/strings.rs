@@ -105,7 +105,8 @@ impl StringDictionary {
         let id = self.push(value);
         let (arena, starts) = (&self.arena, &self.starts);
         let span = |id: u32| &arena[starts[id as usize] as usize..starts[id as usize + 1] as usize];
-        self.table.insert_unique(hash, id, |&other| hash_str(span(other)));
+        self.table
+            .insert_unique(hash, id, |&other| hash_str(span(other)));
         *bytes += value.len() as u64 + 12;
         id
     }
@@ -206,7 +207,10 @@ impl StringPlan {
         let (single_rank, combo_rank) = if multi {
             ranks_with_combos(dict, &sorted, &value_rank)
         } else {
-            (value_rank.iter().map(|&r| r as u64 + 1).collect(), Vec::new())
+            (
+                value_rank.iter().map(|&r| r as u64 + 1).collect(),
+                Vec::new(),
+            )
         };
         let combo_output = dict
             .combos
