@@ -9,7 +9,7 @@
 
 use roaring::RoaringBitmap;
 
-use crate::schema::{MetricKind, ValueType};
+use crate::schema::{MetricKind, MetricStorage, Schema, ValueType};
 
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct SegmentColumns {
@@ -124,6 +124,49 @@ impl StringRows {
 }
 
 impl SegmentColumns {
+    /// No rows, laid out as `schema` says.
+    pub fn empty(schema: &Schema) -> SegmentColumns {
+        let dimensions = schema
+            .dimensions
+            .iter()
+            .map(|d| DimensionColumn {
+                name: d.name.clone(),
+                data: match d.value_type {
+                    ValueType::String => DimensionData::String {
+                        dictionary: Vec::new(),
+                        rows: StringRows::Single(Vec::new()),
+                    },
+                    ValueType::Long => DimensionData::Long {
+                        values: Vec::new(),
+                        nulls: RoaringBitmap::new(),
+                    },
+                    ValueType::Double => DimensionData::Double {
+                        values: Vec::new(),
+                        nulls: RoaringBitmap::new(),
+                    },
+                },
+            })
+            .collect();
+        let metrics = schema
+            .metrics
+            .iter()
+            .map(|m| MetricColumn {
+                name: m.name.clone(),
+                kind: m.kind,
+                data: match m.kind.storage() {
+                    MetricStorage::Long => MetricData::Long(Vec::new()),
+                    MetricStorage::Double => MetricData::Double(Vec::new()),
+                    MetricStorage::Sketch => MetricData::Sketch(Vec::new()),
+                },
+            })
+            .collect();
+        SegmentColumns {
+            time: Vec::new(),
+            dimensions,
+            metrics,
+        }
+    }
+
     pub fn num_rows(&self) -> usize {
         self.time.len()
     }
@@ -177,6 +220,58 @@ impl SegmentColumns {
             dimensions,
             metrics,
         }
+    }
+
+    /// Checks the columns are laid out as `schema` says: dimension names, types and order;
+    /// metric names, kinds, storage and order.
+    pub fn check_schema(&self, schema: &Schema) -> Result<(), String> {
+        if self.dimensions.len() != schema.dimensions.len() {
+            return Err(format!(
+                "{} dimension columns for {} schema dimensions",
+                self.dimensions.len(),
+                schema.dimensions.len()
+            ));
+        }
+        for (column, dim) in self.dimensions.iter().zip(&schema.dimensions) {
+            if column.name != dim.name || column.data.value_type() != dim.value_type {
+                return Err(format!(
+                    "dimension column {} ({:?}) where the schema has {} ({:?})",
+                    column.name,
+                    column.data.value_type(),
+                    dim.name,
+                    dim.value_type
+                ));
+            }
+        }
+        if self.metrics.len() != schema.metrics.len() {
+            return Err(format!(
+                "{} metric columns for {} schema metrics",
+                self.metrics.len(),
+                schema.metrics.len()
+            ));
+        }
+        for (column, metric) in self.metrics.iter().zip(&schema.metrics) {
+            let storage = match &column.data {
+                MetricData::Long(_) => MetricStorage::Long,
+                MetricData::Double(_) => MetricStorage::Double,
+                MetricData::Sketch(_) => MetricStorage::Sketch,
+            };
+            if column.name != metric.name || column.kind != metric.kind {
+                return Err(format!(
+                    "metric column {} ({:?}) where the schema has {} ({:?})",
+                    column.name, column.kind, metric.name, metric.kind
+                ));
+            }
+            if storage != metric.kind.storage() {
+                return Err(format!(
+                    "metric column {} stores {storage:?} values where {:?} stores {:?}",
+                    column.name,
+                    metric.kind,
+                    metric.kind.storage()
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Checks the invariants in the module documentation; the message names the column at fault.

@@ -23,7 +23,7 @@ use crate::id::SegmentId;
 use crate::index::IncrementalIndex;
 use crate::input::{ParseError, ParseReport, RowPosition, RowVisitor, read_input};
 use crate::merge::merge_columns;
-use crate::row::{InputRow, RowLayout};
+use crate::row::InputRow;
 use crate::schema::Schema;
 use crate::spec::IngestionSpec;
 use crate::time::Interval;
@@ -63,10 +63,14 @@ pub fn run_batch(
     options: &BatchOptions,
 ) -> Result<BatchResult> {
     let schema = spec.data_schema.schema()?;
-    let filter = spec.data_schema.transform_spec.filter.as_ref();
-    let extra_fields = filter.map(|f| f.fields()).unwrap_or_default();
-    let layout = RowLayout::new(&schema, &extra_fields);
-    let matcher = filter.map(|f| f.compile(&layout)).transpose()?;
+    let layout = spec.data_schema.row_layout()?;
+    let matcher = spec
+        .data_schema
+        .transform_spec
+        .filter
+        .as_ref()
+        .map(|f| f.compile(&layout))
+        .transpose()?;
     let tuning = &spec.tuning_config;
     std::fs::create_dir_all(&options.work_dir)
         .map_err(|e| SegmentError::io(&options.work_dir, e))?;
@@ -138,7 +142,7 @@ impl RowVisitor for Driver<'_> {
         let schema = self.schema;
         let sink = self.sinks.entry(chunk).or_insert_with(|| Sink {
             interval: granularity.bucket(row.timestamp_ms),
-            index: IncrementalIndex::new(schema, usize::MAX, u64::MAX),
+            index: IncrementalIndex::new(schema),
             spills: Vec::new(),
         });
         let before = sink.index.len();
@@ -153,6 +157,7 @@ impl RowVisitor for Driver<'_> {
         // Byte estimates are cheap but not free: check them every 1024 rows.
         let check_bytes = self.report.processed.is_multiple_of(1024);
         if self.rows_in_memory >= self.rows_max
+            || sink.index.is_full()
             || (check_bytes && self.bytes_in_memory() >= self.bytes_max)
         {
             self.spill()?;
@@ -208,7 +213,7 @@ impl Driver<'_> {
             self.spills += 1;
             let sink = self.sinks.get_mut(&chunk).expect("chunk listed above");
             sink.spills.push(path);
-            sink.index = IncrementalIndex::new(self.schema, usize::MAX, u64::MAX);
+            sink.index = IncrementalIndex::new(self.schema);
         }
         self.rows_in_memory = 0;
         Ok(())
@@ -230,6 +235,11 @@ impl Driver<'_> {
         let sinks = std::mem::take(&mut self.sinks);
         let mut segments = Vec::new();
         for sink in sinks.into_values() {
+            // A chunk whose rows all failed to parse has nothing to publish: an empty segment
+            // would overshadow older data for its interval.
+            if sink.spills.is_empty() && sink.index.is_empty() {
+                continue;
+            }
             let mut parts = Vec::with_capacity(sink.spills.len() + 1);
             for path in &sink.spills {
                 parts.push(Segment::open(path)?.to_columns()?);
@@ -280,58 +290,4 @@ impl Driver<'_> {
             spills: self.spills,
         })
     }
-}
-
-/// Reads a whole spec's input into one index without writing anything: for tests, examples and
-/// a query engine that wants to ingest small inline data in memory.
-pub fn index_in_memory(spec: &IngestionSpec) -> Result<(IncrementalIndex, ParseReport)> {
-    struct Collect<'a> {
-        index: IncrementalIndex,
-        matcher: Option<RowMatcher>,
-        report: ParseReport,
-        intervals: Option<&'a [Interval]>,
-    }
-    impl RowVisitor for Collect<'_> {
-        fn row(&mut self, row: &InputRow, position: &RowPosition) -> Result<()> {
-            if !admits(self.matcher.as_ref(), self.intervals, row) {
-                self.report.thrown_away += 1;
-                return Ok(());
-            }
-            match self.index.add(row) {
-                Ok(()) => {
-                    self.report.processed += 1;
-                    Ok(())
-                }
-                Err(e) => self.unparseable(ParseError {
-                    position: position.clone(),
-                    message: e.0,
-                }),
-            }
-        }
-        fn unparseable(&mut self, error: ParseError) -> Result<()> {
-            if self.report.record(error) {
-                return Err(SegmentError::TooManyParseErrors(Box::new(
-                    self.report.clone(),
-                )));
-            }
-            Ok(())
-        }
-    }
-    let schema = spec.data_schema.schema()?;
-    let filter = spec.data_schema.transform_spec.filter.as_ref();
-    let extra_fields = filter.map(|f| f.fields()).unwrap_or_default();
-    let layout = RowLayout::new(&schema, &extra_fields);
-    let mut collect = Collect {
-        index: IncrementalIndex::new(&schema, usize::MAX, u64::MAX),
-        matcher: filter.map(|f| f.compile(&layout)).transpose()?,
-        report: ParseReport::new(spec.tuning_config.max_parse_exceptions),
-        intervals: spec.data_schema.granularity_spec.intervals.as_deref(),
-    };
-    read_input(
-        &spec.io_config,
-        &layout,
-        &spec.data_schema.timestamp_spec,
-        &mut collect,
-    )?;
-    Ok((collect.index, collect.report))
 }

@@ -20,13 +20,16 @@ use crate::columns::{
 };
 use crate::error::{Result, SegmentError};
 use crate::index::{SortKeys, combine_double, combine_long, numeric_ranks};
-use crate::schema::{MetricStorage, Schema, ValueType};
+use crate::schema::{Schema, ValueType};
 use crate::sketch::HllSketch;
 
 /// Merges `parts` (each sorted, each laid out by `schema`) into one sorted set of columns.
 pub fn merge_columns(schema: &Schema, parts: &[SegmentColumns]) -> Result<SegmentColumns> {
     for (p, part) in parts.iter().enumerate() {
         check_part(schema, p, part)?;
+    }
+    if parts.iter().all(|p| p.num_rows() == 0) {
+        return Ok(SegmentColumns::empty(schema));
     }
     // Global row g is (part, row) in part order.
     let origin: Vec<(u32, u32)> = parts
@@ -92,35 +95,9 @@ pub fn merge_columns(schema: &Schema, parts: &[SegmentColumns]) -> Result<Segmen
 }
 
 fn check_part(schema: &Schema, p: usize, part: &SegmentColumns) -> Result<()> {
-    let mismatch = |what: String| SegmentError::Schema(format!("merge part {p}: {what}"));
-    if part.dimensions.len() != schema.dimensions.len()
-        || part.metrics.len() != schema.metrics.len()
-    {
-        return Err(mismatch("column count differs from the schema".into()));
-    }
-    for (column, dim) in part.dimensions.iter().zip(&schema.dimensions) {
-        if column.name != dim.name || column.data.value_type() != dim.value_type {
-            return Err(mismatch(format!(
-                "dimension {} does not match the schema",
-                column.name
-            )));
-        }
-    }
-    for (column, metric) in part.metrics.iter().zip(&schema.metrics) {
-        let storage_matches = matches!(
-            (&column.data, metric.kind.storage()),
-            (MetricData::Long(_), MetricStorage::Long)
-                | (MetricData::Double(_), MetricStorage::Double)
-                | (MetricData::Sketch(_), MetricStorage::Sketch)
-        );
-        if column.name != metric.name || !storage_matches {
-            return Err(mismatch(format!(
-                "metric {} does not match the schema",
-                column.name
-            )));
-        }
-    }
-    part.validate().map_err(mismatch)
+    part.check_schema(schema)
+        .and_then(|()| part.validate())
+        .map_err(|e| SegmentError::Schema(format!("merge part {p}: {e}")))
 }
 
 enum DimensionPlan {

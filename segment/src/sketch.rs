@@ -28,8 +28,10 @@ use crate::error::{Result, SegmentError};
 pub const LG_K_MIN: u8 = 4;
 pub const LG_K_MAX: u8 = 21;
 
-/// Register width used in memory and on disk: 8 bits per register updates fastest, and segment
-/// columns are compressed, which recovers most of the space `Hll4` would save.
+/// Register width used in memory and on disk: 8 bits per register updates fastest. On the
+/// uncompressed hot format a sketch in full HLL mode costs twice `Hll4`'s bytes; zstd segments
+/// (`Compression::Zstd`) recover most of that. Sketches of few values stay in the compact
+/// list/set modes either way.
 const HLL_TYPE: HllType = HllType::Hll8;
 
 /// An HLL distinct-count sketch (see the module doc).

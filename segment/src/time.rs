@@ -78,7 +78,7 @@ pub fn parse_iso_timestamp(text: &str) -> Option<i64> {
     } else {
         (1, 1)
     };
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month as u32) as i64 {
         return None;
     }
     let mut ms = days_from_civil(year, month as u32, day as u32) * MS_PER_DAY;
@@ -111,7 +111,8 @@ pub fn parse_iso_timestamp(text: &str) -> Option<i64> {
                 }
             }
         }
-        if hour > 24 || minute > 59 || second > 60 {
+        let end_of_day = hour == 24 && minute == 0 && second == 0 && millis == 0;
+        if (hour > 23 && !end_of_day) || minute > 59 || second > 59 {
             return None;
         }
         ms += hour * MS_PER_HOUR + minute * MS_PER_MINUTE + second * MS_PER_SECOND + millis;
@@ -127,6 +128,9 @@ pub fn parse_iso_timestamp(text: &str) -> Option<i64> {
             }
             let minutes = if j < b.len() { digits(b, j, 2)? } else { 0 };
             if j < b.len() && j + 2 != b.len() {
+                return None;
+            }
+            if hours > 18 || minutes > 59 || (hours == 18 && minutes > 0) {
                 return None;
             }
             let offset = hours * MS_PER_HOUR + minutes * MS_PER_MINUTE;
@@ -261,16 +265,25 @@ impl Period {
                     let value: f64 = number.parse().map_err(|_| bad())?;
                     number.clear();
                     let whole = value as i64;
-                    match (in_time, unit) {
-                        (false, 'Y') => period.months += 12 * whole,
-                        (false, 'M') => period.months += whole,
-                        (false, 'W') => period.fixed_ms += whole * MS_PER_WEEK,
-                        (false, 'D') => period.fixed_ms += whole * MS_PER_DAY,
-                        (true, 'H') => period.fixed_ms += whole * MS_PER_HOUR,
-                        (true, 'M') => period.fixed_ms += whole * MS_PER_MINUTE,
-                        (true, 'S') => period.fixed_ms += (value * 1000.0).round() as i64,
+                    let too_large = || format!("ISO-8601 period '{text}' is too large");
+                    let (months, ms) = match (in_time, unit) {
+                        (false, 'Y') => (whole.checked_mul(12), Some(0)),
+                        (false, 'M') => (Some(whole), Some(0)),
+                        (false, 'W') => (Some(0), whole.checked_mul(MS_PER_WEEK)),
+                        (false, 'D') => (Some(0), whole.checked_mul(MS_PER_DAY)),
+                        (true, 'H') => (Some(0), whole.checked_mul(MS_PER_HOUR)),
+                        (true, 'M') => (Some(0), whole.checked_mul(MS_PER_MINUTE)),
+                        (true, 'S') => (Some(0), Some((value * 1000.0).round() as i64)),
                         _ => return Err(bad()),
-                    }
+                    };
+                    period.months = months
+                        .and_then(|m| period.months.checked_add(m))
+                        .filter(|m| m.abs() <= 12 * 1_000_000)
+                        .ok_or_else(too_large)?;
+                    period.fixed_ms = ms
+                        .and_then(|ms| period.fixed_ms.checked_add(ms))
+                        .filter(|ms| *ms <= Interval::ETERNITY.duration_ms())
+                        .ok_or_else(too_large)?;
                     if unit != 'S' && value.fract() != 0.0 {
                         return Err(bad());
                     }
@@ -341,6 +354,27 @@ fn add_months(ms: i64, months: i64) -> i64 {
     let (ny, nm) = (total.div_euclid(12), total.rem_euclid(12) as u32 + 1);
     let nd = d.min(days_in_month(ny, nm));
     days_from_civil(ny, nm, nd) * MS_PER_DAY + time_of_day
+}
+
+/// The start of the month bucket `skip` buckets after the one holding `ms`. Buckets start at
+/// `origin_ms + k·months` months for whole `k`, each computed from the origin (so an origin on the
+/// 31st gives the 30th, 29th or 28th in shorter months without drifting).
+fn month_bucket_start(ms: i64, months: i64, origin_ms: i64, skip: i64) -> i64 {
+    // Calendar arithmetic is exact inside Druid's eternity; clamp so nothing can overflow.
+    let ms = ms.clamp(Interval::ETERNITY.start_ms, Interval::ETERNITY.end_ms);
+    let month_index = |t: i64| {
+        let (y, m, _) = civil_from_days(t.div_euclid(MS_PER_DAY));
+        y * 12 + m as i64 - 1
+    };
+    let start_of = |k: i64| add_months(origin_ms, k * months);
+    let mut k = (month_index(ms) - month_index(origin_ms)).div_euclid(months);
+    while start_of(k) > ms {
+        k -= 1;
+    }
+    while start_of(k + 1) <= ms {
+        k += 1;
+    }
+    start_of(k + skip)
 }
 
 fn days_in_month(year: i64, month: u32) -> u32 {
@@ -482,28 +516,22 @@ impl Granularity {
             Granularity::Fixed {
                 period_ms,
                 origin_ms,
-            } => ms - (ms - origin_ms).rem_euclid(period_ms),
+            } => ms.saturating_sub(ms.saturating_sub(origin_ms).rem_euclid(period_ms)),
             Granularity::Months { months, origin_ms } => {
-                let days = (ms - origin_ms).div_euclid(MS_PER_DAY);
-                let (y, m, _) = civil_from_days(days);
-                let index = y * 12 + m as i64 - 1 - 1970 * 12;
-                let bucket = index - index.rem_euclid(months);
-                let (by, bm) = (
-                    1970 + bucket.div_euclid(12),
-                    bucket.rem_euclid(12) as u32 + 1,
-                );
-                days_from_civil(by, bm, 1) * MS_PER_DAY + origin_ms
+                month_bucket_start(ms, months, origin_ms, 0)
             }
         }
     }
 
-    /// The start of the bucket after the one starting at `bucket_start_ms`.
+    /// The start of the bucket after the one holding `bucket_start_ms` (normally a bucket start).
     pub fn next(&self, bucket_start_ms: i64) -> i64 {
         match *self {
             Granularity::All => Interval::ETERNITY.end_ms,
-            Granularity::None => bucket_start_ms + 1,
-            Granularity::Fixed { period_ms, .. } => bucket_start_ms + period_ms,
-            Granularity::Months { months, .. } => add_months(bucket_start_ms, months),
+            Granularity::None => bucket_start_ms.saturating_add(1),
+            Granularity::Fixed { period_ms, .. } => bucket_start_ms.saturating_add(period_ms),
+            Granularity::Months { months, origin_ms } => {
+                month_bucket_start(bucket_start_ms, months, origin_ms, 1)
+            }
         }
     }
 
@@ -767,8 +795,87 @@ mod tests {
         }
         assert_eq!(
             format_iso(Granularity::named("month").unwrap().next(t)),
-            "2024-06-17T13:45:12.345Z"
+            "2024-06-01T00:00:00.000Z"
         );
+    }
+
+    #[test]
+    fn month_buckets_with_an_origin_hold_their_rows() {
+        let at = |t: &str| parse_iso_timestamp(t).unwrap();
+        let quarter_from_feb = Granularity::period("P3M", None, Some("1970-02-01")).unwrap();
+        let bucket = quarter_from_feb.bucket(at("1970-05-01"));
+        assert_eq!(
+            bucket.to_string(),
+            "1970-05-01T00:00:00.000Z/1970-08-01T00:00:00.000Z"
+        );
+        let month_from_31st = Granularity::period("P1M", None, Some("2020-01-31")).unwrap();
+        for (t, expected) in [
+            (
+                "2020-03-01",
+                "2020-02-29T00:00:00.000Z/2020-03-31T00:00:00.000Z",
+            ),
+            (
+                "2020-02-29",
+                "2020-02-29T00:00:00.000Z/2020-03-31T00:00:00.000Z",
+            ),
+            (
+                "2020-01-30",
+                "2019-12-31T00:00:00.000Z/2020-01-31T00:00:00.000Z",
+            ),
+            (
+                "2020-04-30T12:00:00Z",
+                "2020-04-30T00:00:00.000Z/2020-05-31T00:00:00.000Z",
+            ),
+        ] {
+            let bucket = month_from_31st.bucket(at(t));
+            assert_eq!(bucket.to_string(), expected, "{t}");
+            assert!(bucket.contains(at(t)));
+        }
+        // Consecutive buckets tile time with no gap or overlap.
+        let buckets = month_from_31st.buckets(Interval::new(at("2019-11-15"), at("2021-01-01")));
+        assert!(buckets.windows(2).all(|w| w[0].end_ms == w[1].start_ms));
+    }
+
+    #[test]
+    fn invalid_dates_times_and_offsets_are_rejected() {
+        for text in [
+            "2024-02-30",
+            "2023-02-29",
+            "2024-04-31",
+            "2024-01-01T24:59:00Z",
+            "2024-01-01T23:60:00Z",
+            "2024-01-01T23:59:60Z",
+            "2024-01-01T00:00:00+99:99",
+            "2024-01-01T00:00:00+18:30",
+        ] {
+            assert_eq!(parse_iso_timestamp(text), None, "{text}");
+        }
+        assert_eq!(
+            parse_iso_timestamp("2024-02-29"),
+            Some(days_from_civil(2024, 2, 29) * MS_PER_DAY)
+        );
+        assert_eq!(
+            parse_iso_timestamp("2024-01-01T24:00:00Z"),
+            parse_iso_timestamp("2024-01-02T00:00:00Z")
+        );
+    }
+
+    #[test]
+    fn huge_periods_and_extreme_times_do_not_overflow() {
+        assert!(Period::parse("P99999999999999999W").is_err());
+        assert!(Period::parse("P99999999999999999Y").is_err());
+        for g in ["week", "month", "day", "none"] {
+            let g = Granularity::named(g).unwrap();
+            for ms in [
+                i64::MIN,
+                i64::MAX,
+                Interval::ETERNITY.start_ms,
+                Interval::ETERNITY.end_ms - 1,
+            ] {
+                let start = g.truncate(ms);
+                let _ = g.next(start);
+            }
+        }
     }
 
     #[test]

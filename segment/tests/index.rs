@@ -263,7 +263,7 @@ fn assert_same(actual: &[(Key, Aggregates)], expected: &[(Key, Aggregates)]) {
 }
 
 fn index_of(rows: &[Raw], rollup: bool) -> IncrementalIndex {
-    let mut index = IncrementalIndex::new(&schema(rollup), usize::MAX, u64::MAX);
+    let mut index = IncrementalIndex::new(&schema(rollup));
     for r in rows {
         index.add(&r.input()).expect("valid row");
     }
@@ -331,7 +331,7 @@ proptest! {
 
 #[test]
 fn a_value_that_does_not_fit_its_column_is_an_error_and_changes_nothing() {
-    let mut index = IncrementalIndex::new(&schema(true), usize::MAX, u64::MAX);
+    let mut index = IncrementalIndex::new(&schema(true));
     let good = Raw {
         ms: 0,
         country: Some("de"),
@@ -364,8 +364,8 @@ fn a_value_that_does_not_fit_its_column_is_an_error_and_changes_nothing() {
 }
 
 #[test]
-fn limits_say_when_to_persist() {
-    let mut index = IncrementalIndex::new(&schema(false), 3, u64::MAX);
+fn size_figures_grow_with_the_rows_held() {
+    let mut index = IncrementalIndex::new(&schema(false));
     let raw = Raw {
         ms: 0,
         country: None,
@@ -376,18 +376,17 @@ fn limits_say_when_to_persist() {
         amount: 0.0,
         user: 0,
     };
-    for expected_full in [false, false, true] {
+    let mut previous_bytes = index.bytes();
+    for rows in 1..=3 {
         index.add(&raw.input()).expect("row");
-        assert_eq!(index.is_full(), expected_full);
+        assert_eq!(index.len(), rows, "no roll-up: every row is kept");
+        assert!(index.bytes() > previous_bytes, "bytes grow with every row");
+        previous_bytes = index.bytes();
+        assert!(!index.is_full());
     }
-    let mut by_bytes = IncrementalIndex::new(&schema(true), usize::MAX, 10_000);
-    let mut ms = 0;
-    while !by_bytes.is_full() {
-        by_bytes
-            .add(&Raw { ms, ..raw.clone() }.input())
-            .expect("row");
-        ms += 60_000;
-        assert!(ms < 60_000 * 1_000, "byte limit never reached");
+    let mut rolled = IncrementalIndex::new(&schema(true));
+    for _ in 0..3 {
+        rolled.add(&raw.input()).expect("row");
     }
-    assert!(by_bytes.bytes() >= 10_000);
+    assert_eq!(rolled.len(), 1, "roll-up folds equal rows");
 }

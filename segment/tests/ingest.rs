@@ -5,7 +5,7 @@ use grove_segment::SegmentError;
 use grove_segment::columns::{DimensionData, MetricData, SegmentColumns};
 use grove_segment::deep_storage::{DeepStorage, LoadSpec, LocalDeepStorage};
 use grove_segment::format::{Segment, WriteOptions};
-use grove_segment::ingest::{BatchOptions, BatchResult, index_in_memory, run_batch};
+use grove_segment::ingest::{BatchOptions, BatchResult, run_batch};
 use grove_segment::merge::merge_columns;
 use grove_segment::spec::{IngestionSpec, parse_task};
 
@@ -178,9 +178,13 @@ fn spills_and_partitions_give_the_same_rows_as_one_index() {
     let schema = spec_small.data_schema.schema().expect("schema");
     let day1 = merge_columns(&schema, &columns[..2]).expect("merge partitions");
 
-    let (index, report) = index_in_memory(&spec(1_000_000, 5_000_000, 10)).expect("in memory");
-    assert_eq!(report.processed, 7);
-    let all = pages_and_counts(&index.to_columns());
+    let one_index_dir = tempfile::tempdir().expect("tempdir");
+    let one_index = run(&spec(1_000_000, 5_000_000, 10), one_index_dir.path()).expect("ingest");
+    assert_eq!((one_index.spills, one_index.report.processed), (0, 7));
+    let all: Vec<_> = load(&one_index, one_index_dir.path())
+        .iter()
+        .flat_map(pages_and_counts)
+        .collect();
     let mut pulled = pages_and_counts(&day1);
     pulled.extend(pages_and_counts(&columns[2]));
     assert_eq!(pulled, all);
@@ -193,4 +197,44 @@ fn spills_and_partitions_give_the_same_rows_as_one_index() {
             .unwrap_or(false),
         "spill files are removed"
     );
+}
+
+#[test]
+fn a_chunk_whose_rows_all_fail_publishes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = serde_json::to_string(
+        "{\"ts\":\"2024-01-01T00:00:00Z\",\"page\":\"a\",\"n\":1,\"x\":1}\n{\"ts\":\"2024-01-02T00:00:00Z\",\"page\":\"b\",\"n\":\"abc\",\"x\":\"abc\"}\n",
+    )
+    .expect("json string");
+    for (dimension, metric) in [
+        (
+            r#"{"type":"long","name":"n"}"#,
+            r#"{"type":"longSum","name":"s","fieldName":"n"}"#,
+        ),
+        (
+            r#""page""#,
+            r#"{"type":"doubleSum","name":"s","fieldName":"x"}"#,
+        ),
+    ] {
+        let json = format!(
+            r#"{{"type":"index","spec":{{"dataSchema":{{"dataSource":"d","timestampSpec":{{"column":"ts"}},
+              "dimensionsSpec":{{"dimensions":[{dimension}]}},"metricsSpec":[{metric}],
+              "granularitySpec":{{"segmentGranularity":"day"}}}},
+              "ioConfig":{{"inputSource":{{"type":"inline","data":{data}}},"inputFormat":{{"type":"json"}}}},
+              "tuningConfig":{{"maxParseExceptions":10}}}}}}"#
+        );
+        let spec = parse_task(&json).expect("spec").spec;
+        let result = run(&spec, dir.path()).expect("ingest succeeds with one bad row");
+        assert_eq!(result.report.unparseable, 1, "{dimension} {metric}");
+        let days: Vec<String> = result
+            .segments
+            .iter()
+            .map(|s| s.meta.id.interval.to_string())
+            .collect();
+        assert_eq!(
+            days,
+            vec!["2024-01-01T00:00:00.000Z/2024-01-02T00:00:00.000Z"],
+            "{dimension} {metric}"
+        );
+    }
 }

@@ -105,46 +105,7 @@ fn check_columns(meta: &SegmentMeta, columns: &SegmentColumns) -> Result<()> {
             meta.time_min_ms, meta.time_max_ms
         ));
     }
-    if columns.dimensions.len() != schema.dimensions.len() {
-        return mismatch(format!(
-            "{} dimension columns for {} schema dimensions",
-            columns.dimensions.len(),
-            schema.dimensions.len()
-        ));
-    }
-    for (column, dim) in columns.dimensions.iter().zip(&schema.dimensions) {
-        if column.name != dim.name || column.data.value_type() != dim.value_type {
-            return mismatch(format!(
-                "dimension column {} ({:?}) where the schema has {} ({:?})",
-                column.name,
-                column.data.value_type(),
-                dim.name,
-                dim.value_type
-            ));
-        }
-    }
-    if columns.metrics.len() != schema.metrics.len() {
-        return mismatch(format!(
-            "{} metric columns for {} schema metrics",
-            columns.metrics.len(),
-            schema.metrics.len()
-        ));
-    }
-    for (column, metric) in columns.metrics.iter().zip(&schema.metrics) {
-        let storage_matches = matches!(
-            (metric.kind.storage(), &column.data),
-            (MetricStorage::Long, MetricData::Long(_))
-                | (MetricStorage::Double, MetricData::Double(_))
-                | (MetricStorage::Sketch, MetricData::Sketch(_))
-        );
-        if column.name != metric.name || column.kind != metric.kind || !storage_matches {
-            return mismatch(format!(
-                "metric column {} ({:?}) does not match schema metric {} ({:?})",
-                column.name, column.kind, metric.name, metric.kind
-            ));
-        }
-    }
-    Ok(())
+    columns.check_schema(schema).or_else(mismatch)
 }
 
 /// One encoded part of a column, before compression.

@@ -12,8 +12,10 @@
 //! returns [`SegmentColumns`]; it does not consume the index, so the index stays queryable (and can
 //! keep growing) while a snapshot is persisted or queried.
 //!
-//! Limits: `rows_max` and `bytes_max` (maxRowsInMemory / maxBytesInMemory); `add` refuses nothing,
-//! [`IncrementalIndex::is_full`] tells the caller to persist. The byte figure is an estimate of what
+//! Limits: the caller enforces maxRowsInMemory / maxBytesInMemory (across all the indexes it holds)
+//! with [`IncrementalIndex::len`] and [`IncrementalIndex::bytes`]; [`IncrementalIndex::is_full`]
+//! says the index reached its own capacity (row numbers and dictionary offsets are 32-bit) and must
+//! be persisted whatever the limits say. The byte figure is an estimate of what
 //! the index holds (keys, aggregation state, dictionaries, hash table), not allocator truth.
 //!
 //! Metric inputs follow Druid's default-value mode for now: a null or missing input adds nothing
@@ -31,7 +33,10 @@ use crate::row::{InputRow, RowLayout, Value};
 use crate::schema::{MetricKind, Schema, ValueType};
 use crate::sketch::HllSketch;
 
+mod order;
 mod strings;
+
+pub(crate) use order::SortKeys;
 
 use strings::{COMBO_BIT, StringDictionary, StringPlan, encode_string};
 
@@ -50,8 +55,6 @@ pub struct IncrementalIndex {
     table: HashTable<u32>,
     metrics: Vec<MetricState>,
     rows: usize,
-    rows_max: usize,
-    bytes_max: u64,
     dictionary_bytes: u64,
     sketch_bytes: u64,
     /// Scratch for building one row's key without allocating.
@@ -74,7 +77,7 @@ enum MetricState {
 
 impl IncrementalIndex {
     /// An empty index for `schema`; rows must come in the slots of `RowLayout::new(schema, ..)`.
-    pub fn new(schema: &Schema, rows_max: usize, bytes_max: u64) -> IncrementalIndex {
+    pub fn new(schema: &Schema) -> IncrementalIndex {
         let layout = RowLayout::new(schema, &[]);
         let dimensions = schema
             .dimensions
@@ -126,8 +129,6 @@ impl IncrementalIndex {
             table: HashTable::new(),
             metrics,
             rows: 0,
-            rows_max: rows_max.max(1),
-            bytes_max,
             dictionary_bytes: 0,
             sketch_bytes: 0,
             scratch: vec![0; stride],
@@ -165,9 +166,11 @@ impl IncrementalIndex {
             + self.sketch_bytes
     }
 
-    /// Whether the index reached `rows_max` or `bytes_max` and should be persisted.
+    /// Whether the index reached its own capacity: 2^31 rows, or 2^31 bytes of dictionary text
+    /// (row numbers and dictionary offsets are 32-bit). Persist it before adding more.
     pub fn is_full(&self) -> bool {
-        self.rows >= self.rows_max || self.bytes() >= self.bytes_max
+        const CAPACITY: u64 = 1 << 31;
+        self.rows as u64 >= CAPACITY || self.dictionary_bytes >= CAPACITY
     }
 
     /// Adds one input row: truncates its time, encodes its dimensions, and either folds it into
@@ -367,12 +370,22 @@ impl IncrementalIndex {
         let order = SortKeys::new(&times, &order_ranks).stable_order();
         drop(order_ranks);
         let time = order.iter().map(|&r| times[r as usize]).collect();
+        // One pass over the rows in sorted order, reading each key once (rows are wide; reading
+        // them once per dimension would miss the cache once per dimension per row).
+        let mut sorted_words: Vec<Vec<u64>> = vec![Vec::with_capacity(rows); dims];
+        for &r in &order {
+            let key = &self.keys[r as usize * self.stride + 1..][..dims];
+            for (column, &word) in sorted_words.iter_mut().zip(key) {
+                column.push(word);
+            }
+        }
         let dimensions = emitters
             .into_iter()
+            .zip(sorted_words)
             .enumerate()
-            .map(|(d, emitter)| DimensionColumn {
+            .map(|(d, (emitter, words))| DimensionColumn {
                 name: self.schema.dimensions[d].name.clone(),
-                data: emitter.emit(&order, |r| self.keys[r * self.stride + 1 + d]),
+                data: emitter.emit(&order, &words),
             })
             .collect();
         let metrics = self
@@ -563,15 +576,15 @@ enum Emitter {
 }
 
 impl Emitter {
-    fn emit(self, order: &[u32], word_of: impl Fn(usize) -> u64) -> DimensionData {
+    /// `words[i]` is the key word of the `i`-th row in sorted order, which is row `order[i]`.
+    fn emit(self, order: &[u32], words: &[u64]) -> DimensionData {
         match self {
             Emitter::String(plan) => {
                 let rows = if plan.multi {
                     let mut offsets = Vec::with_capacity(order.len() + 1);
                     let mut ids = Vec::with_capacity(order.len());
                     offsets.push(0u32);
-                    for &r in order {
-                        let word = word_of(r as usize);
+                    for &word in words {
                         if word & COMBO_BIT != 0 {
                             ids.extend_from_slice(&plan.combo_output[(word & !COMBO_BIT) as usize]);
                         } else if Some(word as u32) != plan.null_id {
@@ -582,10 +595,9 @@ impl Emitter {
                     StringRows::Multi { offsets, ids }
                 } else {
                     StringRows::Single(
-                        order
+                        words
                             .iter()
-                            .map(|&r| {
-                                let word = word_of(r as usize);
+                            .map(|&word| {
                                 if Some(word as u32) == plan.null_id {
                                     0
                                 } else {
@@ -629,45 +641,5 @@ impl Emitter {
                 }
             }
         }
-    }
-}
-
-/// Row-major sort keys: per row its time (as an order-preserving code) then one order rank per
-/// dimension, so comparing two rows reads one contiguous slice each.
-pub(crate) struct SortKeys {
-    stride: usize,
-    keys: Vec<u64>,
-}
-
-impl SortKeys {
-    pub(crate) fn new(times: &[i64], ranks: &[Vec<u64>]) -> SortKeys {
-        let stride = 1 + ranks.len();
-        let mut keys = vec![0u64; times.len() * stride];
-        for (r, &t) in times.iter().enumerate() {
-            keys[r * stride] = (t as u64) ^ (1 << 63);
-        }
-        for (d, column) in ranks.iter().enumerate() {
-            for (r, &rank) in column.iter().enumerate() {
-                keys[r * stride + 1 + d] = rank;
-            }
-        }
-        SortKeys { stride, keys }
-    }
-
-    #[inline]
-    fn row(&self, r: usize) -> &[u64] {
-        &self.keys[r * self.stride..(r + 1) * self.stride]
-    }
-
-    /// Row numbers in key order; equal keys keep their row order.
-    pub(crate) fn stable_order(&self) -> Vec<u32> {
-        let rows = self.keys.len().checked_div(self.stride).unwrap_or(0);
-        let mut order: Vec<u32> = (0..rows as u32).collect();
-        order.sort_by(|&a, &b| self.row(a as usize).cmp(self.row(b as usize)));
-        order
-    }
-
-    pub(crate) fn equal(&self, a: usize, b: usize) -> bool {
-        self.row(a) == self.row(b)
     }
 }

@@ -21,13 +21,21 @@ pub(super) const COMBO_BIT: u64 = 1 << 63;
 
 pub(super) struct StringDictionary {
     handling: MultiValueHandling,
-    table: HashTable<u32>,
+    /// Non-null values as (id, arena start, length): probing compares arena bytes directly.
+    table: HashTable<Slot>,
     arena: Vec<u8>,
     /// `starts[id]..starts[id + 1]` is value `id` in the arena; always one longer than the ids.
     starts: Vec<u32>,
     null_id: Option<u32>,
     combo_ids: HashMap<Box<[u32]>, u32, FxBuildHasher>,
     combos: Vec<Box<[u32]>>,
+}
+
+#[derive(Clone, Copy)]
+struct Slot {
+    id: u32,
+    start: u32,
+    len: u32,
 }
 
 #[inline]
@@ -57,17 +65,17 @@ impl StringDictionary {
         &self.arena[self.starts[id as usize] as usize..self.starts[id as usize + 1] as usize]
     }
 
-    /// Non-null ids in value order. Sorting (8-byte big-endian prefix, id) pairs keeps most
+    /// Non-null ids in value order. Sorting (16-byte big-endian prefix, id) pairs keeps most
     /// comparisons inside one contiguous array; only equal prefixes look at the arena.
     fn sorted_ids(&self) -> Vec<u32> {
-        let mut keyed: Vec<(u64, u32)> = (0..self.ids() as u32)
+        let mut keyed: Vec<(u128, u32)> = (0..self.ids() as u32)
             .filter(|&id| Some(id) != self.null_id)
             .map(|id| {
                 let bytes = self.bytes_of(id);
-                let mut prefix = [0u8; 8];
-                let n = bytes.len().min(8);
+                let mut prefix = [0u8; 16];
+                let n = bytes.len().min(16);
                 prefix[..n].copy_from_slice(&bytes[..n]);
-                (u64::from_be_bytes(prefix), id)
+                (u128::from_be_bytes(prefix), id)
             })
             .collect();
         keyed.sort_unstable_by(|a, b| {
@@ -93,21 +101,23 @@ impl StringDictionary {
     pub(super) fn id_of(&mut self, value: &str, bytes: &mut u64) -> u32 {
         let value = value.as_bytes();
         let hash = hash_str(value);
-        let null_id = self.null_id;
-        let (arena, starts) = (&self.arena, &self.starts);
-        let span = |id: u32| &arena[starts[id as usize] as usize..starts[id as usize + 1] as usize];
-        if let Some(&id) = self
-            .table
-            .find(hash, |&id| Some(id) != null_id && span(id) == value)
-        {
-            return id;
+        let arena = &self.arena;
+        let bytes_at = |slot: &Slot| &arena[slot.start as usize..(slot.start + slot.len) as usize];
+        if let Some(slot) = self.table.find(hash, |slot| bytes_at(slot) == value) {
+            return slot.id;
         }
+        let start = self.arena.len() as u32;
         let id = self.push(value);
-        let (arena, starts) = (&self.arena, &self.starts);
-        let span = |id: u32| &arena[starts[id as usize] as usize..starts[id as usize + 1] as usize];
+        let slot = Slot {
+            id,
+            start,
+            len: value.len() as u32,
+        };
+        let arena = &self.arena;
+        let bytes_at = |slot: &Slot| &arena[slot.start as usize..(slot.start + slot.len) as usize];
         self.table
-            .insert_unique(hash, id, |&other| hash_str(span(other)));
-        *bytes += value.len() as u64 + 12;
+            .insert_unique(hash, slot, |other| hash_str(bytes_at(other)));
+        *bytes += value.len() as u64 + 20;
         id
     }
 
