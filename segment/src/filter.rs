@@ -31,7 +31,6 @@ use crate::error::Result;
 use crate::row::RowLayout;
 
 pub use matcher::RowMatcher;
-pub(crate) use matcher::write_double;
 
 /// The name filters use for the row timestamp.
 pub const TIME_COLUMN: &str = "__time";
@@ -170,12 +169,7 @@ impl Scalar {
     pub fn text(&self) -> String {
         match self {
             Scalar::Long(v) => v.to_string(),
-            Scalar::Double(v) => {
-                let mut out = String::new();
-                // Writing to a String cannot fail.
-                let _ = write_double(&mut out, *v);
-                out
-            }
+            Scalar::Double(v) => crate::row::format_double(*v),
             Scalar::String(v) => v.clone(),
         }
     }

@@ -79,7 +79,8 @@ pub fn run_batch(
         matcher,
         intervals: spec.data_schema.granularity_spec.intervals.clone(),
         sinks: BTreeMap::new(),
-        report: ParseReport::new(tuning.max_parse_exceptions),
+        report: ParseReport::with_limits(tuning.max_parse_exceptions, tuning.errors_kept_max())
+            .with_log_parse_exceptions(tuning.log_parse_exceptions),
         rows_in_memory: 0,
         rows_max: usize::try_from(tuning.max_rows_in_memory).unwrap_or(usize::MAX),
         bytes_max: tuning.max_bytes_in_memory,
@@ -166,6 +167,10 @@ impl RowVisitor for Driver<'_> {
     }
 
     fn unparseable(&mut self, error: ParseError) -> Result<()> {
+        if self.report.log_parse_exceptions {
+            // `logParseExceptions`: Druid logs each one as it happens; a batch run's log is stderr.
+            eprintln!("parse exception: {error}");
+        }
         if self.report.record(error) {
             return Err(SegmentError::TooManyParseErrors(Box::new(
                 self.report.clone(),

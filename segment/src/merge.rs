@@ -47,7 +47,7 @@ pub fn merge_columns(schema: &Schema, parts: &[SegmentColumns]) -> Result<Segmen
         ranks.push(rank);
     }
 
-    let keys = SortKeys::new(&time, &ranks);
+    let keys = SortKeys::from_columns(&time, &ranks);
     drop(ranks);
     let order = keys.stable_order();
 

@@ -436,6 +436,109 @@ fn tsv_with_columns_delimiter_and_number_parsing() {
     assert_eq!(out.error_lines(), vec![("inline".into(), 3)]);
 }
 
+/// Timestamps outside Druid's eternity are parse errors at their rows, whatever the format and
+/// however the value is written, so they never reach granularity arithmetic.
+#[test]
+fn json_timestamps_outside_the_supported_range_are_parse_errors() {
+    let text = concat!(
+        "{\"t\":9223372036854775807,\"a\":\"max long\"}\n",
+        "{\"t\":1700000000000,\"a\":\"good\"}\n",
+        "{\"t\":\"9223372036854775807\",\"a\":\"max as text\"}\n",
+        "{\"t\":-9223372036854775808,\"a\":\"min long\"}\n",
+        "{\"t\":1e300,\"a\":\"huge double\"}\n",
+        "{\"t\":18446744073709551615,\"a\":\"above i64\"}\n",
+        "{\"t\":1700000001000,\"a\":\"good too\"}\n",
+    );
+    for spec in [
+        ts("t", TimestampFormat::Auto),
+        ts("t", TimestampFormat::Millis),
+    ] {
+        let out = read_json_text(text, &["a"], &spec);
+        assert_eq!(out.values(), vec![vec![s("good")], vec![s("good too")]]);
+        assert_eq!(out.times(), vec![1_700_000_000_000, 1_700_000_001_000]);
+        let lines: Vec<u64> = out.error_lines().iter().map(|e| e.1).collect();
+        assert_eq!(lines, vec![1, 3, 4, 5, 6], "{:?}", out.errors);
+        for error in &out.errors {
+            assert!(
+                error.message.contains("is outside the supported range"),
+                "{error}"
+            );
+        }
+        assert!(out.errors[0].message.contains("'9223372036854775807'"));
+        assert!(out.errors[3].message.contains("'1.0E300'"));
+    }
+    // Also when the timestamp column is a dimension (read through its row slot), and in posix
+    // seconds that overflow milliseconds.
+    let out = read_json_text(
+        "{\"t\":9223372036854775807}\n{\"t\":1}\n",
+        &["t"],
+        &ts("t", TimestampFormat::Millis),
+    );
+    assert_eq!(out.error_lines(), vec![("test.json".into(), 1)]);
+    assert_eq!(out.times(), vec![1]);
+    let out = read_json_text(
+        "{\"t\":9000000000000000}\n{\"t\":1}\n",
+        &[],
+        &ts("t", TimestampFormat::Posix),
+    );
+    assert_eq!(out.error_lines(), vec![("test.json".into(), 1)]);
+    assert!(
+        out.errors[0]
+            .message
+            .contains("outside the supported range")
+    );
+    assert_eq!(out.times(), vec![1000]);
+}
+
+#[test]
+fn csv_timestamps_outside_the_supported_range_are_parse_errors() {
+    let data = "9223372036854775807,a\n1700000000000,b\n-9223372036854775808,c\n1700000001000,d\n";
+    let io = io_config(json!({
+        "inputSource": {"type": "inline", "data": data},
+        "inputFormat": {"type": "csv", "columns": ["ts", "x"]}
+    }));
+    for format in [TimestampFormat::Auto, TimestampFormat::Millis] {
+        let mut out = Collect::default();
+        read_input(&io, &layout(&["x"]), &ts("ts", format), &mut out).unwrap();
+        assert_eq!(out.values(), vec![vec![s("b")], vec![s("d")]]);
+        assert_eq!(out.lines(), vec![2, 4]);
+        assert_eq!(
+            out.error_lines(),
+            vec![("inline".into(), 1), ("inline".into(), 3)]
+        );
+        assert!(
+            out.errors[0].message.starts_with(
+                "timestamp '9223372036854775807' in column 'ts' is outside the supported range"
+            ),
+            "{}",
+            out.errors[0]
+        );
+    }
+}
+
+/// Doubles inside JSON arrays become text as Druid prints them (Java's `Double.toString`).
+#[test]
+fn json_array_doubles_become_java_text() {
+    let out = read_json_text(
+        "{\"t\":1,\"a\":[1.0,2.5,1e8,0.001,1e-5,-3e-4,1.2345e10,5e-324]}\n",
+        &["a"],
+        &ts("t", TimestampFormat::Millis),
+    );
+    assert_eq!(
+        out.values(),
+        vec![vec![list(&[
+            "1.0",
+            "2.5",
+            "1.0E8",
+            "0.001",
+            "1.0E-5",
+            "-3.0E-4",
+            "1.2345E10",
+            "4.9E-324"
+        ])]]
+    );
+}
+
 mod parquet_files {
     use super::*;
     use parquet::data_type::{

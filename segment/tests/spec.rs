@@ -4,10 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use grove_segment::filter::Filter;
+use grove_segment::input::{ParseError, ParseReport, RowPosition};
 use grove_segment::schema::{MetricKind, MultiValueHandling, ValueType};
 use grove_segment::spec::{
-    DataSchema, InputFormat, InputSource, MetricSpec, TaskSpec, TaskType, TgtHllType, TuningConfig,
-    parse_task,
+    DataSchema, IGNORED_TUNING_FIELDS, InputFormat, InputSource, MetricSpec, TaskSpec, TaskType,
+    TgtHllType, TuningConfig, parse_task,
 };
 use grove_segment::time::TimestampFormat;
 use grove_segment::time::{Granularity, Interval, MS_PER_HOUR, parse_iso_timestamp};
@@ -81,7 +82,6 @@ fn wikipedia_tutorial_spec_parses() {
         }
     );
     assert!(matches!(spec.io_config.input_format, InputFormat::Json(_)));
-    assert!(!spec.io_config.append_to_existing);
     let tuning = &spec.tuning_config;
     assert_eq!(tuning.max_rows_in_memory, 25_000);
     assert_eq!(tuning.max_rows_per_segment, 5_000_000);
@@ -142,9 +142,9 @@ fn inline_csv_spec_parses() {
     assert_eq!(csv.list_delimiter, "\u{1}");
     let tuning = &task.spec.tuning_config;
     assert_eq!(tuning.max_rows_per_segment, 1_000_000);
-    assert_eq!(tuning.max_total_rows, 5_000_000);
     assert_eq!(tuning.max_parse_exceptions, 10);
-    assert_eq!(tuning.max_saved_parse_exceptions, 5);
+    assert_eq!(tuning.max_saved_parse_exceptions, Some(5));
+    assert_eq!(tuning.errors_kept_max(), 5);
     assert!(tuning.log_parse_exceptions);
     let gs = &task.spec.data_schema.granularity_spec;
     assert_eq!(gs.query_granularity, Granularity::HOUR);
@@ -228,7 +228,6 @@ fn tsv_spec_parses_with_typed_dimensions_and_ignored_tuning() {
     assert_eq!(tsv.list_delimiter, ";");
     assert_eq!(tsv.skip_header_rows, 1);
     assert_eq!(tsv.columns.len(), 9);
-    assert!(task.spec.io_config.append_to_existing);
     let InputSource::Local { files, .. } = &task.spec.io_config.input_source else {
         panic!("not local")
     };
@@ -244,7 +243,6 @@ fn parquet_spec_parses() {
         panic!("not parquet")
     };
     assert!(parquet.binary_as_string);
-    assert!(task.spec.io_config.drop_existing);
     let ts = &task.spec.data_schema.timestamp_spec;
     assert_eq!(
         ts.missing_value,
@@ -560,6 +558,12 @@ fn tuning_defaults_and_limits_resolve() {
     let task = parse_task(&value.to_string()).unwrap();
     assert_eq!(task.spec.tuning_config, TuningConfig::default());
     assert_eq!(task.spec.tuning_config.max_rows_in_memory, 1_000_000);
+    assert_eq!(task.spec.tuning_config.max_saved_parse_exceptions, None);
+    assert_eq!(
+        task.spec.tuning_config.errors_kept_max(),
+        ParseReport::ERRORS_KEPT
+    );
+    assert!(!task.spec.tuning_config.log_parse_exceptions);
 
     value["spec"]["tuningConfig"] =
         json!({"maxBytesInMemory": 0, "reportParseExceptions": true, "maxTotalRows": 7});
@@ -570,5 +574,123 @@ fn tuning_defaults_and_limits_resolve() {
         TuningConfig::DEFAULT_MAX_BYTES_IN_MEMORY
     );
     assert_eq!(tuning.max_parse_exceptions, 0);
-    assert_eq!(tuning.max_total_rows, 7);
+    assert_eq!(tuning.errors_kept_max(), ParseReport::ERRORS_KEPT);
+}
+
+/// `maxTotalRows` only tunes when Druid pushes segments: accepted (at the top or in a dynamic
+/// partitionsSpec), ignored, and never written back.
+#[test]
+fn max_total_rows_is_ignored() {
+    assert!(IGNORED_TUNING_FIELDS.contains(&"maxTotalRows"));
+    let mut value: Value = serde_json::from_str(&fixture("rollup-index.json")).unwrap();
+    value["spec"]["tuningConfig"] = json!({
+        "maxTotalRows": 7,
+        "partitionsSpec": {"type": "dynamic", "maxRowsPerSegment": 100, "maxTotalRows": 9}
+    });
+    let task = parse_task(&value.to_string()).unwrap();
+    let tuning = &task.spec.tuning_config;
+    assert_eq!(tuning.max_rows_per_segment, 100);
+    let written = serde_json::to_string(&task).unwrap();
+    assert!(!written.contains("maxTotalRows"), "{written}");
+    let without = {
+        value["spec"]["tuningConfig"] =
+            json!({"partitionsSpec": {"type": "dynamic", "maxRowsPerSegment": 100}});
+        parse_task(&value.to_string()).unwrap()
+    };
+    assert_eq!(without.spec.tuning_config, *tuning);
+}
+
+#[test]
+fn parse_exception_reporting_settings_reach_the_report() {
+    let mut value: Value = serde_json::from_str(&fixture("rollup-index.json")).unwrap();
+    value["spec"]["tuningConfig"] = json!({
+        "maxParseExceptions": 10,
+        "maxSavedParseExceptions": 2,
+        "logParseExceptions": true
+    });
+    let task = parse_task(&value.to_string()).unwrap();
+    let tuning = &task.spec.tuning_config;
+    assert_eq!(tuning.errors_kept_max(), 2);
+    let mut report =
+        ParseReport::with_limits(tuning.max_parse_exceptions, tuning.errors_kept_max())
+            .with_log_parse_exceptions(tuning.log_parse_exceptions);
+    assert!(report.log_parse_exceptions);
+    for line in 1..=4 {
+        let error = ParseError {
+            position: RowPosition {
+                source: "inline".into(),
+                line: Some(line),
+                ..RowPosition::default()
+            },
+            message: "bad".into(),
+        };
+        assert!(!report.record(error));
+    }
+    assert_eq!(report.unparseable, 4);
+    let kept: Vec<Option<u64>> = report.errors.iter().map(|e| e.position.line).collect();
+    assert_eq!(kept, vec![Some(1), Some(2)]);
+    assert!(
+        report.summary().ends_with("; and 2 more"),
+        "{}",
+        report.summary()
+    );
+
+    // Reparsing what Grove writes keeps the settings.
+    let again = parse_task(&serde_json::to_string(&task).unwrap()).unwrap();
+    assert_eq!(again.spec.tuning_config, *tuning);
+
+    // Zero saved keeps none; the default report keeps 100 and does not log.
+    value["spec"]["tuningConfig"] = json!({"maxSavedParseExceptions": 0});
+    let task = parse_task(&value.to_string()).unwrap();
+    assert_eq!(task.spec.tuning_config.errors_kept_max(), 0);
+    let report = ParseReport::new(5);
+    assert_eq!(report.errors_kept_max, ParseReport::ERRORS_KEPT);
+    assert!(!report.log_parse_exceptions);
+    assert_eq!(report.max_parse_exceptions, 5);
+}
+
+#[test]
+fn append_and_drop_existing_are_refused_unless_false() {
+    let err = err_after("rollup-index.json", |v| {
+        v["spec"]["ioConfig"]["appendToExisting"] = json!(true)
+    });
+    assert_mentions(
+        &err,
+        &[
+            "appendToExisting is not supported yet",
+            "batch ingestion replaces the intervals it writes",
+        ],
+    );
+    let err = err_after("rollup-index.json", |v| {
+        v["spec"]["ioConfig"]["dropExisting"] = json!(true)
+    });
+    assert_mentions(&err, &["dropExisting is not supported yet"]);
+    let mut value: Value = serde_json::from_str(&fixture("rollup-index.json")).unwrap();
+    value["spec"]["ioConfig"]["appendToExisting"] = json!(false);
+    value["spec"]["ioConfig"]["dropExisting"] = json!(false);
+    assert!(parse_task(&value.to_string()).is_ok());
+}
+
+#[test]
+fn error_messages_have_no_runs_of_spaces() {
+    let err = err_after("rollup-index.json", |v| {
+        v["spec"]["dataSchema"]["granularitySpec"]["segmentGranularity"] = json!("month");
+        v["spec"]["dataSchema"]["granularitySpec"]["queryGranularity"] = json!("week");
+    });
+    assert!(!err.contains("  "), "{err:?}");
+    assert_mentions(
+        &err,
+        &["every segment must hold whole query-granularity buckets"],
+    );
+}
+
+#[test]
+fn missing_value_outside_the_supported_range_is_an_error() {
+    let err = err_after("rollup-index.json", |v| {
+        v["spec"]["dataSchema"]["timestampSpec"]["missingValue"] = json!(i64::MAX)
+    });
+    assert_mentions(
+        &err,
+        &["missingValue 9223372036854775807 is outside the supported range"],
+    );
 }

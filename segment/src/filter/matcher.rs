@@ -3,13 +3,12 @@
 
 use std::cmp::Ordering;
 use std::fmt;
-use std::fmt::Write as _;
 
 use regex::Regex;
 
 use super::{BoundOrdering, Filter, MatchValueType, Scalar, TIME_COLUMN};
 use crate::error::{Result, SegmentError};
-use crate::row::{InputRow, RowLayout, Value};
+use crate::row::{InputRow, RowLayout, Value, write_double};
 
 /// A [`Filter`] compiled against a [`RowLayout`].
 #[derive(Clone, Debug)]
@@ -435,35 +434,6 @@ fn any_num(value: &Value, mut pred: impl FnMut(Num) -> bool) -> Option<bool> {
     }
 }
 
-/// Writes a double as Java's `Double.toString` does for the common cases (`1.0`, `0.25`,
-/// `1.0E21`, `1.5E-5`, `NaN`, `Infinity`), so text comparisons agree with Druid.
-pub(crate) fn write_double(out: &mut impl fmt::Write, value: f64) -> fmt::Result {
-    if value.is_nan() {
-        return out.write_str("NaN");
-    }
-    if value.is_infinite() {
-        return out.write_str(if value > 0.0 { "Infinity" } else { "-Infinity" });
-    }
-    let magnitude = value.abs();
-    if value == 0.0 || (1e-3..1e7).contains(&magnitude) {
-        if value.fract() == 0.0 {
-            write!(out, "{value:.1}")
-        } else {
-            write!(out, "{value}")
-        }
-    } else {
-        let mut buf = StackText::default();
-        write!(buf, "{value:E}")?;
-        let text = buf.as_str();
-        match text.split_once('E') {
-            Some((mantissa, exponent)) if !mantissa.contains('.') => {
-                write!(out, "{mantissa}.0E{exponent}")
-            }
-            _ => out.write_str(text),
-        }
-    }
-}
-
 /// A small stack buffer for the text of a number.
 struct StackText {
     bytes: [u8; 40],
@@ -700,21 +670,5 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("'zzz'"), "{err}");
-    }
-
-    #[test]
-    fn doubles_print_like_java() {
-        let text = |d: f64| {
-            let mut s = String::new();
-            write_double(&mut s, d).unwrap();
-            s
-        };
-        assert_eq!(text(1.0), "1.0");
-        assert_eq!(text(0.25), "0.25");
-        assert_eq!(text(-3.0), "-3.0");
-        assert_eq!(text(1e21), "1.0E21");
-        assert_eq!(text(1.5e-5), "1.5E-5");
-        assert_eq!(text(0.0), "0.0");
-        assert_eq!(text(f64::NAN), "NaN");
     }
 }

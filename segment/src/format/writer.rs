@@ -17,7 +17,6 @@ use super::{Compression, SegmentMeta, TIME_COLUMN, WriteOptions};
 use super::{doubles, longs, sketches, strings};
 use crate::columns::{DimensionData, MetricData, SegmentColumns, StringRows};
 use crate::error::{Result, SegmentError};
-use crate::schema::MetricStorage;
 
 /// Writes the segment to `path` atomically (temp file in the same directory, fsync, rename) and
 /// returns its size in bytes.

@@ -337,16 +337,15 @@ impl IncrementalIndex {
     pub fn to_columns(&self) -> SegmentColumns {
         let rows = self.rows;
         let dims = self.dimensions.len();
-        // Per dimension: an order rank for every row, and how to emit the column.
-        let mut order_ranks: Vec<Vec<u64>> = Vec::with_capacity(dims);
+        // Per dimension, how to order and emit it: string dimensions rank a key word directly;
+        // numeric dimensions rank their values once, up front.
+        let mut numeric_rank_columns: Vec<Option<Vec<u64>>> = Vec::with_capacity(dims);
         let mut emitters: Vec<Emitter> = Vec::with_capacity(dims);
         for (d, dimension) in self.dimensions.iter().enumerate() {
-            let words = (0..rows).map(|r| self.keys[r * self.stride + 1 + d]);
             match dimension {
                 DimensionIndexer::String(dict) => {
-                    let plan = StringPlan::new(dict);
-                    order_ranks.push(words.map(|w| plan.order_rank(w)).collect());
-                    emitters.push(Emitter::String(plan));
+                    numeric_rank_columns.push(None);
+                    emitters.push(Emitter::String(StringPlan::new(dict)));
                 }
                 DimensionIndexer::Long | DimensionIndexer::Double => {
                     let is_double = matches!(dimension, DimensionIndexer::Double);
@@ -359,7 +358,7 @@ impl IncrementalIndex {
                                 .then_some(self.keys[base + 1 + d])
                         })
                         .collect();
-                    order_ranks.push(numeric_ranks(&values, is_double));
+                    numeric_rank_columns.push(Some(numeric_ranks(&values, is_double)));
                     emitters.push(Emitter::Numeric { values, is_double });
                 }
             }
@@ -367,8 +366,20 @@ impl IncrementalIndex {
         let times: Vec<i64> = (0..rows)
             .map(|r| self.keys[r * self.stride] as i64)
             .collect();
-        let order = SortKeys::new(&times, &order_ranks).stable_order();
-        drop(order_ranks);
+        // Row by row, so each wide key is read once.
+        let sort_keys = SortKeys::new(&times, dims, |r, ranks| {
+            let words = &self.keys[r * self.stride + 1..][..dims];
+            for (d, rank) in ranks.iter_mut().enumerate() {
+                *rank = match (&emitters[d], &numeric_rank_columns[d]) {
+                    (Emitter::String(plan), _) => plan.order_rank(words[d]),
+                    (_, Some(column)) => column[r],
+                    (_, None) => 0,
+                };
+            }
+        });
+        drop(numeric_rank_columns);
+        let order = sort_keys.stable_order();
+        drop(sort_keys);
         let time = order.iter().map(|&r| times[r as usize]).collect();
         // One pass over the rows in sorted order, reading each key once (rows are wide; reading
         // them once per dimension would miss the cache once per dimension per row).
@@ -430,15 +441,6 @@ fn hash_key(key: &[u64]) -> u64 {
     // Fx leaves low bits weak for small integers; mix before hashbrown takes its top 7 bits.
     let x = h.finish();
     (x ^ (x >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9)
-}
-
-/// Druid prints doubles as Java does: always with a fraction (`1.0`, `2.5`).
-pub fn format_double(v: f64) -> String {
-    if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e16 {
-        format!("{v:.1}")
-    } else {
-        format!("{v}")
-    }
 }
 
 fn canonical_bits(v: f64) -> u64 {

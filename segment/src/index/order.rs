@@ -16,32 +16,45 @@ pub(crate) struct SortKeys {
 }
 
 impl SortKeys {
-    pub(crate) fn new(times: &[i64], ranks: &[Vec<u64>]) -> SortKeys {
+    /// Keys for `times.len()` rows of `columns` dimensions; `fill(r, ranks)` writes row `r`'s
+    /// dimension ranks (rows are filled in order, one contiguous slice each).
+    pub(crate) fn new(
+        times: &[i64],
+        columns: usize,
+        mut fill: impl FnMut(usize, &mut [u64]),
+    ) -> SortKeys {
         let rows = times.len();
-        let stride = 1 + ranks.len();
+        let stride = 1 + columns;
         let mut distinct_times = times.to_vec();
         distinct_times.sort_unstable();
         distinct_times.dedup();
         let mut keys = vec![0u64; rows * stride];
-        for (r, t) in times.iter().enumerate() {
-            keys[r * stride] = distinct_times.binary_search(t).map_or(0, |i| i as u64);
+        let mut max = vec![0u64; columns];
+        for (r, (key, t)) in keys.chunks_exact_mut(stride).zip(times).enumerate() {
+            key[0] = distinct_times.binary_search(t).map_or(0, |i| i as u64);
+            fill(r, &mut key[1..]);
+            for (m, &rank) in max.iter_mut().zip(&key[1..]) {
+                *m = (*m).max(rank);
+            }
         }
         let mut widths = Vec::with_capacity(stride);
         widths.push(bits_for(distinct_times.len() as u64));
-        for (d, column) in ranks.iter().enumerate() {
-            let mut max = 0;
-            for (r, &rank) in column.iter().enumerate() {
-                keys[r * stride + 1 + d] = rank;
-                max = max.max(rank);
-            }
-            widths.push(bits_for(max + 1));
-        }
+        widths.extend(max.iter().map(|&m| bits_for(m + 1)));
         SortKeys {
             stride,
             keys,
             rows,
             widths,
         }
+    }
+
+    /// Keys from per-dimension rank columns (`ranks[d][r]`).
+    pub(crate) fn from_columns(times: &[i64], ranks: &[Vec<u64>]) -> SortKeys {
+        SortKeys::new(times, ranks.len(), |r, out| {
+            for (slot, column) in out.iter_mut().zip(ranks) {
+                *slot = column[r];
+            }
+        })
     }
 
     #[inline]
@@ -127,7 +140,7 @@ mod tests {
             let ranks: Vec<Vec<u64>> = (0..dims)
                 .map(|_| (0..rows).map(|_| next(cardinality)).collect())
                 .collect();
-            let keys = SortKeys::new(&times, &ranks);
+            let keys = SortKeys::from_columns(&times, &ranks);
             assert_eq!(keys.stable_order(), naive(&times, &ranks), "{dims} dims");
         }
     }

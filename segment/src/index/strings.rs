@@ -14,7 +14,7 @@ use std::hash::BuildHasher;
 use crate::row::Value;
 use crate::schema::MultiValueHandling;
 
-use super::format_double;
+use crate::row::format_double;
 
 /// The top bit of a string dimension's key word marks a multi-value combo id.
 pub(super) const COMBO_BIT: u64 = 1 << 63;

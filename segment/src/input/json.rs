@@ -1,6 +1,6 @@
 //! The newline-delimited JSON reader: one object per line, the ingestion hot path.
 //!
-//! The input is read in large chunks and split into lines with `memchr`; each line is parsed by
+//! The input is read in large chunks (by `LineBlocks`) and split into lines with `memchr`; each line is parsed by
 //! serde_json's streaming deserializer with a [`DeserializeSeed`] that reads keys as borrowed
 //! `&str`, looks them up in a `FieldLookup`, writes wanted values straight into the reused
 //! [`InputRow`] slot (reusing its string buffer) and skips the rest with [`IgnoredAny`]. A row
@@ -10,60 +10,54 @@
 //! `Double`, bool → `String("true"/"false")`, null → `Null`, array → `Strings` (elements as text,
 //! nested objects and arrays as their JSON text, null elements dropped), object → `String` of its
 //! JSON text. Blank lines are skipped; a line that is not a JSON object is a parse error with
-//! serde's message and the line number.
+//! serde's message and the line number, and so is a line longer than [`MAX_LINE_BYTES`] (skipped
+//! without being held in memory). Doubles in arrays become text by [`crate::row::format_double`].
 
 use std::fmt::{self, Write as _};
-use std::io::{ErrorKind, Read};
+use std::io::Read;
 
-use memchr::{memchr, memrchr};
+use memchr::memchr;
 use serde::Deserialize as _;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::fields::{FieldLookup, SeenSlots, Target, TimestampReader};
-use super::{ParseError, RowPosition, RowVisitor};
+use super::fields::{Block, FieldLookup, LineBlocks, SeenSlots, Target, TimestampReader};
+use super::{MAX_LINE_BYTES, ParseError, RowPosition, RowVisitor};
 use crate::error::{Result, SegmentError};
 use crate::row::{InputRow, RowLayout, Value};
 use crate::spec::TimestampSpec;
 
-/// Bytes read from the input at a time; a longer line grows the buffer.
-const CHUNK_BYTES: usize = 1 << 20;
-
-/// Reads newline-delimited JSON from `input`, named `source` in positions and errors.
+/// Reads newline-delimited JSON from `input`, named `source` in positions and errors. A line
+/// longer than [`MAX_LINE_BYTES`] is one parse error; reading goes on after it.
 pub fn read_json(
-    mut input: impl Read,
+    input: impl Read,
     source: &str,
     layout: &RowLayout,
     timestamp: &TimestampSpec,
     visitor: &mut dyn RowVisitor,
 ) -> Result<()> {
+    read_json_limited(input, source, layout, timestamp, visitor, MAX_LINE_BYTES)
+}
+
+/// [`read_json`] with the line limit as a parameter (tests use a small one).
+pub(crate) fn read_json_limited(
+    input: impl Read,
+    source: &str,
+    layout: &RowLayout,
+    timestamp: &TimestampSpec,
+    visitor: &mut dyn RowVisitor,
+    max_line: usize,
+) -> Result<()> {
     let mut parser = JsonRowParser::new(layout, timestamp, source);
-    let mut buf = vec![0u8; CHUNK_BYTES];
-    let (mut start, mut end) = (0usize, 0usize);
+    let mut blocks = LineBlocks::new(input, max_line);
     loop {
-        if let Some(last) = memrchr(b'\n', &buf[start..end]) {
-            parser.block(&buf[start..start + last + 1], visitor)?;
-            start += last + 1;
+        match blocks
+            .next_block()
+            .map_err(|e| SegmentError::io(source, e))?
+        {
+            Block::Lines(range) => parser.block(blocks.bytes(range), visitor)?,
+            Block::TooLong => parser.too_long(max_line, visitor)?,
+            Block::End => return Ok(()),
         }
-        if start > 0 {
-            buf.copy_within(start..end, 0);
-            end -= start;
-            start = 0;
-        }
-        if end == buf.len() {
-            buf.resize(buf.len() * 2, 0);
-        }
-        let n = match input.read(&mut buf[end..]) {
-            Ok(n) => n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(SegmentError::io(source, e)),
-        };
-        if n == 0 {
-            if end > 0 {
-                parser.block(&buf[..end], visitor)?;
-            }
-            return Ok(());
-        }
-        end += n;
     }
 }
 
@@ -140,6 +134,16 @@ impl<'a> JsonRowParser<'a> {
             from = to + 1;
         }
         Ok(())
+    }
+
+    /// Reports a line longer than `max_line` bytes, which [`LineBlocks`] skipped.
+    fn too_long(&mut self, max_line: usize, visitor: &mut dyn RowVisitor) -> Result<()> {
+        let number = self.position.line.unwrap_or(0) + 1;
+        self.position.line = Some(number);
+        visitor.unparseable(ParseError {
+            position: self.position.clone(),
+            message: format!("line is longer than {max_line} bytes"),
+        })
     }
 
     fn line(&mut self, line: Line, visitor: &mut dyn RowVisitor) -> Result<()> {
@@ -324,7 +328,10 @@ impl<'de> Visitor<'de> for TimestampSeed<'_, '_> {
         Ok(raw_timestamp(self.0.parse_long(v)))
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawTimestamp, E> {
-        Ok(raw_timestamp(self.0.parse_double(v as f64)))
+        Ok(raw_timestamp(match i64::try_from(v) {
+            Ok(n) => self.0.parse_long(n),
+            Err(_) => self.0.parse_double(v as f64),
+        }))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawTimestamp, E> {
         Ok(raw_timestamp(self.0.parse_double(v)))
@@ -466,7 +473,7 @@ impl<'de> Visitor<'de> for ElementSeed<'_> {
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<bool, E> {
         Ok(self.write(|s| {
-            let _ = crate::filter::write_double(s, v);
+            let _ = crate::row::write_double(s, v);
         }))
     }
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<bool, E> {
@@ -482,5 +489,61 @@ impl<'de> Visitor<'de> for ElementSeed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<bool, A::Error> {
         let value = serde_json::Value::deserialize(de::value::MapAccessDeserializer::new(map))?;
         Ok(self.write(|s| s.push_str(&value.to_string())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::testing::{Collect, Trickle, layout, millis};
+
+    fn read(data: &[u8], step: usize, max_line: usize) -> Collect {
+        let mut out = Collect::default();
+        let input = Trickle { data, step };
+        read_json_limited(
+            input,
+            "t.json",
+            &layout(&["a"]),
+            &millis("t"),
+            &mut out,
+            max_line,
+        )
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn a_line_over_the_limit_is_one_error_and_reading_goes_on() {
+        let long = format!("{{\"t\":1,\"a\":\"{}\"}}", "x".repeat(3000));
+        let exact = format!("{{\"t\":2,\"a\":\"{}\"}}", "y".repeat(1024 - 14));
+        assert_eq!(exact.len(), 1024);
+        let text = format!(
+            "{{\"t\":1,\"a\":\"first\"}}\n{long}\n{exact}\n{long}\r\n{long}\n\n{{\"t\":3,\"a\":\"last\"}}\n{long}"
+        );
+        let expected_rows = vec![
+            (1, "first".to_string()),
+            (3, "y".repeat(1024 - 14)),
+            (7, "last".to_string()),
+        ];
+        let message = "line is longer than 1024 bytes".to_string();
+        let expected_errors: Vec<(u64, String)> =
+            [2, 4, 5, 8].iter().map(|&l| (l, message.clone())).collect();
+        for step in [1, 7, 1000, 1 << 20] {
+            let out = read(text.as_bytes(), step, 1024);
+            assert_eq!(out.rows_by_line(), expected_rows, "step {step}");
+            assert_eq!(out.errors_by_line(), expected_errors, "step {step}");
+        }
+        // The default limit reads the same text without errors.
+        let mut out = Collect::default();
+        read_json(
+            text.as_bytes(),
+            "t.json",
+            &layout(&["a"]),
+            &millis("t"),
+            &mut out,
+        )
+        .unwrap();
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        assert_eq!(out.rows.len(), 7);
     }
 }

@@ -24,8 +24,7 @@ use ::parquet::schema::types::Type;
 use super::fields::{FieldLookup, Target, TimestampReader};
 use super::{ParseError, RowPosition, RowVisitor};
 use crate::error::{Result, SegmentError};
-use crate::filter::write_double;
-use crate::row::{RowLayout, Value};
+use crate::row::{RowLayout, Value, write_double};
 use crate::spec::{ParquetFormat, TimestampSpec};
 use crate::time::MS_PER_DAY;
 
@@ -114,9 +113,10 @@ pub fn read_parquet(
 fn field_timestamp(field: &Field, ts: &TimestampReader) -> Result<i64, String> {
     match field {
         Field::Null => ts.missing(),
-        Field::TimestampMillis(ms) => Ok(*ms),
-        Field::TimestampMicros(us) => Ok(us.div_euclid(1000)),
-        Field::Date(days) => Ok(*days as i64 * MS_PER_DAY),
+        // Not `field` itself in messages: its Display panics outside chrono's range.
+        Field::TimestampMillis(ms) => ts.in_range(*ms, format_args!("{ms} ms")),
+        Field::TimestampMicros(us) => ts.in_range(us.div_euclid(1000), format_args!("{us} µs")),
+        Field::Date(days) => ts.in_range(*days as i64 * MS_PER_DAY, format_args!("{days} days")),
         Field::Str(s) => ts.parse_text(s),
         Field::Float(_) | Field::Double(_) | Field::Float16(_) | Field::Decimal(_) => {
             match number(field) {

@@ -165,17 +165,23 @@ fn de_missing_value<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::E
         Millis(i64),
         Text(String),
     }
-    match Option::<Form>::deserialize(d)
+    let ms = match Option::<Form>::deserialize(d)
         .map_err(|_| D::Error::custom("missingValue must be ISO-8601 text or milliseconds"))?
     {
-        None => Ok(None),
-        Some(Form::Millis(ms)) => Ok(Some(ms)),
+        None => return Ok(None),
+        Some(Form::Millis(ms)) => ms,
         Some(Form::Text(text)) => TimestampFormat::Auto
             .from_text(&text)
             .or_else(|| parse_iso_timestamp(&text))
-            .map(Some)
-            .ok_or_else(|| D::Error::custom(format!("cannot parse missingValue '{text}'"))),
+            .ok_or_else(|| D::Error::custom(format!("cannot parse missingValue '{text}'")))?,
+    };
+    if !Interval::ETERNITY.contains(ms) {
+        return Err(D::Error::custom(format!(
+            "missingValue {ms} is outside the supported range {}",
+            Interval::ETERNITY
+        )));
     }
+    Ok(Some(ms))
 }
 
 /// The HLL sketch representation Druid builds (`tgtHllType`). Grove accepts all three; the sketch
@@ -337,7 +343,8 @@ impl TryFrom<RawGranularitySpec> for GranularitySpec {
         if !nests_in(spec.query_granularity, spec.segment_granularity) {
             let name = |g: &Granularity| serde_json::to_string(g).unwrap_or_default();
             return Err(format!(
-                "queryGranularity {} does not fit segmentGranularity {}: every segment must                  hold whole query-granularity buckets",
+                "queryGranularity {} does not fit segmentGranularity {}: every segment must \
+                 hold whole query-granularity buckets",
                 name(&spec.query_granularity),
                 name(&spec.segment_granularity)
             ));

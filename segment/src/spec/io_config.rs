@@ -11,14 +11,14 @@ use serde_json::{Map, Value};
 
 use super::{TaskType, from_object, take_type};
 
-/// Druid's `ioConfig` for batch tasks.
+/// Druid's `ioConfig` for batch tasks. `appendToExisting` and `dropExisting` are accepted only as
+/// `false`: a batch ingestion replaces the time chunks it writes rows into, and Grove supports
+/// neither appending to them nor dropping the chunks it leaves empty.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", try_from = "RawIoConfig")]
 pub struct IoConfig {
     pub input_source: InputSource,
     pub input_format: InputFormat,
-    pub append_to_existing: bool,
-    pub drop_existing: bool,
 }
 
 #[derive(Deserialize)]
@@ -51,8 +51,20 @@ impl TryFrom<RawIoConfig> for IoConfig {
                     .into(),
             );
         }
-        if raw.append_to_existing && raw.drop_existing {
-            return Err("appendToExisting and dropExisting cannot both be true".into());
+        if raw.append_to_existing {
+            return Err(
+                "appendToExisting is not supported yet: batch ingestion replaces the \
+                        intervals it writes; set appendToExisting to false"
+                    .into(),
+            );
+        }
+        if raw.drop_existing {
+            return Err(
+                "dropExisting is not supported yet: batch ingestion replaces only the \
+                        intervals it writes rows into and drops nothing else; set dropExisting \
+                        to false"
+                    .into(),
+            );
         }
         Ok(IoConfig {
             input_source: raw
@@ -61,8 +73,6 @@ impl TryFrom<RawIoConfig> for IoConfig {
             input_format: raw
                 .input_format
                 .ok_or("ioConfig needs an inputFormat (json, csv, tsv or parquet)")?,
-            append_to_existing: raw.append_to_existing,
-            drop_existing: raw.drop_existing,
         })
     }
 }

@@ -1,6 +1,6 @@
 //! `tuningConfig`: memory and segment-size limits and the parse-error budget, resolved to numbers.
 
-use serde::de::Error as _;
+use serde::de::{Error as _, IgnoredAny};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
@@ -9,9 +9,13 @@ use super::{TaskType, from_object, take_type};
 
 /// `tuningConfig` fields Grove accepts and ignores. Each only tunes how Druid itself runs a task
 /// (parallelism, retries, timeouts, merge fan-in, the on-disk encoding of its own segments and
-/// intermediate persists, perfect-vs-best-effort roll-up bookkeeping, publishing waits), so none
-/// can change which rows are ingested or what a query returns. Everything else unknown is an error.
+/// intermediate persists, perfect-vs-best-effort roll-up bookkeeping, when it pushes segments,
+/// publishing waits), so none can change which rows are ingested or what a query returns.
+/// Everything else unknown is an error.
 pub const IGNORED_TUNING_FIELDS: &[&str] = &[
+    // Only when Druid pushes the segments it is building (also accepted in a dynamic
+    // partitionsSpec); segment contents follow maxRowsPerSegment either way.
+    "maxTotalRows",
     "maxNumConcurrentSubTasks",
     "maxRetry",
     "taskStatusCheckPeriodMs",
@@ -49,11 +53,12 @@ pub struct TuningConfig {
     /// Bytes the in-memory index holds before it persists (`u64::MAX` = unlimited).
     pub max_bytes_in_memory: u64,
     pub max_rows_per_segment: u64,
-    /// Rows across all segments being built before they are pushed (dynamic partitioning).
-    pub max_total_rows: u64,
     /// Unparseable rows tolerated before ingestion fails (`u64::MAX` = unlimited).
     pub max_parse_exceptions: u64,
-    pub max_saved_parse_exceptions: u64,
+    /// Parse errors kept for the report (`None`: [`crate::input::ParseReport::ERRORS_KEPT`]); see
+    /// [`TuningConfig::errors_kept_max`].
+    pub max_saved_parse_exceptions: Option<u64>,
+    /// Log each parse error as it happens (carried in [`crate::input::ParseReport`]).
     pub log_parse_exceptions: bool,
 }
 
@@ -61,7 +66,15 @@ impl TuningConfig {
     pub const DEFAULT_MAX_ROWS_IN_MEMORY: u64 = 1_000_000;
     pub const DEFAULT_MAX_BYTES_IN_MEMORY: u64 = 512 * MIB;
     pub const DEFAULT_MAX_ROWS_PER_SEGMENT: u64 = 5_000_000;
-    pub const DEFAULT_MAX_TOTAL_ROWS: u64 = 20_000_000;
+
+    /// How many parse errors the report keeps: `maxSavedParseExceptions` when the spec sets it,
+    /// else [`crate::input::ParseReport::ERRORS_KEPT`].
+    pub fn errors_kept_max(&self) -> usize {
+        match self.max_saved_parse_exceptions {
+            Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+            None => crate::input::ParseReport::ERRORS_KEPT,
+        }
+    }
 }
 
 impl Default for TuningConfig {
@@ -70,9 +83,8 @@ impl Default for TuningConfig {
             max_rows_in_memory: Self::DEFAULT_MAX_ROWS_IN_MEMORY,
             max_bytes_in_memory: Self::DEFAULT_MAX_BYTES_IN_MEMORY,
             max_rows_per_segment: Self::DEFAULT_MAX_ROWS_PER_SEGMENT,
-            max_total_rows: Self::DEFAULT_MAX_TOTAL_ROWS,
             max_parse_exceptions: u64::MAX,
-            max_saved_parse_exceptions: 0,
+            max_saved_parse_exceptions: None,
             log_parse_exceptions: false,
         }
     }
@@ -90,8 +102,6 @@ struct RawTuning {
     max_bytes_in_memory: Option<i64>,
     #[serde(default, alias = "targetPartitionSize")]
     max_rows_per_segment: Option<u64>,
-    #[serde(default)]
-    max_total_rows: Option<u64>,
     #[serde(default)]
     partitions_spec: Option<Map<String, Value>>,
     #[serde(default)]
@@ -115,8 +125,10 @@ struct RawTuning {
 struct RawDynamic {
     #[serde(default)]
     max_rows_per_segment: Option<u64>,
+    /// Ignored: see [`IGNORED_TUNING_FIELDS`].
     #[serde(default)]
-    max_total_rows: Option<u64>,
+    #[allow(dead_code)]
+    max_total_rows: Option<IgnoredAny>,
 }
 
 /// Both ways of giving a limit must agree when both are given.
@@ -172,8 +184,6 @@ impl TuningConfig {
             dynamic.max_rows_per_segment,
         )?
         .unwrap_or(default.max_rows_per_segment);
-        let max_total_rows = agree("maxTotalRows", raw.max_total_rows, dynamic.max_total_rows)?
-            .unwrap_or(default.max_total_rows);
         let max_bytes_in_memory = match raw.max_bytes_in_memory {
             None | Some(0) => default.max_bytes_in_memory,
             Some(-1) => u64::MAX,
@@ -189,7 +199,6 @@ impl TuningConfig {
         for (name, value) in [
             ("maxRowsInMemory", max_rows_in_memory),
             ("maxRowsPerSegment", max_rows_per_segment),
-            ("maxTotalRows", max_total_rows),
         ] {
             if value == 0 {
                 return Err(format!("{name} must be at least 1"));
@@ -207,9 +216,8 @@ impl TuningConfig {
             max_rows_in_memory,
             max_bytes_in_memory,
             max_rows_per_segment,
-            max_total_rows,
             max_parse_exceptions,
-            max_saved_parse_exceptions: raw.max_saved_parse_exceptions.unwrap_or(0),
+            max_saved_parse_exceptions: raw.max_saved_parse_exceptions,
             log_parse_exceptions: raw.log_parse_exceptions.unwrap_or(false),
         })
     }
@@ -235,12 +243,10 @@ impl Serialize for TuningConfig {
             #[serde(rename = "type")]
             kind: &'static str,
             max_rows_per_segment: u64,
-            max_total_rows: u64,
         }
         let partitions = Dynamic {
             kind: "dynamic",
             max_rows_per_segment: self.max_rows_per_segment,
-            max_total_rows: self.max_total_rows,
         };
         let max_bytes: i64 = if self.max_bytes_in_memory == u64::MAX {
             -1
@@ -254,7 +260,9 @@ impl Serialize for TuningConfig {
         map.serialize_entry("maxBytesInMemory", &max_bytes)?;
         let max_parse_exceptions = self.max_parse_exceptions.min(UNLIMITED_PARSE_EXCEPTIONS);
         map.serialize_entry("maxParseExceptions", &max_parse_exceptions)?;
-        map.serialize_entry("maxSavedParseExceptions", &self.max_saved_parse_exceptions)?;
+        if let Some(n) = self.max_saved_parse_exceptions {
+            map.serialize_entry("maxSavedParseExceptions", &n)?;
+        }
         map.serialize_entry("logParseExceptions", &self.log_parse_exceptions)?;
         map.end()
     }
