@@ -86,7 +86,7 @@ fn raw_rows() -> impl Strategy<Value = Vec<Raw>> {
         prop::option::of(prop::sample::select(vec!["de", "fr", "us", ""])),
         prop::collection::vec(prop::sample::select(vec!["a", "b", "c"]), 0..3),
         prop::option::of(-2i64..3),
-        prop::option::of(prop::sample::select(vec![-1.5, 0.0, 2.25])),
+        prop::option::of(prop::sample::select(vec![-1.5, 0.0, -0.0, 2.25])),
         -100i64..100,
         (-8i32..8).prop_map(|x| x as f64 * 0.5),
         0u8..20,
@@ -140,7 +140,15 @@ fn key_of(raw: &Raw) -> Key {
         raw.country.map(Into::into),
         tags,
         raw.code,
-        raw.ratio.map(|r| F(if r == 0.0 { 0.0 } else { r })),
+        raw.ratio.map(|r| {
+            F(if r == 0.0 {
+                0.0
+            } else if r.is_nan() {
+                f64::NAN
+            } else {
+                r
+            })
+        }),
     )
 }
 
@@ -361,6 +369,20 @@ fn a_value_that_does_not_fit_its_column_is_an_error_and_changes_nothing() {
         err.0
     );
     assert_eq!(index.to_columns(), before);
+}
+
+#[test]
+fn a_short_row_reads_missing_slots_as_null() {
+    let mut index = IncrementalIndex::new(&schema(true));
+    index
+        .add(&InputRow {
+            timestamp_ms: 0,
+            values: vec![Value::String("de".into())],
+        })
+        .expect("missing slots are null");
+    let columns = index.to_columns();
+    assert_eq!(columns.num_rows(), 1);
+    assert_eq!(columns.metrics[0].data, MetricData::Long(vec![1]));
 }
 
 #[test]

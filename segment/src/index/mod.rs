@@ -270,7 +270,7 @@ impl IncrementalIndex {
             let Some(slot) = self.metric_slots[m] else {
                 continue;
             };
-            let value = &row.values[slot];
+            let value = row.values.get(slot).unwrap_or(&Value::Null);
             let field = self.schema.metrics[m].field_name.as_deref().unwrap_or("");
             match metric {
                 MetricState::Long { .. } => {
@@ -287,7 +287,7 @@ impl IncrementalIndex {
 
     fn aggregate(&mut self, target: usize, row: &InputRow, new_row: bool) {
         for (m, metric) in self.metrics.iter_mut().enumerate() {
-            let value = self.metric_slots[m].map(|s| &row.values[s]);
+            let value = self.metric_slots[m].and_then(|s| row.values.get(s));
             match metric {
                 MetricState::Long { kind, values } => {
                     let input = if *kind == MetricKind::Count {
