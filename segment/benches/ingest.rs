@@ -9,6 +9,7 @@
 //! `GROVE_BENCH_ROWS` sets the rows per mix (default 1,000,000; wide mixes use fewer so each input
 //! file stays under ~256 MB); `GROVE_BENCH_MIX=50_high` runs one mix. Writes `grove-bench/ingest.json` (keys: mix names, rows/s/core).
 
+#[allow(dead_code)] // shares the module with the segment bench and tests
 #[path = "common/mod.rs"]
 mod common;
 
@@ -32,22 +33,8 @@ const MIXES: &[(&str, usize, usize, f64)] = &[
     ("50_high", 0, 50, 15_000.0),
 ];
 
-struct SplitMix(u64);
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        ((self.next() >> 32) * n) >> 32
-    }
-}
-
 fn write_input(path: &std::path::Path, rows: usize, low: usize, high: usize) -> u64 {
-    let mut rng = SplitMix(42 + (low * 100 + high) as u64);
+    let mut rng = common::Rng(42 + (low * 100 + high) as u64);
     let file = std::fs::File::create(path).expect("create input");
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     let hour_ms: u64 = 3_600_000;

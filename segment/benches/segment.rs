@@ -10,6 +10,7 @@
 //! Run: `cargo bench -p grove-segment --bench segment` (`GROVE_BENCH_ROWS=1000000` for a quick
 //! run).
 
+#[allow(dead_code)] // shares the module with the ingest bench and tests
 #[path = "common/mod.rs"]
 mod common;
 
@@ -29,26 +30,7 @@ use grove_segment::time::{Granularity, Interval, MS_PER_DAY, format_iso};
 const DAY_START_MS: i64 = 1_717_200_000_000; // 2024-06-01T00:00:00Z
 const RUNS: usize = 7;
 
-/// splitmix64: small, fast, deterministic.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        ((self.next() as u128 * n as u128) >> 64) as u64
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+use common::Rng;
 
 /// Zipf-distributed ranks by inverse CDF (binary search), mapped through a fixed permutation so
 /// popular values are spread over the sorted dictionary.

@@ -154,7 +154,7 @@ pub fn write_double<W: fmt::Write + ?Sized>(out: &mut W, value: f64) -> fmt::Res
 }
 
 /// A stack buffer for the text of one number.
-struct NumberText {
+pub(crate) struct NumberText {
     bytes: [u8; 40],
     len: usize,
 }
@@ -169,7 +169,7 @@ impl Default for NumberText {
 }
 
 impl NumberText {
-    fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         // Only whole `&str`s are copied in, so the prefix is valid UTF-8.
         std::str::from_utf8(&self.bytes[..self.len]).unwrap_or("")
     }

@@ -23,26 +23,10 @@ use roaring::RoaringBitmap;
 const DAY_MS: i64 = 86_400_000;
 const T0: i64 = 1_700_006_400_000;
 
-/// A tiny deterministic generator for test data.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next() % n }
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
+#[allow(dead_code)]
+#[path = "../benches/common/mod.rs"]
+mod common;
+use common::Rng;
 
 fn metric(name: &str, kind: MetricKind) -> MetricSchema {
     MetricSchema {

@@ -1,5 +1,6 @@
-//! Shared helpers for Grove's benchmarks (`harness = false` binaries): where figures go and how
-//! they are written. Include with `#[path = "common/mod.rs"] mod common;`.
+//! Shared helpers for Grove's benchmarks (`harness = false` binaries) and the tests that generate
+//! data the same way: where figures go and how they are written, and a seeded generator.
+//! Include with `#[path = "common/mod.rs"] mod common;`.
 
 use std::path::PathBuf;
 
@@ -35,4 +36,32 @@ pub fn write_bench_json(name: &str, figures: &[(&str, f64)]) -> PathBuf {
         .and_then(|()| std::fs::write(&path, json))
         .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
     path
+}
+
+/// splitmix64: a small, fast, deterministic generator for benchmark and test data.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        ((self.next() as u128 * n as u128) >> 64) as u64
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// True `percent` times in a hundred.
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
 }

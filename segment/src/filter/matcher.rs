@@ -8,7 +8,7 @@ use regex::Regex;
 
 use super::{BoundOrdering, Filter, MatchValueType, Scalar, TIME_COLUMN};
 use crate::error::{Result, SegmentError};
-use crate::row::{InputRow, RowLayout, Value, write_double};
+use crate::row::{InputRow, NumberText, RowLayout, Value, write_double};
 
 /// A [`Filter`] compiled against a [`RowLayout`].
 #[derive(Clone, Debug)]
@@ -402,13 +402,13 @@ fn any_text(value: &Value, mut pred: impl FnMut(&str) -> bool) -> Option<bool> {
         Value::Strings(v) if v.is_empty() => None,
         Value::Strings(v) => Some(v.iter().any(|s| pred(s))),
         Value::Long(n) => {
-            let mut buf = StackText::default();
-            // A long always fits StackText.
+            let mut buf = NumberText::default();
+            // A long always fits NumberText.
             let _ = fmt::Write::write_fmt(&mut buf, format_args!("{n}"));
             Some(pred(buf.as_str()))
         }
         Value::Double(d) => {
-            let mut buf = StackText::default();
+            let mut buf = NumberText::default();
             if write_double(&mut buf, *d).is_ok() {
                 Some(pred(buf.as_str()))
             } else {
@@ -434,39 +434,6 @@ fn any_num(value: &Value, mut pred: impl FnMut(Num) -> bool) -> Option<bool> {
     }
 }
 
-/// A small stack buffer for the text of a number.
-struct StackText {
-    bytes: [u8; 40],
-    len: usize,
-}
-
-impl Default for StackText {
-    fn default() -> Self {
-        StackText {
-            bytes: [0; 40],
-            len: 0,
-        }
-    }
-}
-
-impl StackText {
-    fn as_str(&self) -> &str {
-        // Only whole `&str`s are ever copied in, so the prefix is valid UTF-8.
-        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or("")
-    }
-}
-
-impl fmt::Write for StackText {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let end = self.len + s.len();
-        let slot = self.bytes.get_mut(self.len..end).ok_or(fmt::Error)?;
-        slot.copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
-    }
-}
-
-#[cfg(test)]
 #[cfg(test)]
 mod tests {
     use super::*;
