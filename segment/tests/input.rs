@@ -235,6 +235,43 @@ fn json_malformed_rows_are_reported_with_their_lines() {
 }
 
 #[test]
+fn json_keys_in_changing_orders_land_in_their_fields() {
+    // The reader predicts each key from the previous row's order; a row in another order, with
+    // unknown keys between, or with fewer keys must still fill the right slots.
+    let many: Vec<String> = (0..12).map(|i| format!("f{i}")).collect();
+    for fields in [
+        vec!["a", "b", "c"],
+        many.iter().map(String::as_str).collect::<Vec<_>>(),
+    ] {
+        let (x, y) = (fields[0], fields[1]);
+        let text = format!(
+            "{{\"t\":1,\"{x}\":\"1\",\"{y}\":\"2\"}}\n\
+             {{\"{y}\":\"3\",\"t\":2,\"{x}\":\"4\"}}\n\
+             {{\"zz\":0,\"{x}\":\"5\",\"t\":3}}\n\
+             {{\"t\":4,\"{x}\":\"6\",\"{y}\":\"7\"}}\n"
+        );
+        let got = read_json_text(&text, &fields, &ts("t", TimestampFormat::Millis));
+        let firsts: Vec<(Value, Value)> = got
+            .values()
+            .into_iter()
+            .map(|v| (v[0].clone(), v[1].clone()))
+            .collect();
+        assert_eq!(
+            firsts,
+            vec![
+                (s("1"), s("2")),
+                (s("4"), s("3")),
+                (s("5"), Value::Null),
+                (s("6"), s("7"))
+            ],
+            "{} fields",
+            fields.len()
+        );
+        assert_eq!(got.times(), vec![1, 2, 3, 4]);
+    }
+}
+
+#[test]
 fn json_timestamp_options() {
     // missingValue fills rows without a timestamp; posix seconds; the timestamp column may also
     // be a dimension.

@@ -5,6 +5,7 @@
 //! [`Interval::ETERNITY`]), and how text input is cut into blocks of whole lines of bounded length
 //! ([`LineBlocks`], for the JSON and delimited readers).
 
+use std::cell::Cell;
 use std::fmt;
 
 use rustc_hash::FxHashMap;
@@ -24,12 +25,19 @@ pub(crate) struct Target {
 
 /// Finds a field's [`Target`] by name: a linear scan over a few names, a hash map over many.
 pub(crate) struct FieldLookup {
-    small: Vec<(Box<str>, Target)>,
-    large: Option<FxHashMap<Box<str>, Target>>,
+    entries: Vec<(Box<str>, Target)>,
+    /// Name → index into `entries`, for rows with many fields.
+    large: Option<FxHashMap<Box<str>, u32>>,
+    /// For the n-th key of a row, the entry the n-th key of the previous row matched: rows of
+    /// one file almost always list their keys in the same order, so one compare usually finds
+    /// the field without hashing. `u32::MAX` when unknown.
+    predicted: Vec<Cell<u32>>,
 }
 
 impl FieldLookup {
     const LINEAR_MAX: usize = 8;
+    /// Key positions remembered per row.
+    const PREDICTED_MAX: usize = 1024;
 
     pub fn new(layout: &RowLayout, timestamp_column: &str) -> FieldLookup {
         let mut entries: Vec<(Box<str>, Target)> = layout
@@ -51,23 +59,56 @@ impl FieldLookup {
             };
             entries.push((timestamp_column.into(), target));
         }
-        let large = (entries.len() > Self::LINEAR_MAX).then(|| entries.iter().cloned().collect());
+        let large = (entries.len() > Self::LINEAR_MAX).then(|| {
+            entries
+                .iter()
+                .enumerate()
+                .map(|(i, (name, _))| (name.clone(), i as u32))
+                .collect()
+        });
+        // Rows usually carry a few more keys than the fields wanted.
+        let positions = (entries.len() * 2 + 16).min(Self::PREDICTED_MAX);
         FieldLookup {
-            small: entries,
+            entries,
             large,
+            predicted: vec![Cell::new(u32::MAX); positions],
         }
     }
 
     #[inline]
     pub fn get(&self, name: &str) -> Option<Target> {
+        self.index_of(name).map(|i| self.entries[i].1)
+    }
+
+    #[inline]
+    fn index_of(&self, name: &str) -> Option<usize> {
         match &self.large {
-            Some(map) => map.get(name).copied(),
+            Some(map) => map.get(name).map(|&i| i as usize),
             None => self
-                .small
+                .entries
                 .iter()
-                .find(|(n, _)| n.len() == name.len() && **n == *name)
-                .map(|(_, t)| *t),
+                .position(|(n, _)| n.len() == name.len() && **n == *name),
         }
+    }
+
+    /// Looks up the `position`-th key of a row, trying first the field the same position held
+    /// in the previous row.
+    #[inline]
+    pub fn get_at(&self, position: usize, name: &str) -> Option<Target> {
+        let memo = self.predicted.get(position);
+        if let Some(memo) = memo {
+            let guess = memo.get() as usize;
+            if let Some((n, target)) = self.entries.get(guess)
+                && **n == *name
+            {
+                return Some(*target);
+            }
+        }
+        let found = self.index_of(name);
+        if let (Some(memo), Some(i)) = (memo, found) {
+            memo.set(i as u32);
+        }
+        found.map(|i| self.entries[i].1)
     }
 }
 

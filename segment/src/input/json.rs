@@ -241,7 +241,9 @@ impl<'de> Visitor<'de> for RowSeed<'_, '_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(target) = map.next_key_seed(KeySeed(self.lookup))? {
+        let mut position = 0;
+        while let Some(target) = map.next_key_seed(KeySeed(self.lookup, position))? {
+            position += 1;
             match target {
                 None => {
                     map.next_value::<IgnoredAny>()?;
@@ -275,7 +277,7 @@ impl<'de> Visitor<'de> for RowSeed<'_, '_> {
 }
 
 /// Reads a key and looks it up, without allocating.
-struct KeySeed<'r>(&'r FieldLookup);
+struct KeySeed<'r>(&'r FieldLookup, usize);
 
 impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
     type Value = Option<Target>;
@@ -293,7 +295,7 @@ impl Visitor<'_> for KeySeed<'_> {
     }
 
     fn visit_str<E: de::Error>(self, key: &str) -> Result<Option<Target>, E> {
-        Ok(self.0.get(key))
+        Ok(self.0.get_at(self.1, key))
     }
 }
 
