@@ -31,11 +31,22 @@ pub(super) struct StringDictionary {
     combos: Vec<Box<[u32]>>,
 }
 
+/// A table entry: the value's first 16 bytes inline, so most probes never touch the arena.
 #[derive(Clone, Copy)]
 struct Slot {
+    prefix: u128,
     id: u32,
     start: u32,
     len: u32,
+}
+
+/// The first 16 bytes of `value`, zero-padded (the length disambiguates padding).
+#[inline]
+fn prefix_of(value: &[u8]) -> u128 {
+    let mut bytes = [0u8; 16];
+    let n = value.len().min(16);
+    bytes[..n].copy_from_slice(&value[..n]);
+    u128::from_le_bytes(bytes)
 }
 
 #[inline]
@@ -101,14 +112,22 @@ impl StringDictionary {
     pub(super) fn id_of(&mut self, value: &str, bytes: &mut u64) -> u32 {
         let value = value.as_bytes();
         let hash = hash_str(value);
+        let prefix = prefix_of(value);
         let arena = &self.arena;
-        let bytes_at = |slot: &Slot| &arena[slot.start as usize..(slot.start + slot.len) as usize];
-        if let Some(slot) = self.table.find(hash, |slot| bytes_at(slot) == value) {
+        let matches = |slot: &Slot| {
+            slot.prefix == prefix
+                && slot.len as usize == value.len()
+                && (value.len() <= 16
+                    || arena[slot.start as usize + 16..(slot.start + slot.len) as usize]
+                        == value[16..])
+        };
+        if let Some(slot) = self.table.find(hash, matches) {
             return slot.id;
         }
         let start = self.arena.len() as u32;
         let id = self.push(value);
         let slot = Slot {
+            prefix,
             id,
             start,
             len: value.len() as u32,
@@ -117,7 +136,7 @@ impl StringDictionary {
         let bytes_at = |slot: &Slot| &arena[slot.start as usize..(slot.start + slot.len) as usize];
         self.table
             .insert_unique(hash, slot, |other| hash_str(bytes_at(other)));
-        *bytes += value.len() as u64 + 20;
+        *bytes += value.len() as u64 + 36;
         id
     }
 
@@ -282,4 +301,45 @@ fn ranks_with_combos(
         }
     }
     (single_rank, combo_rank)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_sharing_long_prefixes_and_padding_get_their_own_ids() {
+        let mut dict = StringDictionary::new(MultiValueHandling::SortedArray);
+        let mut bytes = 0;
+        let values = [
+            "",
+            "a",
+            "a\0",
+            "0123456789abcdef",
+            "0123456789abcdef-1",
+            "0123456789abcdef-2",
+            "0123456789abcdef\0",
+        ];
+        let ids: Vec<u32> = values.iter().map(|v| dict.id_of(v, &mut bytes)).collect();
+        let mut unique = ids.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(
+            unique.len(),
+            values.len(),
+            "every distinct value has its own id"
+        );
+        let again: Vec<u32> = values.iter().map(|v| dict.id_of(v, &mut bytes)).collect();
+        assert_eq!(again, ids, "the same value finds the same id");
+        let null = dict.null();
+        assert!(!ids.contains(&null), "null is not the empty string");
+        let sorted: Vec<&str> = dict
+            .sorted_ids()
+            .iter()
+            .map(|&id| dict.str_of(id))
+            .collect();
+        let mut expected = values.to_vec();
+        expected.sort_unstable();
+        assert_eq!(sorted, expected);
+    }
 }
