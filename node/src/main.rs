@@ -7,6 +7,8 @@
 //!
 //! Errors are reported with `anyhow` here at the edge; library crates return typed errors.
 
+mod cluster;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -50,6 +52,11 @@ enum Command {
         /// A segment file (`index.grove` in deep storage).
         file: PathBuf,
     },
+    /// Cluster credentials: the CA (`init`) and node certificates (`issue-cert`).
+    Cluster {
+        #[command(subcommand)]
+        command: cluster::ClusterCommand,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -69,6 +76,7 @@ fn main() -> anyhow::Result<()> {
             compression,
         } => index(spec, deep_storage, work_dir, compression),
         Command::Inspect { file } => inspect(file),
+        Command::Cluster { command } => cluster::run(command),
     }
 }
 

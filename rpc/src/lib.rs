@@ -1,7 +1,57 @@
-//! # grove-rpc — the multiplexed QUIC protocol between nodes (not built yet)
+//! # grove-rpc — the multiplexed protocol between Grove nodes
 //!
-//! Role: one quinn connection per node pair, every call on its own stream, bincode frames behind one
-//! codec module, and the `Transport` trait with a QUIC and an in-memory implementation. Its issue
-//! has not been taken up; this crate holds no code yet.
+//! Role: every node-to-node call (Raft, segment loading, per-segment queries, heartbeats) goes
+//! through the [`Transport`] seam. In production it is QUIC ([`QuicTransport`]): one connection
+//! per node pair reused by every caller, each call on its own bidirectional stream, unary calls
+//! and server streams with QUIC flow control as backpressure, mutual TLS against a cluster CA.
+//! In tests and the simulator it is [`MemoryNetwork`]: the same calls and errors, over channels,
+//! with seeded drop / delay / reorder / duplicate faults and cut links.
 //!
-//! Must never depend on: `grove-raft`, `grove-node`, `grove-simulations`.
+//! Main types:
+//! - [`Transport`] (object-safe: `Arc<dyn Transport>`) and [`TransportExt`] for typed calls:
+//!   `transport.call::<Ping>(&peer, &request, deadline)`; [`Method`] / [`StreamMethod`] name a
+//!   method and its message types; [`Router`] holds a node's handlers.
+//! - [`RpcError`]: one error enum with stable codes, the same from both transports.
+//! - [`codec`]: payloads (bincode 2.0.1, the only module that touches it) and framing;
+//!   [`envelope`]: the versioned, hand-encoded frame header.
+//! - [`tls`]: cluster CA and node certificates (rcgen), rustls configs (ring).
+//! - [`conformance`]: the behaviour suite both transports pass.
+//!
+//! Wire: `u32` big-endian body length, then the envelope header (version, kind, flags, fields),
+//! then the payload. Each call is one stream: request frame → response frame, or item frames
+//! then an end frame; an error frame ends a call. The first stream of a connection carries the
+//! hello / welcome-or-refuse handshake (protocol version, cluster id, node id, incarnation).
+//!
+//! Invariants:
+//! - Every call has a deadline; it travels as the remaining budget and is enforced on both
+//!   sides. Dropping a call (future or stream) cancels it on both sides.
+//! - Every frame is bounded by [`Limits::frame_bytes_max`] before anything is allocated; a
+//!   malformed, oversized or unknown frame fails its stream only, never the connection or the
+//!   process. Decoding never panics.
+//! - Handlers are served only to peers whose certificate chains to the cluster CA and names
+//!   the node id they claim, with the same cluster id and protocol version.
+//! - The in-memory transport draws every fault from one seed, uses tokio time only (no
+//!   `Instant::now`, no `SystemTime`) and ordered maps, so a simulation replays exactly.
+//!
+//! Must never depend on: `grove-raft`, `grove-node`, `grove-segment`, `grove-query`,
+//! `grove-simulations` (they depend on it).
+
+pub mod codec;
+pub mod conformance;
+pub mod envelope;
+pub mod error;
+pub mod memory;
+pub mod quic;
+pub mod rng;
+mod router;
+mod shared;
+pub mod tls;
+mod transport;
+
+pub use error::RpcError;
+pub use memory::{Faults, MemoryNetwork, MemoryTransport};
+pub use quic::{QuicConfig, QuicTransport};
+pub use router::{RequestContext, Router};
+pub use transport::{
+    Deadline, Limits, Method, NodeId, StreamMethod, Transport, TransportExt, TransportStats,
+};

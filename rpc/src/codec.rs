@@ -1,0 +1,256 @@
+//! Payload codec and framing: the only module that calls bincode (2.0.1, pinned), so the payload
+//! format can be swapped here alone.
+//!
+//! A frame is a big-endian `u32` body length followed by the body: an [`envelope`](crate::envelope)
+//! header, then (for requests, responses and items) the bincode payload. The body length is
+//! checked against the receiver's `frame_bytes_max` before anything is allocated, and bincode's
+//! own allocation limit is [`FRAME_BYTES_CEILING`], so no input makes the decoder allocate more
+//! than a frame may hold. Decoding never panics (a property test and a fuzz target hold it to that).
+//!
+//! Message types derive the codec's traits:
+//! ```
+//! use grove_rpc::codec::{Decode, Encode};
+//! #[derive(Encode, Decode, Debug, PartialEq)]
+//! #[bincode(crate = "grove_rpc::codec::bincode")]
+//! struct Ping { nonce: u64 }
+//! let bytes = grove_rpc::codec::encode(&Ping { nonce: 7 }).unwrap();
+//! assert_eq!(grove_rpc::codec::decode::<Ping>(&bytes).unwrap(), Ping { nonce: 7 });
+//! ```
+
+use bincode::config::{Configuration, Limit, LittleEndian, Varint};
+use bincode::enc::write::Writer;
+use bytes::{BufMut, Bytes, BytesMut};
+
+pub use bincode;
+pub use bincode::{Decode, Encode};
+
+use crate::envelope::Header;
+use crate::error::RpcError;
+
+/// The largest `frame_bytes_max` a node may configure (64 MiB).
+pub const FRAME_BYTES_CEILING: usize = 64 << 20;
+/// Bytes of the length prefix in front of every frame body.
+pub const LENGTH_PREFIX_BYTES: usize = 4;
+
+const CONFIG: Configuration<LittleEndian, Varint, Limit<FRAME_BYTES_CEILING>> =
+    bincode::config::standard().with_limit::<FRAME_BYTES_CEILING>();
+
+/// What a request, response or stream item must be: encodable by this codec and sendable.
+pub trait Message: Encode + Decode<()> + Send + 'static {}
+
+impl<T: Encode + Decode<()> + Send + 'static> Message for T {}
+
+/// One decoded frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    pub header: Header,
+    /// The codec bytes after the header (empty for kinds without a payload).
+    pub payload: Bytes,
+}
+
+/// Encodes a payload.
+pub fn encode<T: Message>(value: &T) -> Result<Bytes, RpcError> {
+    let mut writer = CappedWriter::new(BytesMut::new(), FRAME_BYTES_CEILING);
+    bincode::encode_into_writer(value, &mut writer, CONFIG)
+        .map_err(|e| RpcError::malformed(format!("encode: {e}")))?;
+    writer.finish(0, FRAME_BYTES_CEILING).map(BytesMut::freeze)
+}
+
+/// Decodes a payload; every byte must be used.
+pub fn decode<T: Message>(bytes: &[u8]) -> Result<T, RpcError> {
+    let (value, used) = bincode::decode_from_slice::<T, _>(bytes, CONFIG)
+        .map_err(|e| RpcError::malformed(format!("decode: {e}")))?;
+    if used != bytes.len() {
+        return Err(RpcError::malformed(format!(
+            "decode: {} trailing bytes after the payload",
+            bytes.len() - used
+        )));
+    }
+    Ok(value)
+}
+
+/// Encodes a whole frame (prefix, header, `payload`), refusing bodies over `frame_bytes_max`.
+pub fn encode_frame(
+    header: &Header,
+    payload: &[u8],
+    frame_bytes_max: usize,
+) -> Result<Bytes, RpcError> {
+    let mut out = start_frame(header)?;
+    let body = out.len() - LENGTH_PREFIX_BYTES + payload.len();
+    check_body(body as u64, frame_bytes_max)?;
+    out.put_slice(payload);
+    Ok(finish_frame(out))
+}
+
+/// Encodes a frame whose payload is `value`, encoding straight into the frame buffer; stops
+/// storing bytes once past `frame_bytes_max` and fails with the full size.
+pub fn encode_message_frame<T: Message>(
+    header: &Header,
+    value: &T,
+    frame_bytes_max: usize,
+) -> Result<Bytes, RpcError> {
+    let out = start_frame(header)?;
+    let mut writer = CappedWriter::new(out, LENGTH_PREFIX_BYTES + frame_bytes_max);
+    bincode::encode_into_writer(value, &mut writer, CONFIG)
+        .map_err(|e| RpcError::malformed(format!("encode: {e}")))?;
+    let out = writer.finish(LENGTH_PREFIX_BYTES, frame_bytes_max)?;
+    Ok(finish_frame(out))
+}
+
+/// Reads a length prefix: the body length that follows, if within `frame_bytes_max`.
+pub fn body_length(
+    prefix: [u8; LENGTH_PREFIX_BYTES],
+    frame_bytes_max: usize,
+) -> Result<usize, RpcError> {
+    let length = u32::from_be_bytes(prefix) as usize;
+    check_body(length as u64, frame_bytes_max)?;
+    if length < 3 {
+        return Err(RpcError::malformed(format!(
+            "frame body of {length} bytes is shorter than any header"
+        )));
+    }
+    Ok(length)
+}
+
+/// Decodes a frame body (everything after the length prefix).
+pub fn decode_body(body: Bytes) -> Result<Frame, RpcError> {
+    let mut input = &body[..];
+    let header = Header::decode(&mut input)?;
+    let header_bytes = body.len() - input.len();
+    if !header.carries_payload() && !input.is_empty() {
+        return Err(RpcError::malformed(format!(
+            "{} bytes after a {} frame header, which carries no payload",
+            input.len(),
+            header.kind_name()
+        )));
+    }
+    Ok(Frame {
+        header,
+        payload: body.slice(header_bytes..),
+    })
+}
+
+/// Decodes the first frame in `buffer`: `Ok(None)` if more bytes are needed, otherwise the
+/// frame and the bytes it used. Used for fuzzing and by byte-oriented readers.
+pub fn decode_frame(
+    buffer: &[u8],
+    frame_bytes_max: usize,
+) -> Result<Option<(Frame, usize)>, RpcError> {
+    let Some(prefix) = buffer.first_chunk::<LENGTH_PREFIX_BYTES>() else {
+        return Ok(None);
+    };
+    let length = body_length(*prefix, frame_bytes_max)?;
+    let end = LENGTH_PREFIX_BYTES + length;
+    if buffer.len() < end {
+        return Ok(None);
+    }
+    let body = Bytes::copy_from_slice(&buffer[LENGTH_PREFIX_BYTES..end]);
+    Ok(Some((decode_body(body)?, end)))
+}
+
+fn start_frame(header: &Header) -> Result<BytesMut, RpcError> {
+    let mut out = BytesMut::with_capacity(64);
+    out.put_u32(0);
+    header.encode(&mut out)?;
+    Ok(out)
+}
+
+fn finish_frame(mut out: BytesMut) -> Bytes {
+    let body = u32::try_from(out.len() - LENGTH_PREFIX_BYTES).expect("checked against the ceiling");
+    out[..LENGTH_PREFIX_BYTES].copy_from_slice(&body.to_be_bytes());
+    out.freeze()
+}
+
+fn check_body(bytes: u64, frame_bytes_max: usize) -> Result<(), RpcError> {
+    if bytes > frame_bytes_max as u64 {
+        return Err(RpcError::FrameTooLarge {
+            bytes,
+            max: frame_bytes_max as u64,
+        });
+    }
+    Ok(())
+}
+
+/// A bincode writer into a buffer that stops storing past `cap` bytes but keeps counting.
+struct CappedWriter {
+    buffer: BytesMut,
+    cap: usize,
+    bytes_total: u64,
+}
+
+impl CappedWriter {
+    fn new(buffer: BytesMut, cap: usize) -> Self {
+        let bytes_total = buffer.len() as u64;
+        CappedWriter {
+            buffer,
+            cap,
+            bytes_total,
+        }
+    }
+
+    /// The buffer, or `FrameTooLarge` if more than `max` bytes followed the first `skip`.
+    fn finish(self, skip: usize, max: usize) -> Result<BytesMut, RpcError> {
+        check_body(self.bytes_total - skip as u64, max)?;
+        Ok(self.buffer)
+    }
+}
+
+impl Writer for CappedWriter {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
+        self.bytes_total += bytes.len() as u64;
+        if self.bytes_total <= self.cap as u64 {
+            self.buffer.extend_from_slice(bytes);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::RequestHeader;
+
+    #[test]
+    fn frames_round_trip() {
+        let header = Header::Request(RequestHeader {
+            method: "echo".into(),
+            budget_us: 5,
+            streaming: false,
+        });
+        let frame = encode_message_frame(&header, &vec![1u8, 2, 3], 1024).unwrap();
+        let (decoded, used) = decode_frame(&frame, 1024).unwrap().unwrap();
+        assert_eq!(used, frame.len());
+        assert_eq!(decoded.header, header);
+        assert_eq!(decode::<Vec<u8>>(&decoded.payload).unwrap(), vec![1, 2, 3]);
+        assert_eq!(decode_frame(&frame[..frame.len() - 1], 1024).unwrap(), None);
+    }
+
+    #[test]
+    fn oversized_frames_are_refused_on_both_ends() {
+        let big = vec![7u8; 5000];
+        let error = encode_message_frame(&Header::Item, &big, 4096).unwrap_err();
+        assert!(matches!(error, RpcError::FrameTooLarge { max: 4096, bytes } if bytes > 5000));
+        let frame = encode_frame(&Header::Item, &[0; 5000], 8192).unwrap();
+        assert!(matches!(
+            decode_frame(&frame, 4096),
+            Err(RpcError::FrameTooLarge {
+                bytes: 5003,
+                max: 4096
+            })
+        ));
+    }
+
+    #[test]
+    fn huge_length_claims_do_not_allocate() {
+        // A Vec<u8> claiming 2^40 bytes in a 9-byte payload.
+        let claim = [253u8, 0, 0, 0, 0, 0, 1, 0, 0];
+        assert!(matches!(
+            decode::<Vec<u8>>(&claim),
+            Err(RpcError::Malformed { .. })
+        ));
+        assert!(matches!(
+            decode::<u32>(&[1, 2]),
+            Err(RpcError::Malformed { .. })
+        ));
+    }
+}

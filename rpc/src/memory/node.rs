@@ -1,0 +1,339 @@
+//! One in-memory node: its accept loop, the reply path with faults, and the `Transport` impl.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
+use tokio::sync::{Semaphore, mpsc, watch};
+
+use super::calls::{StreamState, stream_step};
+use super::{Fate, MemoryNodeConfig, Network};
+use crate::codec::{self, Frame};
+use crate::error::RpcError;
+use crate::router::Router;
+use crate::shared::{self, NodeCore, ResponseSink};
+use crate::transport::{Deadline, Limits, NodeId, Transport, TransportStats};
+
+/// Requests a node may have queued before callers wait.
+const INBOX_CAPACITY: usize = 1024;
+/// Reply frames a call may have unread before the handler waits (the flow-control window).
+pub(super) const REPLY_WINDOW_FRAMES: usize = 8;
+
+/// A request as the network delivers it.
+pub(crate) struct Incoming {
+    pub(super) from: NodeId,
+    pub(super) frame: Bytes,
+    pub(super) reply: Reply,
+}
+
+pub(super) enum Reply {
+    To(mpsc::Sender<Bytes>),
+    /// A duplicate delivery: its replies go nowhere.
+    Discard,
+}
+
+/// A node on a [`super::MemoryNetwork`]. Cheap to clone; dropping the last clone without
+/// [`Transport::shutdown`] stops the node like a crash.
+#[derive(Clone)]
+pub struct MemoryTransport {
+    handle: Arc<Handle>,
+}
+
+struct Handle {
+    node: Arc<MemoryNode>,
+}
+
+pub(crate) struct MemoryNode {
+    pub(super) core: NodeCore,
+    pub(super) network: Arc<Network>,
+    pub(super) incarnation: u64,
+    pub(super) kill: watch::Sender<bool>,
+    /// Call slots per peer (`Limits::concurrent_calls_max`).
+    pub(super) slots: Mutex<BTreeMap<NodeId, Arc<Semaphore>>>,
+    pub(super) peers_seen: Mutex<BTreeSet<NodeId>>,
+    pub(super) shutdown_grace: Duration,
+    pub(super) shutdown_started: AtomicBool,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.node
+            .network
+            .mark_down(&self.node.core.node, self.node.incarnation);
+        self.node.kill();
+    }
+}
+
+impl MemoryTransport {
+    pub(super) fn start(
+        network: Arc<Network>,
+        node_id: NodeId,
+        cluster_id: String,
+        incarnation: u64,
+        config: MemoryNodeConfig,
+    ) -> (MemoryTransport, mpsc::Sender<Incoming>) {
+        let (inbox, requests) = mpsc::channel(INBOX_CAPACITY);
+        let node = Arc::new(MemoryNode {
+            core: NodeCore::new(node_id, cluster_id, config.limits),
+            network,
+            incarnation,
+            kill: watch::channel(false).0,
+            slots: Mutex::default(),
+            peers_seen: Mutex::default(),
+            shutdown_grace: config.shutdown_grace,
+            shutdown_started: AtomicBool::new(false),
+        });
+        tokio::spawn(accept_loop(Arc::clone(&node), requests));
+        (
+            MemoryTransport {
+                handle: Arc::new(Handle { node }),
+            },
+            inbox,
+        )
+    }
+
+    pub(super) fn downgrade(&self) -> Weak<MemoryNode> {
+        Arc::downgrade(&self.handle.node)
+    }
+
+    /// This run's incarnation (a restart gets a new one).
+    pub fn incarnation(&self) -> u64 {
+        self.node().incarnation
+    }
+
+    fn node(&self) -> &Arc<MemoryNode> {
+        &self.handle.node
+    }
+}
+
+impl MemoryNode {
+    pub(super) fn kill(&self) {
+        self.kill.send_replace(true);
+    }
+
+    pub(super) fn record_refusal(&self, reason: &str) {
+        self.core.record_refusal(reason);
+    }
+
+    pub(super) fn saw(&self, peer: &NodeId) {
+        self.peers_seen
+            .lock()
+            .expect("peers lock")
+            .insert(peer.clone());
+    }
+
+    async fn serve(self: Arc<Self>, incoming: Incoming) {
+        self.saw(&incoming.from);
+        let frame = decode_whole(&incoming.frame, self.core.limits.frame_bytes_max);
+        let mut sink = MemorySink {
+            network: Arc::clone(&self.network),
+            node: self.core.node.clone(),
+            caller: incoming.from.clone(),
+            reply: incoming.reply,
+            delays: self.network.delays(),
+            pipeline: None,
+            last_delivery: tokio::time::Instant::now(),
+            broken: false,
+        };
+        tokio::select! {
+            biased;
+            () = killed(self.kill.subscribe()) => {}
+            () = self.core.serve_request(incoming.from, frame, &mut sink) => {}
+        }
+    }
+
+    async fn shutdown(self: Arc<Self>) {
+        if self.shutdown_started.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.core.begin_drain();
+        self.core.drain(self.shutdown_grace).await;
+        self.network.mark_down(&self.core.node, self.incarnation);
+        self.kill();
+    }
+}
+
+pub(super) fn decode_whole(frame: &[u8], frame_bytes_max: usize) -> Result<Frame, RpcError> {
+    match codec::decode_frame(frame, frame_bytes_max)? {
+        Some((frame_decoded, used)) if used == frame.len() => Ok(frame_decoded),
+        Some(_) => Err(RpcError::malformed("bytes after the frame")),
+        None => Err(RpcError::malformed("truncated frame")),
+    }
+}
+
+/// Resolves once `kill` is set (or its node is gone).
+async fn killed(mut kill: watch::Receiver<bool>) {
+    while !*kill.borrow_and_update() {
+        if kill.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn accept_loop(node: Arc<MemoryNode>, mut requests: mpsc::Receiver<Incoming>) {
+    let kill = node.kill.subscribe();
+    let mut stop = std::pin::pin!(killed(kill));
+    loop {
+        let incoming = tokio::select! {
+            biased;
+            () = &mut stop => return,
+            incoming = requests.recv() => match incoming {
+                Some(incoming) => incoming,
+                None => return,
+            },
+        };
+        tokio::spawn(Arc::clone(&node).serve(incoming));
+    }
+}
+
+/// The reply path of one served call, through the network's faults.
+struct MemorySink {
+    network: Arc<Network>,
+    node: NodeId,
+    caller: NodeId,
+    reply: Reply,
+    delays: bool,
+    /// When the network delays messages: a forwarder that delivers frames at their times, in
+    /// order, without holding the handler up for each delay.
+    pipeline: Option<mpsc::Sender<(tokio::time::Instant, Bytes)>>,
+    last_delivery: tokio::time::Instant,
+    /// A frame of this call was lost: the rest are lost too.
+    broken: bool,
+}
+
+impl ResponseSink for MemorySink {
+    async fn send(&mut self, frame: Bytes) -> Result<(), RpcError> {
+        let Reply::To(caller) = &self.reply else {
+            return Ok(());
+        };
+        let gone = || RpcError::Cancelled {
+            reason: format!("{} went away", self.caller),
+        };
+        if caller.is_closed() {
+            return Err(gone());
+        }
+        if self.broken {
+            return Ok(());
+        }
+        let delay = match self.network.route_reply(&self.node, &self.caller) {
+            Fate::Lost => {
+                self.broken = true;
+                return Ok(());
+            }
+            Fate::Deliver(delay) => delay,
+        };
+        if !self.delays {
+            return caller.send(frame).await.map_err(|_| gone());
+        }
+        let at = (tokio::time::Instant::now() + delay).max(self.last_delivery);
+        self.last_delivery = at;
+        let pipeline = self
+            .pipeline
+            .get_or_insert_with(|| spawn_forwarder(caller.clone()));
+        pipeline.send((at, frame)).await.map_err(|_| gone())
+    }
+
+    fn gone(&self) -> BoxFuture<'static, ()> {
+        match &self.reply {
+            Reply::To(caller) => {
+                let caller = caller.clone();
+                async move { caller.closed().await }.boxed()
+            }
+            Reply::Discard => futures::future::pending().boxed(),
+        }
+    }
+
+    async fn finish(&mut self) {
+        self.pipeline = None;
+    }
+}
+
+fn spawn_forwarder(caller: mpsc::Sender<Bytes>) -> mpsc::Sender<(tokio::time::Instant, Bytes)> {
+    let (frames_in, mut frames) =
+        mpsc::channel::<(tokio::time::Instant, Bytes)>(REPLY_WINDOW_FRAMES);
+    tokio::spawn(async move {
+        while let Some((at, frame)) = frames.recv().await {
+            tokio::time::sleep_until(at).await;
+            if caller.send(frame).await.is_err() {
+                return;
+            }
+        }
+    });
+    frames_in
+}
+
+impl Transport for MemoryTransport {
+    fn node_id(&self) -> &NodeId {
+        &self.node().core.node
+    }
+
+    fn limits(&self) -> Limits {
+        self.node().core.limits
+    }
+
+    fn call_bytes(
+        &self,
+        peer: &NodeId,
+        method: &str,
+        request: Bytes,
+        deadline: Deadline,
+    ) -> BoxFuture<'static, Result<Bytes, RpcError>> {
+        let node = Arc::clone(self.node());
+        let frame = shared::request_frame(
+            method,
+            &request,
+            deadline,
+            false,
+            node.core.limits.frame_bytes_max,
+        );
+        let peer = peer.clone();
+        async move { node.unary(peer, frame?, deadline).await }.boxed()
+    }
+
+    fn stream_bytes(
+        &self,
+        peer: &NodeId,
+        method: &str,
+        request: Bytes,
+        deadline: Deadline,
+    ) -> BoxStream<'static, Result<Bytes, RpcError>> {
+        let node = Arc::clone(self.node());
+        let frame = shared::request_frame(
+            method,
+            &request,
+            deadline,
+            true,
+            node.core.limits.frame_bytes_max,
+        );
+        let state = StreamState::Start {
+            node,
+            peer: peer.clone(),
+            frame,
+            deadline,
+        };
+        futures::stream::unfold(state, stream_step).boxed()
+    }
+
+    fn serve(&self, router: Router) {
+        self.node().core.install(router);
+    }
+
+    fn shutdown(&self) -> BoxFuture<'static, ()> {
+        Arc::clone(self.node()).shutdown().boxed()
+    }
+
+    fn stats(&self) -> TransportStats {
+        let node = self.node();
+        let mut stats = node.core.stats();
+        let peers = node.peers_seen.lock().expect("peers lock").len();
+        stats.connections_open = peers;
+        stats.connections_max = peers;
+        stats.connections_established_total = peers as u64;
+        stats
+    }
+}
