@@ -3,9 +3,13 @@
 //!
 //! A frame is a big-endian `u32` body length followed by the body: an [`envelope`](crate::envelope)
 //! header, then (for requests, responses and items) the bincode payload. The body length is
-//! checked against the receiver's `frame_bytes_max` before anything is allocated, and bincode's
-//! own allocation limit is [`FRAME_BYTES_CEILING`], so no input makes the decoder allocate more
-//! than a frame may hold. Decoding never panics (a property test and a fuzz target hold it to that).
+//! checked against the receiver's `frame_bytes_max` before the body is read. Payloads are
+//! decoded with [`decode_limited`] against the same `frame_bytes_max`: the in-memory sizes
+//! bincode claims (including containers' declared sizes, checked before it reserves them) may
+//! total at most that, so a short payload cannot make it reserve more than `frame_bytes_max`.
+//! What is bounded is the body length and bincode's claimed bytes; allocation itself is not
+//! measured (the transports' receive buffers are bounded separately, see `quic::wire`).
+//! Decoding never panics (a property test and a fuzz target hold it to that).
 //!
 //! Message types derive the codec's traits:
 //! ```
@@ -56,17 +60,62 @@ pub fn encode<T: Message>(value: &T) -> Result<Bytes, RpcError> {
     writer.finish(0, FRAME_BYTES_CEILING).map(BytesMut::freeze)
 }
 
-/// Decodes a payload; every byte must be used.
+/// Decodes a payload; every byte must be used. The bytes bincode may claim for containers
+/// (see [`decode_limited`]) are bounded by [`FRAME_BYTES_CEILING`].
 pub fn decode<T: Message>(bytes: &[u8]) -> Result<T, RpcError> {
-    let (value, used) = bincode::decode_from_slice::<T, _>(bytes, CONFIG)
-        .map_err(|e| RpcError::malformed(format!("decode: {e}")))?;
-    if used != bytes.len() {
+    decode_limited(bytes, FRAME_BYTES_CEILING)
+}
+
+/// Decodes a payload; every byte must be used. The bytes bincode claims while decoding may
+/// total at most `claim_bytes_max` (capped at [`FRAME_BYTES_CEILING`]); a claim over it fails
+/// with `Malformed`. bincode claims each value's in-memory size as it decodes it (a length or a
+/// `u64` claims 8 bytes, a `u8` one), and a container's declared `len * size_of::<T>()` before it
+/// reserves the container, so this bounds what decoding reserves, not only the input's size.
+/// The transports pass the receiving node's `frame_bytes_max`: a message whose decoded size so
+/// counted exceeds it (many varint-small `u64`s, say) is refused even if its frame fits.
+pub fn decode_limited<T: Message>(bytes: &[u8], claim_bytes_max: usize) -> Result<T, RpcError> {
+    use bincode::de::Decoder;
+    let malformed = |e: bincode::error::DecodeError| RpcError::malformed(format!("decode: {e}"));
+    let mut decoder = bincode::de::DecoderImpl::new(SliceInput { rest: bytes }, CONFIG, ());
+    // bincode's limit is a compile-time constant: pre-claim the part of the ceiling beyond
+    // `claim_bytes_max`, so only `claim_bytes_max` remains for this payload.
+    decoder
+        .claim_bytes_read(FRAME_BYTES_CEILING - claim_bytes_max.min(FRAME_BYTES_CEILING))
+        .map_err(malformed)?;
+    let value = T::decode(&mut decoder).map_err(malformed)?;
+    let trailing = decoder.reader().rest.len();
+    if trailing != 0 {
         return Err(RpcError::malformed(format!(
-            "decode: {} trailing bytes after the payload",
-            bytes.len() - used
+            "decode: {trailing} trailing bytes after the payload"
         )));
     }
     Ok(value)
+}
+
+/// A bincode reader over a slice that exposes what is left (bincode's own keeps it private).
+struct SliceInput<'a> {
+    rest: &'a [u8],
+}
+
+impl bincode::de::read::Reader for SliceInput<'_> {
+    fn read(&mut self, bytes: &mut [u8]) -> Result<(), bincode::error::DecodeError> {
+        let Some((head, rest)) = self.rest.split_at_checked(bytes.len()) else {
+            return Err(bincode::error::DecodeError::UnexpectedEnd {
+                additional: bytes.len() - self.rest.len(),
+            });
+        };
+        bytes.copy_from_slice(head);
+        self.rest = rest;
+        Ok(())
+    }
+
+    fn peek_read(&mut self, n: usize) -> Option<&[u8]> {
+        self.rest.get(..n)
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.rest = &self.rest[n.min(self.rest.len())..];
+    }
 }
 
 /// Encodes a whole frame (prefix, header, `payload`), refusing bodies over `frame_bytes_max`.
@@ -238,6 +287,26 @@ mod tests {
                 max: 4096
             })
         ));
+    }
+
+    #[test]
+    fn claims_are_bounded_by_the_configured_limit() {
+        // 100 bytes claim 108: their length counts as a `u64`.
+        let payload = encode(&vec![1u8; 100]).unwrap();
+        assert_eq!(decode_limited::<Vec<u8>>(&payload, 108).unwrap().len(), 100);
+        assert!(matches!(
+            decode_limited::<Vec<u8>>(&payload, 107),
+            Err(RpcError::Malformed { .. })
+        ));
+        // A Vec<u64> claiming 2^20 elements (8 MiB) in a 5-byte payload: over a 1 MiB limit,
+        // refused before bincode reserves anything.
+        let claim = [252u8, 0, 0, 16, 0];
+        let error = decode_limited::<Vec<u64>>(&claim, 1 << 20).unwrap_err();
+        assert!(
+            matches!(&error, RpcError::Malformed { reason } if reason.contains("imit")),
+            "{error:?}"
+        );
+        assert!(decode_limited::<Vec<u8>>(&encode(&vec![0u8; 3]).unwrap(), 3 << 30).is_ok());
     }
 
     #[test]

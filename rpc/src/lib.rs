@@ -25,9 +25,12 @@
 //! Invariants:
 //! - Every call has a deadline; it travels as the remaining budget and is enforced on both
 //!   sides. Dropping a call (future or stream) cancels it on both sides.
-//! - Every frame is bounded by [`Limits::frame_bytes_max`] before anything is allocated; a
-//!   malformed, oversized or unknown frame fails its stream only, never the connection or the
-//!   process. Decoding never panics.
+//! - A frame's declared body length is checked against [`Limits::frame_bytes_max`] (64 KiB
+//!   for the handshake's hello) before its body is read; QUIC receive buffers grow with the
+//!   bytes that arrive, not with the declared length; payloads decode with bincode's claimed
+//!   bytes bounded by `frame_bytes_max` ([`codec::decode_limited`]). A malformed, oversized or
+//!   unknown frame fails its stream only, never the connection or the process. Decoding never
+//!   panics.
 //! - Handlers are served only to peers whose certificate chains to the cluster CA and names
 //!   the node id they claim, with the same cluster id and protocol version.
 //! - The in-memory transport draws every fault from one seed, uses tokio time only (no

@@ -64,7 +64,7 @@ impl Router {
         self.assert_free(M::NAME);
         let handler = Arc::new(handler);
         let erased: UnaryHandler = Arc::new(move |context, payload, frame_bytes_max| {
-            match codec::decode::<M::Request>(&payload) {
+            match codec::decode_limited::<M::Request>(&payload, frame_bytes_max) {
                 Ok(request) => handler(context, request)
                     .map(move |result| {
                         result.and_then(|response| {
@@ -95,8 +95,8 @@ impl Router {
         self.assert_free(M::NAME);
         let handler = Arc::new(handler);
         let erased: StreamHandler = Arc::new(move |context, payload, frame_bytes_max| {
-            let request =
-                codec::decode::<M::Request>(&payload).map_err(|e| request_error(M::NAME, e))?;
+            let request = codec::decode_limited::<M::Request>(&payload, frame_bytes_max)
+                .map_err(|e| request_error(M::NAME, e))?;
             Ok(handler(context, request)
                 .map(move |item| {
                     item.and_then(|item| {

@@ -248,10 +248,13 @@ pub trait TransportExt: Transport {
         deadline: impl Into<Deadline>,
     ) -> BoxFuture<'static, Result<M::Response, RpcError>> {
         let deadline = deadline.into();
+        let max = self.limits().frame_bytes_max;
         match codec::encode(request) {
             Ok(payload) => self
                 .call_bytes(peer, M::NAME, payload, deadline)
-                .map(|reply| reply.and_then(|bytes| codec::decode::<M::Response>(&bytes)))
+                .map(move |reply| {
+                    reply.and_then(|bytes| codec::decode_limited::<M::Response>(&bytes, max))
+                })
                 .boxed(),
             Err(error) => futures::future::ready(Err(error)).boxed(),
         }
@@ -265,10 +268,13 @@ pub trait TransportExt: Transport {
         deadline: impl Into<Deadline>,
     ) -> BoxStream<'static, Result<M::Item, RpcError>> {
         let deadline = deadline.into();
+        let max = self.limits().frame_bytes_max;
         match codec::encode(request) {
             Ok(payload) => self
                 .stream_bytes(peer, M::NAME, payload, deadline)
-                .map(|item| item.and_then(|bytes| codec::decode::<M::Item>(&bytes)))
+                .map(move |item| {
+                    item.and_then(|bytes| codec::decode_limited::<M::Item>(&bytes, max))
+                })
                 .scan(false, |failed, item| {
                     // An item that fails to decode ends the stream like a transport error does.
                     let next = (!*failed).then(|| {

@@ -261,3 +261,115 @@ async fn a_crash_stops_handlers_and_the_node_restarts() {
         Ok(vec![1])
     );
 }
+
+/// A faulty network drops and duplicates the frames of a stream whose handler is always ready
+/// (`Count` of `u64::MAX` items). The replies that go nowhere (a duplicate's, or those after a lost
+/// frame) must park the handler rather than let it spin: on a current-thread runtime a spinning
+/// handler would never yield, so neither the call's deadline nor anything else could fire.
+#[test]
+fn an_always_ready_stream_on_a_faulty_network_ends_by_its_deadline() {
+    let (done_tx, done) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let calls = async {
+            let faults = Faults {
+                drop_probability: 0.3,
+                duplicate_probability: 0.5,
+                ..Faults::none()
+            };
+            let mut stats = NetworkStats::default();
+            for seed in 0..4 {
+                let network = MemoryNetwork::with_faults(seed, faults.clone());
+                let a = network.node("a").unwrap();
+                let b = network.node("b").unwrap();
+                b.serve(grove_rpc::conformance::test_router(Arc::default()));
+                let budget = Duration::from_millis(200);
+                let started = tokio::time::Instant::now();
+                let mut items =
+                    a.stream::<grove_rpc::conformance::Count>(&id("b"), &u64::MAX, budget);
+                use futures::StreamExt;
+                let mut ended_with_error = false;
+                while let Some(item) = items.next().await {
+                    if item.is_err() {
+                        ended_with_error = true;
+                        break;
+                    }
+                }
+                assert!(ended_with_error, "u64::MAX items cannot all arrive");
+                let elapsed = started.elapsed();
+                assert!(
+                    elapsed < budget + Duration::from_millis(500),
+                    "the call outlived its deadline: {elapsed:?}"
+                );
+                let run = network.stats();
+                stats.dropped += run.dropped;
+                stats.duplicated += run.duplicated;
+            }
+            stats
+        };
+        let result =
+            runtime.block_on(async { tokio::time::timeout(Duration::from_secs(10), calls).await });
+        let _ = done_tx.send(result);
+    });
+    let stats = done
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the runtime hung")
+        .expect("the calls did not end within 10 s");
+    assert!(stats.dropped > 0 && stats.duplicated > 0, "{stats:?}");
+}
+
+/// Cancellation reaches every copy of a request: one still in the network when the caller gives
+/// up never starts a handler, and a duplicate's handler is dropped with the original's.
+#[tokio::test(start_paused = true)]
+async fn a_dropped_call_cancels_delayed_requests_and_duplicates() {
+    use grove_rpc::conformance::{Probe, Sleep, test_router};
+    use std::sync::atomic::Ordering::SeqCst;
+    let delayed = MemoryNetwork::with_faults(
+        11,
+        Faults {
+            delay_min: Duration::from_millis(100),
+            delay_max: Duration::from_millis(100),
+            ..Faults::none()
+        },
+    );
+    let a = delayed.node("a").unwrap();
+    let b = delayed.node("b").unwrap();
+    let probe = Arc::new(Probe::default());
+    b.serve(test_router(Arc::clone(&probe)));
+    let call = a.call::<Sleep>(&id("b"), &10, Duration::from_secs(5));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(20), call)
+            .await
+            .is_err()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(probe.calls.load(SeqCst), 0, "{probe:?}");
+
+    let duplicating = MemoryNetwork::with_faults(
+        12,
+        Faults {
+            duplicate_probability: 1.0,
+            ..Faults::none()
+        },
+    );
+    let a = duplicating.node("a").unwrap();
+    let b = duplicating.node("b").unwrap();
+    let probe = Arc::new(Probe::default());
+    b.serve(test_router(Arc::clone(&probe)));
+    let call = a.call::<Sleep>(&id("b"), &60_000, Duration::from_secs(120));
+    let call = tokio::spawn(call);
+    probe
+        .wait_for("both copies to start", Duration::from_secs(1), |p| {
+            p.started.load(SeqCst) == 2
+        })
+        .await;
+    call.abort();
+    probe
+        .wait_for("both handlers dropped", Duration::from_secs(1), |p| {
+            p.dropped.load(SeqCst) == 2
+        })
+        .await;
+}

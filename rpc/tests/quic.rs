@@ -505,3 +505,65 @@ fn a_crashed_peer_that_restarts_is_reached_again_at_once() {
         assert_eq!(a.stats().connections_established_total, 2);
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_hello_is_refused_before_it_is_read() {
+    let mut harness = QuicHarness::new();
+    let (nodes, _) = conformance::start_nodes(&mut harness, &["a"]).await;
+    assert!(nodes[0].limits().frame_bytes_max > 100_000);
+    let identity = harness.ca.issue(&id("x"), 30).unwrap();
+    let raw = RawClient::connect(&identity, harness.addresses[&id("a")], "a", b"grove/1")
+        .await
+        .unwrap();
+    // A hello declaring a 100 000-byte body (within frame_bytes_max, over the hello cap),
+    // of which only the header is sent: refused on the length alone.
+    let mut frame = BytesMut::new();
+    frame.put_u32(100_000);
+    frame.put_slice(&[1, 1, 0]);
+    let reply = raw.exchange(&frame).await;
+    assert!(
+        matches!(&reply.header, Header::Refuse { reason } if reason.contains("65536")),
+        "{reply:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshakes_in_progress_are_bounded() {
+    const BOUND: usize = 256; // quic::accept's HANDSHAKES_IN_PROGRESS_MAX
+    let ca = ClusterCa::generate(CLUSTER, 30).unwrap();
+    let mut config = test_config(ca.issue(&id("a"), 30).unwrap(), CLUSTER, localhost());
+    // Long enough that no stalled handshake times out while the test runs.
+    config.connect_timeout = Duration::from_secs(30);
+    let a = bind_retrying(config).await;
+    let identity = ca.issue(&id("x"), 30).unwrap();
+    let mut crypto = tls::client_crypto(&identity).unwrap();
+    crypto.alpn_protocols = vec![b"grove/1".to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(crypto).unwrap();
+    let mut endpoint = quinn::Endpoint::client(localhost()).unwrap();
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    let connect = || endpoint.connect(a.local_addr(), "a").unwrap();
+    // TLS completes, but no hello follows: each holds a handshake slot.
+    let stalled = futures::future::join_all((0..BOUND).map(|_| connect())).await;
+    let stalled: Vec<_> = stalled.into_iter().map(Result::unwrap).collect();
+    let refused = connect().await;
+    assert!(
+        matches!(refused, Err(quinn::ConnectionError::ConnectionClosed(_))),
+        "{:?}",
+        refused.map(|_| ())
+    );
+    for connection in &stalled {
+        connection.close(0u32.into(), b"bye");
+    }
+    drop(stalled);
+    // Closed handshakes give their slots back.
+    let started = Instant::now();
+    loop {
+        match connect().await {
+            Ok(_) => break,
+            Err(error) => {
+                assert!(started.elapsed() < Duration::from_secs(5), "{error}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}

@@ -189,7 +189,8 @@ pub async fn oversized_frames<H: Harness>(mut harness: H) {
         matches!(response, Err(RpcError::FrameTooLarge { max: limit, .. }) if limit == max as u64),
         "{response:?}"
     );
-    assert_eq!(Probe::get(&probe.started), 0);
+    // The oversized request never reached a handler; the Inflate handler ran once.
+    assert_eq!(Probe::get(&probe.calls), 1, "{probe:?}");
     assert_eq!(
         a.call::<Inflate>(&b, &1000, DEADLINE).await.unwrap().len(),
         1000
@@ -320,7 +321,11 @@ pub async fn foreign_cluster_refused<H: Harness>(mut harness: H) {
     let stats = a.stats();
     assert!(stats.refused_total >= 1, "{stats:?}");
     assert!(stats.refusal_last.unwrap().contains("cluster"));
-    assert_eq!(Probe::get(&probe.started), 0);
+    assert_eq!(
+        Probe::get(&probe.calls),
+        0,
+        "a refused peer's call ran a handler"
+    );
 }
 
 /// Shutdown lets in-flight calls finish, refuses new ones, and the node comes back on restart.

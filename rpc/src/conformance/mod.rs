@@ -92,9 +92,11 @@ impl StreamMethod for Count {
     type Item = u64;
 }
 
-/// What the serving side saw: handlers started, finished, dropped unfinished; items produced.
+/// What the serving side saw: handler invocations of any method (`calls`); `Sleep`, `Chunks`
+/// and `Count` handlers started, finished, dropped unfinished; items produced.
 #[derive(Default, Debug)]
 pub struct Probe {
+    pub calls: AtomicU64,
     pub started: AtomicU64,
     pub finished: AtomicU64,
     pub dropped: AtomicU64,
@@ -102,6 +104,10 @@ pub struct Probe {
 }
 
 impl Probe {
+    fn count_call(&self) {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+    }
+
     fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::SeqCst)
     }
@@ -153,11 +159,24 @@ pub fn test_router(probe: Arc<Probe>) -> Router {
     let sleep_probe = Arc::clone(&probe);
     let chunk_probe = Arc::clone(&probe);
     let count_probe = Arc::clone(&probe);
+    let echo_probe = Arc::clone(&probe);
+    let inflate_probe = Arc::clone(&probe);
+    let fail_probe = Arc::clone(&probe);
     Router::new()
-        .unary::<Echo, _, _>(|_, request| async move { Ok(request) })
-        .unary::<Inflate, _, _>(|_, bytes| async move { Ok(vec![7u8; bytes as usize]) })
-        .unary::<Fail, _, _>(|_, ()| async { Err(RpcError::remote(42, "nope")) })
+        .unary::<Echo, _, _>(move |_, request| {
+            echo_probe.count_call();
+            async move { Ok(request) }
+        })
+        .unary::<Inflate, _, _>(move |_, bytes| {
+            inflate_probe.count_call();
+            async move { Ok(vec![7u8; bytes as usize]) }
+        })
+        .unary::<Fail, _, _>(move |_, ()| {
+            fail_probe.count_call();
+            async { Err(RpcError::remote(42, "nope")) }
+        })
         .unary::<Sleep, _, _>(move |_, millis| {
+            sleep_probe.count_call();
             let guard = HandlerGuard::new(&sleep_probe);
             async move {
                 tokio::time::sleep(Duration::from_millis(millis)).await;
@@ -166,6 +185,7 @@ pub fn test_router(probe: Arc<Probe>) -> Router {
             }
         })
         .streaming::<Chunks, _, _>(move |_, request| {
+            chunk_probe.count_call();
             let mut guard = Some(HandlerGuard::new(&chunk_probe));
             let probe = Arc::clone(&chunk_probe);
             futures::stream::iter(0..=request.count).filter_map(move |index| {
@@ -182,6 +202,7 @@ pub fn test_router(probe: Arc<Probe>) -> Router {
             })
         })
         .streaming::<Count, _, _>(move |_, count| {
+            count_probe.count_call();
             let mut guard = Some(HandlerGuard::new(&count_probe));
             let probe = Arc::clone(&count_probe);
             futures::stream::iter(0..=count).filter_map(move |index| {

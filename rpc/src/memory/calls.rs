@@ -46,7 +46,7 @@ impl MemoryNode {
             let reply = if copy == 0 {
                 Reply::To(replies_in.clone())
             } else {
-                Reply::Discard
+                Reply::Discard(replies_in.clone())
             };
             let incoming = Incoming {
                 from: self.core.node.clone(),

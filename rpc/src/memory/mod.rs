@@ -6,12 +6,20 @@
 //! adds faults, every one drawn from one seeded PRNG under one lock:
 //! - **drop**: a message is lost. A call whose request or reply is lost waits for its deadline
 //!   ([`RpcError::DeadlineExceeded`]), as it would on a network that stopped delivering; once a
-//!   stream loses an item, the rest of that stream is lost too (streams never have gaps).
+//!   stream loses an item, the rest of that stream is lost too (streams never have gaps), and
+//!   the handler parks at its next send until the caller goes away or the deadline passes, as
+//!   behind a stalled QUIC flow-control window (it never spins, so a current-thread runtime
+//!   cannot hang on an always-ready stream).
 //! - **delay** and **reorder**: each message is delivered after a delay drawn from
 //!   `[delay_min, delay_max]`, plus, with `reorder_probability`, up to `reorder_delay_max` more,
 //!   so later calls overtake earlier ones. Items of one stream keep their order.
 //! - **duplicate**: a request is delivered twice; the handler runs twice and the second reply
-//!   is discarded (handlers must be idempotent, as with any retrying client).
+//!   is discarded (handlers must be idempotent, as with any retrying client). The duplicate's
+//!   handler parks at its first send until the caller goes away or the deadline passes.
+//!
+//! Cancellation is two-sided for every copy: a request (original or duplicate) that reaches
+//! its node after the caller dropped the call runs no handler, and dropping a call cancels the
+//! handlers of both copies.
 //! - **cut links** (one-way or both ways) and **isolated** nodes: new calls over a cut link fail
 //!   at once with [`RpcError::Unreachable`] (as QUIC does for a peer in backoff); messages
 //!   already in flight are lost.

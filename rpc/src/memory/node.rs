@@ -14,6 +14,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use super::calls::{StreamState, stream_step};
 use super::{Fate, MemoryNodeConfig, Network};
 use crate::codec::{self, Frame};
+use crate::envelope::Header;
 use crate::error::RpcError;
 use crate::router::Router;
 use crate::shared::{self, NodeCore, ResponseSink};
@@ -33,8 +34,19 @@ pub(crate) struct Incoming {
 
 pub(super) enum Reply {
     To(mpsc::Sender<Bytes>),
-    /// A duplicate delivery: its replies go nowhere.
-    Discard,
+    /// A duplicate delivery: its replies go nowhere. It holds the original caller's channel only
+    /// to see that caller go away (it never sends on it), so dropping the call cancels the
+    /// duplicate's handler too.
+    Discard(mpsc::Sender<Bytes>),
+}
+
+impl Reply {
+    /// The caller's reply channel (a duplicate's too: it is used for `closed` only).
+    fn caller(&self) -> &mpsc::Sender<Bytes> {
+        match self {
+            Reply::To(caller) | Reply::Discard(caller) => caller,
+        }
+    }
 }
 
 /// A node on a [`super::MemoryNetwork`]. Cheap to clone; dropping the last clone without
@@ -129,7 +141,20 @@ impl MemoryNode {
 
     async fn serve(self: Arc<Self>, incoming: Incoming) {
         self.saw(&incoming.from);
+        if incoming.reply.caller().is_closed() {
+            // The caller stopped waiting while the request was in the network (delayed, or a
+            // late duplicate): no handler runs for it.
+            return;
+        }
         let frame = decode_whole(&incoming.frame, self.core.limits.frame_bytes_max);
+        // The same deadline `serve_request` derives from the request's budget.
+        let deadline = match &frame {
+            Ok(Frame {
+                header: Header::Request(request),
+                ..
+            }) => Some(Deadline::after(Duration::from_micros(request.budget_us)).instant()),
+            _ => None,
+        };
         let mut sink = MemorySink {
             network: Arc::clone(&self.network),
             node: self.core.node.clone(),
@@ -139,6 +164,7 @@ impl MemoryNode {
             pipeline: None,
             last_delivery: tokio::time::Instant::now(),
             broken: false,
+            deadline,
         };
         tokio::select! {
             biased;
@@ -204,12 +230,34 @@ struct MemorySink {
     last_delivery: tokio::time::Instant,
     /// A frame of this call was lost: the rest are lost too.
     broken: bool,
+    /// When the served call's deadline passes (`None` for a frame that is not a request).
+    deadline: Option<tokio::time::Instant>,
+}
+
+impl MemorySink {
+    /// A frame that goes nowhere (a duplicate's reply, or one after a lost frame): the handler
+    /// waits as it would behind a stalled flow-control window, until the caller goes away or the
+    /// call's deadline passes, rather than returning at once, which would let an always-ready
+    /// stream spin without yielding. Without a deadline (not a request) it returns at once.
+    async fn stall(&self) -> RpcError {
+        let Some(deadline) = self.deadline else {
+            return RpcError::DeadlineExceeded;
+        };
+        let gone = self.gone();
+        tokio::select! {
+            biased;
+            () = gone => RpcError::Cancelled {
+                reason: format!("{} went away", self.caller),
+            },
+            () = tokio::time::sleep_until(deadline) => RpcError::DeadlineExceeded,
+        }
+    }
 }
 
 impl ResponseSink for MemorySink {
     async fn send(&mut self, frame: Bytes) -> Result<(), RpcError> {
         let Reply::To(caller) = &self.reply else {
-            return Ok(());
+            return Err(self.stall().await);
         };
         let gone = || RpcError::Cancelled {
             reason: format!("{} went away", self.caller),
@@ -218,12 +266,12 @@ impl ResponseSink for MemorySink {
             return Err(gone());
         }
         if self.broken {
-            return Ok(());
+            return Err(self.stall().await);
         }
         let delay = match self.network.route_reply(&self.node, &self.caller) {
             Fate::Lost => {
                 self.broken = true;
-                return Ok(());
+                return Err(self.stall().await);
             }
             Fate::Deliver(delay) => delay,
         };
@@ -239,13 +287,8 @@ impl ResponseSink for MemorySink {
     }
 
     fn gone(&self) -> BoxFuture<'static, ()> {
-        match &self.reply {
-            Reply::To(caller) => {
-                let caller = caller.clone();
-                async move { caller.closed().await }.boxed()
-            }
-            Reply::Discard => futures::future::pending().boxed(),
-        }
+        let caller = self.reply.caller().clone();
+        async move { caller.closed().await }.boxed()
     }
 
     async fn finish(&mut self) {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use quinn::VarInt;
 use rustls::pki_types::CertificateDer;
+use tokio::sync::Semaphore;
 
 use super::Inner;
 use super::peers::Link;
@@ -19,15 +20,30 @@ use crate::transport::NodeId;
 
 /// How long a stream may take to deliver its request frame.
 const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Incoming connections whose handshake (QUIC/TLS, then hello / welcome) may be in progress
+/// at once; more are refused at once (`Incoming::refuse`), so a flood of connection attempts
+/// cannot pile up tasks and handshake state. Established connections do not count.
+pub(super) const HANDSHAKES_IN_PROGRESS_MAX: usize = 256;
+/// The largest hello frame body accepted, whatever `frame_bytes_max` is: the hello is read
+/// before the peer's identity is checked, and a real one (three short strings and two
+/// integers) is far smaller.
+pub(super) const HELLO_FRAME_BYTES_MAX: usize = 64 << 10;
 
 pub(super) async fn accept_loop(inner: Arc<Inner>) {
+    let handshakes = Arc::new(Semaphore::new(HANDSHAKES_IN_PROGRESS_MAX));
     while let Some(incoming) = inner.endpoint.accept().await {
         if inner.core.is_draining() {
             incoming.refuse();
             continue;
         }
+        let Ok(permit) = Arc::clone(&handshakes).try_acquire_owned() else {
+            tracing::debug!(node = %inner.core.node, address = %incoming.remote_address(), "too many handshakes in progress: incoming connection refused");
+            incoming.refuse();
+            continue;
+        };
         let inner = Arc::clone(&inner);
         tokio::spawn(async move {
+            let _permit = permit;
             let address = incoming.remote_address();
             let timeout = inner.config.connect_timeout;
             match tokio::time::timeout(timeout, accept_one(&inner, incoming)).await {
@@ -66,7 +82,8 @@ async fn accept_one(inner: &Arc<Inner>, incoming: quinn::Incoming) -> Result<(),
     .map_err(failed)?;
     let max = inner.core.limits.frame_bytes_max;
     let (mut send, mut recv) = conn.accept_bi().await.map_err(failed)?;
-    let hello = match wire::read_frame(&mut recv, &anonymous, max).await {
+    let hello_max = max.min(HELLO_FRAME_BYTES_MAX);
+    let hello = match wire::read_frame(&mut recv, &anonymous, hello_max).await {
         Ok(Some(frame)) => match frame.header {
             Header::Hello(hello) => Ok(hello),
             other => Err(format!(

@@ -7,7 +7,9 @@
 //! - Handshake: TLS 1.3 with client certificates (both ends signed by the cluster CA, ALPN
 //!   `grove/1`), then a hello on the first stream: protocol version, cluster id, node id (which
 //!   must be the name in the certificate) and incarnation. A refusal closes the connection with
-//!   its reason; both sides see why.
+//!   its reason; both sides see why. At most `HANDSHAKES_IN_PROGRESS_MAX` (256) incoming
+//!   handshakes run at once (more are refused), and the hello frame is capped at 64 KiB
+//!   whatever `frame_bytes_max` is, since it is read before the peer is identified.
 //! - Either end of a connection calls over it: a connection dialed by A is used by B for calls
 //!   to A too. If both dial at once, both keep the one dialed by the smaller node id and the
 //!   other is closed once idle. A hello with a new incarnation replaces the peer's old links.

@@ -157,16 +157,24 @@ pub(crate) async fn read_frame(
         Err(ReadExactError::ReadError(error)) => return Err(read_error(peer, &error)),
     }
     let length = codec::body_length(prefix, frame_bytes_max)?;
-    let mut body = BytesMut::zeroed(length);
-    match recv.read_exact(&mut body).await {
-        Ok(()) => {}
-        Err(ReadExactError::FinishedEarly(read)) => {
-            return Err(RpcError::malformed(format!(
-                "stream ended inside a frame: {read} of {length} bytes"
-            ))
-            .into());
+    // The buffer grows with what arrives, so a prefix declaring a large body costs nothing
+    // until the peer actually sends (and flow control lets through) that many bytes.
+    let mut body = BytesMut::new();
+    while body.len() < length {
+        match recv.read_chunk(length - body.len(), true).await {
+            Ok(Some(chunk)) if body.is_empty() && chunk.bytes.len() == length => {
+                return Ok(Some(codec::decode_body(chunk.bytes)?));
+            }
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk.bytes),
+            Ok(None) => {
+                return Err(RpcError::malformed(format!(
+                    "stream ended inside a frame: {} of {length} bytes",
+                    body.len()
+                ))
+                .into());
+            }
+            Err(error) => return Err(read_error(peer, &error)),
         }
-        Err(ReadExactError::ReadError(error)) => return Err(read_error(peer, &error)),
     }
     Ok(Some(codec::decode_body(body.freeze())?))
 }
