@@ -69,6 +69,29 @@ pub enum MetricData {
 }
 
 impl DimensionData {
+    /// A long (or, with `is_double`, double) column from each row's value bits; `None` is null.
+    pub fn numeric(bits: impl Iterator<Item = Option<u64>>, is_double: bool) -> DimensionData {
+        let mut nulls = RoaringBitmap::new();
+        let mut raw = Vec::with_capacity(bits.size_hint().0);
+        for (row, value) in bits.enumerate() {
+            if value.is_none() {
+                nulls.insert(row as u32);
+            }
+            raw.push(value.unwrap_or(0));
+        }
+        if is_double {
+            DimensionData::Double {
+                values: raw.into_iter().map(f64::from_bits).collect(),
+                nulls,
+            }
+        } else {
+            DimensionData::Long {
+                values: raw.into_iter().map(|b| b as i64).collect(),
+                nulls,
+            }
+        }
+    }
+
     pub fn value_type(&self) -> ValueType {
         match self {
             DimensionData::String { .. } => ValueType::String,

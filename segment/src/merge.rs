@@ -13,8 +13,6 @@
 
 use std::collections::BTreeMap;
 
-use roaring::RoaringBitmap;
-
 use crate::columns::{
     DimensionColumn, DimensionData, MetricColumn, MetricData, SegmentColumns, StringRows,
 };
@@ -207,32 +205,13 @@ impl DimensionPlan {
         firsts: &[usize],
     ) -> DimensionData {
         match &self {
-            DimensionPlan::Numeric(value_type) => {
-                let mut nulls = RoaringBitmap::new();
-                let bits: Vec<u64> = firsts
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &g)| {
-                        let (p, r) = origin[g];
-                        let v = numeric_bits(&parts[p as usize].dimensions[d].data, r);
-                        if v.is_none() {
-                            nulls.insert(i as u32);
-                        }
-                        v.unwrap_or(0)
-                    })
-                    .collect();
-                if *value_type == ValueType::Double {
-                    DimensionData::Double {
-                        values: bits.into_iter().map(f64::from_bits).collect(),
-                        nulls,
-                    }
-                } else {
-                    DimensionData::Long {
-                        values: bits.into_iter().map(|b| b as i64).collect(),
-                        nulls,
-                    }
-                }
-            }
+            DimensionPlan::Numeric(value_type) => DimensionData::numeric(
+                firsts.iter().map(|&g| {
+                    let (p, r) = origin[g];
+                    numeric_bits(&parts[p as usize].dimensions[d].data, r)
+                }),
+                *value_type == ValueType::Double,
+            ),
             DimensionPlan::String { values, .. } => {
                 let lists: Vec<Vec<u32>> = firsts
                     .iter()

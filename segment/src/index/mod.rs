@@ -22,7 +22,6 @@
 //! to a sum and counts as 0 for min/max; the stored metric is never null.
 
 use hashbrown::HashTable;
-use roaring::RoaringBitmap;
 use rustc_hash::{FxBuildHasher, FxHasher};
 use std::hash::{BuildHasher, Hasher};
 
@@ -615,32 +614,7 @@ impl Emitter {
                 }
             }
             Emitter::Numeric { values, is_double } => {
-                let mut nulls = RoaringBitmap::new();
-                let mut longs = Vec::new();
-                let mut doubles = Vec::new();
-                for (i, &r) in order.iter().enumerate() {
-                    let v = values[r as usize];
-                    if v.is_none() {
-                        nulls.insert(i as u32);
-                    }
-                    let bits = v.unwrap_or(0);
-                    if is_double {
-                        doubles.push(f64::from_bits(bits));
-                    } else {
-                        longs.push(bits as i64);
-                    }
-                }
-                if is_double {
-                    DimensionData::Double {
-                        values: doubles,
-                        nulls,
-                    }
-                } else {
-                    DimensionData::Long {
-                        values: longs,
-                        nulls,
-                    }
-                }
+                DimensionData::numeric(order.iter().map(|&r| values[r as usize]), is_double)
             }
         }
     }
