@@ -364,17 +364,19 @@ impl Segment {
         })
     }
 
+    /// A values part must hold exactly one value per row.
+    fn check_row_count(&self, names: &Names<'_>, values: usize) -> Result<()> {
+        if values != self.num_rows {
+            return Err(names.corrupt(format!("{values} values for {} rows", self.num_rows)));
+        }
+        Ok(())
+    }
+
     fn long_values<'a>(&'a self, column: &'a ColumnSlot) -> Result<LongColumn<'a>> {
         let names = self.names(column);
         let values = LongColumn::parse(self.required(column, Part::Values)?)
             .map_err(|m| names.corrupt(m))?;
-        if values.len() != self.num_rows {
-            return Err(names.corrupt(format!(
-                "{} values for {} rows",
-                values.len(),
-                self.num_rows
-            )));
-        }
+        self.check_row_count(&names, values.len())?;
         Ok(values)
     }
 
@@ -382,13 +384,7 @@ impl Segment {
         let names = self.names(column);
         let values = DoubleColumn::parse(self.required(column, Part::Values)?)
             .map_err(|m| names.corrupt(m))?;
-        if values.len() != self.num_rows {
-            return Err(names.corrupt(format!(
-                "{} values for {} rows",
-                values.len(),
-                self.num_rows
-            )));
-        }
+        self.check_row_count(&names, values.len())?;
         Ok(values)
     }
 
