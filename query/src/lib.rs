@@ -1,7 +1,55 @@
-//! # grove-query — native queries, per-segment engines, merging and SQL (not built yet)
+//! # grove-query — native queries, per-segment engines, merging and SQL
 //!
-//! Role: Druid-compatible native JSON queries evaluated over `grove-segment` segments and
-//! incremental indexes, with one associative merge path shared by historicals and brokers, and SQL
-//! translated to native queries. Its issue has not been taken up; this crate holds no code yet.
+//! Role: Druid-compatible native JSON queries evaluated over `grove-segment` segments (on disk,
+//! or the in-memory snapshot of an incremental index), with one associative merge path shared by
+//! historicals and brokers, and SQL translated to native queries (no second engine).
+//!
+//! Entry points: [`run_native`] (a native query's JSON in, Druid's result JSON out) and
+//! [`sql::execute`]. Both read segments through [`SegmentProvider`] and check for timeouts and
+//! cancellation through [`QueryControl`], so the same code runs in a server, a test and the
+//! simulator.
 //!
 //! Must never depend on: tokio, actix, quinn, openraft (query logic stays runtime-free).
+
+pub mod error;
+pub mod sql;
+
+use std::sync::Arc;
+
+use grove_segment::format::Segment;
+use grove_segment::time::Interval;
+
+pub use error::{ErrorKind, QueryError, Result};
+
+/// Where queries find their data: the visible (not overshadowed) segments of a datasource.
+pub trait SegmentProvider: Send + Sync {
+    /// The visible segments of `data_source` that overlap any of `intervals`, in any order. An
+    /// unknown datasource has none.
+    fn segments(&self, data_source: &str, intervals: &[Interval]) -> Vec<Arc<Segment>>;
+}
+
+/// How a running query learns that it must stop. The engine calls [`QueryControl::check`]
+/// between segments and every few thousand rows.
+pub trait QueryControl: Send + Sync {
+    /// `Err` (a timeout or a cancellation) when the query must stop.
+    fn check(&self) -> Result<()>;
+}
+
+/// A [`QueryControl`] that never stops a query.
+pub struct Unbounded;
+
+impl QueryControl for Unbounded {
+    fn check(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs a Druid native query (its JSON) and returns its result as Druid shapes it.
+pub fn run_native(
+    query: &serde_json::Value,
+    provider: &dyn SegmentProvider,
+    control: &dyn QueryControl,
+) -> Result<serde_json::Value> {
+    let _ = (query, provider, control);
+    Err(QueryError::unsupported("the native engine is being built"))
+}
