@@ -11,7 +11,15 @@
 //!
 //! Must never depend on: tokio, actix, quinn, openraft (query logic stays runtime-free).
 
+pub mod aggregate;
+pub mod column;
 pub mod error;
+pub mod filter;
+pub mod finalize;
+pub mod group;
+pub mod model;
+mod run;
+pub mod snapshot;
 pub mod sql;
 
 use std::sync::Arc;
@@ -50,6 +58,6 @@ pub fn run_native(
     provider: &dyn SegmentProvider,
     control: &dyn QueryControl,
 ) -> Result<serde_json::Value> {
-    let _ = (query, provider, control);
-    Err(QueryError::unsupported("the native engine is being built"))
+    let query = model::Query::parse(query)?;
+    run::run(&query, provider, control)
 }

@@ -28,6 +28,13 @@ impl RowMatcher {
     pub fn matches(&self, row: &InputRow) -> bool {
         self.root.eval(row) == Some(true)
     }
+
+    /// The filter's three-valued result on `row`: `Some(true)`, `Some(false)`, or `None` when it
+    /// is unknown (a comparison against null), so callers can combine results under `not`.
+    #[inline]
+    pub fn eval(&self, row: &InputRow) -> Option<bool> {
+        self.root.eval(row)
+    }
 }
 
 /// Where a leaf reads its value.

@@ -1,0 +1,327 @@
+//! Filters over a segment: a [`Filter`] evaluated into the bitmap of matching rows within a row
+//! range.
+//!
+//! Leaves are compiled with `grove-segment`'s [`RowMatcher`] (so ingestion-time and query-time
+//! filters share one definition of what matches), but evaluated per *dictionary value*, not per
+//! row, on string columns: each id is classified true / false / unknown once, then rows are found
+//! through the per-value bitmaps (few ids) or one pass over the id column (many ids). Exact-match
+//! leaves (`selector`, `equals` on strings, `in`) look their values up in the dictionary instead
+//! of classifying every entry, so a 10,000-value `in` costs 10,000 dictionary searches, not a
+//! pass over a large dictionary with a 10,000-way compare. Numeric and `__time` leaves scan the
+//! range.
+//!
+//! Three-valued logic as in Druid's SQL-compatible mode: each node yields its *true* rows and,
+//! only when a `not` above needs them, its *unknown* rows (comparisons against null); `not`
+//! keeps unknown rows out of its result.
+
+use std::ops::Range;
+
+use roaring::RoaringBitmap;
+
+use grove_segment::filter::{Filter, RowMatcher};
+use grove_segment::format::{Segment, StringColumn};
+use grove_segment::row::{InputRow, RowLayout, Value};
+
+use crate::column::{Column, IdCursor, TIME_COLUMN};
+use crate::error::{QueryError, Result};
+
+/// Above this many matching ids (and more than 1/16 of the dictionary), a string leaf scans the
+/// id column instead of unioning per-value bitmaps.
+const BITMAP_UNION_MAX_IDS: usize = 64;
+
+/// The rows of `segment` within `rows` that pass `filter`.
+pub fn filter_rows(segment: &Segment, filter: &Filter, rows: Range<u32>) -> Result<RoaringBitmap> {
+    let mut all = RoaringBitmap::new();
+    all.insert_range(rows.clone());
+    let ctx = Ctx {
+        segment,
+        rows,
+        all: &all,
+    };
+    Ok(ctx.eval(filter, false)?.0)
+}
+
+struct Ctx<'a> {
+    segment: &'a Segment,
+    rows: Range<u32>,
+    all: &'a RoaringBitmap,
+}
+
+/// True rows, and unknown rows when asked for (else empty).
+type Outcome = (RoaringBitmap, RoaringBitmap);
+
+impl Ctx<'_> {
+    fn eval(&self, filter: &Filter, want_unknown: bool) -> Result<Outcome> {
+        Ok(match filter {
+            Filter::True => (self.all.clone(), RoaringBitmap::new()),
+            Filter::False => (RoaringBitmap::new(), RoaringBitmap::new()),
+            Filter::Not { field } => {
+                let (t, u) = self.eval(field, true)?;
+                let mut out = self.all - &t;
+                out -= &u;
+                (out, u)
+            }
+            Filter::And { fields } => {
+                if fields.is_empty() {
+                    return Ok((self.all.clone(), RoaringBitmap::new()));
+                }
+                let mut t = self.all.clone();
+                // Rows true-or-unknown in every child; unknown = that minus all-true.
+                let mut t_or_u = want_unknown.then(|| self.all.clone());
+                for f in fields {
+                    let (ft, fu) = self.eval(f, want_unknown)?;
+                    if let Some(tu) = t_or_u.as_mut() {
+                        *tu &= &(&ft | &fu);
+                    }
+                    t &= &ft;
+                    if t.is_empty() && !want_unknown {
+                        break;
+                    }
+                }
+                let u = t_or_u.map(|tu| tu - &t).unwrap_or_default();
+                (t, u)
+            }
+            Filter::Or { fields } => {
+                let mut t = RoaringBitmap::new();
+                let mut u = RoaringBitmap::new();
+                for f in fields {
+                    let (ft, fu) = self.eval(f, want_unknown)?;
+                    t |= &ft;
+                    u |= &fu;
+                }
+                u -= &t;
+                (t, u)
+            }
+            leaf => self.leaf(leaf, want_unknown)?,
+        })
+    }
+
+    fn leaf(&self, filter: &Filter, want_unknown: bool) -> Result<Outcome> {
+        let field = leaf_field(filter);
+        let layout = RowLayout {
+            fields: if field == TIME_COLUMN {
+                Vec::new()
+            } else {
+                vec![field.to_string()]
+            },
+            metric_slots: Vec::new(),
+        };
+        let matcher = filter
+            .compile(&layout)
+            .map_err(|e| QueryError::bad(e.to_string()))?;
+        let mut probe = Probe::new(&matcher);
+        let on_null = probe.eval_value(Value::Null);
+        let column = Column::of(self.segment, field)?;
+        match column {
+            Column::Missing => Ok(match on_null {
+                Some(true) => (self.all.clone(), RoaringBitmap::new()),
+                Some(false) => (RoaringBitmap::new(), RoaringBitmap::new()),
+                None => (RoaringBitmap::new(), self.all.clone()),
+            }),
+            Column::Sketch(_) => Err(QueryError::bad(format!(
+                "cannot filter on '{field}': it is a sketch column"
+            ))),
+            Column::String(s) => self.string_leaf(filter, s, &mut probe, on_null, want_unknown),
+            Column::Long { values, nulls } => {
+                let mut cursor = crate::column::LongCursor::new(values);
+                let (mut t, mut u) = (RoaringBitmap::new(), RoaringBitmap::new());
+                for row in self.rows.clone() {
+                    let verdict = if nulls.is_some_and(|n| n.contains(row)) {
+                        on_null
+                    } else {
+                        probe.eval_value(Value::Long(cursor.get(row)))
+                    };
+                    push(&mut t, &mut u, row, verdict, want_unknown);
+                }
+                Ok((t, u))
+            }
+            Column::Double { values, nulls } => {
+                let (mut t, mut u) = (RoaringBitmap::new(), RoaringBitmap::new());
+                for row in self.rows.clone() {
+                    let verdict = if nulls.is_some_and(|n| n.contains(row)) {
+                        on_null
+                    } else {
+                        probe.eval_value(Value::Double(values.get(row as usize)))
+                    };
+                    push(&mut t, &mut u, row, verdict, want_unknown);
+                }
+                Ok((t, u))
+            }
+        }
+    }
+
+    fn string_leaf(
+        &self,
+        filter: &Filter,
+        column: StringColumn<'_>,
+        probe: &mut Probe<'_>,
+        on_null: Option<bool>,
+        want_unknown: bool,
+    ) -> Result<Outcome> {
+        let dict_len = column.dictionary_len();
+        // Classify ids: 0 false, 1 true, 2 unknown.
+        let mut class = vec![0u8; dict_len];
+        let mut true_ids: Vec<u32> = Vec::new();
+        match exact_values(filter) {
+            Some(values) => {
+                for v in values {
+                    if let Some(id) = column.lookup(v) {
+                        class[id as usize] = 1;
+                    }
+                }
+                if column.has_null() {
+                    class[0] = verdict_class(on_null);
+                }
+            }
+            None => {
+                column.for_each_value(|id, text| {
+                    let verdict = match text {
+                        None => on_null,
+                        Some(t) => probe.eval_text(t),
+                    };
+                    class[id as usize] = verdict_class(verdict);
+                })?;
+            }
+        }
+        for (id, c) in class.iter().enumerate() {
+            if *c == 1 {
+                true_ids.push(id as u32);
+            }
+        }
+        if column.is_multi_value() {
+            let empty_class = verdict_class(on_null);
+            let (mut t, mut u) = (RoaringBitmap::new(), RoaringBitmap::new());
+            let mut ids = Vec::new();
+            for row in self.rows.clone() {
+                column.row_ids(row as usize, &mut ids);
+                let c = if ids.is_empty() {
+                    empty_class
+                } else if ids.iter().any(|&id| class[id as usize] == 1) {
+                    1
+                } else {
+                    0
+                };
+                push(&mut t, &mut u, row, class_verdict(c), want_unknown);
+            }
+            return Ok((t, u));
+        }
+        let few = true_ids.len() <= BITMAP_UNION_MAX_IDS || true_ids.len() * 16 <= dict_len;
+        if column.has_bitmaps() && few {
+            let mut t = RoaringBitmap::new();
+            for &id in &true_ids {
+                t |= column.bitmap(id)?;
+            }
+            t &= self.all;
+            let mut u = RoaringBitmap::new();
+            if want_unknown && column.has_null() && class[0] == 2 {
+                u = column.bitmap(0)? & self.all;
+            }
+            return Ok((t, u));
+        }
+        let (mut t, mut u) = (RoaringBitmap::new(), RoaringBitmap::new());
+        let mut cursor = IdCursor::new(column);
+        for row in self.rows.clone() {
+            let c = class[cursor.get(row)? as usize];
+            push(&mut t, &mut u, row, class_verdict(c), want_unknown);
+        }
+        Ok((t, u))
+    }
+}
+
+/// Evaluates a one-field leaf matcher on single values.
+struct Probe<'m> {
+    matcher: &'m RowMatcher,
+    row: InputRow,
+}
+
+impl<'m> Probe<'m> {
+    fn new(matcher: &'m RowMatcher) -> Probe<'m> {
+        Probe {
+            matcher,
+            row: InputRow {
+                timestamp_ms: 0,
+                values: vec![Value::Null],
+            },
+        }
+    }
+
+    #[inline]
+    fn eval_value(&mut self, value: Value) -> Option<bool> {
+        if let Value::Long(ts) = value {
+            // A `__time` leaf reads the row timestamp; a long column leaf reads the slot.
+            self.row.timestamp_ms = ts;
+        }
+        self.row.values[0] = value;
+        self.matcher.eval(&self.row)
+    }
+
+    #[inline]
+    fn eval_text(&mut self, text: &str) -> Option<bool> {
+        self.row.values[0].set_str(text);
+        self.matcher.eval(&self.row)
+    }
+}
+
+fn verdict_class(v: Option<bool>) -> u8 {
+    match v {
+        Some(false) => 0,
+        Some(true) => 1,
+        None => 2,
+    }
+}
+
+fn class_verdict(c: u8) -> Option<bool> {
+    match c {
+        0 => Some(false),
+        1 => Some(true),
+        _ => None,
+    }
+}
+
+#[inline]
+fn push(t: &mut RoaringBitmap, u: &mut RoaringBitmap, row: u32, v: Option<bool>, want_u: bool) {
+    match v {
+        Some(true) => {
+            let _ = t.try_push(row);
+        }
+        None if want_u => {
+            let _ = u.try_push(row);
+        }
+        _ => {}
+    }
+}
+
+/// The column a leaf filter reads.
+fn leaf_field(filter: &Filter) -> &str {
+    match filter {
+        Filter::Selector { dimension, .. }
+        | Filter::In { dimension, .. }
+        | Filter::Bound { dimension, .. }
+        | Filter::Like { dimension, .. }
+        | Filter::Regex { dimension, .. }
+        | Filter::Equals {
+            column: dimension, ..
+        }
+        | Filter::Range {
+            column: dimension, ..
+        }
+        | Filter::Null { column: dimension } => dimension,
+        Filter::And { .. }
+        | Filter::Or { .. }
+        | Filter::Not { .. }
+        | Filter::True
+        | Filter::False => {
+            unreachable!("not a leaf")
+        }
+    }
+}
+
+/// For leaves that match exact strings only (and null, classified separately): the strings.
+fn exact_values(filter: &Filter) -> Option<Vec<&str>> {
+    match filter {
+        Filter::Selector { value, .. } => Some(value.iter().map(String::as_str).collect()),
+        Filter::In { values, .. } => Some(values.iter().flatten().map(String::as_str).collect()),
+        Filter::Null { .. } => Some(Vec::new()),
+        _ => None,
+    }
+}

@@ -1,0 +1,539 @@
+//! The grouping engine behind timeseries, topN and groupBy: one segment's rows, selected by
+//! intervals and filter, folded into groups keyed by (time bucket, dimension values), each holding
+//! one [`AggValue`] per aggregator. [`Grouped`] results of many segments (and of in-memory
+//! indexes) merge associatively with [`merge_grouped`]: the one merge path historicals and
+//! brokers share.
+//!
+//! Per segment: rows are sorted by time, so each interval and each time bucket is a contiguous
+//! row range found by binary search (no per-row bucketing); the filter becomes a bitmap once per
+//! interval; rows are then processed in batches of up to 1,024 ids: a group index per row (a
+//! dense array on one single-value string dimension, else a hash table over fixed-width key words
+//! — dictionary ids and number bits — with multi-value rows exploded into one entry per value),
+//! then each aggregator folds the batch column-wise. Dictionary ids become strings only once per
+//! group, when the segment's result is emitted.
+
+use std::collections::BTreeMap;
+use std::hash::BuildHasher;
+use std::ops::Range;
+
+use hashbrown::HashTable;
+use roaring::RoaringBitmap;
+
+use grove_segment::filter::Filter;
+use grove_segment::format::{LongColumn, Segment, StringColumn};
+use grove_segment::time::{Granularity, Interval};
+
+use crate::QueryControl;
+use crate::aggregate::{Acc, AggDef, AggKind, AggValue};
+use crate::column::{Column, IdCursor, LongCursor};
+use crate::error::{QueryError, Result};
+use crate::filter::filter_rows;
+
+/// The bucket key of granularity `all`.
+pub const ALL_BUCKET: i64 = i64::MIN;
+
+/// A dimension value in a group key. Orders nulls first, then numbers, then strings.
+#[derive(Clone, Debug)]
+pub enum KeyValue {
+    Null,
+    Long(i64),
+    Double(f64),
+    String(String),
+}
+
+impl KeyValue {
+    fn rank(&self) -> u8 {
+        match self {
+            KeyValue::Null => 0,
+            KeyValue::Long(_) | KeyValue::Double(_) => 1,
+            KeyValue::String(_) => 2,
+        }
+    }
+
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            KeyValue::Long(v) => Some(*v as f64),
+            KeyValue::Double(v) => Some(*v),
+            KeyValue::String(s) => s.trim().parse().ok(),
+            KeyValue::Null => None,
+        }
+    }
+}
+
+impl PartialEq for KeyValue {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+
+impl Eq for KeyValue {}
+
+impl PartialOrd for KeyValue {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for KeyValue {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        use KeyValue::*;
+        match (self, other) {
+            (Long(a), Long(b)) => a.cmp(b),
+            (Double(a), Double(b)) => a.total_cmp(b),
+            (Long(a), Double(b)) => (*a as f64).total_cmp(b),
+            (Double(a), Long(b)) => a.total_cmp(&(*b as f64)),
+            (String(a), String(b)) => a.cmp(b),
+            _ => self.rank().cmp(&other.rank()),
+        }
+    }
+}
+
+/// A group: its time bucket start (or [`ALL_BUCKET`]) and dimension values.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct GroupKey {
+    pub bucket: i64,
+    pub dims: Vec<KeyValue>,
+}
+
+/// Groups and their aggregate values, ordered by key.
+pub type Grouped = BTreeMap<GroupKey, Vec<AggValue>>;
+
+/// Merges `other` into `into`.
+pub fn merge_grouped(into: &mut Grouped, other: Grouped, aggs: &[AggDef]) {
+    for (key, values) in other {
+        match into.get_mut(&key) {
+            None => {
+                into.insert(key, values);
+            }
+            Some(existing) => {
+                for ((def, a), b) in aggs.iter().zip(existing.iter_mut()).zip(values) {
+                    def.combine(a, b);
+                }
+            }
+        }
+    }
+}
+
+/// What to group one segment by.
+pub struct GroupSpec<'q> {
+    pub intervals: &'q [Interval],
+    pub granularity: Granularity,
+    pub filter: Option<&'q Filter>,
+    /// Input column of each grouping dimension.
+    pub dimensions: &'q [String],
+    pub aggregators: &'q [AggDef],
+    pub max_groups: u64,
+}
+
+/// The rows of `time` (sorted) within `interval`.
+pub fn row_range(time: &LongColumn<'_>, interval: Interval) -> Range<u32> {
+    let lo = lower_bound(time, interval.start_ms);
+    let hi = lower_bound(time, interval.end_ms);
+    lo as u32..hi.max(lo) as u32
+}
+
+/// The first row of `time` (sorted) whose time is at least `target`.
+fn lower_bound(time: &LongColumn<'_>, target: i64) -> usize {
+    let (mut lo, mut hi) = (0usize, time.len());
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if time.get(mid) < target {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+/// How grouping dimensions read a segment.
+enum DimReader<'a> {
+    /// Dictionary ids of a single-value string column.
+    Ids(Box<IdCursor<'a>>, StringColumn<'a>),
+    /// A multi-value string column (rows exploded per value; an empty row is one null value).
+    Multi(StringColumn<'a>),
+    Long(LongCursor<'a>, Option<&'a RoaringBitmap>),
+    Double(
+        grove_segment::format::DoubleColumn<'a>,
+        Option<&'a RoaringBitmap>,
+    ),
+    Missing,
+}
+
+impl DimReader<'_> {
+    /// Key words per value.
+    fn width(&self) -> usize {
+        match self {
+            DimReader::Ids(..) | DimReader::Multi(_) | DimReader::Missing => 1,
+            DimReader::Long(..) | DimReader::Double(..) => 2,
+        }
+    }
+}
+
+const NULL_WORD: u64 = u64::MAX;
+
+/// Groups one segment.
+pub fn group_segment(
+    segment: &Segment,
+    spec: &GroupSpec<'_>,
+    control: &dyn QueryControl,
+) -> Result<Grouped> {
+    let mut out = Grouped::new();
+    let n = segment.num_rows();
+    if n == 0 {
+        return Ok(out);
+    }
+    let time = segment.time()?;
+    let meta = segment.meta();
+    let data = Interval::new(meta.time_min_ms, meta.time_max_ms.saturating_add(1));
+
+    let mut dims = Vec::with_capacity(spec.dimensions.len());
+    for name in spec.dimensions {
+        dims.push(match Column::of(segment, name)? {
+            Column::String(s) if s.is_multi_value() => DimReader::Multi(s),
+            Column::String(s) => DimReader::Ids(Box::new(IdCursor::new(s)), s),
+            Column::Long { values, nulls } => DimReader::Long(LongCursor::new(values), nulls),
+            Column::Double { values, nulls } => DimReader::Double(values, nulls),
+            Column::Missing => DimReader::Missing,
+            Column::Sketch(_) => {
+                return Err(QueryError::bad(format!(
+                    "cannot group on '{name}': it is a sketch column"
+                )));
+            }
+        });
+    }
+    let key_width = 1 + dims.iter().map(DimReader::width).sum::<usize>();
+    let dense = match dims.as_slice() {
+        [] => Some(1),
+        [DimReader::Ids(_, s)] if spec.granularity == Granularity::All => Some(s.dictionary_len()),
+        _ => None,
+    };
+
+    let filter_for = |f: &Filter| filter_rows(segment, f, 0..n as u32);
+    let mut accs = spec
+        .aggregators
+        .iter()
+        .map(|def| Acc::new(def, segment, &filter_for))
+        .collect::<Result<Vec<_>>>()?;
+    let needs_time = spec.aggregators.iter().any(|d| {
+        matches!(
+            d.kind,
+            AggKind::LongFirst
+                | AggKind::LongLast
+                | AggKind::DoubleFirst
+                | AggKind::DoubleLast
+                | AggKind::StringFirst { .. }
+                | AggKind::StringLast { .. }
+        )
+    });
+    let mut time_cursor = LongCursor::new(time);
+
+    let mut table = GroupTable::new(key_width);
+    // Dense groups: index = bucket ordinal * dense_len + id; `dense_groups` maps that to the
+    // group index, allocated on first use so accumulators stay compact.
+    let mut dense_groups: Vec<u32> = Vec::new();
+    let mut dense_buckets: Vec<i64> = Vec::new();
+
+    let mut batch_rows: Vec<u32> = Vec::with_capacity(BATCH);
+    let mut pair_rows: Vec<u32> = Vec::with_capacity(BATCH);
+    let mut pair_groups: Vec<u32> = Vec::with_capacity(BATCH);
+    let mut times: Vec<i64> = Vec::with_capacity(BATCH);
+    let mut key = vec![0u64; key_width];
+    let mut multi_ids: Vec<Vec<u32>> = vec![Vec::new(); dims.len()];
+
+    for interval in spec.intervals {
+        if !interval.overlaps(&data) {
+            continue;
+        }
+        let clipped = Interval::new(
+            interval.start_ms.max(data.start_ms),
+            interval.end_ms.min(data.end_ms),
+        );
+        let range = row_range(&time, clipped);
+        if range.is_empty() {
+            continue;
+        }
+        let selected = spec
+            .filter
+            .map(|f| filter_rows(segment, f, range.clone()))
+            .transpose()?;
+        control.check()?;
+        for (bucket, rows) in buckets(&time, spec.granularity, range) {
+            let bucket_ordinal = if dense.is_some() {
+                if dense_buckets.last() != Some(&bucket) {
+                    dense_buckets.push(bucket);
+                }
+                dense_buckets.len() - 1
+            } else {
+                0
+            };
+            let mut emit = |batch: &[u32]| -> Result<()> {
+                pair_rows.clear();
+                pair_groups.clear();
+                match dense {
+                    Some(len) => {
+                        let base = bucket_ordinal * len;
+                        if dense_groups.len() < base + len {
+                            dense_groups.resize(base + len, u32::MAX);
+                        }
+                        for &r in batch {
+                            let id = match dims.first_mut() {
+                                Some(DimReader::Ids(c, _)) => c.get(r)? as usize,
+                                _ => 0,
+                            };
+                            let slot = &mut dense_groups[base + id];
+                            if *slot == u32::MAX {
+                                *slot = table.len() as u32;
+                                key[0] = bucket as u64;
+                                key[1..].fill(id as u64);
+                                table.push_unchecked(&key);
+                            }
+                            pair_rows.push(r);
+                            pair_groups.push(*slot);
+                        }
+                    }
+                    None => {
+                        for &r in batch {
+                            key[0] = bucket as u64;
+                            explode(&mut dims, r, &mut key, 1, &mut multi_ids, &mut |k| {
+                                pair_rows.push(r);
+                                pair_groups.push(table.intern(k));
+                            })?;
+                        }
+                    }
+                }
+                if table.len() as u64 > spec.max_groups {
+                    return Err(QueryError::resource_limit(format!(
+                        "the query builds more than {} groups (context maxResults); \
+                         narrow it or raise the limit",
+                        spec.max_groups
+                    )));
+                }
+                if needs_time {
+                    times.clear();
+                    times.extend(pair_rows.iter().map(|&r| time_cursor.get(r)));
+                }
+                for acc in &mut accs {
+                    acc.reserve(table.len());
+                    acc.add(&pair_rows, &pair_groups, &times)?;
+                }
+                control.check()
+            };
+            match &selected {
+                None => {
+                    let mut start = rows.start;
+                    while start < rows.end {
+                        let end = (start + BATCH as u32).min(rows.end);
+                        batch_rows.clear();
+                        batch_rows.extend(start..end);
+                        emit(&batch_rows)?;
+                        start = end;
+                    }
+                }
+                Some(bitmap) => {
+                    batch_rows.clear();
+                    for r in bitmap.range(rows.clone()) {
+                        batch_rows.push(r);
+                        if batch_rows.len() == BATCH {
+                            emit(&batch_rows)?;
+                            batch_rows.clear();
+                        }
+                    }
+                    if !batch_rows.is_empty() {
+                        emit(&batch_rows)?;
+                    }
+                }
+            }
+        }
+    }
+
+    for g in 0..table.len() {
+        let words = table.key(g);
+        let mut values = Vec::with_capacity(dims.len());
+        let mut w = 1;
+        for d in &dims {
+            values.push(match d {
+                DimReader::Ids(_, s) | DimReader::Multi(s) => {
+                    if words[w] == NULL_WORD {
+                        KeyValue::Null
+                    } else {
+                        match s.value(words[w] as u32)? {
+                            None => KeyValue::Null,
+                            Some(v) => KeyValue::String(v.into_owned()),
+                        }
+                    }
+                }
+                DimReader::Long(..) => match words[w] {
+                    0 => KeyValue::Null,
+                    _ => KeyValue::Long(words[w + 1] as i64),
+                },
+                DimReader::Double(..) => match words[w] {
+                    0 => KeyValue::Null,
+                    _ => KeyValue::Double(f64::from_bits(words[w + 1])),
+                },
+                DimReader::Missing => KeyValue::Null,
+            });
+            w += d.width();
+        }
+        let aggs = accs
+            .iter_mut()
+            .map(|a| a.take(g))
+            .collect::<Result<Vec<_>>>()?;
+        out.insert(
+            GroupKey {
+                bucket: words[0] as i64,
+                dims: values,
+            },
+            aggs,
+        );
+    }
+    Ok(out)
+}
+
+const BATCH: usize = 1024;
+
+/// Writes the key words of row `r` from dimension `dims[0]` on into `key[at..]`, calling `f`
+/// once per combination of values (more than once only for multi-value rows).
+fn explode(
+    dims: &mut [DimReader<'_>],
+    r: u32,
+    key: &mut [u64],
+    at: usize,
+    multi_ids: &mut [Vec<u32>],
+    f: &mut dyn FnMut(&[u64]),
+) -> Result<()> {
+    let Some((first, rest)) = dims.split_first_mut() else {
+        f(key);
+        return Ok(());
+    };
+    let (ids, more_ids) = multi_ids
+        .split_first_mut()
+        .expect("one id list per dimension");
+    let width = first.width();
+    match first {
+        DimReader::Ids(c, _) => {
+            key[at] = c.get(r)? as u64;
+        }
+        DimReader::Missing => key[at] = NULL_WORD,
+        DimReader::Long(c, nulls) => {
+            if nulls.is_some_and(|n| n.contains(r)) {
+                key[at] = 0;
+                key[at + 1] = 0;
+            } else {
+                key[at] = 1;
+                key[at + 1] = c.get(r) as u64;
+            }
+        }
+        DimReader::Double(c, nulls) => {
+            if nulls.is_some_and(|n| n.contains(r)) {
+                key[at] = 0;
+                key[at + 1] = 0;
+            } else {
+                key[at] = 1;
+                key[at + 1] = c.get(r as usize).to_bits();
+            }
+        }
+        DimReader::Multi(s) => {
+            s.row_ids(r as usize, ids);
+            if ids.is_empty() {
+                key[at] = NULL_WORD;
+                return explode(rest, r, key, at + width, more_ids, f);
+            }
+            let list = std::mem::take(ids);
+            for &id in &list {
+                key[at] = id as u64;
+                explode(rest, r, key, at + width, more_ids, f)?;
+            }
+            *ids = list;
+            return Ok(());
+        }
+    }
+    explode(rest, r, key, at + width, more_ids, f)
+}
+
+/// The time buckets of `granularity` within `interval` and their row ranges (non-empty only).
+fn buckets(
+    time: &LongColumn<'_>,
+    granularity: Granularity,
+    range: Range<u32>,
+) -> Vec<(i64, Range<u32>)> {
+    let mut out = Vec::new();
+    match granularity {
+        Granularity::All => out.push((ALL_BUCKET, range)),
+        Granularity::None => {
+            // One bucket per distinct timestamp: runs of equal values.
+            let mut cursor = LongCursor::new(*time);
+            let mut start = range.start;
+            while start < range.end {
+                let t = cursor.get(start);
+                let end =
+                    (lower_bound(time, t.saturating_add(1)) as u32).clamp(start + 1, range.end);
+                out.push((t, start..end));
+                start = end;
+            }
+        }
+        g => {
+            let mut lo = range.start;
+            while lo < range.end {
+                let b = g.truncate(time.get(lo as usize));
+                let hi = (lower_bound(time, g.next(b)) as u32).clamp(lo + 1, range.end);
+                out.push((b, lo..hi));
+                lo = hi;
+            }
+        }
+    }
+    out
+}
+
+/// Group keys of a fixed number of `u64` words, interned to dense indexes.
+struct GroupTable {
+    width: usize,
+    keys: Vec<u64>,
+    table: HashTable<u32>,
+    hasher: rustc_hash::FxBuildHasher,
+}
+
+impl GroupTable {
+    fn new(width: usize) -> GroupTable {
+        GroupTable {
+            width,
+            keys: Vec::new(),
+            table: HashTable::new(),
+            hasher: rustc_hash::FxBuildHasher,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.keys.len() / self.width
+    }
+
+    fn key(&self, g: usize) -> &[u64] {
+        &self.keys[g * self.width..(g + 1) * self.width]
+    }
+
+    fn hash(&self, key: &[u64]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// Appends a key known to be new (dense path: the table is not used for lookups).
+    fn push_unchecked(&mut self, key: &[u64]) {
+        self.keys.extend_from_slice(key);
+    }
+
+    #[inline]
+    fn intern(&mut self, key: &[u64]) -> u32 {
+        let hash = self.hash(key);
+        let (keys, width) = (&self.keys, self.width);
+        let eq = |&g: &u32| &keys[g as usize * width..(g as usize + 1) * width] == key;
+        if let Some(&g) = self.table.find(hash, eq) {
+            return g;
+        }
+        let g = self.len() as u32;
+        self.keys.extend_from_slice(key);
+        let (keys, hasher) = (&self.keys, self.hasher);
+        self.table.insert_unique(hash, g, |&g| {
+            hasher.hash_one(&keys[g as usize * width..(g as usize + 1) * width])
+        });
+        g
+    }
+}

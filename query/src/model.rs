@@ -1,0 +1,979 @@
+//! The native query model: Druid's query JSON as Grove accepts it, parsed with serde.
+//!
+//! Main types: [`Query`] (tagged by `queryType`), [`Aggregator`], [`PostAggregator`],
+//! [`DimensionSpec`], [`LimitSpec`], [`Having`]. Unknown fields are refused with an error naming
+//! them (a misspelt `fliter` must not silently return every row), except the handful Druid clients
+//! send that do not change results (see [`QueryContext`] and `virtualColumns: []`).
+
+use serde::{Deserialize, Deserializer};
+
+use grove_segment::filter::Filter;
+use grove_segment::time::{Granularity, Interval};
+
+use crate::error::{QueryError, Result};
+
+/// A parsed native query.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "queryType", rename_all = "camelCase")]
+pub enum Query {
+    Timeseries(Timeseries),
+    #[serde(rename = "topN")]
+    TopN(TopN),
+    GroupBy(GroupBy),
+    Scan(Scan),
+    Search(Search),
+    TimeBoundary(TimeBoundary),
+    SegmentMetadata(SegmentMetadata),
+    DataSourceMetadata(DataSourceMetadata),
+}
+
+impl Query {
+    /// Parses a query from its JSON, with errors naming the offending path.
+    pub fn parse(json: &serde_json::Value) -> Result<Query> {
+        let kind = json.get("queryType").and_then(|v| v.as_str());
+        match kind {
+            None => {
+                return Err(QueryError::bad(
+                    "query has no 'queryType' (one of timeseries, topN, groupBy, scan, search, \
+                     timeBoundary, segmentMetadata, dataSourceMetadata)",
+                ));
+            }
+            Some(
+                "timeseries" | "topN" | "groupBy" | "scan" | "search" | "timeBoundary"
+                | "segmentMetadata" | "dataSourceMetadata",
+            ) => {}
+            Some(other) => {
+                return Err(QueryError::unsupported(format!(
+                    "queryType '{other}' is not supported (supported: timeseries, topN, groupBy, \
+                     scan, search, timeBoundary, segmentMetadata, dataSourceMetadata)"
+                )));
+            }
+        }
+        serde_path_to_error::deserialize(json).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path == "." || path.is_empty() {
+                QueryError::bad(format!("malformed query: {inner}"))
+            } else {
+                QueryError::bad(format!("malformed query at '{path}': {inner}"))
+            }
+        })
+    }
+
+    pub fn data_source(&self) -> &str {
+        match self {
+            Query::Timeseries(q) => &q.data_source.0,
+            Query::TopN(q) => &q.data_source.0,
+            Query::GroupBy(q) => &q.data_source.0,
+            Query::Scan(q) => &q.data_source.0,
+            Query::Search(q) => &q.data_source.0,
+            Query::TimeBoundary(q) => &q.data_source.0,
+            Query::SegmentMetadata(q) => &q.data_source.0,
+            Query::DataSourceMetadata(q) => &q.data_source.0,
+        }
+    }
+
+    pub fn context(&self) -> &QueryContext {
+        match self {
+            Query::Timeseries(q) => &q.context,
+            Query::TopN(q) => &q.context,
+            Query::GroupBy(q) => &q.context,
+            Query::Scan(q) => &q.context,
+            Query::Search(q) => &q.context,
+            Query::TimeBoundary(q) => &q.context,
+            Query::SegmentMetadata(q) => &q.context,
+            Query::DataSourceMetadata(q) => &q.context,
+        }
+    }
+}
+
+/// `"dataSource": "name"` or `{"type": "table", "name": "name"}`.
+#[derive(Clone, Debug)]
+pub struct DataSource(pub String);
+
+impl<'de> Deserialize<'de> for DataSource {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error;
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Name(String),
+            Object(serde_json::Map<String, serde_json::Value>),
+        }
+        match Form::deserialize(d)? {
+            Form::Name(n) => Ok(DataSource(n)),
+            Form::Object(o) => match (o.get("type").and_then(|t| t.as_str()), o.get("name")) {
+                (Some("table"), Some(serde_json::Value::String(n))) => Ok(DataSource(n.clone())),
+                (Some(t), _) if t != "table" => Err(D::Error::custom(format!(
+                    "dataSource type '{t}' is not supported (only table datasources)"
+                ))),
+                _ => Err(D::Error::custom(
+                    "dataSource must be a name or {\"type\":\"table\",\"name\":...}",
+                )),
+            },
+        }
+    }
+}
+
+/// `"intervals": ["a/b", ...]`, a single string, or `{"type":"intervals","intervals":[...]}`;
+/// sorted and with overlaps joined.
+#[derive(Clone, Debug)]
+pub struct Intervals(pub Vec<Interval>);
+
+impl<'de> Deserialize<'de> for Intervals {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error;
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            One(String),
+            Many(Vec<String>),
+            Object {
+                #[serde(rename = "type")]
+                kind: String,
+                intervals: Vec<String>,
+            },
+        }
+        let texts = match Form::deserialize(d)? {
+            Form::One(s) => vec![s],
+            Form::Many(v) => v,
+            Form::Object { kind, intervals } if kind == "intervals" => intervals,
+            Form::Object { kind, .. } => {
+                return Err(D::Error::custom(format!(
+                    "intervals type '{kind}' is not supported"
+                )));
+            }
+        };
+        let mut out = texts
+            .iter()
+            .map(|t| Interval::parse(t))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(D::Error::custom)?;
+        out.sort();
+        let mut joined: Vec<Interval> = Vec::with_capacity(out.len());
+        for i in out {
+            match joined.last_mut() {
+                Some(last) if i.start_ms <= last.end_ms => last.end_ms = last.end_ms.max(i.end_ms),
+                _ => joined.push(i),
+            }
+        }
+        Ok(Intervals(joined))
+    }
+}
+
+impl Default for Intervals {
+    fn default() -> Self {
+        Intervals(vec![Interval::ETERNITY])
+    }
+}
+
+/// The `context` of a query. Fields that change execution are typed; everything else is kept
+/// and ignored (Druid accepts arbitrary context keys).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueryContext {
+    /// Milliseconds; 0 means none.
+    #[serde(default, deserialize_with = "lenient_u64")]
+    pub timeout: Option<u64>,
+    #[serde(default, deserialize_with = "lenient_i64")]
+    pub priority: Option<i64>,
+    #[serde(default)]
+    pub query_id: Option<String>,
+    #[serde(default, deserialize_with = "lenient_bool")]
+    pub use_cache: Option<bool>,
+    #[serde(default)]
+    pub lane: Option<String>,
+    /// Timeseries: leave out buckets without rows.
+    #[serde(default, deserialize_with = "lenient_bool")]
+    pub skip_empty_buckets: Option<bool>,
+    /// groupBy: the most groups a query may build (default [`MAX_GROUPS_DEFAULT`]).
+    #[serde(default, deserialize_with = "lenient_u64")]
+    pub max_results: Option<u64>,
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+/// How many groups a groupBy may hold before it fails with a resource-limit error.
+pub const MAX_GROUPS_DEFAULT: u64 = 5_000_000;
+
+fn lenient<'de, D: Deserializer<'de>, T>(
+    d: D,
+    parse: impl Fn(&serde_json::Value) -> Option<T>,
+    what: &str,
+) -> std::result::Result<Option<T>, D::Error> {
+    use serde::de::Error;
+    let v = Option::<serde_json::Value>::deserialize(d)?;
+    match v {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v) => parse(&v)
+            .map(Some)
+            .ok_or_else(|| D::Error::custom(format!("expected {what}, got {v}"))),
+    }
+}
+
+fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u64>, D::Error> {
+    lenient(
+        d,
+        |v| v.as_u64().or_else(|| v.as_str()?.trim().parse().ok()),
+        "a non-negative integer",
+    )
+}
+
+fn lenient_i64<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<i64>, D::Error> {
+    lenient(
+        d,
+        |v| v.as_i64().or_else(|| v.as_str()?.trim().parse().ok()),
+        "an integer",
+    )
+}
+
+fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<bool>, D::Error> {
+    lenient(
+        d,
+        |v| v.as_bool().or_else(|| v.as_str()?.trim().parse().ok()),
+        "a boolean",
+    )
+}
+
+/// `virtualColumns` is accepted only empty: Grove has no expression engine yet.
+fn no_virtual_columns<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<(), D::Error> {
+    use serde::de::Error;
+    let v = Vec::<serde_json::Value>::deserialize(d)?;
+    if v.is_empty() {
+        Ok(())
+    } else {
+        Err(D::Error::custom(
+            "virtual columns are not supported (Grove has no expression engine yet)",
+        ))
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Timeseries {
+    pub data_source: DataSource,
+    #[serde(default)]
+    pub intervals: Intervals,
+    #[serde(default = "granularity_all")]
+    pub granularity: Granularity,
+    #[serde(default)]
+    pub filter: Option<Filter>,
+    #[serde(default)]
+    pub aggregations: Vec<Aggregator>,
+    #[serde(default)]
+    pub post_aggregations: Vec<PostAggregator>,
+    #[serde(default)]
+    pub descending: bool,
+    #[serde(default)]
+    pub limit: Option<usize>,
+    #[serde(default, deserialize_with = "no_virtual_columns")]
+    pub virtual_columns: (),
+    #[serde(default)]
+    pub context: QueryContext,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TopN {
+    pub data_source: DataSource,
+    #[serde(default)]
+    pub intervals: Intervals,
+    #[serde(default = "granularity_all")]
+    pub granularity: Granularity,
+    #[serde(default)]
+    pub filter: Option<Filter>,
+    pub dimension: DimensionSpec,
+    pub metric: TopNMetric,
+    pub threshold: usize,
+    #[serde(default)]
+    pub aggregations: Vec<Aggregator>,
+    #[serde(default)]
+    pub post_aggregations: Vec<PostAggregator>,
+    #[serde(default, deserialize_with = "no_virtual_columns")]
+    pub virtual_columns: (),
+    #[serde(default)]
+    pub context: QueryContext,
+}
+
+/// How topN ranks: by a metric (aggregator or post-aggregator output), by the dimension value,
+/// or the inverse of either.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TopNMetric {
+    Numeric(String),
+    Dimension {
+        ordering: Ordering,
+        previous_stop: Option<String>,
+    },
+    Inverted(Box<TopNMetric>),
+}
+
+impl<'de> Deserialize<'de> for TopNMetric {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error;
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Name(String),
+            Object(Object),
+        }
+        #[derive(Deserialize)]
+        #[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
+        enum Object {
+            Numeric {
+                metric: String,
+            },
+            #[serde(alias = "lexicographic", alias = "alphaNumeric")]
+            #[serde(rename_all = "camelCase")]
+            Dimension {
+                #[serde(default)]
+                ordering: Option<Ordering>,
+                #[serde(default)]
+                previous_stop: Option<String>,
+            },
+            Inverted {
+                metric: Box<TopNMetric>,
+            },
+        }
+        match Form::deserialize(d).map_err(|_| {
+            D::Error::custom(
+                "topN metric must be a name or an object of type numeric, dimension or inverted",
+            )
+        })? {
+            Form::Name(n) => Ok(TopNMetric::Numeric(n)),
+            Form::Object(Object::Numeric { metric }) => Ok(TopNMetric::Numeric(metric)),
+            Form::Object(Object::Dimension {
+                ordering,
+                previous_stop,
+            }) => Ok(TopNMetric::Dimension {
+                ordering: ordering.unwrap_or(Ordering::Lexicographic),
+                previous_stop,
+            }),
+            Form::Object(Object::Inverted { metric }) => Ok(TopNMetric::Inverted(metric)),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GroupBy {
+    pub data_source: DataSource,
+    #[serde(default)]
+    pub intervals: Intervals,
+    #[serde(default = "granularity_all")]
+    pub granularity: Granularity,
+    #[serde(default)]
+    pub filter: Option<Filter>,
+    #[serde(default)]
+    pub dimensions: Vec<DimensionSpec>,
+    #[serde(default)]
+    pub aggregations: Vec<Aggregator>,
+    #[serde(default)]
+    pub post_aggregations: Vec<PostAggregator>,
+    #[serde(default)]
+    pub having: Option<Having>,
+    #[serde(default)]
+    pub limit_spec: Option<LimitSpec>,
+    #[serde(default)]
+    pub subtotals_spec: Option<Vec<Vec<String>>>,
+    #[serde(default, deserialize_with = "no_virtual_columns")]
+    pub virtual_columns: (),
+    #[serde(default)]
+    pub context: QueryContext,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Scan {
+    pub data_source: DataSource,
+    #[serde(default)]
+    pub intervals: Intervals,
+    #[serde(default)]
+    pub filter: Option<Filter>,
+    /// Empty: every column.
+    #[serde(default)]
+    pub columns: Vec<String>,
+    #[serde(default)]
+    pub limit: Option<u64>,
+    #[serde(default)]
+    pub offset: Option<u64>,
+    #[serde(default)]
+    pub order: Option<ScanOrder>,
+    #[serde(default)]
+    pub result_format: Option<String>,
+    #[serde(default)]
+    pub batch_size: Option<u64>,
+    #[serde(default)]
+    pub legacy: Option<bool>,
+    #[serde(default)]
+    pub column_types: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "no_virtual_columns")]
+    pub virtual_columns: (),
+    #[serde(default)]
+    pub context: QueryContext,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ScanOrder {
+    None,
+    Ascending,
+    Descending,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Search {
+    pub data_source: DataSource,
+    #[serde(default)]
+    pub intervals: Intervals,
+    #[serde(default = "granularity_all")]
+    pub granularity: Granularity,
+    #[serde(default)]
+    pub filter: Option<Filter>,
+    /// Empty: every string dimension.
+    #[serde(default)]
+    pub search_dimensions: Vec<DimensionSpec>,
+    pub query: SearchSpec,
+    #[serde(default)]
+    pub sort: Option<SearchSort>,
+    #[serde(default = "search_limit")]
+    pub limit: usize,
+    #[serde(default, deserialize_with = "no_virtual_columns")]
+    pub virtual_columns: (),
+    #[serde(default)]
+    pub context: QueryContext,
+}
+
+fn search_limit() -> usize {
+    1000
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SearchSpec {
+    #[serde(rename_all = "camelCase")]
+    Contains {
+        value: String,
+        #[serde(default)]
+        case_sensitive: bool,
+    },
+    InsensitiveContains {
+        value: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    Fragment {
+        values: Vec<String>,
+        #[serde(default)]
+        case_sensitive: bool,
+    },
+    Regex {
+        pattern: String,
+    },
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchSort {
+    #[serde(rename = "type")]
+    pub ordering: Ordering,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TimeBoundary {
+    pub data_source: DataSource,
+    #[serde(default)]
+    pub intervals: Intervals,
+    #[serde(default)]
+    pub bound: Option<String>,
+    #[serde(default)]
+    pub filter: Option<Filter>,
+    #[serde(default, deserialize_with = "no_virtual_columns")]
+    pub virtual_columns: (),
+    #[serde(default)]
+    pub context: QueryContext,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SegmentMetadata {
+    pub data_source: DataSource,
+    #[serde(default)]
+    pub intervals: Intervals,
+    #[serde(default)]
+    pub to_include: Option<serde_json::Value>,
+    #[serde(default)]
+    pub merge: bool,
+    #[serde(default)]
+    pub analysis_types: Option<Vec<String>>,
+    #[serde(default)]
+    pub lenient_aggregator_merge: bool,
+    #[serde(default)]
+    pub aggregator_merge_strategy: Option<String>,
+    #[serde(default, deserialize_with = "no_virtual_columns")]
+    pub virtual_columns: (),
+    #[serde(default)]
+    pub context: QueryContext,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DataSourceMetadata {
+    pub data_source: DataSource,
+    #[serde(default)]
+    pub intervals: Intervals,
+    #[serde(default)]
+    pub context: QueryContext,
+}
+
+fn granularity_all() -> Granularity {
+    Granularity::All
+}
+
+/// A dimension to group on: `"name"` or `{"type":"default","dimension":..,"outputName":..}`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DimensionSpec {
+    pub dimension: String,
+    pub output_name: String,
+    pub output_type: OutputType,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum OutputType {
+    String,
+    Long,
+    Float,
+    Double,
+}
+
+impl<'de> Deserialize<'de> for DimensionSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error;
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Name(String),
+            Object(Object),
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase", deny_unknown_fields)]
+        struct Object {
+            #[serde(rename = "type", default)]
+            kind: Option<String>,
+            dimension: String,
+            #[serde(default)]
+            output_name: Option<String>,
+            #[serde(default)]
+            output_type: Option<OutputType>,
+        }
+        match Form::deserialize(d).map_err(|_| {
+            D::Error::custom(
+                "dimension must be a name or {\"type\":\"default\",\"dimension\":..,\"outputName\":..} \
+                 (extraction and lookup dimension specs are not supported)",
+            )
+        })? {
+            Form::Name(n) => Ok(DimensionSpec {
+                output_name: n.clone(),
+                dimension: n,
+                output_type: OutputType::String,
+            }),
+            Form::Object(o) => {
+                if let Some(kind) = o.kind.as_deref().filter(|k| *k != "default") {
+                    return Err(D::Error::custom(format!(
+                        "dimension spec type '{kind}' is not supported (only default)"
+                    )));
+                }
+                Ok(DimensionSpec {
+                    output_name: o.output_name.unwrap_or_else(|| o.dimension.clone()),
+                    dimension: o.dimension,
+                    output_type: o.output_type.unwrap_or(OutputType::String),
+                })
+            }
+        }
+    }
+}
+
+/// String orderings of topN dimension metrics, limit specs and search results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Ordering {
+    #[default]
+    Lexicographic,
+    Alphanumeric,
+    Numeric,
+    Strlen,
+}
+
+impl<'de> Deserialize<'de> for Ordering {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error;
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Name(String),
+            Object {
+                #[serde(rename = "type")]
+                kind: String,
+            },
+        }
+        let name = match Form::deserialize(d)? {
+            Form::Name(n) => n,
+            Form::Object { kind } => kind,
+        };
+        match name.to_ascii_lowercase().as_str() {
+            "lexicographic" => Ok(Ordering::Lexicographic),
+            "alphanumeric" => Ok(Ordering::Alphanumeric),
+            "numeric" => Ok(Ordering::Numeric),
+            "strlen" => Ok(Ordering::Strlen),
+            _ => Err(D::Error::custom(format!(
+                "unknown ordering '{name}' (lexicographic, alphanumeric, numeric, strlen)"
+            ))),
+        }
+    }
+}
+
+/// An aggregator. `float*` aggregators compute in `f64` and are reported as doubles.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
+pub enum Aggregator {
+    Count {
+        name: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    LongSum {
+        name: String,
+        field_name: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    LongMin {
+        name: String,
+        field_name: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    LongMax {
+        name: String,
+        field_name: String,
+    },
+    #[serde(rename_all = "camelCase", alias = "floatSum")]
+    DoubleSum {
+        name: String,
+        field_name: String,
+    },
+    #[serde(rename_all = "camelCase", alias = "floatMin")]
+    DoubleMin {
+        name: String,
+        field_name: String,
+    },
+    #[serde(rename_all = "camelCase", alias = "floatMax")]
+    DoubleMax {
+        name: String,
+        field_name: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    LongFirst {
+        name: String,
+        field_name: String,
+        #[serde(default)]
+        time_column: Option<String>,
+    },
+    #[serde(rename_all = "camelCase")]
+    LongLast {
+        name: String,
+        field_name: String,
+        #[serde(default)]
+        time_column: Option<String>,
+    },
+    #[serde(rename_all = "camelCase", alias = "floatFirst")]
+    DoubleFirst {
+        name: String,
+        field_name: String,
+        #[serde(default)]
+        time_column: Option<String>,
+    },
+    #[serde(rename_all = "camelCase", alias = "floatLast")]
+    DoubleLast {
+        name: String,
+        field_name: String,
+        #[serde(default)]
+        time_column: Option<String>,
+    },
+    #[serde(rename_all = "camelCase")]
+    StringFirst {
+        name: String,
+        field_name: String,
+        #[serde(default)]
+        time_column: Option<String>,
+        #[serde(default)]
+        max_string_bytes: Option<usize>,
+    },
+    #[serde(rename_all = "camelCase")]
+    StringLast {
+        name: String,
+        field_name: String,
+        #[serde(default)]
+        time_column: Option<String>,
+        #[serde(default)]
+        max_string_bytes: Option<usize>,
+    },
+    Filtered {
+        #[serde(default)]
+        name: Option<String>,
+        filter: Filter,
+        aggregator: Box<Aggregator>,
+    },
+    /// Distinct count of dimension values (or of value tuples with `byRow`) with an HLL sketch
+    /// built at query time.
+    #[serde(rename_all = "camelCase")]
+    Cardinality {
+        name: String,
+        fields: Vec<DimensionSpec>,
+        #[serde(default)]
+        by_row: bool,
+        #[serde(default)]
+        round: bool,
+    },
+    /// Merges the HLL sketches stored in a metric column (Druid's `hyperUnique` over a
+    /// `hyperUnique` metric; in Grove sketch metrics are DataSketches HLL).
+    #[serde(rename_all = "camelCase")]
+    HyperUnique {
+        name: String,
+        field_name: String,
+        #[serde(default)]
+        is_input_hyper_unique: bool,
+        #[serde(default)]
+        round: bool,
+    },
+    /// Builds an HLL sketch of a dimension's values at query time.
+    #[serde(rename = "HLLSketchBuild", rename_all = "camelCase")]
+    HllSketchBuild {
+        name: String,
+        field_name: String,
+        #[serde(default)]
+        lg_k: Option<u8>,
+        #[serde(default)]
+        tgt_hll_type: Option<String>,
+        #[serde(default)]
+        round: bool,
+        #[serde(default)]
+        string_encoding: Option<String>,
+        #[serde(default)]
+        should_finalize: Option<bool>,
+    },
+    /// Merges HLL sketches stored in a metric column.
+    #[serde(rename = "HLLSketchMerge", rename_all = "camelCase")]
+    HllSketchMerge {
+        name: String,
+        field_name: String,
+        #[serde(default)]
+        lg_k: Option<u8>,
+        #[serde(default)]
+        tgt_hll_type: Option<String>,
+        #[serde(default)]
+        round: bool,
+        #[serde(default)]
+        should_finalize: Option<bool>,
+    },
+}
+
+impl Aggregator {
+    /// The output name.
+    pub fn name(&self) -> &str {
+        match self {
+            Aggregator::Count { name }
+            | Aggregator::LongSum { name, .. }
+            | Aggregator::LongMin { name, .. }
+            | Aggregator::LongMax { name, .. }
+            | Aggregator::DoubleSum { name, .. }
+            | Aggregator::DoubleMin { name, .. }
+            | Aggregator::DoubleMax { name, .. }
+            | Aggregator::LongFirst { name, .. }
+            | Aggregator::LongLast { name, .. }
+            | Aggregator::DoubleFirst { name, .. }
+            | Aggregator::DoubleLast { name, .. }
+            | Aggregator::StringFirst { name, .. }
+            | Aggregator::StringLast { name, .. }
+            | Aggregator::Cardinality { name, .. }
+            | Aggregator::HyperUnique { name, .. }
+            | Aggregator::HllSketchBuild { name, .. }
+            | Aggregator::HllSketchMerge { name, .. } => name,
+            Aggregator::Filtered {
+                name, aggregator, ..
+            } => name.as_deref().unwrap_or_else(|| aggregator.name()),
+        }
+    }
+}
+
+/// A post-aggregator: computed per result row from aggregator outputs.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
+pub enum PostAggregator {
+    Arithmetic {
+        name: String,
+        #[serde(rename = "fn")]
+        function: String,
+        fields: Vec<PostAggregator>,
+        #[serde(default)]
+        ordering: Option<String>,
+    },
+    #[serde(rename_all = "camelCase")]
+    FieldAccess {
+        #[serde(default)]
+        name: Option<String>,
+        field_name: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    FinalizingFieldAccess {
+        #[serde(default)]
+        name: Option<String>,
+        field_name: String,
+    },
+    Constant {
+        name: String,
+        value: serde_json::Number,
+    },
+    #[serde(rename_all = "camelCase")]
+    HyperUniqueCardinality {
+        #[serde(default)]
+        name: Option<String>,
+        field_name: String,
+    },
+    #[serde(rename = "HLLSketchEstimate")]
+    HllSketchEstimate {
+        name: String,
+        field: Box<PostAggregator>,
+        #[serde(default)]
+        round: bool,
+    },
+    DoubleGreatest {
+        name: String,
+        fields: Vec<PostAggregator>,
+    },
+    DoubleLeast {
+        name: String,
+        fields: Vec<PostAggregator>,
+    },
+    LongGreatest {
+        name: String,
+        fields: Vec<PostAggregator>,
+    },
+    LongLeast {
+        name: String,
+        fields: Vec<PostAggregator>,
+    },
+}
+
+impl PostAggregator {
+    pub fn name(&self) -> &str {
+        match self {
+            PostAggregator::Arithmetic { name, .. }
+            | PostAggregator::Constant { name, .. }
+            | PostAggregator::HllSketchEstimate { name, .. }
+            | PostAggregator::DoubleGreatest { name, .. }
+            | PostAggregator::DoubleLeast { name, .. }
+            | PostAggregator::LongGreatest { name, .. }
+            | PostAggregator::LongLeast { name, .. } => name,
+            PostAggregator::FieldAccess { name, field_name }
+            | PostAggregator::FinalizingFieldAccess { name, field_name }
+            | PostAggregator::HyperUniqueCardinality { name, field_name } => {
+                name.as_deref().unwrap_or(field_name)
+            }
+        }
+    }
+}
+
+/// groupBy's `limitSpec`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LimitSpec {
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub columns: Vec<OrderByColumn>,
+    #[serde(default)]
+    pub limit: Option<usize>,
+    #[serde(default)]
+    pub offset: Option<usize>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct OrderByColumn {
+    pub dimension: String,
+    pub descending: bool,
+    pub ordering: Ordering,
+}
+
+impl<'de> Deserialize<'de> for OrderByColumn {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error;
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Name(String),
+            Object(Object),
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase", deny_unknown_fields)]
+        struct Object {
+            dimension: String,
+            #[serde(default)]
+            direction: Option<String>,
+            #[serde(default)]
+            dimension_order: Option<Ordering>,
+        }
+        match Form::deserialize(d)? {
+            Form::Name(dimension) => Ok(OrderByColumn {
+                dimension,
+                descending: false,
+                ordering: Ordering::Lexicographic,
+            }),
+            Form::Object(o) => {
+                let descending = match o.direction.as_deref().map(str::to_ascii_lowercase) {
+                    None => false,
+                    Some(d) if d == "ascending" || d == "asc" => false,
+                    Some(d) if d == "descending" || d == "desc" => true,
+                    Some(d) => {
+                        return Err(D::Error::custom(format!(
+                            "unknown direction '{d}' (ascending or descending)"
+                        )));
+                    }
+                };
+                Ok(OrderByColumn {
+                    dimension: o.dimension,
+                    descending,
+                    ordering: o.dimension_order.unwrap_or_default(),
+                })
+            }
+        }
+    }
+}
+
+/// groupBy's `having`: evaluated on result rows (after post-aggregators).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
+pub enum Having {
+    #[serde(rename_all = "camelCase")]
+    GreaterThan { aggregation: String, value: f64 },
+    #[serde(rename_all = "camelCase")]
+    LessThan { aggregation: String, value: f64 },
+    #[serde(rename_all = "camelCase")]
+    EqualTo { aggregation: String, value: f64 },
+    DimSelector {
+        dimension: String,
+        #[serde(default)]
+        value: Option<String>,
+    },
+    /// A native filter over the result row's columns.
+    Filter { filter: Filter },
+    And {
+        #[serde(rename = "havingSpecs")]
+        having_specs: Vec<Having>,
+    },
+    Or {
+        #[serde(rename = "havingSpecs")]
+        having_specs: Vec<Having>,
+    },
+    Not {
+        #[serde(rename = "havingSpec")]
+        having_spec: Box<Having>,
+    },
+}

@@ -1,0 +1,1057 @@
+//! Running each native query type: find the segments, run the per-segment engine, merge, finish.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value as Json, json};
+
+use grove_segment::format::Segment;
+use grove_segment::row::Value;
+use grove_segment::time::{Granularity, Interval};
+
+use crate::aggregate::{AggDef, compare_numbers};
+use crate::column::{Column, TIME_COLUMN, value_json};
+use crate::error::{QueryError, Result};
+use crate::filter::filter_rows;
+use crate::finalize::{finish_row, having_passes, key_json, sort_rows, timestamp};
+use crate::group::{
+    ALL_BUCKET, GroupKey, GroupSpec, Grouped, KeyValue, group_segment, merge_grouped, row_range,
+};
+use crate::model::{self, MAX_GROUPS_DEFAULT, Ordering, Query, ScanOrder, TopNMetric};
+use crate::{QueryControl, SegmentProvider};
+
+/// Most empty buckets a timeseries fills in; beyond this only buckets with rows are returned.
+const FILL_BUCKETS_MAX: usize = 100_000;
+
+pub fn run(
+    query: &Query,
+    provider: &dyn SegmentProvider,
+    control: &dyn QueryControl,
+) -> Result<Json> {
+    match query {
+        Query::Timeseries(q) => timeseries(q, provider, control),
+        Query::TopN(q) => top_n(q, provider, control),
+        Query::GroupBy(q) => group_by(q, provider, control),
+        Query::Scan(q) => scan(q, provider, control),
+        Query::Search(q) => search(q, provider, control),
+        Query::TimeBoundary(q) => time_boundary(q, provider, control),
+        Query::SegmentMetadata(q) => segment_metadata(q, provider, control),
+        Query::DataSourceMetadata(q) => data_source_metadata(q, provider, control),
+    }
+}
+
+/// The segments of a query, in time order (then by id, for a stable order).
+fn segments_of(
+    provider: &dyn SegmentProvider,
+    data_source: &str,
+    intervals: &[Interval],
+) -> Vec<Arc<Segment>> {
+    let mut segments = provider.segments(data_source, intervals);
+    segments.sort_by(|a, b| {
+        let (x, y) = (&a.meta().id, &b.meta().id);
+        x.interval
+            .cmp(&y.interval)
+            .then_with(|| x.to_string().cmp(&y.to_string()))
+    });
+    segments
+}
+
+/// The union of the segments' intervals, if any.
+fn span(segments: &[Arc<Segment>]) -> Option<Interval> {
+    let start = segments
+        .iter()
+        .map(|s| s.meta().id.interval.start_ms)
+        .min()?;
+    let end = segments.iter().map(|s| s.meta().id.interval.end_ms).max()?;
+    Some(Interval::new(start, end))
+}
+
+/// The timestamp Druid gives granularity `all` results: the query's start, or the data's start
+/// when that is later.
+fn all_timestamp(intervals: &[Interval], segments: &[Arc<Segment>]) -> i64 {
+    let query_start = intervals
+        .first()
+        .map_or(Interval::ETERNITY.start_ms, |i| i.start_ms);
+    span(segments).map_or(query_start, |s| s.start_ms.max(query_start))
+}
+
+fn bucket_timestamp(bucket: i64, all_ts: i64) -> Json {
+    timestamp(if bucket == ALL_BUCKET { all_ts } else { bucket })
+}
+
+struct Grouping<'q> {
+    data_source: &'q str,
+    intervals: &'q [Interval],
+    granularity: Granularity,
+    filter: Option<&'q grove_segment::filter::Filter>,
+    dimensions: Vec<String>,
+    max_groups: u64,
+}
+
+/// Groups every segment of the query and merges the results.
+fn group_all(
+    g: &Grouping<'_>,
+    aggs: &[AggDef],
+    provider: &dyn SegmentProvider,
+    control: &dyn QueryControl,
+) -> Result<(Grouped, Vec<Arc<Segment>>)> {
+    let segments = segments_of(provider, g.data_source, g.intervals);
+    let spec = GroupSpec {
+        intervals: g.intervals,
+        granularity: g.granularity,
+        filter: g.filter,
+        dimensions: &g.dimensions,
+        aggregators: aggs,
+        max_groups: g.max_groups,
+    };
+    let mut merged = Grouped::new();
+    for segment in &segments {
+        control.check()?;
+        let part = group_segment(segment, &spec, control)?;
+        merge_grouped(&mut merged, part, aggs);
+        if merged.len() as u64 > g.max_groups {
+            return Err(QueryError::resource_limit(format!(
+                "the query builds more than {} groups (context maxResults)",
+                g.max_groups
+            )));
+        }
+    }
+    Ok((merged, segments))
+}
+
+fn check_names<'a>(names: impl Iterator<Item = &'a str>) -> Result<()> {
+    let mut seen: Vec<&str> = Vec::new();
+    for n in names {
+        if seen.contains(&n) {
+            return Err(QueryError::bad(format!(
+                "output name '{n}' is used twice (dimensions, aggregators and post-aggregators \
+                 need distinct names)"
+            )));
+        }
+        seen.push(n);
+    }
+    Ok(())
+}
+
+fn timeseries(
+    q: &model::Timeseries,
+    provider: &dyn SegmentProvider,
+    control: &dyn QueryControl,
+) -> Result<Json> {
+    let aggs = AggDef::resolve(&q.aggregations)?;
+    check_names(
+        aggs.iter()
+            .map(|a| a.name.as_str())
+            .chain(q.post_aggregations.iter().map(|p| p.name())),
+    )?;
+    let grouping = Grouping {
+        data_source: &q.data_source.0,
+        intervals: &q.intervals.0,
+        granularity: q.granularity,
+        filter: q.filter.as_ref(),
+        dimensions: Vec::new(),
+        max_groups: u64::MAX,
+    };
+    let (mut merged, segments) = group_all(&grouping, &aggs, provider, control)?;
+    if !q.context.skip_empty_buckets.unwrap_or(false)
+        && let Some(span) = span(&segments)
+    {
+        fill_buckets(&mut merged, q.granularity, &q.intervals.0, span, &aggs);
+    }
+    let all_ts = all_timestamp(&q.intervals.0, &segments);
+    let mut out = Vec::with_capacity(merged.len());
+    for (key, values) in merged {
+        let mut result = Map::new();
+        finish_row(&mut result, &aggs, &values, &q.post_aggregations)?;
+        out.push(json!({"timestamp": bucket_timestamp(key.bucket, all_ts), "result": result}));
+    }
+    if q.descending {
+        out.reverse();
+    }
+    if let Some(limit) = q.limit {
+        out.truncate(limit);
+    }
+    Ok(Json::Array(out))
+}
+
+/// Adds empty groups for the buckets of `granularity` within the query intervals and the data's
+/// span that have no rows (Druid's timeseries returns them, with zero counts and null sums).
+fn fill_buckets(
+    merged: &mut Grouped,
+    granularity: Granularity,
+    intervals: &[Interval],
+    span: Interval,
+    aggs: &[AggDef],
+) {
+    let empty = || aggs.iter().map(AggDef::empty).collect::<Vec<_>>();
+    match granularity {
+        Granularity::All => {
+            if merged.is_empty() && intervals.iter().any(|i| i.overlaps(&span)) {
+                merged.insert(
+                    GroupKey {
+                        bucket: ALL_BUCKET,
+                        dims: Vec::new(),
+                    },
+                    empty(),
+                );
+            }
+        }
+        Granularity::None => {}
+        g => {
+            let mut filled = 0;
+            for i in intervals {
+                if !i.overlaps(&span) {
+                    continue;
+                }
+                let clipped =
+                    Interval::new(i.start_ms.max(span.start_ms), i.end_ms.min(span.end_ms));
+                let mut b = g.truncate(clipped.start_ms);
+                while b < clipped.end_ms && filled < FILL_BUCKETS_MAX {
+                    merged
+                        .entry(GroupKey {
+                            bucket: b,
+                            dims: Vec::new(),
+                        })
+                        .or_insert_with(empty);
+                    filled += 1;
+                    b = g.next(b);
+                }
+            }
+        }
+    }
+}
+
+fn top_n(
+    q: &model::TopN,
+    provider: &dyn SegmentProvider,
+    control: &dyn QueryControl,
+) -> Result<Json> {
+    let aggs = AggDef::resolve(&q.aggregations)?;
+    check_names(
+        std::iter::once(q.dimension.output_name.as_str())
+            .chain(aggs.iter().map(|a| a.name.as_str()))
+            .chain(q.post_aggregations.iter().map(|p| p.name())),
+    )?;
+    let mut metric = &q.metric;
+    let mut inverted = false;
+    while let TopNMetric::Inverted(inner) = metric {
+        inverted = !inverted;
+        metric = inner;
+    }
+    if let TopNMetric::Numeric(name) = metric
+        && !aggs.iter().any(|a| &a.name == name)
+        && !q.post_aggregations.iter().any(|p| p.name() == name)
+    {
+        return Err(QueryError::bad(format!(
+            "topN metric '{name}' is not an aggregator or post-aggregator of the query"
+        )));
+    }
+    let grouping = Grouping {
+        data_source: &q.data_source.0,
+        intervals: &q.intervals.0,
+        granularity: q.granularity,
+        filter: q.filter.as_ref(),
+        dimensions: vec![q.dimension.dimension.clone()],
+        max_groups: u64::MAX,
+    };
+    let (merged, segments) = group_all(&grouping, &aggs, provider, control)?;
+    let all_ts = all_timestamp(&q.intervals.0, &segments);
+    let mut out = Vec::new();
+    let mut bucket_rows: Vec<Map<String, Json>> = Vec::new();
+    let mut current: Option<i64> = None;
+    let mut flush = |bucket: Option<i64>, rows: &mut Vec<Map<String, Json>>| {
+        if let Some(b) = bucket
+            && !rows.is_empty()
+        {
+            rank_top_n(rows, metric, inverted, &q.dimension.output_name);
+            rows.truncate(q.threshold);
+            out.push(json!({
+                "timestamp": bucket_timestamp(b, all_ts),
+                "result": std::mem::take(rows),
+            }));
+        }
+        rows.clear();
+    };
+    for (key, values) in merged {
+        if current != Some(key.bucket) {
+            flush(current, &mut bucket_rows);
+            current = Some(key.bucket);
+        }
+        let value = key_json(&key.dims[0], q.dimension.output_type);
+        if let TopNMetric::Dimension {
+            previous_stop: Some(stop),
+            ..
+        } = metric
+        {
+            let past = match &value {
+                Json::String(s) => s.as_str() > stop.as_str(),
+                _ => false,
+            };
+            if past == inverted {
+                continue;
+            }
+        }
+        let mut row = Map::new();
+        row.insert(q.dimension.output_name.clone(), value);
+        finish_row(&mut row, &aggs, &values, &q.post_aggregations)?;
+        bucket_rows.push(row);
+    }
+    flush(current, &mut bucket_rows);
+    Ok(Json::Array(out))
+}
+
+fn rank_top_n(rows: &mut [Map<String, Json>], metric: &TopNMetric, inverted: bool, dim: &str) {
+    let null = Json::Null;
+    match metric {
+        TopNMetric::Numeric(name) => rows.sort_by(|a, b| {
+            let x = a.get(name).and_then(Json::as_f64);
+            let y = b.get(name).and_then(Json::as_f64);
+            let ord = compare_numbers(x, y);
+            let ord = if inverted { ord } else { ord.reverse() };
+            // Ties: by dimension value, for a deterministic answer.
+            ord.then_with(|| {
+                crate::finalize::compare_json(
+                    a.get(dim).unwrap_or(&null),
+                    b.get(dim).unwrap_or(&null),
+                    Ordering::Lexicographic,
+                )
+            })
+        }),
+        TopNMetric::Dimension { ordering, .. } => rows.sort_by(|a, b| {
+            let ord = crate::finalize::compare_json(
+                a.get(dim).unwrap_or(&null),
+                b.get(dim).unwrap_or(&null),
+                *ordering,
+            );
+            if inverted { ord.reverse() } else { ord }
+        }),
+        TopNMetric::Inverted(_) => unreachable!("unwrapped by the caller"),
+    }
+}
+
+fn group_by(
+    q: &model::GroupBy,
+    provider: &dyn SegmentProvider,
+    control: &dyn QueryControl,
+) -> Result<Json> {
+    let aggs = AggDef::resolve(&q.aggregations)?;
+    check_names(
+        q.dimensions
+            .iter()
+            .map(|d| d.output_name.as_str())
+            .chain(aggs.iter().map(|a| a.name.as_str()))
+            .chain(q.post_aggregations.iter().map(|p| p.name())),
+    )?;
+    let grouping = Grouping {
+        data_source: &q.data_source.0,
+        intervals: &q.intervals.0,
+        granularity: q.granularity,
+        filter: q.filter.as_ref(),
+        dimensions: q.dimensions.iter().map(|d| d.dimension.clone()).collect(),
+        max_groups: q.context.max_results.unwrap_or(MAX_GROUPS_DEFAULT),
+    };
+    let (merged, segments) = group_all(&grouping, &aggs, provider, control)?;
+    let all_ts = all_timestamp(&q.intervals.0, &segments);
+    let subtotals: Vec<Option<Vec<usize>>> = match &q.subtotals_spec {
+        None => vec![None],
+        Some(specs) => specs
+            .iter()
+            .map(|names| {
+                names
+                    .iter()
+                    .map(|n| {
+                        q.dimensions.iter().position(|d| &d.output_name == n).ok_or_else(|| {
+                            QueryError::bad(format!(
+                                "subtotalsSpec names '{n}', which is not a dimension of the query"
+                            ))
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()
+                    .map(Some)
+            })
+            .collect::<Result<_>>()?,
+    };
+    let metric_names: Vec<&str> = aggs
+        .iter()
+        .map(|a| a.name.as_str())
+        .chain(q.post_aggregations.iter().map(|p| p.name()))
+        .collect();
+    let mut out = Vec::new();
+    for subset in subtotals {
+        let grouped = match &subset {
+            None => merged.clone(),
+            Some(keep) => {
+                let mut regrouped = Grouped::new();
+                for (key, values) in &merged {
+                    let dims = (0..key.dims.len())
+                        .map(|i| {
+                            if keep.contains(&i) {
+                                key.dims[i].clone()
+                            } else {
+                                KeyValue::Null
+                            }
+                        })
+                        .collect();
+                    let mut one = Grouped::new();
+                    one.insert(
+                        GroupKey {
+                            bucket: key.bucket,
+                            dims,
+                        },
+                        values.clone(),
+                    );
+                    merge_grouped(&mut regrouped, one, &aggs);
+                }
+                regrouped
+            }
+        };
+        let mut rows: Vec<(i64, Map<String, Json>)> = Vec::with_capacity(grouped.len());
+        for (key, values) in grouped {
+            control.check()?;
+            let mut event = Map::new();
+            for (i, (d, v)) in q.dimensions.iter().zip(&key.dims).enumerate() {
+                if subset.as_ref().is_none_or(|keep| keep.contains(&i)) {
+                    event.insert(d.output_name.clone(), key_json(v, d.output_type));
+                }
+            }
+            finish_row(&mut event, &aggs, &values, &q.post_aggregations)?;
+            if let Some(h) = &q.having
+                && !having_passes(h, &event)?
+            {
+                continue;
+            }
+            rows.push((key.bucket, event));
+        }
+        if let Some(limit) = &q.limit_spec {
+            if let Some(kind) = limit.kind.as_deref().filter(|k| *k != "default") {
+                return Err(QueryError::unsupported(format!("limitSpec type '{kind}'")));
+            }
+            if !limit.columns.is_empty() {
+                // Rows stay in time order across buckets unless granularity is all.
+                let mut sorted: Vec<Map<String, Json>> = Vec::with_capacity(rows.len());
+                let mut buckets: Vec<i64> = Vec::with_capacity(rows.len());
+                let mut start = 0;
+                while start < rows.len() {
+                    let b = rows[start].0;
+                    let end = start + rows[start..].iter().take_while(|r| r.0 == b).count();
+                    let mut chunk: Vec<Map<String, Json>> =
+                        rows[start..end].iter().map(|r| r.1.clone()).collect();
+                    sort_rows(&mut chunk, &limit.columns, &metric_names);
+                    buckets.extend(std::iter::repeat_n(b, chunk.len()));
+                    sorted.extend(chunk);
+                    start = end;
+                }
+                rows = buckets.into_iter().zip(sorted).collect();
+            }
+            let offset = limit.offset.unwrap_or(0);
+            rows.drain(..offset.min(rows.len()));
+            if let Some(n) = limit.limit {
+                rows.truncate(n);
+            }
+        }
+        for (bucket, event) in rows {
+            out.push(json!({
+                "version": "v1",
+                "timestamp": bucket_timestamp(bucket, all_ts),
+                "event": event,
+            }));
+        }
+    }
+    Ok(Json::Array(out))
+}
+
+/// The columns a scan returns by default: `__time`, dimensions, metrics of every segment.
+fn default_columns(segments: &[Arc<Segment>]) -> Vec<String> {
+    let mut out = vec![TIME_COLUMN.to_string()];
+    for s in segments {
+        let schema = &s.meta().schema;
+        for name in schema
+            .dimensions
+            .iter()
+            .map(|d| &d.name)
+            .chain(schema.metrics.iter().map(|m| &m.name))
+        {
+            if !out.contains(name) {
+                out.push(name.clone());
+            }
+        }
+    }
+    out
+}
+
+fn scan(
+    q: &model::Scan,
+    provider: &dyn SegmentProvider,
+    control: &dyn QueryControl,
+) -> Result<Json> {
+    let compacted = match q.result_format.as_deref() {
+        None | Some("list") => false,
+        Some("compactedList") => true,
+        Some(other) => {
+            return Err(QueryError::bad(format!(
+                "scan resultFormat '{other}' (list or compactedList)"
+            )));
+        }
+    };
+    let segments = segments_of(provider, &q.data_source.0, &q.intervals.0);
+    let columns = if q.columns.is_empty() {
+        default_columns(&segments)
+    } else {
+        q.columns.clone()
+    };
+    let order = q.order.unwrap_or(ScanOrder::None);
+    let offset = q.offset.unwrap_or(0) as usize;
+    let limit = q.limit.map_or(usize::MAX, |l| l as usize);
+    // Matching rows per segment, in row order.
+    let mut selections: Vec<(usize, Vec<u32>)> = Vec::new();
+    let mut wanted = offset.saturating_add(limit);
+    for (i, segment) in segments.iter().enumerate() {
+        if wanted == 0 && order == ScanOrder::None {
+            break;
+        }
+        control.check()?;
+        let rows = matching_rows(segment, &q.intervals.0, q.filter.as_ref())?;
+        if order == ScanOrder::None {
+            let take = rows.len().min(wanted);
+            wanted -= take;
+            selections.push((i, rows.into_iter().take(take).collect()));
+        } else {
+            selections.push((i, rows));
+        }
+    }
+    // Order by time across segments: (time, segment, row), then cut offset/limit.
+    let mut picked: Vec<(usize, u32)> = Vec::new();
+    if order == ScanOrder::None {
+        for (i, rows) in &selections {
+            picked.extend(rows.iter().map(|&r| (*i, r)));
+        }
+    } else {
+        let mut keyed: Vec<(i64, usize, u32)> = Vec::new();
+        for (i, rows) in &selections {
+            let time = segments[*i].time()?;
+            let mut cursor = crate::column::LongCursor::new(time);
+            keyed.extend(rows.iter().map(|&r| (cursor.get(r), *i, r)));
+        }
+        keyed.sort_unstable();
+        if order == ScanOrder::Descending {
+            keyed.reverse();
+        }
+        picked.extend(keyed.into_iter().map(|(_, i, r)| (i, r)));
+    }
+    let picked: Vec<(usize, u32)> = picked.into_iter().skip(offset).take(limit).collect();
+    // Emit consecutive runs from one segment as one batch, as Druid does.
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < picked.len() {
+        let seg = picked[start].0;
+        let end = start + picked[start..].iter().take_while(|p| p.0 == seg).count();
+        let segment = &segments[seg];
+        let mut cursors = columns
+            .iter()
+            .map(|c| Column::of(segment, c).map(|col| (col, col.values())))
+            .collect::<Result<Vec<_>>>()?;
+        let mut value = Value::Null;
+        let mut events = Vec::with_capacity(end - start);
+        for &(_, row) in &picked[start..end] {
+            let mut event = Map::new();
+            let mut list = Vec::new();
+            for (name, (column, cursor)) in columns.iter().zip(cursors.iter_mut()) {
+                let v = match column {
+                    Column::Sketch(s) => Json::String(hex(s.get(row as usize))),
+                    _ => {
+                        cursor.read(row, &mut value)?;
+                        value_json(&value)
+                    }
+                };
+                if compacted {
+                    list.push(v);
+                } else {
+                    event.insert(name.clone(), v);
+                }
+            }
+            events.push(if compacted {
+                Json::Array(list)
+            } else {
+                Json::Object(event)
+            });
+        }
+        out.push(json!({
+            "segmentId": segment.meta().id.to_string(),
+            "columns": columns,
+            "events": events,
+        }));
+        start = end;
+    }
+    Ok(Json::Array(out))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The rows of `segment` within `intervals` that pass `filter`, ascending.
+fn matching_rows(
+    segment: &Segment,
+    intervals: &[Interval],
+    filter: Option<&grove_segment::filter::Filter>,
+) -> Result<Vec<u32>> {
+    let time = segment.time()?;
+    let mut out = Vec::new();
+    for i in intervals {
+        let range = row_range(&time, *i);
+        if range.is_empty() {
+            continue;
+        }
+        match filter {
+            None => out.extend(range),
+            Some(f) => out.extend(filter_rows(segment, f, range)?.iter()),
+        }
+    }
+    Ok(out)
+}
+
+fn search(
+    q: &model::Search,
+    provider: &dyn SegmentProvider,
+    control: &dyn QueryControl,
+) -> Result<Json> {
+    let segments = segments_of(provider, &q.data_source.0, &q.intervals.0);
+    let dims: Vec<String> = if q.search_dimensions.is_empty() {
+        let mut names = Vec::new();
+        for s in &segments {
+            for d in &s.meta().schema.dimensions {
+                if d.value_type == grove_segment::schema::ValueType::String
+                    && !names.contains(&d.name)
+                {
+                    names.push(d.name.clone());
+                }
+            }
+        }
+        names
+    } else {
+        q.search_dimensions
+            .iter()
+            .map(|d| d.dimension.clone())
+            .collect()
+    };
+    let matcher = SearchMatcher::new(&q.query)?;
+    let count = AggDef::resolve(&[model::Aggregator::Count {
+        name: "count".into(),
+    }])?;
+    // (bucket, dimension, value) -> count
+    let mut hits: std::collections::BTreeMap<(i64, String, String), i64> = Default::default();
+    for dim in &dims {
+        let grouping = Grouping {
+            data_source: &q.data_source.0,
+            intervals: &q.intervals.0,
+            granularity: q.granularity,
+            filter: q.filter.as_ref(),
+            dimensions: vec![dim.clone()],
+            max_groups: u64::MAX,
+        };
+        let (merged, _) = group_all(&grouping, &count, provider, control)?;
+        for (key, values) in merged {
+            let text = match &key.dims[0] {
+                KeyValue::Null => continue,
+                KeyValue::String(s) => s.clone(),
+                KeyValue::Long(v) => v.to_string(),
+                KeyValue::Double(v) => grove_segment::row::format_double(*v),
+            };
+            if matcher.matches(&text) {
+                let n = count[0].numeric(&values[0]).unwrap_or(0.0) as i64;
+                *hits.entry((key.bucket, dim.clone(), text)).or_default() += n;
+            }
+        }
+    }
+    let all_ts = all_timestamp(&q.intervals.0, &segments);
+    let ordering = q
+        .sort
+        .as_ref()
+        .map_or(Ordering::Lexicographic, |s| s.ordering);
+    let mut out = Vec::new();
+    let mut current: Option<i64> = None;
+    let mut rows: Vec<(String, String, i64)> = Vec::new();
+    let mut flush = |bucket: Option<i64>, rows: &mut Vec<(String, String, i64)>| {
+        if let Some(b) = bucket {
+            rows.sort_by(|a, b| {
+                crate::finalize::compare_json(
+                    &Json::String(a.1.clone()),
+                    &Json::String(b.1.clone()),
+                    ordering,
+                )
+                .then_with(|| a.0.cmp(&b.0))
+            });
+            rows.truncate(q.limit);
+            let result: Vec<Json> = rows
+                .drain(..)
+                .map(|(d, v, n)| json!({"dimension": d, "value": v, "count": n}))
+                .collect();
+            out.push(json!({"timestamp": bucket_timestamp(b, all_ts), "result": result}));
+        }
+        rows.clear();
+    };
+    for ((bucket, dim, value), n) in hits {
+        if current != Some(bucket) {
+            flush(current, &mut rows);
+            current = Some(bucket);
+        }
+        rows.push((dim, value, n));
+    }
+    flush(current, &mut rows);
+    Ok(Json::Array(out))
+}
+
+enum SearchMatcher {
+    Contains(String, bool),
+    Fragment(Vec<String>, bool),
+    Regex(regex::Regex),
+}
+
+impl SearchMatcher {
+    fn new(spec: &model::SearchSpec) -> Result<SearchMatcher> {
+        Ok(match spec {
+            model::SearchSpec::Contains {
+                value,
+                case_sensitive,
+            } => SearchMatcher::Contains(fold(value, *case_sensitive), *case_sensitive),
+            model::SearchSpec::InsensitiveContains { value } => {
+                SearchMatcher::Contains(value.to_lowercase(), false)
+            }
+            model::SearchSpec::Fragment {
+                values,
+                case_sensitive,
+            } => SearchMatcher::Fragment(
+                values.iter().map(|v| fold(v, *case_sensitive)).collect(),
+                *case_sensitive,
+            ),
+            model::SearchSpec::Regex { pattern } => SearchMatcher::Regex(
+                regex::Regex::new(pattern)
+                    .map_err(|e| QueryError::bad(format!("search regex '{pattern}': {e}")))?,
+            ),
+        })
+    }
+
+    fn matches(&self, value: &str) -> bool {
+        match self {
+            SearchMatcher::Contains(needle, cs) => fold(value, *cs).contains(needle.as_str()),
+            SearchMatcher::Fragment(needles, cs) => {
+                let v = fold(value, *cs);
+                needles.iter().all(|n| v.contains(n.as_str()))
+            }
+            SearchMatcher::Regex(r) => r.is_match(value),
+        }
+    }
+}
+
+fn fold(s: &str, case_sensitive: bool) -> String {
+    if case_sensitive {
+        s.to_string()
+    } else {
+        s.to_lowercase()
+    }
+}
+
+fn time_boundary(
+    q: &model::TimeBoundary,
+    provider: &dyn SegmentProvider,
+    control: &dyn QueryControl,
+) -> Result<Json> {
+    let segments = segments_of(provider, &q.data_source.0, &q.intervals.0);
+    let (mut min, mut max): (Option<i64>, Option<i64>) = (None, None);
+    for segment in &segments {
+        control.check()?;
+        let time = segment.time()?;
+        for i in &q.intervals.0 {
+            let range = row_range(&time, *i);
+            if range.is_empty() {
+                continue;
+            }
+            let (first, last) = match &q.filter {
+                None => (Some(range.start), Some(range.end - 1)),
+                Some(f) => {
+                    let rows = filter_rows(segment, f, range)?;
+                    (rows.min(), rows.max())
+                }
+            };
+            if let (Some(a), Some(b)) = (first, last) {
+                let (ta, tb) = (time.get(a as usize), time.get(b as usize));
+                min = Some(min.map_or(ta, |m| m.min(ta)));
+                max = Some(max.map_or(tb, |m| m.max(tb)));
+            }
+        }
+    }
+    let (Some(min), Some(max)) = (min, max) else {
+        return Ok(Json::Array(Vec::new()));
+    };
+    Ok(match q.bound.as_deref() {
+        None => {
+            json!([{"timestamp": timestamp(min), "result": {"minTime": timestamp(min), "maxTime": timestamp(max)}}])
+        }
+        Some("minTime") => {
+            json!([{"timestamp": timestamp(min), "result": {"minTime": timestamp(min)}}])
+        }
+        Some("maxTime") => {
+            json!([{"timestamp": timestamp(max), "result": {"maxTime": timestamp(max)}}])
+        }
+        Some(other) => {
+            return Err(QueryError::bad(format!(
+                "timeBoundary bound '{other}' (minTime or maxTime)"
+            )));
+        }
+    })
+}
+
+fn data_source_metadata(
+    q: &model::DataSourceMetadata,
+    provider: &dyn SegmentProvider,
+    control: &dyn QueryControl,
+) -> Result<Json> {
+    control.check()?;
+    let segments = segments_of(provider, &q.data_source.0, &[Interval::ETERNITY]);
+    let max = segments
+        .iter()
+        .filter(|s| s.num_rows() > 0)
+        .map(|s| s.meta().time_max_ms)
+        .max();
+    Ok(match max {
+        None => json!([]),
+        Some(m) => {
+            json!([{"timestamp": timestamp(m), "result": {"maxIngestedEventTime": timestamp(m)}}])
+        }
+    })
+}
+
+fn segment_metadata(
+    q: &model::SegmentMetadata,
+    provider: &dyn SegmentProvider,
+    control: &dyn QueryControl,
+) -> Result<Json> {
+    let analyses: Vec<String> = q
+        .analysis_types
+        .clone()
+        .unwrap_or_else(|| vec!["cardinality".into(), "interval".into(), "minmax".into()]);
+    let wants = |a: &str| analyses.iter().any(|x| x.eq_ignore_ascii_case(a));
+    let include: Option<Vec<String>> = match &q.to_include {
+        None => None,
+        Some(v) => match v.get("type").and_then(Json::as_str) {
+            Some("all") => None,
+            Some("none") => Some(Vec::new()),
+            Some("list") => Some(
+                v.get("columns")
+                    .and_then(Json::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|c| c.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            ),
+            _ => return Err(QueryError::bad("toInclude type must be all, none or list")),
+        },
+    };
+    let segments = segments_of(provider, &q.data_source.0, &q.intervals.0);
+    let mut out = Vec::new();
+    for segment in &segments {
+        control.check()?;
+        let meta = segment.meta();
+        let schema = &meta.schema;
+        let mut columns = Map::new();
+        let mut names = vec![TIME_COLUMN.to_string()];
+        names.extend(schema.dimensions.iter().map(|d| d.name.clone()));
+        names.extend(schema.metrics.iter().map(|m| m.name.clone()));
+        for name in names {
+            if include.as_ref().is_some_and(|l| !l.contains(&name)) {
+                continue;
+            }
+            let column = Column::of(segment, &name)?;
+            let (kind, multi, cardinality, min, max, has_nulls) = match column {
+                Column::String(s) => {
+                    let mut first = None;
+                    let mut last = None;
+                    s.for_each_value(|_, v| {
+                        if let Some(v) = v {
+                            if first.is_none() {
+                                first = Some(v.to_string());
+                            }
+                            last = Some(v.to_string());
+                        }
+                    })?;
+                    (
+                        "STRING",
+                        s.is_multi_value(),
+                        Json::from(s.dictionary_len() - s.has_null() as usize),
+                        first.map_or(Json::Null, Json::String),
+                        last.map_or(Json::Null, Json::String),
+                        s.has_null(),
+                    )
+                }
+                Column::Long { nulls, .. } => (
+                    "LONG",
+                    false,
+                    Json::Null,
+                    Json::Null,
+                    Json::Null,
+                    nulls.is_some(),
+                ),
+                Column::Double { nulls, .. } => (
+                    "DOUBLE",
+                    false,
+                    Json::Null,
+                    Json::Null,
+                    Json::Null,
+                    nulls.is_some(),
+                ),
+                Column::Sketch(_) => (
+                    "COMPLEX<HLLSketch>",
+                    false,
+                    Json::Null,
+                    Json::Null,
+                    Json::Null,
+                    false,
+                ),
+                Column::Missing => continue,
+            };
+            let mut c = Map::new();
+            c.insert("typeSignature".into(), json!(kind));
+            c.insert(
+                "type".into(),
+                json!(if kind.starts_with("COMPLEX") {
+                    "HLLSketch"
+                } else {
+                    kind
+                }),
+            );
+            c.insert("hasMultipleValues".into(), json!(multi));
+            c.insert("hasNulls".into(), json!(has_nulls));
+            c.insert("size".into(), json!(0));
+            c.insert(
+                "cardinality".into(),
+                if wants("cardinality") {
+                    cardinality
+                } else {
+                    Json::Null
+                },
+            );
+            c.insert(
+                "minValue".into(),
+                if wants("minmax") { min } else { Json::Null },
+            );
+            c.insert(
+                "maxValue".into(),
+                if wants("minmax") { max } else { Json::Null },
+            );
+            c.insert("errorMessage".into(), Json::Null);
+            columns.insert(name, Json::Object(c));
+        }
+        let mut entry = Map::new();
+        entry.insert("id".into(), json!(meta.id.to_string()));
+        entry.insert(
+            "intervals".into(),
+            if wants("interval") {
+                json!([meta.id.interval.to_string()])
+            } else {
+                Json::Null
+            },
+        );
+        entry.insert("columns".into(), Json::Object(columns));
+        entry.insert("size".into(), json!(segment.file_bytes()));
+        entry.insert("numRows".into(), json!(segment.num_rows()));
+        entry.insert(
+            "aggregators".into(),
+            if wants("aggregators") {
+                Json::Object(
+                    schema
+                        .metrics
+                        .iter()
+                        .map(|m| (m.name.clone(), metric_aggregator_json(m)))
+                        .collect(),
+                )
+            } else {
+                Json::Null
+            },
+        );
+        entry.insert("timestampSpec".into(), Json::Null);
+        entry.insert(
+            "queryGranularity".into(),
+            if wants("queryGranularity") {
+                serde_json::to_value(schema.query_granularity).unwrap_or(Json::Null)
+            } else {
+                Json::Null
+            },
+        );
+        entry.insert(
+            "rollup".into(),
+            if wants("rollup") {
+                json!(schema.rollup)
+            } else {
+                Json::Null
+            },
+        );
+        out.push(Json::Object(entry));
+    }
+    if q.merge && out.len() > 1 {
+        out = vec![merge_metadata(out)];
+    }
+    Ok(Json::Array(out))
+}
+
+fn metric_aggregator_json(m: &grove_segment::schema::MetricSchema) -> Json {
+    use grove_segment::schema::MetricKind as K;
+    let kind = match m.kind {
+        K::Count => "count",
+        K::LongSum => "longSum",
+        K::LongMin => "longMin",
+        K::LongMax => "longMax",
+        K::DoubleSum => "doubleSum",
+        K::DoubleMin => "doubleMin",
+        K::DoubleMax => "doubleMax",
+        K::HllSketch { lg_k } => {
+            return json!({"type": "HLLSketchMerge", "name": m.name, "fieldName": m.name, "lgK": lg_k});
+        }
+    };
+    // Stored metrics are re-aggregated by their combining aggregator over the metric column.
+    let kind = if kind == "count" { "longSum" } else { kind };
+    json!({"type": kind, "name": m.name, "fieldName": m.name})
+}
+
+/// Druid's `merge: true`: one entry for all segments, cardinalities as the maximum (an
+/// estimate, as in Druid), sizes and row counts summed.
+fn merge_metadata(entries: Vec<Json>) -> Json {
+    let mut merged = entries[0].clone();
+    let mut rows = 0u64;
+    let mut size = 0u64;
+    let mut intervals = Vec::new();
+    for e in &entries {
+        rows += e["numRows"].as_u64().unwrap_or(0);
+        size += e["size"].as_u64().unwrap_or(0);
+        if let Some(a) = e["intervals"].as_array() {
+            intervals.extend(a.iter().cloned());
+        }
+        if let (Some(into), Some(cols)) =
+            (merged["columns"].as_object_mut(), e["columns"].as_object())
+        {
+            for (name, c) in cols {
+                let slot = into.entry(name.clone()).or_insert_with(|| c.clone());
+                if let (Some(a), Some(b)) =
+                    (slot["cardinality"].as_u64(), c["cardinality"].as_u64())
+                {
+                    slot["cardinality"] = json!(a.max(b));
+                }
+                for (key, pick_min) in [("minValue", true), ("maxValue", false)] {
+                    if let (Some(a), Some(b)) = (slot[key].as_str(), c[key].as_str()) {
+                        let better = if pick_min { b < a } else { b > a };
+                        if better {
+                            slot[key] = json!(b);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    merged["id"] = json!("merged");
+    merged["numRows"] = json!(rows);
+    merged["size"] = json!(size);
+    if merged["intervals"].is_array() {
+        merged["intervals"] = Json::Array(intervals);
+    }
+    merged
+}
