@@ -224,3 +224,50 @@ pub fn columns(schema: &Schema) -> Vec<ColumnInfo> {
     }));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use grove_segment::schema::{DimensionSchema, MetricKind, MetricSchema};
+    use grove_segment::time::Granularity;
+
+    use super::*;
+
+    #[test]
+    fn sql_columns_follow_druid_types() {
+        let metric = |name: &str, kind| MetricSchema {
+            name: name.into(),
+            field_name: Some("x".into()),
+            kind,
+        };
+        let schema = Schema {
+            data_source: "wiki".into(),
+            dimensions: vec![
+                DimensionSchema::string("page"),
+                DimensionSchema::long("size"),
+                DimensionSchema::double("score"),
+            ],
+            metrics: vec![
+                metric("count", MetricKind::Count),
+                metric("total", MetricKind::DoubleSum),
+                metric("users", MetricKind::HllSketch { lg_k: 12 }),
+            ],
+            query_granularity: Granularity::named("none").unwrap(),
+            segment_granularity: Granularity::named("day").unwrap(),
+            rollup: true,
+        };
+        let typed: Vec<(String, SqlType)> = columns(&schema)
+            .into_iter()
+            .map(|c| (c.name, c.sql_type))
+            .collect();
+        let expected = [
+            ("__time", SqlType::Timestamp),
+            ("page", SqlType::Varchar),
+            ("size", SqlType::Bigint),
+            ("score", SqlType::Double),
+            ("count", SqlType::Bigint),
+            ("total", SqlType::Double),
+            ("users", SqlType::Other("COMPLEX<HLLSketch>".into())),
+        ];
+        assert_eq!(typed, expected.map(|(n, t)| (n.to_owned(), t)).to_vec());
+    }
+}
