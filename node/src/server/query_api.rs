@@ -7,7 +7,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use grove_query::sql::SqlRequest;
-use grove_query::{QueryError, run_native, sql};
+use grove_query::{QueryControl, QueryError, run_native, sql};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -39,7 +39,9 @@ async fn native(
         }
         let deadline = Deadline::from_context(query.get("context"), timeout_default(&node))?;
         let result = run_query(&node, move |node| {
-            run_native(&query, node.segments.as_ref(), &deadline)
+            let result = run_native(&query, node.segments.as_ref(), &deadline)?;
+            // A query that ran past its deadline fails even if the engine did not notice.
+            deadline.check().map(|()| result)
         })
         .await?;
         let pretty = request
@@ -93,12 +95,9 @@ async fn sql_query(node: web::Data<Node>, payload: web::Payload) -> Result<HttpR
         let deadline = Deadline::from_context(Some(&context), timeout_default(&node))?;
         let request = http.request;
         let result = run_query(&node, move |node| {
-            sql::execute(
-                &request,
-                node.segments.as_ref(),
-                node.segments.as_ref(),
-                &deadline,
-            )
+            let segments = node.segments.as_ref();
+            let result = sql::execute(&request, segments, segments, &deadline)?;
+            deadline.check().map(|()| result)
         })
         .await?;
         let mut response = HttpResponse::Ok();
