@@ -1,13 +1,19 @@
 //! # grove — the Grove binary
 //!
-//! Role: the command line and, as the cluster issues land, the roles (coordinator, overlord,
-//! historical, indexer, broker, router) and the HTTP API. Today it runs batch ingestion locally
-//! (`grove index SPEC.json`) and inspects segment files (`grove inspect FILE`); the server
-//! commands (`quickstart`, `ingest`, `sql`) come with the query engine.
+//! Role: the command line, and the single-process server with every role and the
+//! Druid-compatible HTTP API. Commands: `quickstart` (serve, with a bundled sample ingested at
+//! first start), `serve`, the clients of a running server (`ingest`, `sql`), local batch
+//! ingestion without a server (`index`), `inspect` for segment files, and `cluster` credentials.
+//!
+//! Modules: `server` (HTTP API, metadata, segment cache, task runner), `client` (`ingest`,
+//! `sql`), `sample` (the quickstart data set), `cluster` (credentials).
 //!
 //! Errors are reported with `anyhow` here at the edge; library crates return typed errors.
 
+mod client;
 mod cluster;
+mod sample;
+mod server;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -32,6 +38,31 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Runs every role in one process with the HTTP API on 127.0.0.1:PORT; at first start it
+    /// generates a sample Wikipedia-edits data set and ingests it into `wikipedia`.
+    Quickstart {
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+    /// Runs every role in one process with the HTTP API, without the sample data.
+    Serve {
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+    /// Submits an ingestion spec to a running server and follows the task until it ends.
+    Ingest {
+        /// The ingestion spec (Druid `index_parallel` / `index` task JSON). Local input paths
+        /// are read by the server, relative to its working directory.
+        spec: PathBuf,
+        #[arg(long, default_value = DEFAULT_URL)]
+        url: String,
+    },
+    /// Runs a SQL query on a running server and prints the result as a table.
+    Sql {
+        query: String,
+        #[arg(long, default_value = DEFAULT_URL)]
+        url: String,
+    },
     /// Runs a Druid batch ingestion spec locally: reads its input, rolls it up, writes segments
     /// into local deep storage and prints what it built.
     Index {
@@ -59,6 +90,41 @@ enum Command {
     },
 }
 
+const DEFAULT_URL: &str = "http://127.0.0.1:8888";
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Where metadata, deep storage, the segment cache and the sample live.
+    #[arg(long, default_value = "var/quickstart")]
+    dir: PathBuf,
+    /// The API's port (0 picks a free one and prints it).
+    #[arg(long, default_value_t = 8888)]
+    port: u16,
+    /// The address the API binds to.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Query timeout when a query's context sets none (ms; 0 = none).
+    #[arg(long, default_value_t = server::NodeConfig::default().query_timeout_ms_default)]
+    query_timeout_ms: u64,
+    /// Ingestion tasks running at once; more are refused.
+    #[arg(long, default_value_t = server::NodeConfig::default().tasks_running_max)]
+    tasks_running_max: usize,
+    /// Queries running at once; more are refused.
+    #[arg(long, default_value_t = server::NodeConfig::default().queries_running_max)]
+    queries_running_max: usize,
+}
+
+impl ServeArgs {
+    fn config(&self) -> server::NodeConfig {
+        server::NodeConfig {
+            query_timeout_ms_default: self.query_timeout_ms,
+            tasks_running_max: self.tasks_running_max.max(1),
+            queries_running_max: self.queries_running_max.max(1),
+            ..server::NodeConfig::default()
+        }
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum CompressionArg {
     /// Uncompressed, memory-mapped: the hot-scan format.
@@ -80,6 +146,14 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Quickstart { serve } => quickstart(serve),
+        Command::Serve { serve } => {
+            server::run(&serve.dir, &serve.host, serve.port, serve.config(), |_| {
+                Ok(())
+            })
+        }
+        Command::Ingest { spec, url } => client::ingest(&spec, &url),
+        Command::Sql { query, url } => client::sql(&query, &url),
         Command::Index {
             spec,
             deep_storage,
@@ -89,6 +163,34 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect { file } => inspect(file),
         Command::Cluster { command } => cluster::run(command),
     }
+}
+
+/// `serve`, plus the sample ingested at first start and example queries printed.
+fn quickstart(args: ServeArgs) -> anyhow::Result<()> {
+    let dir = args.dir.clone();
+    server::run(
+        &args.dir,
+        &args.host,
+        args.port,
+        args.config(),
+        move |node| {
+            let url = format!("http://{}", node.host);
+            if node.store.data_sources()?.is_empty() {
+                let sample_dir = sample::write_sample(&dir)?;
+                let task = sample::sample_task(&sample_dir)?;
+                let id = server::submit_task(node, &task).map_err(|e| anyhow::anyhow!("{e}"))?;
+                println!(
+                    "ingesting {} sample rows into '{}' as task {id}\n  follow it: curl {url}/druid/indexer/v1/task/{id}/status",
+                    sample::SAMPLE_ROWS,
+                    sample::SAMPLE_DATA_SOURCE
+                );
+            }
+            println!(
+                "try:\n  curl -s -X POST {url}/druid/v2/sql -H 'Content-Type: application/json' \\\n    -d '{{\"query\": \"SELECT channel, SUM(added) AS added FROM wikipedia GROUP BY channel ORDER BY added DESC\"}}'\n  curl -s -X POST '{url}/druid/v2?pretty' -H 'Content-Type: application/json' \\\n    -d '{{\"queryType\": \"timeseries\", \"dataSource\": \"wikipedia\", \"granularity\": \"hour\", \"intervals\": [\"2016-06-27/2016-06-28\"], \"aggregations\": [{{\"type\": \"longSum\", \"name\": \"edits\", \"fieldName\": \"count\"}}]}}'\n  grove sql \"SELECT COUNT(*) FROM wikipedia\" --url {url}"
+            );
+            Ok(())
+        },
+    )
 }
 
 fn index(

@@ -1,8 +1,21 @@
-//! # grove-raft — the replicated metadata store (not built yet)
+//! # grove-raft — the metadata store
 //!
-//! Role: replace ZooKeeper and the SQL metadata store with one openraft state machine holding
-//! membership, the segment table, assignments, rules, task locks, supervisors and stream offsets,
-//! reached through `grove-rpc`'s `Transport` seam. Its issue has not been taken up; this crate holds
-//! no code yet, so nothing here pretends to work.
+//! Role: replace ZooKeeper and the SQL metadata store with one state machine holding the
+//! datasource, segment and task tables (and, as the cluster issues land, membership,
+//! assignments, rules, task locks, supervisors and stream offsets), replicated with openraft and
+//! reached through `grove-rpc`'s `Transport` seam.
+//!
+//! Built today: [`metadata`] — the command interface ([`metadata::MetadataStore`],
+//! [`metadata::Command`]), the deterministic apply step shared by every implementation, and
+//! [`metadata::SledMetadataStore`], the single-node store `grove quickstart` and `grove serve`
+//! use. The openraft replication of the same commands is a later issue; nothing here pretends to
+//! replicate.
+//!
+//! Invariants: every [`metadata::Command`] is one transaction, applied atomically or not at all;
+//! applying a command depends only on the stored state and the command (no clock, no randomness:
+//! callers pass timestamps), so replicas that apply the same log agree; reads iterate in key
+//! order, never in hash order.
 //!
 //! Must never depend on: `grove-query`, `grove-node`, `grove-simulations`.
+
+pub mod metadata;

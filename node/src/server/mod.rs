@@ -1,0 +1,228 @@
+//! The single-process server behind `grove serve` and `grove quickstart`: every role in one
+//! process, with a Druid-compatible HTTP API (actix-web).
+//!
+//! State ([`Node`]): the metadata store (sled, under `DIR/metadata`), local deep storage
+//! (`DIR/deep-storage`), the [`SegmentCache`] (`DIR/segment-cache`) and the task runner's
+//! scratch space (`DIR/tasks`). At start every used segment in the metadata store is loaded, and
+//! tasks left RUNNING by a previous process are marked FAILED.
+//!
+//! Routes (Druid's paths): `POST /druid/v2` native queries, `POST /druid/v2/sql`,
+//! `GET /druid/v2/datasources[/{ds}]`, `GET /status`, `GET /status/health`,
+//! `POST /druid/indexer/v1/task`, `GET /druid/indexer/v1/task/{id}/status`,
+//! `GET /druid/indexer/v1/task/{id}/reports`, `GET /druid/indexer/v1/tasks`.
+//!
+//! Limits: request bodies ([`NodeConfig::request_bytes_max`]), concurrent queries
+//! ([`NodeConfig::queries_running_max`], a 429 past it), running tasks
+//! ([`NodeConfig::tasks_running_max`], a 429 past it), and the default query timeout. Queries
+//! and ingestion run on blocking threads so the HTTP workers stay responsive.
+
+mod control;
+mod error;
+mod query_api;
+pub mod segments;
+mod sql_format;
+mod task_api;
+mod tasks;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use anyhow::Context;
+use grove_raft::metadata::{MetadataStore, SledMetadataStore};
+use grove_segment::deep_storage::LocalDeepStorage;
+use grove_segment::time::format_iso;
+
+pub use error::ApiError;
+use segments::SegmentCache;
+pub use tasks::submit as submit_task;
+
+/// Limits and defaults of one server.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// The largest request body accepted (a 413 past it).
+    pub request_bytes_max: usize,
+    /// Queries running at once; more are refused with a 429.
+    pub queries_running_max: usize,
+    /// Ingestion tasks running at once; more are refused with a 429.
+    pub tasks_running_max: usize,
+    /// The timeout of a query whose context sets none (ms; 0 = none).
+    pub query_timeout_ms_default: u64,
+    /// HTTP worker threads.
+    pub http_workers: usize,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            request_bytes_max: 64 << 20,
+            queries_running_max: 64,
+            tasks_running_max: 2,
+            query_timeout_ms_default: 300_000,
+            http_workers: 2,
+        }
+    }
+}
+
+/// Everything the HTTP handlers and the task runner share.
+pub struct Node {
+    pub store: Arc<dyn MetadataStore>,
+    pub deep_storage: Arc<LocalDeepStorage>,
+    pub segments: Arc<SegmentCache>,
+    pub config: NodeConfig,
+    /// `host:port` the API listens on, for error bodies and task locations.
+    pub host: String,
+    tasks_dir: PathBuf,
+    queries_running: AtomicUsize,
+    tasks_running: AtomicUsize,
+    /// The last segment version handed out (ms), so versions strictly increase.
+    last_version_ms: AtomicI64,
+}
+
+impl Node {
+    /// Opens the node's state under `dir` and loads every used segment.
+    pub fn open(dir: &Path, config: NodeConfig, host: String) -> anyhow::Result<Node> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let store = SledMetadataStore::open(&dir.join("metadata"))
+            .with_context(|| format!("opening the metadata store in {}", dir.display()))?;
+        let deep_storage = Arc::new(LocalDeepStorage::new(dir.join("deep-storage")));
+        let segments = Arc::new(SegmentCache::new(
+            deep_storage.clone(),
+            dir.join("segment-cache"),
+        ));
+        let node = Node {
+            store: Arc::new(store),
+            deep_storage,
+            segments,
+            config,
+            host,
+            tasks_dir: dir.join("tasks"),
+            queries_running: AtomicUsize::new(0),
+            tasks_running: AtomicUsize::new(0),
+            last_version_ms: AtomicI64::new(0),
+        };
+        tasks::fail_interrupted(&node)?;
+        let mut loaded = 0;
+        for record in node.store.all_used_segments()? {
+            match node.segments.load(&record) {
+                Ok(()) => loaded += 1,
+                // Serve what can be served; the segment shows as unavailable in sys.segments.
+                Err(e) => eprintln!("warning: not serving {e}"),
+            }
+        }
+        if loaded > 0 {
+            println!("loaded {loaded} segment(s)");
+        }
+        Ok(node)
+    }
+
+    /// A segment version for a new task: the current time, strictly after the last one.
+    fn next_version(&self) -> String {
+        let now = now_ms();
+        let previous = self
+            .last_version_ms
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
+                Some(now.max(last + 1))
+            })
+            .unwrap_or(now);
+        format_iso(now.max(previous + 1))
+    }
+}
+
+/// A slot in a bounded pool (running queries or tasks), given back on drop.
+pub(crate) struct Slot<'a>(&'a AtomicUsize);
+
+impl<'a> Slot<'a> {
+    /// Takes a slot if fewer than `max` are taken.
+    fn take(counter: &'a AtomicUsize, max: usize) -> Option<Slot<'a>> {
+        counter
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(counter))
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The request body as text, refused past [`NodeConfig::request_bytes_max`].
+pub(crate) async fn read_body(payload: web::Payload, bytes_max: usize) -> Result<String, ApiError> {
+    let bytes = payload
+        .to_bytes_limited(bytes_max)
+        .await
+        .map_err(|_| {
+            ApiError::too_large(format!(
+                "the request body is larger than {bytes_max} bytes (the limit, request_bytes_max)"
+            ))
+        })?
+        .map_err(|e| ApiError::malformed(format!("reading the request body: {e}")))?;
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| ApiError::malformed("the request body is not UTF-8 text"))
+}
+
+/// Wall-clock time in ms since the epoch: read at the edge (HTTP and the task runner) and
+/// passed into the metadata store, which never reads a clock.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Binds `host:port` (port 0 picks a free one), opens the node under `dir`, then calls
+/// `on_ready` (quickstart submits its sample there) and serves until the process is stopped.
+pub fn run(
+    dir: &Path,
+    host: &str,
+    port: u16,
+    config: NodeConfig,
+    on_ready: impl FnOnce(&Arc<Node>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let listener = TcpListener::bind((host, port))
+        .with_context(|| format!("binding the HTTP API to {host}:{port}"))?;
+    let address = listener.local_addr()?;
+    let node = Arc::new(Node::open(dir, config, address.to_string())?);
+    actix_web::rt::System::new().block_on(async move {
+        let workers = node.config.http_workers.max(1);
+        let data = web::Data::from(node.clone());
+        let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(routes))
+            .workers(workers)
+            .listen(listener)?
+            .run();
+        println!(
+            "grove is listening on http://{address} (data in {})",
+            dir.display()
+        );
+        on_ready(&node)?;
+        server.await.context("HTTP server")
+    })
+}
+
+fn routes(config: &mut web::ServiceConfig) {
+    config
+        .route("/status", web::get().to(status))
+        .route("/status/health", web::get().to(health))
+        .configure(query_api::routes)
+        .configure(task_api::routes);
+}
+
+async fn status(node: web::Data<Node>) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "modules": [],
+        "product": "grove",
+        "host": node.host,
+        "roles": ["coordinator", "overlord", "broker", "historical", "indexer", "router"],
+    }))
+}
+
+async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(true)
+}

@@ -1,0 +1,147 @@
+//! The apply step: how a [`Command`] changes the tables. Shared by every store (the single-node
+//! sled store today, the Raft state machine later), so they accept and refuse the same commands.
+//!
+//! [`apply`] validates the whole command against the stored state first and writes only when
+//! it is accepted; the store wraps the call in one transaction so a storage failure midway
+//! leaves nothing half-written either.
+
+use std::collections::BTreeSet;
+
+use super::{
+    Command, DataSourceRecord, MetadataError, Result, SegmentRecord, TaskRecord, TaskState,
+};
+
+/// The tables a command reads and writes, inside one transaction.
+pub trait Tables {
+    fn task(&self, id: &str) -> Result<Option<TaskRecord>>;
+    fn put_task(&mut self, task: &TaskRecord) -> Result<()>;
+    /// The segment of `data_source` whose id prints as `id`.
+    fn segment(&self, data_source: &str, id: &str) -> Result<Option<SegmentRecord>>;
+    fn put_segment(&mut self, segment: &SegmentRecord) -> Result<()>;
+    fn put_data_source(&mut self, data_source: &DataSourceRecord) -> Result<()>;
+}
+
+/// Applies `command` to `tables`: everything or, with an error saying why, nothing.
+pub fn apply(tables: &mut dyn Tables, command: &Command) -> Result<()> {
+    match command {
+        Command::CreateTask { task } => {
+            check_task_fields(task)?;
+            if tables.task(&task.id)?.is_some() {
+                return Err(MetadataError::TaskExists(task.id.clone()));
+            }
+            tables.put_task(task)
+        }
+        Command::UpdateTask { task } => {
+            let stored = running_task(tables, &task.id)?;
+            if (&stored.task_type, &stored.data_source, stored.created_ms)
+                != (&task.task_type, &task.data_source, task.created_ms)
+            {
+                return Err(MetadataError::Refused(format!(
+                    "task '{}': an update may not change its type, datasource or creation time",
+                    task.id
+                )));
+            }
+            tables.put_task(task)
+        }
+        Command::PublishSegments {
+            task_id,
+            segments,
+            schema,
+            report,
+            ended_ms,
+        } => {
+            let mut task = running_task(tables, task_id)?;
+            let refuse = |why: String| MetadataError::Refused(format!("task '{task_id}': {why}"));
+            if segments.is_empty() {
+                return Err(refuse("publishes no segments".into()));
+            }
+            if schema.data_source != task.data_source {
+                return Err(refuse(format!(
+                    "schema of datasource '{}' does not match the task's datasource '{}'",
+                    schema.data_source, task.data_source
+                )));
+            }
+            let mut seen = BTreeSet::new();
+            for segment in segments {
+                let id = segment.id_text();
+                if segment.id.data_source != task.data_source {
+                    return Err(refuse(format!(
+                        "segment '{id}' is not in the task's datasource '{}'",
+                        task.data_source
+                    )));
+                }
+                if !segment.used {
+                    return Err(refuse(format!("segment '{id}' is published unused")));
+                }
+                if tables.segment(&task.data_source, &id)?.is_some() || !seen.insert(id.clone()) {
+                    return Err(refuse(format!("segment '{id}' is already published")));
+                }
+            }
+            for segment in segments {
+                tables.put_segment(segment)?;
+            }
+            tables.put_data_source(&DataSourceRecord {
+                name: task.data_source.clone(),
+                schema: schema.clone(),
+                updated_ms: *ended_ms,
+            })?;
+            task.state = TaskState::Success;
+            task.error = None;
+            task.ended_ms = Some(*ended_ms);
+            task.report = Some(report.clone());
+            tables.put_task(&task)
+        }
+        Command::MarkSegmentsUnused { data_source, ids } => {
+            let mut changed = Vec::with_capacity(ids.len());
+            for id in ids {
+                let text = id.to_string();
+                let stored = (id.data_source == *data_source)
+                    .then(|| tables.segment(data_source, &text))
+                    .transpose()?
+                    .flatten();
+                let Some(mut segment) = stored else {
+                    return Err(MetadataError::UnknownSegment(text));
+                };
+                if segment.used {
+                    segment.used = false;
+                    changed.push(segment);
+                }
+            }
+            for segment in &changed {
+                tables.put_segment(segment)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The stored task `id`, which must still be running.
+fn running_task(tables: &dyn Tables, id: &str) -> Result<TaskRecord> {
+    let task = tables
+        .task(id)?
+        .ok_or_else(|| MetadataError::UnknownTask(id.to_owned()))?;
+    if task.state.is_finished() {
+        return Err(MetadataError::Refused(format!(
+            "task '{id}' already ended with {}",
+            task.state.name()
+        )));
+    }
+    Ok(task)
+}
+
+/// What a new task record must look like: names usable as keys, and a RUNNING state.
+fn check_task_fields(task: &TaskRecord) -> Result<()> {
+    let refuse = |why: &str| MetadataError::Refused(format!("task '{}': {why}", task.id));
+    if task.id.is_empty() {
+        return Err(MetadataError::Refused("a task id must not be empty".into()));
+    }
+    if task.data_source.is_empty() || task.data_source.contains('\0') {
+        return Err(refuse(
+            "its datasource name is empty or contains a NUL character",
+        ));
+    }
+    if task.state != TaskState::Running {
+        return Err(refuse("a new task must be RUNNING"));
+    }
+    Ok(())
+}

@@ -1,0 +1,192 @@
+//! The metadata store: datasources, segments and tasks, changed only by [`Command`]s.
+//!
+//! Main types: [`MetadataStore`] (the interface every store implements: one `apply` for
+//! commands, and reads), [`Command`] (a transaction, serializable so it can be a Raft log entry),
+//! the records ([`DataSourceRecord`], [`SegmentRecord`], [`TaskRecord`]) and
+//! [`SledMetadataStore`] (single node, persisted in sled).
+//!
+//! How a replicated store drops in: the Raft state machine's apply step calls the same
+//! [`apply::apply`] over its own [`apply::Tables`] for each committed [`Command`], and its
+//! [`MetadataStore::apply`] submits the command to the leader and waits for it to be applied
+//! here. Because `apply` reads only the stored state and the command (timestamps are fields of
+//! the command, never read from a clock), every replica reaches the same state and the same
+//! verdict; a refused command (an unknown task, a task that already ended) changes nothing.
+//!
+//! Invariants kept by [`apply::apply`]:
+//! - a task id is created once; a task that ended (SUCCESS or FAILED) never changes again;
+//! - segments are published only by a RUNNING task of their datasource, in the same transaction
+//!   that marks the task SUCCESS and records the datasource's latest schema; an id is published
+//!   once;
+//! - reads list records in key order (datasource name, segment id, task id).
+
+pub mod apply;
+mod sled_store;
+
+use grove_segment::id::SegmentId;
+use grove_segment::schema::Schema;
+use serde::{Deserialize, Serialize};
+
+pub use sled_store::SledMetadataStore;
+
+/// A datasource: its name and the schema of its most recently published segments.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DataSourceRecord {
+    pub name: String,
+    pub schema: Schema,
+    /// When segments were last published into it (ms since epoch, from the command).
+    pub updated_ms: i64,
+}
+
+/// A published segment, as Druid's segment table row.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SegmentRecord {
+    /// Datasource, namespace, interval, version and partition.
+    pub id: SegmentId,
+    /// How many partitions make this segment's partition set complete.
+    pub core_partitions: u32,
+    /// Where the segment lives in deep storage (Druid's `loadSpec`).
+    pub load_spec: serde_json::Value,
+    pub num_rows: u64,
+    pub size_bytes: u64,
+    /// `false` once overshadowed or dropped; unused segments are not served.
+    pub used: bool,
+    /// When it was published (ms since epoch, from the command).
+    pub created_ms: i64,
+}
+
+impl SegmentRecord {
+    /// The segment id in Druid's text form (the table key within its datasource).
+    pub fn id_text(&self) -> String {
+        self.id.to_string()
+    }
+}
+
+/// A task's state, as Druid names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TaskState {
+    Running,
+    Success,
+    Failed,
+}
+
+impl TaskState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            TaskState::Running => "RUNNING",
+            TaskState::Success => "SUCCESS",
+            TaskState::Failed => "FAILED",
+        }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        !matches!(self, TaskState::Running)
+    }
+}
+
+/// What an ingestion task made of its input (Druid's row stats and unparseable events).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskReport {
+    pub processed: u64,
+    pub unparseable: u64,
+    pub thrown_away: u64,
+    /// The first parse errors, with their positions, in input order.
+    pub parse_errors: Vec<String>,
+    pub segments: u64,
+}
+
+/// An ingestion task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskRecord {
+    pub id: String,
+    /// `index_parallel` or `index`.
+    pub task_type: String,
+    pub data_source: String,
+    /// The task JSON as submitted.
+    pub spec: serde_json::Value,
+    pub state: TaskState,
+    /// Why it failed.
+    pub error: Option<String>,
+    pub created_ms: i64,
+    pub started_ms: Option<i64>,
+    pub ended_ms: Option<i64>,
+    pub report: Option<TaskReport>,
+}
+
+/// One transaction on the metadata: applied atomically or not at all.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum Command {
+    /// Records a new task; its id must be unused.
+    CreateTask { task: TaskRecord },
+    /// Replaces a RUNNING task's record (state, times, error, report); its id, type and
+    /// datasource must stay the same.
+    UpdateTask { task: TaskRecord },
+    /// Publishes a RUNNING task's segments, records `schema` as its datasource's latest, and
+    /// marks the task SUCCESS with `report`, all at once.
+    PublishSegments {
+        task_id: String,
+        segments: Vec<SegmentRecord>,
+        schema: Schema,
+        report: TaskReport,
+        ended_ms: i64,
+    },
+    /// Marks used segments of `data_source` unused (overshadowed or dropped).
+    MarkSegmentsUnused {
+        data_source: String,
+        ids: Vec<SegmentId>,
+    },
+}
+
+/// Why a command was refused or a read failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    #[error("unknown task '{0}'")]
+    UnknownTask(String),
+    #[error("task '{0}' already exists")]
+    TaskExists(String),
+    #[error("unknown segment '{0}'")]
+    UnknownSegment(String),
+    /// A command that does not fit the stored state; the message says why.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The storage below failed (I/O, a record that does not decode).
+    #[error("metadata storage: {0}")]
+    Storage(String),
+}
+
+pub type Result<T, E = MetadataError> = std::result::Result<T, E>;
+
+/// The metadata store interface: commands in, ordered reads out. Implementations: the single-node
+/// [`SledMetadataStore`] and (later) the openraft-replicated store. Calls block; async callers
+/// run them on a blocking thread.
+pub trait MetadataStore: Send + Sync {
+    /// Applies one command atomically (see [`apply::apply`] for the rules). A refused command
+    /// changes nothing and returns why.
+    fn apply(&self, command: Command) -> Result<()>;
+
+    /// Every datasource with published segments, by name.
+    fn data_sources(&self) -> Result<Vec<DataSourceRecord>>;
+
+    /// The used segments of `data_source`, by segment id; empty for an unknown datasource.
+    fn used_segments(&self, data_source: &str) -> Result<Vec<SegmentRecord>>;
+
+    /// One task; [`MetadataError::UnknownTask`] if there is none with that id.
+    fn task(&self, id: &str) -> Result<TaskRecord>;
+
+    /// Every task, by id.
+    fn tasks(&self) -> Result<Vec<TaskRecord>>;
+
+    /// The used segments of every datasource, by datasource then segment id.
+    fn all_used_segments(&self) -> Result<Vec<SegmentRecord>> {
+        let mut out = Vec::new();
+        for ds in self.data_sources()? {
+            out.extend(self.used_segments(&ds.name)?);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,252 @@
+use grove_segment::id::SegmentId;
+use grove_segment::schema::{DimensionSchema, MetricKind, MetricSchema, Schema};
+use grove_segment::time::{Granularity, Interval, MS_PER_DAY};
+
+use super::*;
+use crate::metadata::{TaskReport, TaskState};
+
+const DAY0: i64 = 19_723 * MS_PER_DAY; // 2024-01-01
+
+fn schema(ds: &str) -> Schema {
+    Schema {
+        data_source: ds.into(),
+        dimensions: vec![DimensionSchema::string("page")],
+        metrics: vec![MetricSchema {
+            name: "count".into(),
+            field_name: None,
+            kind: MetricKind::Count,
+        }],
+        query_granularity: Granularity::named("hour").unwrap(),
+        segment_granularity: Granularity::named("day").unwrap(),
+        rollup: true,
+    }
+}
+
+fn task(id: &str, ds: &str) -> TaskRecord {
+    TaskRecord {
+        id: id.into(),
+        task_type: "index_parallel".into(),
+        data_source: ds.into(),
+        spec: serde_json::json!({"type": "index_parallel"}),
+        state: TaskState::Running,
+        error: None,
+        created_ms: 1_000,
+        started_ms: Some(1_000),
+        ended_ms: None,
+        report: None,
+    }
+}
+
+fn segment(ds: &str, day: i64, version: &str, partition: u32) -> SegmentRecord {
+    let start = DAY0 + day * MS_PER_DAY;
+    SegmentRecord {
+        id: SegmentId::new(
+            ds,
+            None,
+            Interval::new(start, start + MS_PER_DAY),
+            version,
+            partition,
+        ),
+        core_partitions: 1,
+        load_spec: serde_json::json!({"type": "local", "path": "/deep/x/index.grove"}),
+        num_rows: 10,
+        size_bytes: 100,
+        used: true,
+        created_ms: 2_000,
+    }
+}
+
+fn publish(task_id: &str, ds: &str, segments: Vec<SegmentRecord>) -> Command {
+    Command::PublishSegments {
+        task_id: task_id.into(),
+        segments,
+        schema: schema(ds),
+        report: TaskReport {
+            processed: 20,
+            segments: 2,
+            ..TaskReport::default()
+        },
+        ended_ms: 3_000,
+    }
+}
+
+#[test]
+fn publish_persists_across_reopen_in_key_order() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SledMetadataStore::open(dir.path()).unwrap();
+        for (id, ds) in [("t2", "wiki"), ("t1", "ads")] {
+            store
+                .apply(Command::CreateTask { task: task(id, ds) })
+                .unwrap();
+        }
+        store
+            .apply(publish(
+                "t2",
+                "wiki",
+                vec![segment("wiki", 1, "v1", 0), segment("wiki", 0, "v1", 0)],
+            ))
+            .unwrap();
+        store
+            .apply(publish("t1", "ads", vec![segment("ads", 0, "v1", 0)]))
+            .unwrap();
+    }
+    let store = SledMetadataStore::open(dir.path()).unwrap();
+    let names: Vec<String> = store
+        .data_sources()
+        .unwrap()
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    assert_eq!(names, ["ads", "wiki"]);
+    let wiki = store.used_segments("wiki").unwrap();
+    assert_eq!(
+        wiki.iter()
+            .map(|s| s.id.interval.start_ms)
+            .collect::<Vec<_>>(),
+        [DAY0, DAY0 + MS_PER_DAY]
+    );
+    assert_eq!(store.all_used_segments().unwrap().len(), 3);
+    let t2 = store.task("t2").unwrap();
+    assert_eq!(t2.state, TaskState::Success);
+    assert_eq!(t2.ended_ms, Some(3_000));
+    assert_eq!(t2.report.unwrap().processed, 20);
+    let ids: Vec<String> = store.tasks().unwrap().into_iter().map(|t| t.id).collect();
+    assert_eq!(ids, ["t1", "t2"]);
+    assert_eq!(store.data_sources().unwrap()[1].schema, schema("wiki"));
+}
+
+#[test]
+fn publish_is_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledMetadataStore::open(dir.path()).unwrap();
+    store
+        .apply(Command::CreateTask {
+            task: task("t1", "wiki"),
+        })
+        .unwrap();
+    store
+        .apply(Command::CreateTask {
+            task: task("t2", "wiki"),
+        })
+        .unwrap();
+    store
+        .apply(publish("t1", "wiki", vec![segment("wiki", 0, "v1", 0)]))
+        .unwrap();
+    // t2's second segment is already published: nothing of t2's publish may land.
+    let err = store
+        .apply(publish(
+            "t2",
+            "wiki",
+            vec![segment("wiki", 1, "v1", 0), segment("wiki", 0, "v1", 0)],
+        ))
+        .unwrap_err();
+    assert!(err.to_string().contains("already published"), "{err}");
+    assert_eq!(store.used_segments("wiki").unwrap().len(), 1);
+    assert_eq!(store.task("t2").unwrap().state, TaskState::Running);
+    // A segment of another datasource is refused the same way.
+    let err = store
+        .apply(publish("t2", "wiki", vec![segment("ads", 1, "v2", 0)]))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("not in the task's datasource"),
+        "{err}"
+    );
+    assert!(store.used_segments("ads").unwrap().is_empty());
+    // A task that ended cannot publish or change again.
+    let err = store
+        .apply(publish("t1", "wiki", vec![segment("wiki", 2, "v1", 0)]))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "refused: task 't1' already ended with SUCCESS"
+    );
+    let mut failed = task("t1", "wiki");
+    failed.state = TaskState::Failed;
+    assert!(store.apply(Command::UpdateTask { task: failed }).is_err());
+}
+
+#[test]
+fn unknown_ids_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledMetadataStore::open(dir.path()).unwrap();
+    let err = store.task("nope").unwrap_err();
+    assert!(matches!(err, MetadataError::UnknownTask(_)));
+    assert_eq!(err.to_string(), "unknown task 'nope'");
+    let err = store
+        .apply(publish("nope", "wiki", vec![segment("wiki", 0, "v1", 0)]))
+        .unwrap_err();
+    assert_eq!(err.to_string(), "unknown task 'nope'");
+    let err = store
+        .apply(Command::UpdateTask {
+            task: task("nope", "wiki"),
+        })
+        .unwrap_err();
+    assert_eq!(err.to_string(), "unknown task 'nope'");
+    let missing = segment("wiki", 0, "v1", 0).id;
+    let err = store
+        .apply(Command::MarkSegmentsUnused {
+            data_source: "wiki".into(),
+            ids: vec![missing.clone()],
+        })
+        .unwrap_err();
+    assert_eq!(err.to_string(), format!("unknown segment '{missing}'"));
+    store
+        .apply(Command::CreateTask {
+            task: task("t1", "wiki"),
+        })
+        .unwrap();
+    let err = store
+        .apply(Command::CreateTask {
+            task: task("t1", "wiki"),
+        })
+        .unwrap_err();
+    assert_eq!(err.to_string(), "task 't1' already exists");
+    assert!(store.used_segments("unknown").unwrap().is_empty());
+}
+
+#[test]
+fn task_updates_and_unused_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledMetadataStore::open(dir.path()).unwrap();
+    store
+        .apply(Command::CreateTask {
+            task: task("t1", "wiki"),
+        })
+        .unwrap();
+    let old = segment("wiki", 0, "v1", 0);
+    store
+        .apply(publish("t1", "wiki", vec![old.clone()]))
+        .unwrap();
+    let mark = Command::MarkSegmentsUnused {
+        data_source: "wiki".into(),
+        ids: vec![old.id.clone()],
+    };
+    store.apply(mark.clone()).unwrap();
+    assert!(store.used_segments("wiki").unwrap().is_empty());
+    // Marking again is a no-op; the datasource record stays.
+    store.apply(mark).unwrap();
+    assert_eq!(store.data_sources().unwrap().len(), 1);
+
+    store
+        .apply(Command::CreateTask {
+            task: task("t2", "wiki"),
+        })
+        .unwrap();
+    let mut changed = task("t2", "ads");
+    changed.state = TaskState::Failed;
+    let err = store
+        .apply(Command::UpdateTask { task: changed })
+        .unwrap_err();
+    assert!(err.to_string().contains("may not change"), "{err}");
+    let mut failed = task("t2", "wiki");
+    failed.state = TaskState::Failed;
+    failed.error = Some("input missing".into());
+    failed.ended_ms = Some(5_000);
+    store
+        .apply(Command::UpdateTask {
+            task: failed.clone(),
+        })
+        .unwrap();
+    assert_eq!(store.task("t2").unwrap(), failed);
+}
