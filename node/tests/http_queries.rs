@@ -1,8 +1,6 @@
 //! Query results through the HTTP API of the real `grove` binary: a native timeseries and SQL
 //! `COUNT(*)` in several result formats over ingested data, and re-ingestion that overshadows
-//! rather than doubles. These need the query engine (grove-query's `run_native` and
-//! `sql::execute`), so until it is merged they are ignored; run them with
-//! `cargo test -p grove-node --test http_queries -- --include-ignored`.
+//! rather than doubles.
 
 mod common;
 
@@ -28,7 +26,6 @@ fn expected_count() -> Value {
 }
 
 #[test]
-#[ignore = "needs the query engine (grove-query run_native / sql::execute)"]
 fn native_and_sql_count_the_ingested_rows() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start("serve", dir.path());
@@ -51,7 +48,6 @@ fn native_and_sql_count_the_ingested_rows() {
 }
 
 #[test]
-#[ignore = "needs the query engine (grove-query run_native / sql::execute)"]
 fn reingesting_an_interval_overshadows_the_old_segments() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start("serve", dir.path());
