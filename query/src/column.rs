@@ -114,6 +114,32 @@ impl<'a> LongCursor<'a> {
     }
 }
 
+impl LongCursor<'_> {
+    /// Folds the values of the contiguous rows `rows` with `op`, block by block.
+    pub fn fold_range(
+        &mut self,
+        rows: std::ops::Range<u32>,
+        init: i64,
+        op: fn(i64, i64) -> i64,
+    ) -> i64 {
+        let mut acc = init;
+        let mut row = rows.start as usize;
+        let end = rows.end as usize;
+        while row < end {
+            let b = row / BLOCK_ROWS;
+            if b != self.block {
+                self.column.decode_block(b, &mut self.buf);
+                self.block = b;
+            }
+            let from = row % BLOCK_ROWS;
+            let to = (end - b * BLOCK_ROWS).min(BLOCK_ROWS);
+            acc = self.buf[from..to].iter().fold(acc, |a, &v| op(a, v));
+            row = b * BLOCK_ROWS + to;
+        }
+        acc
+    }
+}
+
 /// Reads a single-value string column's dictionary ids at increasing rows, block by block.
 pub struct IdCursor<'a> {
     column: StringColumn<'a>,

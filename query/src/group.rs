@@ -123,6 +123,9 @@ pub struct GroupSpec<'q> {
     pub dimensions: &'q [String],
     pub aggregators: &'q [AggDef],
     pub max_groups: u64,
+    /// topN: keep only the best groups of each bucket (an approximation across segments, as
+    /// Druid's topN: each segment contributes its best `keep`).
+    pub top: Option<TopGroups>,
 }
 
 /// The rows of `time` (sorted) within `interval`.
@@ -203,10 +206,25 @@ pub fn group_segment(
         });
     }
     let key_width = 1 + dims.iter().map(DimReader::width).sum::<usize>();
-    let dense = match dims.as_slice() {
-        [] => Some(1),
-        [DimReader::Ids(_, s)] if spec.granularity == Granularity::All => Some(s.dictionary_len()),
-        _ => None,
+    // Dense grouping: every dimension a single-value string column and the product of their
+    // dictionary sizes small: the group slot of a row is its ids in mixed radix.
+    let dense: Option<Vec<usize>> = {
+        let mut strides = Vec::with_capacity(dims.len());
+        let mut product: usize = 1;
+        let mut ok = true;
+        for d in &dims {
+            match d {
+                DimReader::Ids(_, s) => {
+                    strides.push(product);
+                    product = product.saturating_mul(s.dictionary_len().max(1));
+                }
+                _ => ok = false,
+            }
+        }
+        (ok && product <= DENSE_SLOTS_MAX).then(|| {
+            strides.push(product);
+            strides
+        })
     };
 
     let filter_for = |f: &Filter| filter_rows(segment, f, 0..n as u32);
@@ -229,10 +247,13 @@ pub fn group_segment(
     let mut time_cursor = LongCursor::new(time);
 
     let mut table = GroupTable::new(key_width);
-    // Dense groups: index = bucket ordinal * dense_len + id; `dense_groups` maps that to the
-    // group index, allocated on first use so accumulators stay compact.
-    let mut dense_groups: Vec<u32> = Vec::new();
-    let mut dense_buckets: Vec<i64> = Vec::new();
+    // Dense slots of the current bucket -> group index (u32::MAX: none yet), and the slots used,
+    // to reset them when the bucket changes.
+    let mut slots: Vec<u32> = match &dense {
+        Some(strides) => vec![u32::MAX; *strides.last().expect("product")],
+        None => Vec::new(),
+    };
+    let mut touched: Vec<u32> = Vec::new();
 
     let mut batch_rows: Vec<u32> = Vec::with_capacity(BATCH);
     let mut pair_rows: Vec<u32> = Vec::with_capacity(BATCH);
@@ -240,6 +261,7 @@ pub fn group_segment(
     let mut times: Vec<i64> = Vec::with_capacity(BATCH);
     let mut key = vec![0u64; key_width];
     let mut multi_ids: Vec<Vec<u32>> = vec![Vec::new(); dims.len()];
+    let mut ids: Vec<u32> = vec![0; dims.len()];
 
     for interval in spec.intervals {
         if !interval.overlaps(&data) {
@@ -259,37 +281,56 @@ pub fn group_segment(
             .transpose()?;
         control.check()?;
         for (bucket, rows) in buckets(&time, spec.granularity, range) {
-            let bucket_ordinal = if dense.is_some() {
-                if dense_buckets.last() != Some(&bucket) {
-                    dense_buckets.push(bucket);
+            for t in touched.drain(..) {
+                slots[t as usize] = u32::MAX;
+            }
+            // No dimensions and no filter: aggregators that can fold a contiguous range at once
+            // do so; the rest go through batches below.
+            let mut batched: Vec<usize> = (0..accs.len()).collect();
+            if dims.is_empty() && selected.is_none() {
+                key[0] = bucket as u64;
+                let g = table.intern(&key);
+                // Batched aggregators of this bucket land in the same group.
+                slots[0] = g;
+                touched.push(0);
+                let mut rest = Vec::new();
+                for (i, acc) in accs.iter_mut().enumerate() {
+                    acc.reserve(table.len());
+                    if !acc.add_range(rows.clone(), g)? {
+                        rest.push(i);
+                    }
                 }
-                dense_buckets.len() - 1
-            } else {
-                0
-            };
+                batched = rest;
+                if batched.is_empty() {
+                    continue;
+                }
+            }
             let mut emit = |batch: &[u32]| -> Result<()> {
                 pair_rows.clear();
                 pair_groups.clear();
-                match dense {
-                    Some(len) => {
-                        let base = bucket_ordinal * len;
-                        if dense_groups.len() < base + len {
-                            dense_groups.resize(base + len, u32::MAX);
-                        }
+                match &dense {
+                    Some(strides) => {
                         for &r in batch {
-                            let id = match dims.first_mut() {
-                                Some(DimReader::Ids(c, _)) => c.get(r)? as usize,
-                                _ => 0,
-                            };
-                            let slot = &mut dense_groups[base + id];
-                            if *slot == u32::MAX {
-                                *slot = table.len() as u32;
+                            let mut slot = 0usize;
+                            for (k, d) in dims.iter_mut().enumerate() {
+                                if let DimReader::Ids(c, _) = d {
+                                    let id = c.get(r)?;
+                                    ids[k] = id;
+                                    slot += id as usize * strides[k];
+                                }
+                            }
+                            let g = &mut slots[slot];
+                            if *g == u32::MAX {
+                                *g = table.len() as u32;
+                                touched.push(slot as u32);
                                 key[0] = bucket as u64;
-                                key[1..].fill(id as u64);
+                                for (k, id) in ids.iter().enumerate() {
+                                    key[1 + k] = *id as u64;
+                                }
                                 table.push_unchecked(&key);
                             }
                             pair_rows.push(r);
-                            pair_groups.push(*slot);
+                            pair_groups.push(*g);
                         }
                     }
                     None => {
@@ -313,9 +354,9 @@ pub fn group_segment(
                     times.clear();
                     times.extend(pair_rows.iter().map(|&r| time_cursor.get(r)));
                 }
-                for acc in &mut accs {
-                    acc.reserve(table.len());
-                    acc.add(&pair_rows, &pair_groups, &times)?;
+                for &i in &batched {
+                    accs[i].reserve(table.len());
+                    accs[i].add(&pair_rows, &pair_groups, &times)?;
                 }
                 control.check()
             };
@@ -347,7 +388,14 @@ pub fn group_segment(
         }
     }
 
-    for g in 0..table.len() {
+    for acc in &mut accs {
+        acc.reserve(table.len());
+    }
+    let kept = match &spec.top {
+        Some(top) if table.len() > top.keep => top_groups(&table, &accs[top.aggregator], top)?,
+        _ => (0..table.len()).collect(),
+    };
+    for g in kept {
         let words = table.key(g);
         let mut values = Vec::with_capacity(dims.len());
         let mut w = 1;
@@ -379,15 +427,62 @@ pub fn group_segment(
             .iter_mut()
             .map(|a| a.take(g))
             .collect::<Result<Vec<_>>>()?;
-        out.insert(
-            GroupKey {
-                bucket: words[0] as i64,
-                dims: values,
-            },
-            aggs,
-        );
+        let key = GroupKey {
+            bucket: words[0] as i64,
+            dims: values,
+        };
+        // The same bucket can come back in a later interval: combine, do not overwrite.
+        match out.get_mut(&key) {
+            None => {
+                out.insert(key, aggs);
+            }
+            Some(existing) => {
+                for ((def, a), b) in spec.aggregators.iter().zip(existing.iter_mut()).zip(aggs) {
+                    def.combine(a, b);
+                }
+            }
+        }
     }
     Ok(out)
+}
+
+/// Most dense group slots (product of dictionary sizes) before grouping falls back to hashing.
+const DENSE_SLOTS_MAX: usize = 1 << 22;
+
+/// Keep only the best groups of each bucket by one aggregator (topN's per-segment pruning).
+#[derive(Clone, Copy, Debug)]
+pub struct TopGroups {
+    pub aggregator: usize,
+    pub descending: bool,
+    pub keep: usize,
+}
+
+/// The indexes of the `top.keep` best groups of each bucket, in table order.
+fn top_groups(table: &GroupTable, acc: &Acc<'_>, top: &TopGroups) -> Result<Vec<usize>> {
+    let mut ranked: Vec<(i64, f64, usize)> = Vec::with_capacity(table.len());
+    for g in 0..table.len() {
+        let Some(v) = acc.peek(g) else {
+            // Not a plain number: no pruning.
+            return Ok((0..table.len()).collect());
+        };
+        let v = v.unwrap_or(f64::NEG_INFINITY);
+        ranked.push((
+            table.key(g)[0] as i64,
+            if top.descending { -v } else { v },
+            g,
+        ));
+    }
+    ranked.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
+    let mut kept = Vec::new();
+    let mut start = 0;
+    while start < ranked.len() {
+        let b = ranked[start].0;
+        let end = start + ranked[start..].iter().take_while(|r| r.0 == b).count();
+        kept.extend(ranked[start..end].iter().take(top.keep).map(|r| r.2));
+        start = end;
+    }
+    kept.sort_unstable();
+    Ok(kept)
 }
 
 const BATCH: usize = 1024;

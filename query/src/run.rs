@@ -14,10 +14,16 @@ use crate::error::{QueryError, Result};
 use crate::filter::filter_rows;
 use crate::finalize::{finish_row, having_passes, key_json, sort_rows, timestamp};
 use crate::group::{
-    ALL_BUCKET, GroupKey, GroupSpec, Grouped, KeyValue, group_segment, merge_grouped, row_range,
+    ALL_BUCKET, GroupKey, GroupSpec, Grouped, KeyValue, TopGroups, group_segment, merge_grouped,
+    row_range,
 };
 use crate::model::{self, MAX_GROUPS_DEFAULT, Ordering, Query, ScanOrder, TopNMetric};
 use crate::{QueryControl, SegmentProvider};
+
+/// The fewest groups each segment keeps for a topN ranked by an aggregator (Druid's
+/// `minTopNThreshold`): the answer is exact unless a value outside one segment's best 1,000 would
+/// have made the merged top.
+const TOP_N_SEGMENT_MIN: usize = 1000;
 
 /// Most empty buckets a timeseries fills in; beyond this only buckets with rows are returned.
 const FILL_BUCKETS_MAX: usize = 100_000;
@@ -85,6 +91,7 @@ struct Grouping<'q> {
     filter: Option<&'q grove_segment::filter::Filter>,
     dimensions: Vec<String>,
     max_groups: u64,
+    top: Option<TopGroups>,
 }
 
 /// Groups every segment of the query and merges the results.
@@ -102,6 +109,7 @@ fn group_all(
         dimensions: &g.dimensions,
         aggregators: aggs,
         max_groups: g.max_groups,
+        top: g.top,
     };
     let mut merged = Grouped::new();
     for segment in &segments {
@@ -150,6 +158,7 @@ fn timeseries(
         filter: q.filter.as_ref(),
         dimensions: Vec::new(),
         max_groups: u64::MAX,
+        top: None,
     };
     let (mut merged, segments) = group_all(&grouping, &aggs, provider, control)?;
     if !q.context.skip_empty_buckets.unwrap_or(false)
@@ -252,6 +261,18 @@ fn top_n(
         filter: q.filter.as_ref(),
         dimensions: vec![q.dimension.dimension.clone()],
         max_groups: u64::MAX,
+        top: match metric {
+            TopNMetric::Numeric(name) => {
+                aggs.iter()
+                    .position(|a| &a.name == name)
+                    .map(|i| TopGroups {
+                        aggregator: i,
+                        descending: !inverted,
+                        keep: q.threshold.max(TOP_N_SEGMENT_MIN),
+                    })
+            }
+            _ => None,
+        },
     };
     let (merged, segments) = group_all(&grouping, &aggs, provider, control)?;
     let all_ts = all_timestamp(&q.intervals.0, &segments);
@@ -348,6 +369,7 @@ fn group_by(
         filter: q.filter.as_ref(),
         dimensions: q.dimensions.iter().map(|d| d.dimension.clone()).collect(),
         max_groups: q.context.max_results.unwrap_or(MAX_GROUPS_DEFAULT),
+        top: None,
     };
     let (merged, segments) = group_all(&grouping, &aggs, provider, control)?;
     let all_ts = all_timestamp(&q.intervals.0, &segments);
@@ -647,6 +669,7 @@ fn search(
             filter: q.filter.as_ref(),
             dimensions: vec![dim.clone()],
             max_groups: u64::MAX,
+            top: None,
         };
         let (merged, _) = group_all(&grouping, &count, provider, control)?;
         for (key, values) in merged {

@@ -94,6 +94,9 @@ const AGGS: &[(&str, &str, &str)] = &[
     ("doubleMax", "max_price", "price"),
 ];
 
+/// count, clicks, spend, min user, max price.
+type Folded = (i64, Option<i64>, Option<f64>, Option<i64>, Option<f64>);
+
 /// The naive answer: (bucket, dimension values) -> aggregate values, as JSON.
 fn oracle(
     events: &[Event],
@@ -105,10 +108,7 @@ fn oracle(
     let schema = schema();
     let layout = RowLayout::new(&schema, &[]);
     let matcher = filter.map(|f| f.compile(&layout).unwrap());
-    let mut acc: BTreeMap<
-        (String, Vec<String>),
-        (i64, Option<i64>, Option<f64>, Option<i64>, Option<f64>),
-    > = BTreeMap::new();
+    let mut acc: BTreeMap<(String, Vec<String>), Folded> = BTreeMap::new();
     for e in events {
         if e.time < interval.0 || e.time >= interval.1 {
             continue;
