@@ -28,6 +28,7 @@ use crate::aggregate::{Acc, AggDef, AggKind, AggValue};
 use crate::column::{Column, IdCursor, LongCursor};
 use crate::error::{QueryError, Result};
 use crate::filter::filter_rows;
+use crate::granularity::QueryGranularity;
 
 /// The bucket key of granularity `all`.
 pub const ALL_BUCKET: i64 = i64::MIN;
@@ -117,7 +118,7 @@ pub fn merge_grouped(into: &mut Grouped, other: Grouped, aggs: &[AggDef]) {
 /// What to group one segment by.
 pub struct GroupSpec<'q> {
     pub intervals: &'q [Interval],
-    pub granularity: Granularity,
+    pub granularity: QueryGranularity,
     pub filter: Option<&'q Filter>,
     /// Input column of each grouping dimension.
     pub dimensions: &'q [String],
@@ -280,7 +281,7 @@ pub fn group_segment(
             .map(|f| filter_rows(segment, f, range.clone()))
             .transpose()?;
         control.check()?;
-        for (bucket, rows) in buckets(&time, spec.granularity, range) {
+        for (bucket, rows) in buckets(&time, &spec.granularity, range) {
             for t in touched.drain(..) {
                 slots[t as usize] = u32::MAX;
             }
@@ -549,11 +550,11 @@ fn explode(
 /// The time buckets of `granularity` within `interval` and their row ranges (non-empty only).
 fn buckets(
     time: &LongColumn<'_>,
-    granularity: Granularity,
+    granularity: &QueryGranularity,
     range: Range<u32>,
 ) -> Vec<(i64, Range<u32>)> {
     let mut out = Vec::new();
-    match granularity {
+    match granularity.base {
         Granularity::All => out.push((ALL_BUCKET, range)),
         Granularity::None => {
             // One bucket per distinct timestamp: runs of equal values.
@@ -567,7 +568,8 @@ fn buckets(
                 start = end;
             }
         }
-        g => {
+        _ => {
+            let g = granularity;
             let mut lo = range.start;
             while lo < range.end {
                 let b = g.truncate(time.get(lo as usize));

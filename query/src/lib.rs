@@ -16,6 +16,7 @@ pub mod column;
 pub mod error;
 pub mod filter;
 pub mod finalize;
+pub mod granularity;
 pub mod group;
 pub mod model;
 mod run;

@@ -8,7 +8,9 @@
 use serde::{Deserialize, Deserializer};
 
 use grove_segment::filter::Filter;
-use grove_segment::time::{Granularity, Interval};
+use grove_segment::time::Interval;
+
+use crate::granularity::QueryGranularity;
 
 use crate::error::{QueryError, Result};
 
@@ -255,7 +257,7 @@ pub struct Timeseries {
     #[serde(default)]
     pub intervals: Intervals,
     #[serde(default = "granularity_all")]
-    pub granularity: Granularity,
+    pub granularity: QueryGranularity,
     #[serde(default)]
     pub filter: Option<Filter>,
     #[serde(default)]
@@ -279,7 +281,7 @@ pub struct TopN {
     #[serde(default)]
     pub intervals: Intervals,
     #[serde(default = "granularity_all")]
-    pub granularity: Granularity,
+    pub granularity: QueryGranularity,
     #[serde(default)]
     pub filter: Option<Filter>,
     pub dimension: DimensionSpec,
@@ -360,7 +362,7 @@ pub struct GroupBy {
     #[serde(default)]
     pub intervals: Intervals,
     #[serde(default = "granularity_all")]
-    pub granularity: Granularity,
+    pub granularity: QueryGranularity,
     #[serde(default)]
     pub filter: Option<Filter>,
     #[serde(default)]
@@ -427,7 +429,7 @@ pub struct Search {
     #[serde(default)]
     pub intervals: Intervals,
     #[serde(default = "granularity_all")]
-    pub granularity: Granularity,
+    pub granularity: QueryGranularity,
     #[serde(default)]
     pub filter: Option<Filter>,
     /// Empty: every string dimension.
@@ -526,8 +528,8 @@ pub struct DataSourceMetadata {
     pub context: QueryContext,
 }
 
-fn granularity_all() -> Granularity {
-    Granularity::All
+fn granularity_all() -> QueryGranularity {
+    QueryGranularity::ALL
 }
 
 /// A dimension to group on: `"name"` or `{"type":"default","dimension":..,"outputName":..}`.

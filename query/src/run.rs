@@ -13,6 +13,7 @@ use crate::column::{Column, TIME_COLUMN, value_json};
 use crate::error::{QueryError, Result};
 use crate::filter::filter_rows;
 use crate::finalize::{finish_row, having_passes, key_json, sort_rows, timestamp};
+use crate::granularity::QueryGranularity;
 use crate::group::{
     ALL_BUCKET, GroupKey, GroupSpec, Grouped, KeyValue, TopGroups, group_segment, merge_grouped,
     row_range,
@@ -87,7 +88,7 @@ fn bucket_timestamp(bucket: i64, all_ts: i64) -> Json {
 struct Grouping<'q> {
     data_source: &'q str,
     intervals: &'q [Interval],
-    granularity: Granularity,
+    granularity: QueryGranularity,
     filter: Option<&'q grove_segment::filter::Filter>,
     dimensions: Vec<String>,
     max_groups: u64,
@@ -104,7 +105,7 @@ fn group_all(
     let segments = segments_of(provider, g.data_source, g.intervals);
     let spec = GroupSpec {
         intervals: g.intervals,
-        granularity: g.granularity,
+        granularity: g.granularity.clone(),
         filter: g.filter,
         dimensions: &g.dimensions,
         aggregators: aggs,
@@ -154,7 +155,7 @@ fn timeseries(
     let grouping = Grouping {
         data_source: &q.data_source.0,
         intervals: &q.intervals.0,
-        granularity: q.granularity,
+        granularity: q.granularity.clone(),
         filter: q.filter.as_ref(),
         dimensions: Vec::new(),
         max_groups: u64::MAX,
@@ -164,7 +165,7 @@ fn timeseries(
     if !q.context.skip_empty_buckets.unwrap_or(false)
         && let Some(span) = span(&segments)
     {
-        fill_buckets(&mut merged, q.granularity, &q.intervals.0, span, &aggs);
+        fill_buckets(&mut merged, &q.granularity, &q.intervals.0, span, &aggs);
     }
     let all_ts = all_timestamp(&q.intervals.0, &segments);
     let mut out = Vec::with_capacity(merged.len());
@@ -186,13 +187,13 @@ fn timeseries(
 /// span that have no rows (Druid's timeseries returns them, with zero counts and null sums).
 fn fill_buckets(
     merged: &mut Grouped,
-    granularity: Granularity,
+    granularity: &QueryGranularity,
     intervals: &[Interval],
     span: Interval,
     aggs: &[AggDef],
 ) {
     let empty = || aggs.iter().map(AggDef::empty).collect::<Vec<_>>();
-    match granularity {
+    match granularity.base {
         Granularity::All => {
             if merged.is_empty() && intervals.iter().any(|i| i.overlaps(&span)) {
                 merged.insert(
@@ -205,7 +206,8 @@ fn fill_buckets(
             }
         }
         Granularity::None => {}
-        g => {
+        _ => {
+            let g = granularity;
             let mut filled = 0;
             for i in intervals {
                 if !i.overlaps(&span) {
@@ -257,7 +259,7 @@ fn top_n(
     let grouping = Grouping {
         data_source: &q.data_source.0,
         intervals: &q.intervals.0,
-        granularity: q.granularity,
+        granularity: q.granularity.clone(),
         filter: q.filter.as_ref(),
         dimensions: vec![q.dimension.dimension.clone()],
         max_groups: u64::MAX,
@@ -365,7 +367,7 @@ fn group_by(
     let grouping = Grouping {
         data_source: &q.data_source.0,
         intervals: &q.intervals.0,
-        granularity: q.granularity,
+        granularity: q.granularity.clone(),
         filter: q.filter.as_ref(),
         dimensions: q.dimensions.iter().map(|d| d.dimension.clone()).collect(),
         max_groups: q.context.max_results.unwrap_or(MAX_GROUPS_DEFAULT),
@@ -665,7 +667,7 @@ fn search(
         let grouping = Grouping {
             data_source: &q.data_source.0,
             intervals: &q.intervals.0,
-            granularity: q.granularity,
+            granularity: q.granularity.clone(),
             filter: q.filter.as_ref(),
             dimensions: vec![dim.clone()],
             max_groups: u64::MAX,

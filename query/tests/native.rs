@@ -684,3 +684,21 @@ fn a_timeout_stops_the_query() {
     .unwrap_err();
     assert_eq!(e.http_status(), 504);
 }
+
+#[test]
+fn period_granularity_in_a_time_zone() {
+    let r = run(json!({
+        "queryType": "timeseries", "dataSource": "events", "intervals": ["2023-12-31/2024-01-03"],
+        "granularity": {"type": "period", "period": "P1D", "timeZone": "America/New_York"},
+        "aggregations": [{"type": "count", "name": "n"}],
+        "context": {"skipEmptyBuckets": "true"}
+    }));
+    assert_eq!(
+        r,
+        json!([
+            {"timestamp": "2023-12-31T05:00:00.000Z", "result": {"n": 5}},
+            {"timestamp": "2024-01-01T05:00:00.000Z", "result": {"n": 1}},
+            {"timestamp": "2024-01-02T05:00:00.000Z", "result": {"n": 2}}
+        ])
+    );
+}
