@@ -42,6 +42,13 @@ pub trait SegmentProvider: Send + Sync {
 pub trait QueryControl: Send + Sync {
     /// `Err` (a timeout or a cancellation) when the query must stop.
     fn check(&self) -> Result<()>;
+
+    /// How many segments one query may process at once on scoped threads. The default, 1, runs
+    /// everything on the caller's thread (what the deterministic simulator needs); a server
+    /// returns its core count.
+    fn parallelism(&self) -> usize {
+        1
+    }
 }
 
 /// A [`QueryControl`] that never stops a query.

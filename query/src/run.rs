@@ -112,17 +112,53 @@ fn group_all(
         max_groups: g.max_groups,
         top: g.top,
     };
-    let mut merged = Grouped::new();
-    for segment in &segments {
-        control.check()?;
-        let part = group_segment(segment, &spec, control)?;
-        merge_grouped(&mut merged, part, aggs);
-        if merged.len() as u64 > g.max_groups {
-            return Err(QueryError::resource_limit(format!(
-                "the query builds more than {} groups (context maxResults)",
-                g.max_groups
-            )));
+    let threads = control.parallelism().clamp(1, segments.len().max(1));
+    let group_some = |part: &[Arc<Segment>]| -> Result<Grouped> {
+        let mut merged = Grouped::new();
+        for segment in part {
+            control.check()?;
+            let one = group_segment(segment, &spec, control)?;
+            merge_grouped(&mut merged, one, aggs);
+            if merged.len() as u64 > g.max_groups {
+                return Err(QueryError::resource_limit(format!(
+                    "the query builds more than {} groups (context maxResults)",
+                    g.max_groups
+                )));
+            }
         }
+        Ok(merged)
+    };
+    let merged = if threads <= 1 {
+        group_some(&segments)?
+    } else {
+        // Contiguous shares of the (time-ordered) segments, one per thread; merging is
+        // associative, so the answer does not depend on how they are cut.
+        let share = segments.len().div_ceil(threads);
+        let group_some = &group_some;
+        let parts: Vec<Result<Grouped>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = segments
+                .chunks(share)
+                .map(|part| scope.spawn(move || group_some(part)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(QueryError::internal("a query thread panicked")))
+                })
+                .collect()
+        });
+        let mut merged = Grouped::new();
+        for part in parts {
+            merge_grouped(&mut merged, part?, aggs);
+        }
+        merged
+    };
+    if merged.len() as u64 > g.max_groups {
+        return Err(QueryError::resource_limit(format!(
+            "the query builds more than {} groups (context maxResults)",
+            g.max_groups
+        )));
     }
     Ok((merged, segments))
 }

@@ -49,6 +49,11 @@ impl QueryControl for Deadline {
             _ => Ok(()),
         }
     }
+
+    /// A query may spread its segments over every core.
+    fn parallelism(&self) -> usize {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
 }
 
 #[cfg(test)]

@@ -168,3 +168,16 @@ impl SegmentProvider for Fixed {
             .collect()
     }
 }
+
+/// Runs queries on up to `.0` threads (segments split between them).
+pub struct Parallel(pub usize);
+
+impl grove_query::QueryControl for Parallel {
+    fn check(&self) -> grove_query::Result<()> {
+        Ok(())
+    }
+
+    fn parallelism(&self) -> usize {
+        self.0
+    }
+}
