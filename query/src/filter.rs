@@ -16,7 +16,7 @@
 
 use std::ops::Range;
 
-use roaring::RoaringBitmap;
+use roaring::{MultiOps, RoaringBitmap};
 
 use grove_segment::filter::{Filter, RowMatcher};
 use grove_segment::format::{Segment, StringColumn};
@@ -207,10 +207,11 @@ impl Ctx<'_> {
         }
         let few = true_ids.len() <= BITMAP_UNION_MAX_IDS || true_ids.len() * 16 <= dict_len;
         if column.has_bitmaps() && few {
-            let mut t = RoaringBitmap::new();
-            for &id in &true_ids {
-                t |= column.bitmap(id)?;
-            }
+            let bitmaps = true_ids
+                .iter()
+                .map(|&id| column.bitmap(id))
+                .collect::<grove_segment::Result<Vec<_>>>()?;
+            let mut t = bitmaps.union();
             t &= self.all;
             let mut u = RoaringBitmap::new();
             if want_unknown && column.has_null() && class[0] == 2 {
