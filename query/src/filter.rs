@@ -29,16 +29,88 @@ use crate::error::{QueryError, Result};
 /// id column instead of unioning per-value bitmaps.
 const BITMAP_UNION_MAX_IDS: usize = 64;
 
-/// The rows of `segment` within `rows` that pass `filter`.
+/// A filter prepared once per query: leaves compiled, exact-match values sorted and deduplicated,
+/// so running it on many segments repeats no per-query work.
+#[derive(Clone, Debug)]
+pub enum PreparedFilter {
+    Const(bool),
+    And(Vec<PreparedFilter>),
+    Or(Vec<PreparedFilter>),
+    Not(Box<PreparedFilter>),
+    Leaf(Box<Leaf>),
+}
+
+#[derive(Clone, Debug)]
+pub struct Leaf {
+    field: String,
+    matcher: RowMatcher,
+    /// For leaves that match exact strings only (`selector`, `in`, `null`): the strings, sorted
+    /// and unique. Null is classified through the matcher.
+    exact: Option<Vec<String>>,
+}
+
+impl PreparedFilter {
+    pub fn new(filter: &Filter) -> Result<PreparedFilter> {
+        Ok(match filter {
+            Filter::True => PreparedFilter::Const(true),
+            Filter::False => PreparedFilter::Const(false),
+            Filter::And { fields } => PreparedFilter::And(
+                fields
+                    .iter()
+                    .map(PreparedFilter::new)
+                    .collect::<Result<_>>()?,
+            ),
+            Filter::Or { fields } => PreparedFilter::Or(
+                fields
+                    .iter()
+                    .map(PreparedFilter::new)
+                    .collect::<Result<_>>()?,
+            ),
+            Filter::Not { field } => PreparedFilter::Not(Box::new(PreparedFilter::new(field)?)),
+            leaf => {
+                let field = leaf_field(leaf).to_string();
+                let layout = RowLayout {
+                    fields: if field == TIME_COLUMN {
+                        Vec::new()
+                    } else {
+                        vec![field.clone()]
+                    },
+                    metric_slots: Vec::new(),
+                };
+                let matcher = leaf
+                    .compile(&layout)
+                    .map_err(|e| QueryError::bad(e.to_string()))?;
+                let exact = exact_values(leaf).map(|mut v| {
+                    v.sort_unstable();
+                    v.dedup();
+                    v.into_iter().map(str::to_string).collect()
+                });
+                PreparedFilter::Leaf(Box::new(Leaf {
+                    field,
+                    matcher,
+                    exact,
+                }))
+            }
+        })
+    }
+
+    /// The rows of `segment` within `rows` that pass this filter.
+    pub fn rows(&self, segment: &Segment, rows: Range<u32>) -> Result<RoaringBitmap> {
+        let mut all = RoaringBitmap::new();
+        all.insert_range(rows.clone());
+        let ctx = Ctx {
+            segment,
+            rows,
+            all: &all,
+        };
+        Ok(ctx.eval(self, false)?.0)
+    }
+}
+
+/// The rows of `segment` within `rows` that pass `filter` (prepares it first; prefer
+/// [`PreparedFilter`] when running one filter on many segments).
 pub fn filter_rows(segment: &Segment, filter: &Filter, rows: Range<u32>) -> Result<RoaringBitmap> {
-    let mut all = RoaringBitmap::new();
-    all.insert_range(rows.clone());
-    let ctx = Ctx {
-        segment,
-        rows,
-        all: &all,
-    };
-    Ok(ctx.eval(filter, false)?.0)
+    PreparedFilter::new(filter)?.rows(segment, rows)
 }
 
 struct Ctx<'a> {
@@ -51,17 +123,17 @@ struct Ctx<'a> {
 type Outcome = (RoaringBitmap, RoaringBitmap);
 
 impl Ctx<'_> {
-    fn eval(&self, filter: &Filter, want_unknown: bool) -> Result<Outcome> {
+    fn eval(&self, filter: &PreparedFilter, want_unknown: bool) -> Result<Outcome> {
         Ok(match filter {
-            Filter::True => (self.all.clone(), RoaringBitmap::new()),
-            Filter::False => (RoaringBitmap::new(), RoaringBitmap::new()),
-            Filter::Not { field } => {
+            PreparedFilter::Const(true) => (self.all.clone(), RoaringBitmap::new()),
+            PreparedFilter::Const(false) => (RoaringBitmap::new(), RoaringBitmap::new()),
+            PreparedFilter::Not(field) => {
                 let (t, u) = self.eval(field, true)?;
                 let mut out = self.all - &t;
                 out -= &u;
                 (out, u)
             }
-            Filter::And { fields } => {
+            PreparedFilter::And(fields) => {
                 if fields.is_empty() {
                     return Ok((self.all.clone(), RoaringBitmap::new()));
                 }
@@ -81,7 +153,7 @@ impl Ctx<'_> {
                 let u = t_or_u.map(|tu| tu - &t).unwrap_or_default();
                 (t, u)
             }
-            Filter::Or { fields } => {
+            PreparedFilter::Or(fields) => {
                 let mut t = RoaringBitmap::new();
                 let mut u = RoaringBitmap::new();
                 for f in fields {
@@ -92,24 +164,13 @@ impl Ctx<'_> {
                 u -= &t;
                 (t, u)
             }
-            leaf => self.leaf(leaf, want_unknown)?,
+            PreparedFilter::Leaf(leaf) => self.leaf(leaf, want_unknown)?,
         })
     }
 
-    fn leaf(&self, filter: &Filter, want_unknown: bool) -> Result<Outcome> {
-        let field = leaf_field(filter);
-        let layout = RowLayout {
-            fields: if field == TIME_COLUMN {
-                Vec::new()
-            } else {
-                vec![field.to_string()]
-            },
-            metric_slots: Vec::new(),
-        };
-        let matcher = filter
-            .compile(&layout)
-            .map_err(|e| QueryError::bad(e.to_string()))?;
-        let mut probe = Probe::new(&matcher);
+    fn leaf(&self, leaf: &Leaf, want_unknown: bool) -> Result<Outcome> {
+        let field = leaf.field.as_str();
+        let mut probe = Probe::new(&leaf.matcher);
         let on_null = probe.eval_value(Value::Null);
         let column = Column::of(self.segment, field)?;
         match column {
@@ -121,7 +182,7 @@ impl Ctx<'_> {
             Column::Sketch(_) => Err(QueryError::bad(format!(
                 "cannot filter on '{field}': it is a sketch column"
             ))),
-            Column::String(s) => self.string_leaf(filter, s, &mut probe, on_null, want_unknown),
+            Column::String(s) => self.string_leaf(leaf, s, &mut probe, on_null, want_unknown),
             Column::Long { values, nulls } => {
                 let mut cursor = crate::column::LongCursor::new(values);
                 let (mut t, mut u) = (RoaringBitmap::new(), RoaringBitmap::new());
@@ -152,7 +213,7 @@ impl Ctx<'_> {
 
     fn string_leaf(
         &self,
-        filter: &Filter,
+        leaf: &Leaf,
         column: StringColumn<'_>,
         probe: &mut Probe<'_>,
         on_null: Option<bool>,
@@ -162,12 +223,28 @@ impl Ctx<'_> {
         // Classify ids: 0 false, 1 true, 2 unknown.
         let mut class = vec![0u8; dict_len];
         let mut true_ids: Vec<u32> = Vec::new();
-        match exact_values(filter) {
+        match &leaf.exact {
             Some(values) => {
-                for v in values {
-                    if let Some(id) = column.lookup(v) {
-                        class[id as usize] = 1;
+                let log_dict = usize::BITS - dict_len.leading_zeros();
+                if values.len().saturating_mul(log_dict as usize) <= dict_len {
+                    // Few values: binary-search each in the dictionary.
+                    for v in values {
+                        if let Some(id) = column.lookup(v) {
+                            class[id as usize] = 1;
+                        }
                     }
+                } else {
+                    // Many values: one merge-join of two sorted lists.
+                    let mut next = 0;
+                    column.for_each_value(|id, text| {
+                        let Some(text) = text else { return };
+                        while next < values.len() && values[next].as_str() < text {
+                            next += 1;
+                        }
+                        if next < values.len() && values[next] == text {
+                            class[id as usize] = 1;
+                        }
+                    })?;
                 }
                 if column.has_null() {
                     class[0] = verdict_class(on_null);

@@ -27,7 +27,7 @@ use crate::QueryControl;
 use crate::aggregate::{Acc, AggDef, AggKind, AggValue};
 use crate::column::{Column, IdCursor, LongCursor};
 use crate::error::{QueryError, Result};
-use crate::filter::filter_rows;
+use crate::filter::{PreparedFilter, filter_rows};
 use crate::granularity::QueryGranularity;
 
 /// The bucket key of granularity `all`.
@@ -119,7 +119,7 @@ pub fn merge_grouped(into: &mut Grouped, other: Grouped, aggs: &[AggDef]) {
 pub struct GroupSpec<'q> {
     pub intervals: &'q [Interval],
     pub granularity: QueryGranularity,
-    pub filter: Option<&'q Filter>,
+    pub filter: Option<&'q PreparedFilter>,
     /// Input column of each grouping dimension.
     pub dimensions: &'q [String],
     pub aggregators: &'q [AggDef],
@@ -278,7 +278,7 @@ pub fn group_segment(
         }
         let selected = spec
             .filter
-            .map(|f| filter_rows(segment, f, range.clone()))
+            .map(|f| f.rows(segment, range.clone()))
             .transpose()?;
         control.check()?;
         for (bucket, rows) in buckets(&time, &spec.granularity, range) {

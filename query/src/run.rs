@@ -11,7 +11,7 @@ use grove_segment::time::{Granularity, Interval};
 use crate::aggregate::{AggDef, compare_numbers};
 use crate::column::{Column, TIME_COLUMN, value_json};
 use crate::error::{QueryError, Result};
-use crate::filter::filter_rows;
+use crate::filter::PreparedFilter;
 use crate::finalize::{finish_row, having_passes, key_json, sort_rows, timestamp};
 use crate::granularity::QueryGranularity;
 use crate::group::{
@@ -103,10 +103,11 @@ fn group_all(
     control: &dyn QueryControl,
 ) -> Result<(Grouped, Vec<Arc<Segment>>)> {
     let segments = segments_of(provider, g.data_source, g.intervals);
+    let filter = g.filter.map(PreparedFilter::new).transpose()?;
     let spec = GroupSpec {
         intervals: g.intervals,
         granularity: g.granularity.clone(),
-        filter: g.filter,
+        filter: filter.as_ref(),
         dimensions: &g.dimensions,
         aggregators: aggs,
         max_groups: g.max_groups,
@@ -561,6 +562,7 @@ fn scan(
     let order = q.order.unwrap_or(ScanOrder::None);
     let offset = q.offset.unwrap_or(0) as usize;
     let limit = q.limit.map_or(usize::MAX, |l| l as usize);
+    let filter = q.filter.as_ref().map(PreparedFilter::new).transpose()?;
     // Matching rows per segment, in row order.
     let mut selections: Vec<(usize, Vec<u32>)> = Vec::new();
     let mut wanted = offset.saturating_add(limit);
@@ -569,7 +571,7 @@ fn scan(
             break;
         }
         control.check()?;
-        let rows = matching_rows(segment, &q.intervals.0, q.filter.as_ref())?;
+        let rows = matching_rows(segment, &q.intervals.0, filter.as_ref())?;
         if order == ScanOrder::None {
             let take = rows.len().min(wanted);
             wanted -= take;
@@ -652,7 +654,7 @@ fn hex(bytes: &[u8]) -> String {
 fn matching_rows(
     segment: &Segment,
     intervals: &[Interval],
-    filter: Option<&grove_segment::filter::Filter>,
+    filter: Option<&PreparedFilter>,
 ) -> Result<Vec<u32>> {
     let time = segment.time()?;
     let mut out = Vec::new();
@@ -663,7 +665,7 @@ fn matching_rows(
         }
         match filter {
             None => out.extend(range),
-            Some(f) => out.extend(filter_rows(segment, f, range)?.iter()),
+            Some(f) => out.extend(f.rows(segment, range)?.iter()),
         }
     }
     Ok(out)
@@ -817,6 +819,7 @@ fn time_boundary(
     control: &dyn QueryControl,
 ) -> Result<Json> {
     let segments = segments_of(provider, &q.data_source.0, &q.intervals.0);
+    let filter = q.filter.as_ref().map(PreparedFilter::new).transpose()?;
     let (mut min, mut max): (Option<i64>, Option<i64>) = (None, None);
     for segment in &segments {
         control.check()?;
@@ -826,10 +829,10 @@ fn time_boundary(
             if range.is_empty() {
                 continue;
             }
-            let (first, last) = match &q.filter {
+            let (first, last) = match &filter {
                 None => (Some(range.start), Some(range.end - 1)),
                 Some(f) => {
-                    let rows = filter_rows(segment, f, range)?;
+                    let rows = f.rows(segment, range)?;
                     (rows.min(), rows.max())
                 }
             };

@@ -702,3 +702,34 @@ fn period_granularity_in_a_time_zone() {
         ])
     );
 }
+
+#[test]
+fn a_ten_thousand_value_in_filter_parses_plans_and_runs() {
+    let mut values: Vec<String> = (0..9_998).map(|i| format!("nowhere-{i:05}")).collect();
+    values.push("FR".into());
+    values.push("DE".into());
+    let query = json!({
+        "queryType": "timeseries", "dataSource": "events", "intervals": ["2024-01-01/2024-01-03"],
+        "filter": {"type": "in", "dimension": "country", "values": values},
+        "aggregations": [{"type": "count", "name": "n"}]
+    });
+    let started = std::time::Instant::now();
+    let parsed = grove_query::model::Query::parse(&query).unwrap();
+    let grove_query::model::Query::Timeseries(ts) = &parsed else {
+        panic!("parsed as {parsed:?}")
+    };
+    let prepared = grove_query::filter::PreparedFilter::new(ts.filter.as_ref().unwrap()).unwrap();
+    let planning = started.elapsed();
+    let segments = provider();
+    let started = std::time::Instant::now();
+    let total: u64 = segments
+        .0
+        .iter()
+        .map(|s| prepared.rows(s, 0..s.num_rows() as u32).unwrap().len())
+        .sum();
+    let running = started.elapsed();
+    // Printed for the record; timings are never asserted.
+    println!("10,000-value in: parse and prepare {planning:?}, evaluate on 2 segments {running:?}");
+    assert_eq!(total, 3);
+    assert_eq!(run(query)[0]["result"]["n"], 3);
+}
