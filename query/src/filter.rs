@@ -15,6 +15,7 @@
 //! keeps unknown rows out of its result.
 
 use std::ops::Range;
+use std::sync::OnceLock;
 
 use roaring::{MultiOps, RoaringBitmap};
 
@@ -43,10 +44,33 @@ pub enum PreparedFilter {
 #[derive(Clone, Debug)]
 pub struct Leaf {
     field: String,
-    matcher: RowMatcher,
+    filter: Filter,
+    /// Compiled on first use for exact leaves (string columns never need it), up front otherwise.
+    matcher: OnceLock<RowMatcher>,
     /// For leaves that match exact strings only (`selector`, `in`, `null`): the strings, sorted
-    /// and unique. Null is classified through the matcher.
-    exact: Option<Vec<String>>,
+    /// and unique, and the verdict on null.
+    exact: Option<(Vec<String>, Option<bool>)>,
+}
+
+impl Leaf {
+    fn matcher(&self) -> Result<&RowMatcher> {
+        if let Some(m) = self.matcher.get() {
+            return Ok(m);
+        }
+        let layout = RowLayout {
+            fields: if self.field == TIME_COLUMN {
+                Vec::new()
+            } else {
+                vec![self.field.clone()]
+            },
+            metric_slots: Vec::new(),
+        };
+        let compiled = self
+            .filter
+            .compile(&layout)
+            .map_err(|e| QueryError::bad(e.to_string()))?;
+        Ok(self.matcher.get_or_init(|| compiled))
+    }
 }
 
 impl PreparedFilter {
@@ -68,28 +92,22 @@ impl PreparedFilter {
             ),
             Filter::Not { field } => PreparedFilter::Not(Box::new(PreparedFilter::new(field)?)),
             leaf => {
-                let field = leaf_field(leaf).to_string();
-                let layout = RowLayout {
-                    fields: if field == TIME_COLUMN {
-                        Vec::new()
-                    } else {
-                        vec![field.clone()]
-                    },
-                    metric_slots: Vec::new(),
-                };
-                let matcher = leaf
-                    .compile(&layout)
-                    .map_err(|e| QueryError::bad(e.to_string()))?;
-                let exact = exact_values(leaf).map(|mut v| {
+                let exact = exact_values(leaf).map(|(mut v, on_null)| {
                     v.sort_unstable();
                     v.dedup();
-                    v.into_iter().map(str::to_string).collect()
+                    (v.into_iter().map(str::to_string).collect(), on_null)
                 });
-                PreparedFilter::Leaf(Box::new(Leaf {
-                    field,
-                    matcher,
+                let prepared = Leaf {
+                    field: leaf_field(leaf).to_string(),
+                    filter: leaf.clone(),
+                    matcher: OnceLock::new(),
                     exact,
-                }))
+                };
+                if prepared.exact.is_none() {
+                    // Surface bad patterns and numbers now, not on the first segment.
+                    prepared.matcher()?;
+                }
+                PreparedFilter::Leaf(Box::new(prepared))
             }
         })
     }
@@ -170,9 +188,12 @@ impl Ctx<'_> {
 
     fn leaf(&self, leaf: &Leaf, want_unknown: bool) -> Result<Outcome> {
         let field = leaf.field.as_str();
-        let mut probe = Probe::new(&leaf.matcher);
-        let on_null = probe.eval_value(Value::Null);
         let column = Column::of(self.segment, field)?;
+        if let (Some((values, on_null)), Column::String(s)) = (&leaf.exact, column) {
+            return self.string_leaf(s, Verdicts::Exact(values), *on_null, want_unknown);
+        }
+        let mut probe = Probe::new(leaf.matcher()?);
+        let on_null = probe.eval_value(Value::Null);
         match column {
             Column::Missing => Ok(match on_null {
                 Some(true) => (self.all.clone(), RoaringBitmap::new()),
@@ -182,7 +203,9 @@ impl Ctx<'_> {
             Column::Sketch(_) => Err(QueryError::bad(format!(
                 "cannot filter on '{field}': it is a sketch column"
             ))),
-            Column::String(s) => self.string_leaf(leaf, s, &mut probe, on_null, want_unknown),
+            Column::String(s) => {
+                self.string_leaf(s, Verdicts::Probe(&mut probe), on_null, want_unknown)
+            }
             Column::Long { values, nulls } => {
                 let mut cursor = crate::column::LongCursor::new(values);
                 let (mut t, mut u) = (RoaringBitmap::new(), RoaringBitmap::new());
@@ -213,9 +236,8 @@ impl Ctx<'_> {
 
     fn string_leaf(
         &self,
-        leaf: &Leaf,
         column: StringColumn<'_>,
-        probe: &mut Probe<'_>,
+        verdicts: Verdicts<'_, '_>,
         on_null: Option<bool>,
         want_unknown: bool,
     ) -> Result<Outcome> {
@@ -223,8 +245,8 @@ impl Ctx<'_> {
         // Classify ids: 0 false, 1 true, 2 unknown.
         let mut class = vec![0u8; dict_len];
         let mut true_ids: Vec<u32> = Vec::new();
-        match &leaf.exact {
-            Some(values) => {
+        match verdicts {
+            Verdicts::Exact(values) => {
                 let log_dict = usize::BITS - dict_len.leading_zeros();
                 if values.len().saturating_mul(log_dict as usize) <= dict_len {
                     // Few values: binary-search each in the dictionary.
@@ -250,7 +272,7 @@ impl Ctx<'_> {
                     class[0] = verdict_class(on_null);
                 }
             }
-            None => {
+            Verdicts::Probe(probe) => {
                 column.for_each_value(|id, text| {
                     let verdict = match text {
                         None => on_null,
@@ -304,6 +326,14 @@ impl Ctx<'_> {
         }
         Ok((t, u))
     }
+}
+
+/// How a string leaf classifies dictionary values.
+enum Verdicts<'v, 'p> {
+    /// Exactly these strings (sorted) match.
+    Exact(&'v [String]),
+    /// Ask the leaf's matcher about each value.
+    Probe(&'v mut Probe<'p>),
 }
 
 /// Evaluates a one-field leaf matcher on single values.
@@ -394,12 +424,21 @@ fn leaf_field(filter: &Filter) -> &str {
     }
 }
 
-/// For leaves that match exact strings only (and null, classified separately): the strings.
-fn exact_values(filter: &Filter) -> Option<Vec<&str>> {
+/// For leaves that match exact strings only: the strings, and the leaf's verdict on null
+/// (as the row matcher gives it).
+fn exact_values(filter: &Filter) -> Option<(Vec<&str>, Option<bool>)> {
     match filter {
-        Filter::Selector { value, .. } => Some(value.iter().map(String::as_str).collect()),
-        Filter::In { values, .. } => Some(values.iter().flatten().map(String::as_str).collect()),
-        Filter::Null { .. } => Some(Vec::new()),
+        Filter::Selector { value: None, .. } | Filter::Null { .. } => {
+            Some((Vec::new(), Some(true)))
+        }
+        Filter::Selector { value: Some(v), .. } => Some((vec![v.as_str()], None)),
+        Filter::In { values, .. } => {
+            let has_null = values.iter().any(Option::is_none);
+            Some((
+                values.iter().flatten().map(String::as_str).collect(),
+                has_null.then_some(true),
+            ))
+        }
         _ => None,
     }
 }
