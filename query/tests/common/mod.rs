@@ -181,3 +181,4 @@ impl grove_query::QueryControl for Parallel {
         self.0
     }
 }
+pub mod events;
