@@ -1,6 +1,7 @@
 //! Native query tests (filters, sketches, scan, segment metadata, errors, timeouts) over a small
-//! hand-checked data set held in two segments — one memory-mapped file and one in-memory index snapshot — so every
-//! answer also exercises the cross-segment merge.
+//! hand-checked data set held in two segments — one memory-mapped file and one in-memory index
+//! snapshot — so every answer also exercises the cross-segment merge. Whole-result cases live in
+//! the golden files (`tests/golden/`).
 
 mod common;
 
