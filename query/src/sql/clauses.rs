@@ -30,6 +30,8 @@ pub(crate) struct SelectQuery<'a> {
     pub order_by: Vec<OrderItem<'a>>,
     pub limit: Option<u64>,
     pub offset: u64,
+    /// The literal `IN` lists lifted out of the statement by the parser front end.
+    pub in_lists: &'a [Vec<Literal>],
 }
 
 /// One `ORDER BY` key.
@@ -51,7 +53,10 @@ fn unsupported<T>(construct: &str) -> Result<T> {
 }
 
 impl<'a> SelectQuery<'a> {
-    pub(crate) fn from_statement(statement: &'a Statement) -> Result<SelectQuery<'a>> {
+    pub(crate) fn from_statement(
+        statement: &'a Statement,
+        in_lists: &'a [Vec<Literal>],
+    ) -> Result<SelectQuery<'a>> {
         let query = match statement {
             Statement::Query(query) => query,
             Statement::Insert(_) => return unsupported("INSERT"),
@@ -192,6 +197,7 @@ impl<'a> SelectQuery<'a> {
             order_by,
             limit,
             offset,
+            in_lists,
         })
     }
 

@@ -13,9 +13,10 @@
 
 use grove_segment::time::format_iso;
 use serde_json::{Map, Value, json};
-use sqlparser::ast::{BinaryOperator, Expr, UnaryOperator};
+use sqlparser::ast::{BinaryOperator, Expr, UnaryOperator, Value as SqlValue};
 
 use super::SqlType;
+use super::in_list::lifted_index;
 use super::value::{Literal, literal};
 use crate::{QueryError, Result};
 
@@ -53,6 +54,8 @@ pub(crate) struct Operand {
 /// Resolves the non-constant side of a condition to a native column.
 pub(crate) trait Operands {
     fn operand(&mut self, expr: &Expr) -> Result<Operand>;
+    /// The query's lifted `IN` lists ([`super::in_list`]).
+    fn in_lists(&self) -> &[Vec<Literal>];
 }
 
 /// Druid's eternity: `JodaUtils.MIN_INSTANT` and `MAX_INSTANT`.
@@ -92,7 +95,10 @@ pub(crate) fn plan_where(expr: Option<&Expr>, operands: &mut dyn Operands) -> Re
     let filter = match filters.len() {
         0 => None,
         1 => filters.pop(),
-        _ => Some(json!({"type": "and", "fields": filters})),
+        _ => Some(object([
+            ("type", json!("and")),
+            ("fields", Value::Array(filters)),
+        ])),
     };
     Ok(Where { intervals, filter })
 }
@@ -207,7 +213,10 @@ pub(crate) fn filter(expr: &Expr, operands: &mut dyn Operands) -> Result<Value> 
             } else {
                 "or"
             };
-            Ok(json!({"type": kind, "fields": fields}))
+            Ok(object([
+                ("type", json!(kind)),
+                ("fields", Value::Array(fields)),
+            ]))
         }
         Expr::UnaryOp {
             op: UnaryOperator::Not,
@@ -250,7 +259,20 @@ pub(crate) fn filter(expr: &Expr, operands: &mut dyn Operands) -> Result<Value> 
             negated,
         } => {
             let operand = operands.operand(expr)?;
-            Ok(negate_if(*negated, in_list(&operand, list)?))
+            let lifted = match list.as_slice() {
+                [Expr::Value(value)] => match &value.value {
+                    SqlValue::SingleQuotedString(marker) => lifted_index(marker),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let values = match lifted {
+                Some(index) => {
+                    in_list(&operand, operands.in_lists()[index].iter().cloned().map(Ok))?
+                }
+                None => in_list(&operand, list.iter().map(constant))?,
+            };
+            Ok(negate_if(*negated, values))
         }
         Expr::Like {
             negated,
@@ -288,8 +310,14 @@ pub(crate) fn filter(expr: &Expr, operands: &mut dyn Operands) -> Result<Value> 
     }
 }
 
-fn not(field: Value) -> Value {
-    json!({"type": "not", "field": field})
+pub(crate) fn not(field: Value) -> Value {
+    object([("type", json!("not")), ("field", field)])
+}
+
+/// A JSON object of `pairs`, moving the values in: `json!` deep-copies every interpolated
+/// `Value`, which would copy a 10,000-value `in` filter once per enclosing `and`/`not`.
+pub(crate) fn object<const N: usize>(pairs: [(&str, Value); N]) -> Value {
+    Value::Object(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
 }
 
 fn negate_if(negated: bool, field: Value) -> Value {
@@ -393,7 +421,10 @@ fn range(
 }
 
 /// An `in` filter: values as the strings Druid's `in` matches (`__time` as milliseconds).
-fn in_list(operand: &Operand, list: &[Expr]) -> Result<Value> {
+fn in_list(
+    operand: &Operand,
+    list: impl ExactSizeIterator<Item = Result<Literal>>,
+) -> Result<Value> {
     if operand.kind == Kind::Complex {
         return Err(QueryError::bad(format!(
             "SQL: complex column '{}' cannot be filtered",
@@ -402,12 +433,16 @@ fn in_list(operand: &Operand, list: &[Expr]) -> Result<Value> {
     }
     let mut values = Vec::with_capacity(list.len());
     for item in list {
-        let value = constant(item)?;
+        let value = item?;
         values.push(match (&value, operand.kind) {
             (Literal::Null, _) => Value::Null,
             (_, Kind::Time) => Value::String(value.to_millis()?.to_string()),
             _ => Value::String(value.into_text().expect("only NULL has no text")),
         });
     }
-    Ok(json!({"type": "in", "dimension": operand.name, "values": values}))
+    Ok(object([
+        ("type", json!("in")),
+        ("dimension", json!(operand.name)),
+        ("values", Value::Array(values)),
+    ]))
 }

@@ -12,7 +12,7 @@ use sqlparser::ast::{
 };
 
 use super::clauses::SelectQuery;
-use super::filter::{self, Kind, Operand, Operands};
+use super::filter::{self, Kind, Operand, Operands, object};
 use super::value::{Literal, literal};
 use super::{ColumnInfo, SqlType, TableInfo};
 use crate::{QueryError, Result};
@@ -150,9 +150,15 @@ impl Aggregate {
         let filter = match (self.filter.clone(), condition) {
             (None, None) => return aggregator,
             (Some(f), None) | (None, Some(f)) => f,
-            (Some(a), Some(b)) => json!({"type": "and", "fields": [a, b]}),
+            (Some(a), Some(b)) => {
+                object([("type", json!("and")), ("fields", Value::Array(vec![a, b]))])
+            }
         };
-        json!({"type": "filtered", "filter": filter, "aggregator": aggregator})
+        object([
+            ("type", json!("filtered")),
+            ("filter", filter),
+            ("aggregator", aggregator),
+        ])
     }
 }
 
@@ -495,5 +501,9 @@ impl Operands for TableOperands<'_, '_> {
                 "the condition operand {expr} (conditions compare a column with constants)"
             )),
         }
+    }
+
+    fn in_lists(&self) -> &[Vec<Literal>] {
+        self.lowering.query.in_lists
     }
 }

@@ -23,6 +23,7 @@
 
 mod clauses;
 mod filter;
+mod in_list;
 mod lower;
 mod native;
 mod parse;
@@ -144,8 +145,8 @@ impl Plan {
 
 /// Plans `request` against the schema in `catalog`, without running anything.
 pub fn plan(request: &SqlRequest, catalog: &dyn Catalog) -> Result<Plan> {
-    let statement = parse::parse(&request.query, &request.parameters)?;
-    let query = clauses::SelectQuery::from_statement(&statement)?;
+    let parsed = parse::parse(&request.query, &request.parameters)?;
+    let query = clauses::SelectQuery::from_statement(&parsed.statement, &parsed.in_lists)?;
     match clauses::resolve_table(query.table, catalog)? {
         clauses::TableRef::System(table) => Ok(Plan::System(system::plan(table, &query)?)),
         clauses::TableRef::Datasource(table) => Ok(Plan::Native(native::plan(

@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 use sqlparser::ast::Expr;
 
 use super::clauses::{Item, SelectQuery, item_reference};
-use super::filter::{self, Kind, Operand, Operands, plan_where};
+use super::filter::{self, Kind, Operand, Operands, object, plan_where};
 use super::lower::{
     AggregateFunction, Lowering, TIME_COLUMN, TableOperands, Term, aggregate_name,
     post_aggregator_field,
@@ -374,9 +374,9 @@ impl<'a, 'q> Grouping<'a, 'q> {
             post_aggregations.push(field);
         }
         native.insert("granularity".into(), json!("all"));
-        native.insert("aggregations".into(), json!(aggregations));
+        native.insert("aggregations".into(), Value::Array(aggregations));
         if !post_aggregations.is_empty() {
-            native.insert("postAggregations".into(), json!(post_aggregations));
+            native.insert("postAggregations".into(), Value::Array(post_aggregations));
         }
         let mut plan = NativePlan {
             query: Value::Null,
@@ -451,7 +451,8 @@ impl<'a, 'q> Grouping<'a, 'q> {
                 .collect();
             native.insert("dimensions".into(), json!(dimensions));
             if let Some(having) = having {
-                native.insert("having".into(), json!({"type": "filter", "filter": having}));
+                let having = object([("type", json!("filter")), ("filter", having)]);
+                native.insert("having".into(), having);
             }
             if let Some(limit_spec) = self.limit_spec(&order, outputs)? {
                 native.insert("limitSpec".into(), limit_spec);
@@ -607,5 +608,9 @@ impl Operands for HavingOperands<'_, '_, '_> {
             Output::Field(name) => Ok(Operand { name, kind }),
             Output::Timestamp => unsupported(format!("HAVING on {expr}")),
         }
+    }
+
+    fn in_lists(&self) -> &[Vec<super::value::Literal>] {
+        self.0.query.in_lists
     }
 }

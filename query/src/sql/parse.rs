@@ -1,10 +1,12 @@
-//! Text → one `sqlparser` statement, with `?` parameters bound.
+//! Text → one `sqlparser` statement, with literal `IN` lists lifted out ([`super::in_list`]) and
+//! `?` parameters bound.
 //!
-//! Parameters are bound at token level, before parsing: every `?` token is replaced, in textual
-//! order, by the literal tokens of its [`SqlParameter`] (`'text'`, `42`, `-1.5`,
-//! `TIMESTAMP '2024-01-01 00:00:00'`, `NULL`). Binding is one pass over the tokens, so a
-//! 10,000-parameter `IN` list costs the same as 10,000 literals.
+//! Parameters are bound at token level, before parsing: every `?` is replaced by the literal of
+//! its [`SqlParameter`] (`'text'`, `42`, `-1.5`, `TIMESTAMP '2024-01-01 00:00:00.000Z'`, `NULL`), in
+//! textual order (the lifting pass already bound those inside `IN` lists and says which
+//! parameter each remaining `?` takes).
 
+use grove_segment::time::{format_iso, parse_iso_timestamp};
 use serde_json::Value;
 use sqlparser::ast::Statement;
 use sqlparser::dialect::GenericDialect;
@@ -12,67 +14,114 @@ use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 use super::SqlParameter;
+use super::in_list::{Lifted, lift};
+use super::value::{Literal, number};
 use crate::{QueryError, Result};
 
 /// How deeply expressions may nest (parentheses, `NOT`, `CASE`...). Flat lists (`IN`, the select
 /// list) do not count against it.
 const NESTING_DEPTH_MAX: usize = 200;
 
+/// A parsed statement and the `IN` lists lifted out of it.
+pub(crate) struct Parsed {
+    pub statement: Statement,
+    pub in_lists: Vec<Vec<Literal>>,
+}
+
 /// Parses `sql` into exactly one statement, binding `parameters` to its `?` placeholders.
-pub(crate) fn parse(sql: &str, parameters: &[SqlParameter]) -> Result<Statement> {
+pub(crate) fn parse(sql: &str, parameters: &[SqlParameter]) -> Result<Parsed> {
     let dialect = GenericDialect {};
-    let tokens = Tokenizer::new(&dialect, sql)
+    let lifted = lift(sql, parameters)?;
+    let tokens = Tokenizer::new(&dialect, &lifted.sql)
         .tokenize_with_location()
         .map_err(|e| QueryError::bad(format!("SQL: {e}")))?;
-    let tokens = bind_parameters(tokens, parameters)?;
+    let tokens = bind(tokens, parameters, &lifted)?;
     let mut statements = Parser::new(&dialect)
         .with_recursion_limit(NESTING_DEPTH_MAX)
         .with_tokens_with_locations(tokens)
         .parse_statements()
         .map_err(|e| QueryError::bad(format!("SQL: {e}")))?;
-    match statements.len() {
-        1 => Ok(statements.remove(0)),
-        0 => Err(QueryError::bad("SQL: the query is empty")),
-        n => Err(QueryError::bad(format!(
-            "SQL: expected one statement, found {n}"
-        ))),
-    }
+    let statement = match statements.len() {
+        1 => statements.remove(0),
+        0 => return Err(QueryError::bad("SQL: the query is empty")),
+        n => {
+            return Err(QueryError::bad(format!(
+                "SQL: expected one statement, found {n}"
+            )));
+        }
+    };
+    Ok(Parsed {
+        statement,
+        in_lists: lifted.in_lists,
+    })
 }
 
-fn bind_parameters(
+/// Replaces each `?` token by its parameter's literal tokens.
+fn bind(
     tokens: Vec<TokenWithSpan>,
     parameters: &[SqlParameter],
+    lifted: &Lifted,
 ) -> Result<Vec<TokenWithSpan>> {
-    let mut bound = Vec::with_capacity(tokens.len() + parameters.len());
-    let mut used = 0;
+    let mut bound = Vec::with_capacity(tokens.len());
+    let mut seen = 0;
     for token in tokens {
         if !matches!(&token.token, Token::Placeholder(p) if p == "?") {
             bound.push(token);
             continue;
         }
-        let parameter = parameters.get(used).ok_or_else(|| {
+        let index = match &lifted.parameter_order {
+            Some(order) => order
+                .get(seen)
+                .copied()
+                .ok_or_else(|| QueryError::internal("SQL: a `?` the IN-list pass did not see"))?,
+            None => seen,
+        };
+        seen += 1;
+        let parameter = parameters.get(index).ok_or_else(|| {
             QueryError::bad(format!(
                 "SQL: parameter {} has no value ({} given)",
-                used + 1,
+                index + 1,
                 parameters.len()
             ))
         })?;
-        used += 1;
-        for literal in parameter_tokens(parameter, used)? {
-            bound.push(TokenWithSpan::new(literal, token.span));
-        }
+        let literal = parameter_literal(parameter, index + 1)?;
+        bound.extend(
+            literal_tokens(literal)
+                .into_iter()
+                .map(|literal| TokenWithSpan::new(literal, token.span)),
+        );
     }
-    if used < parameters.len() {
+    let placeholders = lifted.placeholders.max(seen);
+    if placeholders < parameters.len() {
         return Err(QueryError::bad(format!(
-            "SQL: {} parameters given but the query has {used} placeholders",
+            "SQL: {} parameters given but the query has {placeholders} placeholders",
             parameters.len()
         )));
     }
     Ok(bound)
 }
 
-/// The tokens of one parameter's literal; `position` is 1-based, for errors.
-fn parameter_tokens(parameter: &SqlParameter, position: usize) -> Result<Vec<Token>> {
+/// The tokens that spell `literal` in SQL.
+fn literal_tokens(literal: Literal) -> Vec<Token> {
+    let number = |text: String| match text.strip_prefix('-') {
+        Some(digits) => vec![Token::Minus, Token::Number(digits.to_string(), false)],
+        None => vec![Token::Number(text, false)],
+    };
+    match literal {
+        Literal::Null => vec![Token::make_keyword("NULL")],
+        Literal::Bool(b) => vec![Token::make_keyword(if b { "TRUE" } else { "FALSE" })],
+        Literal::Long(n) => number(n.to_string()),
+        Literal::Double(d) => number(format!("{d:?}")),
+        Literal::String(s) => vec![Token::SingleQuotedString(s)],
+        Literal::Timestamp(ms) => vec![
+            Token::make_keyword("TIMESTAMP"),
+            Token::SingleQuotedString(format_iso(ms)),
+        ],
+    }
+}
+
+/// The literal a parameter stands for; `position` is 1-based, for errors.
+pub(crate) fn parameter_literal(parameter: &SqlParameter, position: usize) -> Result<Literal> {
     let sql_type = parameter.sql_type.to_ascii_uppercase();
     let invalid = || {
         QueryError::bad(format!(
@@ -80,36 +129,25 @@ fn parameter_tokens(parameter: &SqlParameter, position: usize) -> Result<Vec<Tok
             parameter.value
         ))
     };
-    if parameter.value.is_null() {
-        return Ok(vec![Token::make_keyword("NULL")]);
-    }
     let text = match &parameter.value {
+        Value::Null => return Ok(Literal::Null),
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),
         Value::Bool(b) => b.to_string(),
         _ => return Err(invalid()),
     };
     match sql_type.as_str() {
-        "VARCHAR" | "CHAR" | "STRING" => Ok(vec![Token::SingleQuotedString(text)]),
-        "TIMESTAMP" | "DATE" => Ok(vec![
-            Token::make_keyword(&sql_type),
-            Token::SingleQuotedString(text),
-        ]),
+        "VARCHAR" | "CHAR" | "STRING" => Ok(Literal::String(text)),
+        "TIMESTAMP" | "DATE" => parse_iso_timestamp(text.trim())
+            .map(Literal::Timestamp)
+            .ok_or_else(invalid),
         "BOOLEAN" => match text.as_str() {
-            "true" | "false" => Ok(vec![Token::make_keyword(&text.to_ascii_uppercase())]),
+            "true" => Ok(Literal::Bool(true)),
+            "false" => Ok(Literal::Bool(false)),
             _ => Err(invalid()),
         },
         "BIGINT" | "INTEGER" | "INT" | "SMALLINT" | "TINYINT" | "DOUBLE" | "FLOAT" | "REAL"
-        | "DECIMAL" | "NUMERIC" => {
-            let number: f64 = text.parse().map_err(|_| invalid())?;
-            if !number.is_finite() {
-                return Err(invalid());
-            }
-            Ok(match text.strip_prefix('-') {
-                Some(digits) => vec![Token::Minus, Token::Number(digits.to_string(), false)],
-                None => vec![Token::Number(text, false)],
-            })
-        }
+        | "DECIMAL" | "NUMERIC" => number(text.trim()).map_err(|_| invalid()),
         _ => Err(QueryError::unsupported(format!(
             "SQL: parameter {position} has unsupported type {sql_type}"
         ))),

@@ -235,6 +235,10 @@ impl Operands for SystemColumns<'_, '_> {
             None => unsupported(format!("the condition operand {expr}")),
         }
     }
+
+    fn in_lists(&self) -> &[Vec<super::value::Literal>] {
+        self.query.in_lists
+    }
 }
 
 pub(crate) fn plan(table: SystemTable, query: &SelectQuery<'_>) -> Result<SystemPlan> {

@@ -109,6 +109,9 @@ pub(crate) fn literal(expr: &Expr) -> Result<Option<Literal>> {
 fn value_literal(value: &SqlValue) -> Result<Literal> {
     match value {
         SqlValue::Number(text, _) => number(text),
+        SqlValue::SingleQuotedString(s) if super::in_list::lifted_index(s).is_some() => Err(
+            QueryError::unsupported("SQL: an IN list is supported only in a condition"),
+        ),
         SqlValue::SingleQuotedString(s) | SqlValue::NationalStringLiteral(s) => {
             Ok(Literal::String(s.clone()))
         }
@@ -123,7 +126,7 @@ fn value_literal(value: &SqlValue) -> Result<Literal> {
     }
 }
 
-fn number(text: &str) -> Result<Literal> {
+pub(crate) fn number(text: &str) -> Result<Literal> {
     if let Ok(n) = text.parse::<i64>() {
         return Ok(Literal::Long(n));
     }
