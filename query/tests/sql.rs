@@ -591,6 +591,52 @@ mod planning {
     }
 
     #[test]
+    fn scan_ordered_by_time_selects_time() {
+        let query = native("SELECT page FROM wiki ORDER BY __time LIMIT 3");
+        assert_eq!(query["columns"], json!(["page", "__time"]));
+        assert_eq!(query["order"], "ascending");
+        assert_eq!(
+            native_plan("SELECT page FROM wiki ORDER BY __time")
+                .columns
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn in_lists_of_every_kind() {
+        let filter = |condition: &str| {
+            native(&format!("SELECT page FROM wiki WHERE {condition}"))["filter"].clone()
+        };
+        // Lifted out of the text before parsing (literals, NULL, negative numbers).
+        assert_eq!(
+            filter("page IN ('a', NULL, 'it''s', -1, 2.5)"),
+            json!({"type": "in", "dimension": "page", "values": ["a", null, "it's", "-1", "2.5"]})
+        );
+        // Parsed as expressions (a typed literal is not lifted): the same filter shape.
+        assert_eq!(
+            filter("__time IN (TIMESTAMP '2024-01-01 00:00:00', '2024-01-02')"),
+            json!({"type": "in", "dimension": "__time", "values": ["1704067200000", "1704153600000"]})
+        );
+        assert_eq!(
+            filter("__time NOT IN (1704067200000)"),
+            json!({"type": "not", "field": {"type": "in", "dimension": "__time", "values": ["1704067200000"]}})
+        );
+    }
+
+    #[test]
+    fn long_arithmetic_chains_are_refused_not_overflowed() {
+        let chain = vec!["SUM(added)"; 500].join(" + ");
+        assert_error(
+            &format!("SELECT {chain} FROM wiki"),
+            ErrorKind::Unsupported,
+            "nested more than",
+        );
+        let query = native("SELECT (SUM(added) + 1) * 2 - COUNT(*) FROM wiki");
+        assert_eq!(query["postAggregations"][0]["fn"], "-");
+    }
+
+    #[test]
     fn quoted_and_qualified_names() {
         let query = native(
             r#"SELECT "page" FROM "druid"."wiki" w WHERE w."channel" = 'x' AND wiki.added > 1"#,
@@ -1256,12 +1302,18 @@ mod in_lists {
 
     #[test]
     fn long_or_chains_do_not_recurse_per_term() {
-        let terms: Vec<String> = (0..5_000).map(|i| format!("page = 'p{i}'")).collect();
-        let query = native(&format!(
-            "SELECT COUNT(*) FROM wiki WHERE {}",
-            terms.join(" OR ")
-        ));
+        let chain = |terms: usize| {
+            let terms: Vec<String> = (0..terms).map(|i| format!("page = 'p{i}'")).collect();
+            format!("SELECT COUNT(*) FROM wiki WHERE {}", terms.join(" OR "))
+        };
+        let query = native(&chain(9_000));
         assert_eq!(query["filter"]["type"], "or");
-        assert_eq!(query["filter"]["fields"].as_array().unwrap().len(), 5_000);
+        assert_eq!(query["filter"]["fields"].as_array().unwrap().len(), 9_000);
+        // Past the token limit: refused before parsing, with the limit named.
+        assert_error(
+            &chain(20_000),
+            ErrorKind::ResourceLimit,
+            "more than 40000 tokens",
+        );
     }
 }

@@ -4,6 +4,8 @@
 //! Also: resolving the table name, naming output columns (alias, column name, or `EXPR$n` as
 //! Druid does) and resolving `ORDER BY`/`GROUP BY` ordinals and aliases.
 
+use std::borrow::Cow;
+
 use sqlparser::ast::{
     Expr, GroupByExpr, Ident, LimitClause, ObjectName, OrderByKind, OrderBySort, SelectItem,
     SetExpr, Statement, TableFactor,
@@ -40,10 +42,11 @@ pub(crate) struct OrderItem<'a> {
     pub descending: bool,
 }
 
-/// One output column of the select list, wildcards expanded.
-pub(crate) struct Item {
+/// One output column of the select list, wildcards expanded. Borrowed from the statement
+/// (cloning would recurse through arbitrarily long operator chains).
+pub(crate) struct Item<'a> {
     pub name: String,
-    pub expr: Expr,
+    pub expr: Cow<'a, Expr>,
 }
 
 fn unsupported<T>(construct: &str) -> Result<T> {
@@ -202,17 +205,17 @@ impl<'a> SelectQuery<'a> {
     }
 
     /// The select list with wildcards expanded over `columns`, each item named.
-    pub(crate) fn items(&self, columns: &[ColumnInfo]) -> Result<Vec<Item>> {
+    pub(crate) fn items(&self, columns: &[ColumnInfo]) -> Result<Vec<Item<'a>>> {
         let mut items = Vec::with_capacity(self.projection.len());
         for (index, item) in self.projection.iter().enumerate() {
             match item {
                 SelectItem::UnnamedExpr(expr) => items.push(Item {
                     name: output_name(index, expr),
-                    expr: expr.clone(),
+                    expr: Cow::Borrowed(expr),
                 }),
                 SelectItem::ExprWithAlias { expr, alias } => items.push(Item {
                     name: alias.value.clone(),
-                    expr: expr.clone(),
+                    expr: Cow::Borrowed(expr),
                 }),
                 SelectItem::Wildcard(options) => {
                     if options.opt_exclude.is_some()
@@ -225,7 +228,7 @@ impl<'a> SelectQuery<'a> {
                     }
                     items.extend(columns.iter().map(|c| Item {
                         name: c.name.clone(),
-                        expr: Expr::Identifier(Ident::new(&c.name)),
+                        expr: Cow::Owned(Expr::Identifier(Ident::new(&c.name))),
                     }));
                 }
                 SelectItem::QualifiedWildcard(..) => return unsupported("qualified wildcards"),
@@ -348,7 +351,7 @@ fn output_name(index: usize, expr: &Expr) -> String {
 /// output name that is not also a column of the table (`is_column`).
 pub(crate) fn item_reference(
     expr: &Expr,
-    items: &[Item],
+    items: &[Item<'_>],
     is_column: impl Fn(&str) -> bool,
 ) -> Result<Option<usize>> {
     if let Some(Literal::Long(ordinal)) = literal(expr)? {

@@ -167,7 +167,13 @@ pub(crate) struct Lowering<'a> {
     pub table: &'a TableInfo,
     pub query: &'a SelectQuery<'a>,
     pub aggregates: Vec<Aggregate>,
+    /// How deep the expression being lowered is nested, against [`TERM_DEPTH_MAX`].
+    depth: usize,
 }
+
+/// How deeply arithmetic may nest. The parser bounds parentheses but not a flat chain like
+/// `a + b + c + ...`, which is a left-deep tree as long as the chain.
+pub(crate) const TERM_DEPTH_MAX: usize = 64;
 
 fn unsupported<T>(construct: impl std::fmt::Display) -> Result<T> {
     Err(QueryError::unsupported(format!(
@@ -181,6 +187,7 @@ impl<'a> Lowering<'a> {
             table,
             query,
             aggregates: Vec::new(),
+            depth: 0,
         }
     }
 
@@ -201,6 +208,18 @@ impl<'a> Lowering<'a> {
     }
 
     pub(crate) fn lower(&mut self, expr: &Expr) -> Result<Term> {
+        if self.depth >= TERM_DEPTH_MAX {
+            return unsupported(format!(
+                "an expression nested more than {TERM_DEPTH_MAX} levels deep"
+            ));
+        }
+        self.depth += 1;
+        let term = self.lower_nested(expr);
+        self.depth -= 1;
+        term
+    }
+
+    fn lower_nested(&mut self, expr: &Expr) -> Result<Term> {
         if let Some(column) = self.column(expr)? {
             return Ok(if column.name == TIME_COLUMN {
                 Term::Time(json!("none"))
@@ -457,14 +476,13 @@ fn check_aggregate_type(
     }
 }
 
-/// The native post-aggregator field computing `term`, whose leaves are aggregates (named by
-/// `name_of`) and numeric constants.
-pub(crate) fn post_aggregator_field(
-    term: &Term,
-    name_of: &dyn Fn(usize) -> String,
-) -> Result<Value> {
+/// The native post-aggregator field computing `term`, whose leaves are aggregates and numeric
+/// constants. Recursion is bounded: terms nest at most [`TERM_DEPTH_MAX`] deep.
+pub(crate) fn post_aggregator_field(term: &Term) -> Result<Value> {
     match term {
-        Term::Aggregate(index) => Ok(json!({"type": "fieldAccess", "fieldName": name_of(*index)})),
+        Term::Aggregate(index) => {
+            Ok(json!({"type": "fieldAccess", "fieldName": aggregate_name(*index)}))
+        }
         Term::Constant(value @ (Literal::Long(_) | Literal::Double(_))) => {
             Ok(json!({"type": "constant", "name": "", "value": value.to_json()}))
         }
@@ -472,15 +490,18 @@ pub(crate) fn post_aggregator_field(
             function,
             left,
             right,
-        } => Ok(json!({
-            "type": "arithmetic",
-            "name": "",
-            "fn": function,
-            "fields": [
-                post_aggregator_field(left, name_of)?,
-                post_aggregator_field(right, name_of)?,
-            ],
-        })),
+        } => Ok(object([
+            ("type", json!("arithmetic")),
+            ("name", json!("")),
+            ("fn", json!(function)),
+            (
+                "fields",
+                Value::Array(vec![
+                    post_aggregator_field(left)?,
+                    post_aggregator_field(right)?,
+                ]),
+            ),
+        ])),
         _ => unsupported("arithmetic on anything but aggregates and numbers"),
     }
 }

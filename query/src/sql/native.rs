@@ -132,7 +132,7 @@ pub(crate) fn plan(
 /// A `scan`: columns only, ordered by `__time` if at all.
 fn scan(
     query: &SelectQuery<'_>,
-    items: &[Item],
+    items: &[Item<'_>],
     terms: &[Term],
     lowering: &Lowering<'_>,
     native: &mut Map<String, Value>,
@@ -162,7 +162,6 @@ fn scan(
     }
     native.insert("queryType".into(), json!("scan"));
     native.insert("resultFormat".into(), json!("list"));
-    native.insert("columns".into(), json!(scanned));
     match query.order_by.as_slice() {
         [] => {}
         [key] => {
@@ -188,9 +187,14 @@ fn scan(
                 "ascending"
             };
             native.insert("order".into(), json!(order));
+            // Druid orders a scan by time only when `__time` is among its columns.
+            if !scanned.iter().any(|c| c == TIME_COLUMN) {
+                scanned.push(TIME_COLUMN.to_string());
+            }
         }
         _ => return unsupported("ORDER BY more than __time without GROUP BY or aggregates"),
     }
+    native.insert("columns".into(), json!(scanned));
     if let Some(limit) = query.limit {
         native.insert("limit".into(), json!(limit));
     }
@@ -212,7 +216,7 @@ fn scan(
 struct Grouping<'a, 'q> {
     lowering: Lowering<'a>,
     query: &'q SelectQuery<'a>,
-    items: &'q [Item],
+    items: &'q [Item<'a>],
     terms: Vec<Term>,
     /// Dimension keys, output as `d0`, `d1`...
     dimensions: Vec<ColumnInfo>,
@@ -232,7 +236,7 @@ impl<'a, 'q> Grouping<'a, 'q> {
     fn new(
         lowering: Lowering<'a>,
         query: &'q SelectQuery<'a>,
-        items: &'q [Item],
+        items: &'q [Item<'a>],
         terms: Vec<Term>,
     ) -> Result<Grouping<'a, 'q>> {
         let mut grouping = Grouping {
@@ -369,7 +373,7 @@ impl<'a, 'q> Grouping<'a, 'q> {
         }
         let (aggregations, mut post_aggregations) = self.lowering.native_aggregations();
         for (index, term) in self.post.iter().enumerate() {
-            let mut field = post_aggregator_field(term, &aggregate_name)?;
+            let mut field = post_aggregator_field(term)?;
             field["name"] = json!(format!("p{index}"));
             post_aggregations.push(field);
         }

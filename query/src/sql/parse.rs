@@ -22,6 +22,11 @@ use crate::{QueryError, Result};
 /// list) do not count against it.
 const NESTING_DEPTH_MAX: usize = 200;
 
+/// How many tokens (whitespace aside) a query may have once its literal `IN` lists are lifted.
+/// A flat chain (`a = 1 OR a = 2 OR ...`) parses into a tree as deep as it is long, which the
+/// parser builds and drops recursively; this bound keeps that within a thread's stack.
+pub(crate) const TOKENS_MAX: usize = 40_000;
+
 /// A parsed statement and the `IN` lists lifted out of it.
 pub(crate) struct Parsed {
     pub statement: Statement,
@@ -64,7 +69,17 @@ fn bind(
 ) -> Result<Vec<TokenWithSpan>> {
     let mut bound = Vec::with_capacity(tokens.len());
     let mut seen = 0;
+    let mut significant = 0;
     for token in tokens {
+        if !matches!(token.token, Token::Whitespace(_)) {
+            significant += 1;
+            if significant > TOKENS_MAX {
+                return Err(QueryError::resource_limit(format!(
+                    "SQL: the query has more than {TOKENS_MAX} tokens outside literal IN lists; \
+                     send long lists of values as IN lists"
+                )));
+            }
+        }
         if !matches!(&token.token, Token::Placeholder(p) if p == "?") {
             bound.push(token);
             continue;
