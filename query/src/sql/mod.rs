@@ -23,6 +23,7 @@
 
 mod clauses;
 mod filter;
+mod grouping;
 mod in_list;
 mod lower;
 mod native;
