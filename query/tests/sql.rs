@@ -281,6 +281,49 @@ mod planning {
     }
 
     #[test]
+    fn time_literals_casts_time_parse_intervals_and_current_timestamp() {
+        let intervals = |sql: &str| native(sql)["intervals"].clone();
+        assert_eq!(
+            intervals(
+                "SELECT COUNT(*) FROM wiki WHERE __time >= CAST('2024-01-01T00:00:00' AS TIMESTAMP) \
+                 AND __time < TIME_PARSE('2024-01-02T00:00:00Z')"
+            ),
+            json!(["2024-01-01T00:00:00.000Z/2024-01-02T00:00:00.000Z"])
+        );
+        assert_eq!(
+            intervals(
+                "SELECT COUNT(*) FROM wiki WHERE __time >= TIMESTAMP '2024-03-01 00:00:00' - INTERVAL '1' MONTH \
+                 AND __time < DATE '2024-03-01' + INTERVAL '2' HOUR"
+            ),
+            json!(["2024-02-01T00:00:00.000Z/2024-03-01T02:00:00.000Z"])
+        );
+        let mut request = request(
+            "SELECT COUNT(*) FROM wiki WHERE __time >= CURRENT_TIMESTAMP - INTERVAL '1' DAY",
+        );
+        request
+            .context
+            .insert("sqlCurrentTimestamp".into(), json!("2024-01-10T12:00:00Z"));
+        let Plan::Native(plan) = plan(&request, &TestCatalog).unwrap() else {
+            panic!("native");
+        };
+        assert_eq!(
+            plan.query["intervals"],
+            json!(["2024-01-09T12:00:00.000Z/146140482-04-24T15:36:27.903Z"])
+        );
+        assert_eq!(plan.query.get("context"), None);
+        assert_error(
+            "SELECT COUNT(*) FROM wiki WHERE __time >= CURRENT_TIMESTAMP - INTERVAL '1' DAY",
+            ErrorKind::BadQuery,
+            "sqlCurrentTimestamp",
+        );
+        assert_error(
+            "SELECT COUNT(*) FROM wiki WHERE __time >= TIMESTAMP '2024-01-01 00:00:00' - INTERVAL '1-2' YEAR TO MONTH",
+            ErrorKind::Unsupported,
+            "INTERVAL",
+        );
+    }
+
+    #[test]
     fn plain_time_grouping_uses_granularity_none() {
         let query = native("SELECT __time, COUNT(*) FROM wiki GROUP BY __time");
         assert_eq!(query["queryType"], "timeseries");

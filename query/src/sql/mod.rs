@@ -34,7 +34,7 @@ mod value;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{QueryControl, Result, SegmentProvider};
+use crate::{QueryControl, QueryError, Result, SegmentProvider};
 
 pub use native::{NativeKind, NativePlan, Source};
 pub use shape::shape;
@@ -146,7 +146,19 @@ impl Plan {
 
 /// Plans `request` against the schema in `catalog`, without running anything.
 pub fn plan(request: &SqlRequest, catalog: &dyn Catalog) -> Result<Plan> {
-    let parsed = parse::parse(&request.query, &request.parameters)?;
+    let now_ms = match request.context.get("sqlCurrentTimestamp") {
+        None => None,
+        Some(now) => Some(
+            now.as_str()
+                .and_then(grove_segment::time::parse_iso_timestamp)
+                .ok_or_else(|| {
+                    QueryError::bad(format!(
+                        "SQL: sqlCurrentTimestamp {now} is not an ISO-8601 timestamp"
+                    ))
+                })?,
+        ),
+    };
+    let parsed = parse::parse(&request.query, &request.parameters, now_ms)?;
     let query = clauses::SelectQuery::from_statement(&parsed.statement, &parsed.in_lists)?;
     match clauses::resolve_table(query.table, catalog)? {
         clauses::TableRef::System(table) => Ok(Plan::System(system::plan(table, &query)?)),

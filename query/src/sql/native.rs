@@ -72,6 +72,7 @@ pub(crate) fn unsupported<T>(construct: impl std::fmt::Display) -> Result<T> {
 const SQL_ONLY_CONTEXT: &[&str] = &[
     "sqlTimeZone",
     "sqlQueryId",
+    "sqlCurrentTimestamp",
     "sqlStringifyArrays",
     "sqlOuterLimit",
     "useApproximateCountDistinct",

@@ -10,6 +10,7 @@ use grove_segment::time::{format_iso, parse_iso_timestamp};
 use serde_json::Value;
 use sqlparser::ast::Statement;
 use sqlparser::dialect::GenericDialect;
+use sqlparser::keywords::Keyword;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
@@ -34,13 +35,15 @@ pub(crate) struct Parsed {
 }
 
 /// Parses `sql` into exactly one statement, binding `parameters` to its `?` placeholders.
-pub(crate) fn parse(sql: &str, parameters: &[SqlParameter]) -> Result<Parsed> {
+/// `now_ms` (Druid's `sqlCurrentTimestamp` context parameter) is what `CURRENT_TIMESTAMP`
+/// stands for; without it `CURRENT_TIMESTAMP` is an error, so planning never reads a clock.
+pub(crate) fn parse(sql: &str, parameters: &[SqlParameter], now_ms: Option<i64>) -> Result<Parsed> {
     let dialect = GenericDialect {};
     let lifted = lift(sql, parameters)?;
     let tokens = Tokenizer::new(&dialect, &lifted.sql)
         .tokenize_with_location()
         .map_err(|e| QueryError::bad(format!("SQL: {e}")))?;
-    let tokens = bind(tokens, parameters, &lifted)?;
+    let tokens = bind(tokens, parameters, &lifted, now_ms)?;
     let mut statements = Parser::new(&dialect)
         .with_recursion_limit(NESTING_DEPTH_MAX)
         .with_tokens_with_locations(tokens)
@@ -66,6 +69,7 @@ fn bind(
     tokens: Vec<TokenWithSpan>,
     parameters: &[SqlParameter],
     lifted: &Lifted,
+    now_ms: Option<i64>,
 ) -> Result<Vec<TokenWithSpan>> {
     let mut bound = Vec::with_capacity(tokens.len());
     let mut seen = 0;
@@ -79,6 +83,18 @@ fn bind(
                      send long lists of values as IN lists"
                 )));
             }
+        }
+        if let (Token::Word(word), Some(now_ms)) = (&token.token, now_ms)
+            && word.keyword == Keyword::CURRENT_TIMESTAMP
+            && word.quote_style.is_none()
+        {
+            let span = token.span;
+            bound.extend(
+                literal_tokens(Literal::Timestamp(now_ms))
+                    .into_iter()
+                    .map(|literal| TokenWithSpan::new(literal, span)),
+            );
+            continue;
         }
         if !matches!(&token.token, Token::Placeholder(p) if p == "?") {
             bound.push(token);

@@ -1,9 +1,12 @@
 //! Literals: SQL constant expressions (numbers, strings, `TIMESTAMP '...'`, `NULL`, booleans)
 //! read into [`Literal`], and their conversions to the native JSON values filters compare with.
 
-use grove_segment::time::parse_iso_timestamp;
+use grove_segment::time::{Period, parse_iso_timestamp};
 use serde_json::{Value, json};
-use sqlparser::ast::{DataType, Expr, UnaryOperator, Value as SqlValue};
+use sqlparser::ast::{
+    BinaryOperator, DataType, DateTimeField, Expr, FunctionArg, FunctionArgExpr, FunctionArguments,
+    Interval as SqlInterval, UnaryOperator, Value as SqlValue,
+};
 
 use super::SqlType;
 use crate::{QueryError, Result};
@@ -89,21 +92,117 @@ pub(crate) fn literal(expr: &Expr) -> Result<Option<Literal>> {
                 SqlValue::SingleQuotedString(s) => s,
                 other => return Err(QueryError::bad(format!("SQL: bad literal {other}"))),
             };
-            match &typed.data_type {
-                DataType::Timestamp(..) | DataType::Datetime(_) | DataType::Date => {
-                    parse_iso_timestamp(text.trim())
-                        .map(|ms| Some(Literal::Timestamp(ms)))
-                        .ok_or_else(|| {
-                            QueryError::bad(format!("SQL: '{text}' is not a valid timestamp"))
-                        })
-                }
-                other => Err(QueryError::unsupported(format!(
-                    "SQL: {other} literals are not supported"
-                ))),
+            if !is_time_type(&typed.data_type) {
+                return Err(QueryError::unsupported(format!(
+                    "SQL: {} literals are not supported",
+                    typed.data_type
+                )));
             }
+            timestamp(text).map(Some)
+        }
+        // `CAST('2024-01-01' AS TIMESTAMP)`, as Superset writes time bounds.
+        Expr::Cast {
+            expr: inner,
+            data_type,
+            format: None,
+            ..
+        } if is_time_type(data_type) => match literal(inner)? {
+            Some(Literal::String(text)) => timestamp(&text).map(Some),
+            Some(Literal::Long(ms) | Literal::Timestamp(ms)) => Ok(Some(Literal::Timestamp(ms))),
+            Some(other) => Err(QueryError::bad(format!(
+                "SQL: {other:?} cannot be cast to a timestamp"
+            ))),
+            None => Ok(None),
+        },
+        // `TIME_PARSE('2024-01-01T00:00:00')`.
+        Expr::Function(function)
+            if function.name.to_string().eq_ignore_ascii_case("TIME_PARSE") =>
+        {
+            let text = match &function.args {
+                FunctionArguments::List(list) => match list.args.as_slice() {
+                    [FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))] => literal(arg)?,
+                    _ => None,
+                },
+                _ => None,
+            };
+            match text {
+                Some(Literal::String(text)) => timestamp(&text).map(Some),
+                _ => Err(QueryError::unsupported(
+                    "SQL: TIME_PARSE is supported only on one constant ISO-8601 string",
+                )),
+            }
+        }
+        Expr::Function(function)
+            if function
+                .name
+                .to_string()
+                .eq_ignore_ascii_case("CURRENT_TIMESTAMP") =>
+        {
+            Err(QueryError::bad(
+                "SQL: CURRENT_TIMESTAMP needs the sqlCurrentTimestamp context parameter",
+            ))
+        }
+        // `TIMESTAMP '...' - INTERVAL '1' DAY`.
+        Expr::BinaryOp {
+            left,
+            op: op @ (BinaryOperator::Plus | BinaryOperator::Minus),
+            right,
+        } if matches!(right.as_ref(), Expr::Interval(_)) => {
+            let Some(Literal::Timestamp(ms)) = literal(left)? else {
+                return Ok(None);
+            };
+            let Expr::Interval(interval) = right.as_ref() else {
+                unreachable!("matched above");
+            };
+            let period = interval_period(interval)?;
+            Ok(Some(Literal::Timestamp(if *op == BinaryOperator::Plus {
+                period.add_to(ms)
+            } else {
+                period.subtract_from(ms)
+            })))
         }
         _ => Ok(None),
     }
+}
+
+fn is_time_type(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Timestamp(..) | DataType::Datetime(_) | DataType::Date
+    )
+}
+
+fn timestamp(text: &str) -> Result<Literal> {
+    parse_iso_timestamp(text.trim())
+        .map(Literal::Timestamp)
+        .ok_or_else(|| QueryError::bad(format!("SQL: '{text}' is not a valid timestamp")))
+}
+
+/// `INTERVAL 'n' UNIT` as a period.
+fn interval_period(interval: &SqlInterval) -> Result<Period> {
+    let count = match literal(&interval.value)? {
+        Some(Literal::Long(n)) => Some(n),
+        Some(Literal::String(text)) => text.trim().parse::<i64>().ok(),
+        _ => None,
+    };
+    let period = match (count, &interval.leading_field, &interval.last_field) {
+        (Some(n), Some(unit), None) if n >= 0 => match unit {
+            DateTimeField::Second | DateTimeField::Seconds => format!("PT{n}S"),
+            DateTimeField::Minute | DateTimeField::Minutes => format!("PT{n}M"),
+            DateTimeField::Hour | DateTimeField::Hours => format!("PT{n}H"),
+            DateTimeField::Day | DateTimeField::Days => format!("P{n}D"),
+            DateTimeField::Week(_) | DateTimeField::Weeks => format!("P{n}W"),
+            DateTimeField::Month | DateTimeField::Months => format!("P{n}M"),
+            DateTimeField::Year | DateTimeField::Years => format!("P{n}Y"),
+            _ => String::new(),
+        },
+        _ => String::new(),
+    };
+    Period::parse(&period).map_err(|_| {
+        QueryError::unsupported(format!(
+            "SQL: INTERVAL {interval} is not supported (use INTERVAL 'n' SECOND/MINUTE/HOUR/DAY/WEEK/MONTH/YEAR)"
+        ))
+    })
 }
 
 fn value_literal(value: &SqlValue) -> Result<Literal> {
