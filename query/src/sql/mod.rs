@@ -3,23 +3,27 @@
 //! `sys.segments`) are answered from the [`Catalog`].
 //!
 //! The pipeline is three pure steps and one call into the engine:
-//! 1. [`plan`]: `?` parameters are bound at token level ([`parse`]), the one `SELECT` is checked
-//!    for constructs Grove does not run (joins, subqueries, window functions, set operations...),
-//!    then planned as Druid's SQL planner does ([`native`]): aggregates without `GROUP BY` → a
-//!    `timeseries` with granularity `all`; a single time floor → a `timeseries` with that
+//! 1. [`plan`]: literal `IN` lists are lifted out of the text (`in_list.rs`) and `?` parameters
+//!    bound at token level (`parse.rs`); the one `SELECT` is checked for constructs Grove does not
+//!    run (joins, subqueries, window functions, set operations...: `clauses.rs`); expressions are
+//!    lowered to terms (`lower.rs`) and planned as Druid's SQL planner does (`native.rs`,
+//!    `grouping.rs`): aggregates without `GROUP BY` → `timeseries` with granularity `all` (or
+//!    `timeBoundary` for `MIN`/`MAX(__time)` alone); a single time floor → `timeseries` with that
 //!    granularity; one string dimension ordered by an aggregate with a `LIMIT` → `topN`; other
-//!    groupings → `groupBy`; no aggregates → `scan`. `WHERE` becomes a native filter ([`filter`]),
+//!    groupings → `groupBy`; no aggregates → `scan`. `WHERE` becomes a native filter (`filter.rs`),
 //!    with top-level `__time` ranges moved into the query's `intervals`.
-//! 2. [`crate::run_native`] runs the native JSON (system tables skip this step: [`system`]).
+//! 2. [`crate::run_native`] runs the native JSON (system tables skip this step: `system.rs`).
 //! 3. [`shape`]: the Druid-shaped result becomes [`SqlResult`] rows, mapping internal output names
 //!    (`d0`, `a0`, `p0`) back to the SQL column names and types.
 //!
-//! Invariants: planning never looks at data, so a plan is a pure function of the SQL, its
-//! parameters and the catalog's schema; every output column of a plan has exactly one source in the
-//! native result; planning is linear in the size of the SQL text (a 10,000-value `IN` list is one
-//! flat loop) and recursion is bounded by the parser's nesting limit, never by list lengths.
-//! Unsupported SQL is an error naming the construct (`SQL: JOIN is not supported`), never a
-//! silently different answer.
+//! Invariants: planning never looks at data or a clock (`CURRENT_TIMESTAMP` comes from the
+//! `sqlCurrentTimestamp` context parameter), so a plan is a pure function of the SQL, its
+//! parameters, its context and the catalog's schema; every output column of a plan has exactly
+//! one source in the native result; planning is linear in the size of the SQL text (a
+//! 10,000-value `IN` list is one flat loop, never 10,000 parsed expressions); recursion is
+//! bounded by the parser's nesting limit, `lower.rs`'s term depth and a token limit, never by
+//! list lengths. Unsupported SQL is an error naming the construct (`SQL: JOIN is not
+//! supported`), never a silently different answer.
 
 mod clauses;
 mod filter;
