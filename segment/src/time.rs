@@ -52,7 +52,8 @@ fn digits(bytes: &[u8], at: usize, count: usize) -> Option<i64> {
     Some(value)
 }
 
-/// Parses an ISO-8601 timestamp: `YYYY-MM-DD`, optionally followed by `T` (or a space) and
+/// Parses an ISO-8601 timestamp: `YYYY-MM-DD` (the year may be signed and longer, as in
+/// Druid's eternity), optionally followed by `T` (or a space) and
 /// `HH[:MM[:SS[.fraction]]]`, optionally followed by `Z` or an offset `±HH[:MM]`. Without a zone the
 /// time is UTC, as Druid assumes. Returns milliseconds since the epoch.
 pub fn parse_iso_timestamp(text: &str) -> Option<i64> {
@@ -62,8 +63,13 @@ pub fn parse_iso_timestamp(text: &str) -> Option<i64> {
         b'+' => (1, 1),
         _ => (1, 0),
     };
-    let year = sign * digits(b, start, 4)?;
-    let mut i = start + 4;
+    // Four digits, or more for the extended years of Druid's eternity (`146140482-04-24...`).
+    let year_digits = b[start..].iter().take_while(|c| c.is_ascii_digit()).count();
+    if !(4..=9).contains(&year_digits) {
+        return None;
+    }
+    let year = sign * digits(b, start, year_digits)?;
+    let mut i = start + year_digits;
     let (month, day) = if b.get(i) == Some(&b'-') {
         let month = digits(b, i + 1, 2)?;
         i += 3;
@@ -163,9 +169,11 @@ pub struct Interval {
 
 impl Interval {
     /// Druid's eternity: the widest interval it accepts.
+    /// (`-146136543-09-08T08:23:32.096Z/146140482-04-24T15:36:27.903Z`, Joda's
+    /// `Long.MIN_VALUE / 2 .. Long.MAX_VALUE / 2`).
     pub const ETERNITY: Interval = Interval {
-        start_ms: -146_136_543 * MS_PER_DAY,
-        end_ms: 146_140_482 * MS_PER_DAY,
+        start_ms: i64::MIN / 2,
+        end_ms: i64::MAX / 2,
     };
 
     pub fn new(start_ms: i64, end_ms: i64) -> Interval {
@@ -748,6 +756,20 @@ impl<'de> Deserialize<'de> for TimestampFormat {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn druid_eternity_round_trips() {
+        let text = "-146136543-09-08T08:23:32.096Z/146140482-04-24T15:36:27.903Z";
+        let eternity = Interval::parse(text).unwrap();
+        assert_eq!(eternity, Interval::ETERNITY);
+        assert_eq!(eternity.to_string(), text);
+        assert_eq!(
+            parse_iso_timestamp("12345-01-01"),
+            Some(days_from_civil(12345, 1, 1) * MS_PER_DAY)
+        );
+        assert_eq!(parse_iso_timestamp("1234567890-01-01"), None);
+        assert_eq!(parse_iso_timestamp("999-01-01"), None);
+    }
 
     #[test]
     fn iso_round_trip() {
