@@ -430,8 +430,88 @@ enum State {
     TimedLong(Vec<Option<(i64, Option<i64>)>>),
     TimedDouble(Vec<Option<(i64, Option<f64>)>>),
     TimedString(Vec<Option<(i64, Option<String>)>>),
-    Ids(Vec<RoaringBitmap>),
+    Ids(IdSets),
     Sketch(Vec<Option<Box<HllSketch>>>),
+}
+
+/// The dictionary ids each group has seen (distinct counting of one string column): a bitset per
+/// group while that stays small (one bit per dictionary entry per group), roaring bitmaps past it.
+enum IdSets {
+    Bits { words: usize, bits: Vec<u64> },
+    Roaring(Vec<RoaringBitmap>),
+}
+
+/// Most bitset words (8 bytes each) before [`IdSets`] switches to roaring bitmaps.
+const ID_BITSET_WORDS_MAX: usize = 1 << 21;
+
+impl IdSets {
+    fn new(dictionary_len: usize) -> IdSets {
+        IdSets::Bits {
+            words: dictionary_len.div_ceil(64).max(1),
+            bits: Vec::new(),
+        }
+    }
+
+    fn reserve(&mut self, groups: usize) {
+        match self {
+            IdSets::Bits { words, bits } if groups * *words <= ID_BITSET_WORDS_MAX => {
+                bits.resize(groups * *words, 0);
+            }
+            IdSets::Bits { words, bits } => {
+                let words = *words;
+                let mut sets: Vec<RoaringBitmap> = bits
+                    .chunks(words)
+                    .map(|group| {
+                        RoaringBitmap::from_sorted_iter(set_bits(group))
+                            .expect("bits come out in order")
+                    })
+                    .collect();
+                sets.resize_with(groups, RoaringBitmap::new);
+                *self = IdSets::Roaring(sets);
+            }
+            IdSets::Roaring(v) => v.resize_with(groups, RoaringBitmap::new),
+        }
+    }
+
+    #[inline]
+    fn insert(&mut self, g: usize, id: u32) {
+        match self {
+            IdSets::Bits { words, bits } => {
+                bits[g * *words + (id / 64) as usize] |= 1 << (id % 64);
+            }
+            IdSets::Roaring(v) => {
+                v[g].insert(id);
+            }
+        }
+    }
+
+    /// Group `g`'s ids, emptying it.
+    fn take(&mut self, g: usize) -> RoaringBitmap {
+        match self {
+            IdSets::Bits { words, bits } => {
+                let group = &mut bits[g * *words..(g + 1) * *words];
+                let set = RoaringBitmap::from_sorted_iter(set_bits(group))
+                    .expect("bits come out in order");
+                group.fill(0);
+                set
+            }
+            IdSets::Roaring(v) => std::mem::take(&mut v[g]),
+        }
+    }
+}
+
+/// The positions of the set bits of `words`, ascending.
+fn set_bits(words: &[u64]) -> impl Iterator<Item = u32> + '_ {
+    words.iter().enumerate().flat_map(|(w, &word)| {
+        let mut rest = word;
+        std::iter::from_fn(move || {
+            (rest != 0).then(|| {
+                let bit = rest.trailing_zeros();
+                rest &= rest - 1;
+                w as u32 * 64 + bit
+            })
+        })
+    })
 }
 
 /// One aggregator's per-segment accumulator.
@@ -509,7 +589,10 @@ impl<'a> Acc<'a> {
                 match columns.as_slice() {
                     [Column::String(s)] if !s.is_multi_value() => {
                         ids_column = Some(*s);
-                        (Input::Ids(IdCursor::new(*s)), State::Ids(Vec::new()))
+                        (
+                            Input::Ids(IdCursor::new(*s)),
+                            State::Ids(IdSets::new(s.dictionary_len())),
+                        )
                     }
                     _ => {
                         if columns.iter().any(|c| matches!(c, Column::Sketch(_))) {
@@ -580,7 +663,7 @@ impl<'a> Acc<'a> {
             State::TimedLong(v) => v.resize(groups, None),
             State::TimedDouble(v) => v.resize(groups, None),
             State::TimedString(v) => v.resize(groups, None),
-            State::Ids(v) => v.resize_with(groups, RoaringBitmap::new),
+            State::Ids(v) => v.reserve(groups),
             State::Sketch(v) => v.resize_with(groups, || None),
         }
     }
@@ -642,7 +725,7 @@ impl<'a> Acc<'a> {
                 if let State::Ids(sets) = &mut self.state {
                     for i in 0..n {
                         if valid[i] {
-                            sets[groups[i] as usize].insert(cursor.get(rows[i])?);
+                            sets.insert(groups[i] as usize, cursor.get(rows[i])?);
                         }
                     }
                 }
@@ -844,18 +927,29 @@ impl<'a> Acc<'a> {
             State::TimedString(v) => AggValue::TimedString(v[g].take()),
             State::Sketch(v) => AggValue::Sketch(v[g].take()),
             State::Ids(v) => {
-                let ids = std::mem::take(&mut v[g]);
+                let ids = v.take(g);
                 let lg_k = match self.def.kind {
                     AggKind::Distinct { lg_k, .. } => lg_k,
                     _ => DEFAULT_LG_K,
                 };
                 let mut sketch = HllSketch::new(lg_k);
                 let column = self.ids_column.expect("ids input has its column");
-                let mut buf = String::new();
-                for id in ids {
-                    // Null is not a value: distinct counts skip it, as in Druid.
-                    if column.value_into(id, &mut buf)? {
-                        sketch.update_str(&buf);
+                // Null is not a value: distinct counts skip it, as in Druid.
+                if ids.len() as usize * 8 > column.dictionary_len() {
+                    // Most of the dictionary: decode it in order (front coding is sequential).
+                    column.for_each_value(|id, text| {
+                        if let Some(text) = text
+                            && ids.contains(id)
+                        {
+                            sketch.update_str(text);
+                        }
+                    })?;
+                } else {
+                    let mut buf = String::new();
+                    for id in ids {
+                        if column.value_into(id, &mut buf)? {
+                            sketch.update_str(&buf);
+                        }
                     }
                 }
                 AggValue::Sketch(Some(Box::new(sketch)))
@@ -976,5 +1070,34 @@ pub fn compare_numbers(a: Option<f64>, b: Option<f64>) -> Ordering {
         (None, Some(_)) => Ordering::Less,
         (Some(_), None) => Ordering::Greater,
         (Some(x), Some(y)) => x.total_cmp(&y),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_sets_keep_their_ids_when_they_switch_to_roaring() {
+        let mut sets = IdSets::new(1_000_000);
+        sets.reserve(2);
+        sets.insert(0, 5);
+        sets.insert(0, 999_999);
+        sets.insert(1, 64);
+        assert!(matches!(sets, IdSets::Bits { .. }));
+        // 1,000 groups of 15,625 words each is past the bitset budget.
+        sets.reserve(1_000);
+        assert!(matches!(sets, IdSets::Roaring(_)));
+        sets.insert(999, 7);
+        assert_eq!(sets.take(0).iter().collect::<Vec<_>>(), vec![5, 999_999]);
+        assert_eq!(sets.take(1).iter().collect::<Vec<_>>(), vec![64]);
+        assert_eq!(sets.take(999).iter().collect::<Vec<_>>(), vec![7]);
+        assert!(sets.take(0).is_empty());
+        let mut small = IdSets::new(100);
+        small.reserve(1);
+        small.insert(0, 63);
+        small.insert(0, 0);
+        assert_eq!(small.take(0).iter().collect::<Vec<_>>(), vec![0, 63]);
+        assert!(small.take(0).is_empty());
     }
 }
