@@ -128,6 +128,33 @@ impl Grove {
     }
 }
 
+impl Grove {
+    /// Waits until a count over everything sees `rows` rows: a task reports SUCCESS before the
+    /// server has loaded its segments into the segment cache. Returns the wait.
+    pub fn wait_queryable(&self, rows: u64) -> Duration {
+        let started = Instant::now();
+        let query = json!({
+            "queryType": "timeseries", "dataSource": DATA_SOURCE, "granularity": "all",
+            "intervals": ["1000-01-01/3000-01-01"],
+            "aggregations": [{"type": "count", "name": "rows"}]
+        })
+        .to_string();
+        loop {
+            let (status, text) = self.post_text(&self.agent, "/druid/v2", &query);
+            assert_eq!(status, 200, "count: {text}");
+            let seen = parse(&text)[0]["result"]["rows"].as_u64().unwrap_or(0);
+            if seen == rows {
+                return started.elapsed();
+            }
+            assert!(
+                seen < rows && started.elapsed() < INGEST_LIMIT,
+                "the server serves {seen} rows of {rows}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 impl Drop for Grove {
     fn drop(&mut self) {
         let _ = self.child.kill();
