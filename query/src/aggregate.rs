@@ -690,10 +690,12 @@ impl<'a> Acc<'a> {
         self.scratch_null.resize(n, false);
         let valid = &mut self.scratch_valid;
         let null = &mut self.scratch_null;
+        let sparse = crate::column::is_sparse(rows);
         match &mut self.input {
             Input::None => {}
             Input::Missing => null.fill(true),
             Input::Long(cursor, nulls) => {
+                cursor.set_sparse(sparse);
                 self.scratch_long.clear();
                 for (i, &r) in rows.iter().enumerate() {
                     if nulls.is_some_and(|n| n.contains(r)) {
@@ -722,6 +724,7 @@ impl<'a> Acc<'a> {
                 }
             }
             Input::Ids(cursor) => {
+                cursor.set_sparse(sparse);
                 if let State::Ids(sets) = &mut self.state {
                     for i in 0..n {
                         if valid[i] {

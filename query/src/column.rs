@@ -91,7 +91,21 @@ pub struct LongCursor<'a> {
     column: LongColumn<'a>,
     block: usize,
     buf: Box<[i64; BLOCK_ROWS]>,
+    /// Read single values instead of decoding blocks (few rows per block).
+    sparse: bool,
 }
+
+/// Whether `rows` (ascending) are so spread out that reading single values beats decoding the
+/// 1,024-row blocks they fall in.
+pub fn is_sparse(rows: &[u32]) -> bool {
+    match (rows.first(), rows.last()) {
+        (Some(&a), Some(&b)) => (b - a) as usize > rows.len() * SPARSE_SPREAD,
+        _ => false,
+    }
+}
+
+/// Rows per selected row above which a batch counts as sparse.
+const SPARSE_SPREAD: usize = 64;
 
 impl<'a> LongCursor<'a> {
     pub fn new(column: LongColumn<'a>) -> LongCursor<'a> {
@@ -99,12 +113,21 @@ impl<'a> LongCursor<'a> {
             column,
             block: usize::MAX,
             buf: Box::new([0; BLOCK_ROWS]),
+            sparse: false,
         }
+    }
+
+    /// Switches between block decoding (dense rows) and single-value reads (sparse rows).
+    pub fn set_sparse(&mut self, sparse: bool) {
+        self.sparse = sparse;
     }
 
     #[inline]
     pub fn get(&mut self, row: u32) -> i64 {
         let row = row as usize;
+        if self.sparse && row / BLOCK_ROWS != self.block {
+            return self.column.get(row);
+        }
         let b = row / BLOCK_ROWS;
         if b != self.block {
             self.column.decode_block(b, &mut self.buf);
@@ -145,6 +168,8 @@ pub struct IdCursor<'a> {
     column: StringColumn<'a>,
     block: usize,
     buf: Vec<u32>,
+    sparse: bool,
+    one: Vec<u32>,
 }
 
 impl<'a> IdCursor<'a> {
@@ -153,12 +178,23 @@ impl<'a> IdCursor<'a> {
             column,
             block: usize::MAX,
             buf: vec![0; BLOCK_ROWS],
+            sparse: false,
+            one: Vec::with_capacity(1),
         }
+    }
+
+    /// Switches between block decoding (dense rows) and single-id reads (sparse rows).
+    pub fn set_sparse(&mut self, sparse: bool) {
+        self.sparse = sparse;
     }
 
     #[inline]
     pub fn get(&mut self, row: u32) -> Result<u32> {
         let row = row as usize;
+        if self.sparse && row / BLOCK_ROWS != self.block {
+            self.column.row_ids(row, &mut self.one);
+            return Ok(self.one[0]);
+        }
         let b = row / BLOCK_ROWS;
         if b != self.block {
             let start = b * BLOCK_ROWS;

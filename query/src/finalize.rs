@@ -276,24 +276,29 @@ pub fn compare_json(a: &Json, b: &Json, ordering: Ordering) -> CmpOrdering {
         }
         _ => {}
     }
-    let text = |j: &Json| match j {
-        Json::String(s) => s.clone(),
-        other => other.to_string(),
-    };
     let (x, y) = (text(a), text(b));
+    let (x, y) = (x.as_ref(), y.as_ref());
     match ordering {
-        Ordering::Lexicographic => x.cmp(&y),
-        Ordering::Strlen => x.len().cmp(&y.len()).then_with(|| x.cmp(&y)),
+        Ordering::Lexicographic => x.cmp(y),
+        Ordering::Strlen => x.len().cmp(&y.len()).then_with(|| x.cmp(y)),
         Ordering::Numeric => {
             let p = |s: &str| s.trim().parse::<f64>().ok();
-            match (p(&x), p(&y)) {
+            match (p(x), p(y)) {
                 (Some(u), Some(v)) => u.total_cmp(&v),
                 (None, Some(_)) => CmpOrdering::Less,
                 (Some(_), None) => CmpOrdering::Greater,
-                (None, None) => x.cmp(&y),
+                (None, None) => x.cmp(y),
             }
         }
-        Ordering::Alphanumeric => alphanumeric(&x, &y),
+        Ordering::Alphanumeric => alphanumeric(x, y),
+    }
+}
+
+/// A result value's text: strings borrowed, anything else printed.
+fn text(j: &Json) -> std::borrow::Cow<'_, str> {
+    match j {
+        Json::String(s) => std::borrow::Cow::Borrowed(s),
+        other => std::borrow::Cow::Owned(other.to_string()),
     }
 }
 

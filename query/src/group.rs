@@ -309,6 +309,15 @@ pub fn group_segment(
             let mut emit = |batch: &[u32]| -> Result<()> {
                 pair_rows.clear();
                 pair_groups.clear();
+                let sparse = crate::column::is_sparse(batch);
+                for d in dims.iter_mut() {
+                    match d {
+                        DimReader::Ids(c, _) => c.set_sparse(sparse),
+                        DimReader::Long(c, _) => c.set_sparse(sparse),
+                        _ => {}
+                    }
+                }
+                time_cursor.set_sparse(sparse);
                 match &dense {
                     Some(strides) => {
                         for &r in batch {
@@ -473,13 +482,20 @@ fn top_groups(table: &GroupTable, acc: &Acc<'_>, top: &TopGroups) -> Result<Vec<
             g,
         ));
     }
-    ranked.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
+    // Per bucket: select the best `keep` without sorting the rest.
+    ranked.sort_unstable_by_key(|r| r.0);
+    let order =
+        |a: &(i64, f64, usize), b: &(i64, f64, usize)| a.1.total_cmp(&b.1).then(a.2.cmp(&b.2));
     let mut kept = Vec::new();
     let mut start = 0;
     while start < ranked.len() {
         let b = ranked[start].0;
         let end = start + ranked[start..].iter().take_while(|r| r.0 == b).count();
-        kept.extend(ranked[start..end].iter().take(top.keep).map(|r| r.2));
+        let bucket = &mut ranked[start..end];
+        if bucket.len() > top.keep {
+            bucket.select_nth_unstable_by(top.keep - 1, order);
+        }
+        kept.extend(bucket.iter().take(top.keep).map(|r| r.2));
         start = end;
     }
     kept.sort_unstable();

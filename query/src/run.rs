@@ -437,12 +437,20 @@ fn group_by(
         .chain(q.post_aggregations.iter().map(|p| p.name()))
         .collect();
     let mut out = Vec::new();
-    for subset in subtotals {
+    let mut merged = Some(merged);
+    let last = subtotals.len().saturating_sub(1);
+    for (n, subset) in subtotals.into_iter().enumerate() {
+        // The last use of the merged groups takes them; earlier subtotals re-key a view.
+        let source = if n == last {
+            merged.take().unwrap_or_default()
+        } else {
+            merged.clone().unwrap_or_default()
+        };
         let grouped = match &subset {
-            None => merged.clone(),
+            None => source,
             Some(keep) => {
                 let mut regrouped = Grouped::new();
-                for (key, values) in &merged {
+                for (key, values) in &source {
                     let dims = (0..key.dims.len())
                         .map(|i| {
                             if keep.contains(&i) {
