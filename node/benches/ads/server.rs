@@ -129,8 +129,8 @@ impl Grove {
 }
 
 impl Grove {
-    /// Waits until a count over everything sees `rows` rows: a task reports SUCCESS before the
-    /// server has loaded its segments into the segment cache. Returns the wait.
+    /// Checks that a count over everything sees all `rows` rows (the server serves a task's
+    /// segments as it reports SUCCESS; this waits briefly should that ever lag). Returns the wait.
     pub fn wait_queryable(&self, rows: u64) -> Duration {
         let started = Instant::now();
         let query = json!({

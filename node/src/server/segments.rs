@@ -58,7 +58,22 @@ impl SegmentCache {
             .add(&record.id, record.core_partitions, Arc::new(segment))
     }
 
-    fn open(&self, record: &SegmentRecord) -> Result<Segment, String> {
+    /// Starts serving segments already opened with [`SegmentCache::open`], all at once (one
+    /// lock), so a query sees all of them or none.
+    pub fn serve(&self, opened: Vec<(SegmentRecord, Segment)>) -> Result<(), String> {
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        for (record, segment) in opened {
+            state.records.insert(record.id.clone(), record.clone());
+            state
+                .timelines
+                .add(&record.id, record.core_partitions, Arc::new(segment))?;
+        }
+        Ok(())
+    }
+
+    /// Pulls a segment into the cache (unless a valid copy is there) and opens it, without
+    /// serving it yet.
+    pub fn open(&self, record: &SegmentRecord) -> Result<Segment, String> {
         let load_spec: LoadSpec = serde_json::from_value(record.load_spec.clone())
             .map_err(|e| format!("unreadable load spec: {e}"))?;
         let path = self

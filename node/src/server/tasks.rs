@@ -1,7 +1,7 @@
 //! The task runner: a submitted batch ingestion task is recorded RUNNING in the metadata store,
 //! run on a blocking thread with `grove_segment::ingest::run_batch` into local deep storage, and
-//! ends in one of two ways: its segments are published (one command that also marks it SUCCESS)
-//! and loaded for querying, or it is marked FAILED with the error and the parse report.
+//! ends in one of two ways: its segments are pulled into the segment cache and opened, published
+//! (one command that also marks it SUCCESS) and served at once, or it is marked FAILED with the error and the parse report.
 //!
 //! After a publish the loaded segments that the new version fully overshadows are marked unused
 //! and unloaded (the coordinator's duty, done inline while everything runs in one process).
@@ -169,14 +169,24 @@ fn publish(node: &Node, record: &TaskRecord, result: BatchResult) {
         report: report.clone(),
         ended_ms: created_ms,
     };
+    // Open every segment before publishing, so they are queryable the moment the task reads as
+    // SUCCESS (serving them after the publish is one in-memory step).
+    let mut opened = Vec::with_capacity(segments.len());
+    for segment in &segments {
+        match node.segments.open(segment) {
+            Ok(s) => opened.push((segment.clone(), s)),
+            Err(e) => {
+                let error = format!("segment {}: {e}", segment.id);
+                return finish_failed(node, record.clone(), error, Some(report));
+            }
+        }
+    }
     if let Err(e) = node.store.apply(command) {
         let error = format!("publishing segments: {e}");
         return finish_failed(node, record.clone(), error, Some(report));
     }
-    for segment in &segments {
-        if let Err(e) = node.segments.load(segment) {
-            eprintln!("warning: task {}: not serving {e}", record.id);
-        }
+    if let Err(e) = node.segments.serve(opened) {
+        eprintln!("warning: task {}: not serving its segments: {e}", record.id);
     }
     retire_overshadowed(node);
 }
