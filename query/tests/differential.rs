@@ -275,3 +275,50 @@ proptest! {
         prop_assert_eq!(got, expected);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// topN is exact: the oracle's groups ranked by clicks (ties by value, null first).
+    #[test]
+    fn top_n_equals_the_oracle_ranking(
+        events in proptest::collection::vec(event(), 0..250),
+        dim in proptest::sample::select(&["country", "device", "tags"][..]),
+        threshold in 1usize..5,
+        ascending in any::<bool>(),
+    ) {
+        let provider = Fixed(segments(&events, |i| i % 2 == 1));
+        let metric = if ascending {
+            json!({"type": "inverted", "metric": "clicks"})
+        } else {
+            json!("clicks")
+        };
+        let query = json!({
+            "queryType": "topN", "dataSource": "events", "intervals": ["2024-03-01/2024-03-04"],
+            "dimension": dim, "metric": metric, "threshold": threshold,
+            "aggregations": [{"type": "longSum", "name": "clicks", "fieldName": "clicks"}]
+        });
+        let result = run_native(&query, &provider, &Parallel(2)).unwrap();
+        let got: Vec<(String, i64)> = result
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|b| b["result"].as_array().unwrap().clone())
+            .map(|r| (key_text(&r[dim]), r["clicks"].as_i64().unwrap()))
+            .collect();
+        let all = oracle(&events, None, &[dim], Granularity::All,
+            (ts("2024-03-01T00:00:00Z"), ts("2024-03-04T00:00:00Z")));
+        let mut expected: Vec<(String, i64)> = all
+            .into_iter()
+            .map(|((_, k), v)| (k[0].clone(), v[1].as_i64().unwrap()))
+            .collect();
+        // The oracle's key text of null is "null"; order nulls first, then by value.
+        let rank = |s: &String| (s != "null", s.clone());
+        expected.sort_by(|a, b| {
+            let by = if ascending { a.1.cmp(&b.1) } else { b.1.cmp(&a.1) };
+            by.then_with(|| rank(&a.0).cmp(&rank(&b.0)))
+        });
+        expected.truncate(threshold);
+        prop_assert_eq!(got, expected);
+    }
+}
