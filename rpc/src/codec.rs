@@ -92,6 +92,31 @@ pub fn decode_limited<T: Message>(bytes: &[u8], claim_bytes_max: usize) -> Resul
     Ok(value)
 }
 
+/// Encodes a serde value with bincode's serde adapter (same configuration and ceiling as
+/// [`encode`]), for types that derive serde rather than the codec's traits (openraft's
+/// messages, say). Wrap such a type in [`bincode::serde::Compat`] to use it as a [`Message`].
+pub fn encode_serde<T: serde::Serialize + ?Sized>(value: &T) -> Result<Bytes, RpcError> {
+    let mut writer = CappedWriter::new(BytesMut::new(), FRAME_BYTES_CEILING);
+    bincode::serde::encode_into_writer(value, &mut writer, CONFIG)
+        .map_err(|e| RpcError::malformed(format!("encode: {e}")))?;
+    writer.finish(0, FRAME_BYTES_CEILING).map(BytesMut::freeze)
+}
+
+/// Decodes what [`encode_serde`] wrote; every byte must be used. Self-describing serde values
+/// (`serde_json::Value`, internally tagged enums) do not decode: bincode is not
+/// self-describing.
+pub fn decode_serde<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, RpcError> {
+    let (value, read) = bincode::serde::decode_from_slice::<T, _>(bytes, CONFIG)
+        .map_err(|e| RpcError::malformed(format!("decode: {e}")))?;
+    if read != bytes.len() {
+        return Err(RpcError::malformed(format!(
+            "decode: {} trailing bytes after the payload",
+            bytes.len() - read
+        )));
+    }
+    Ok(value)
+}
+
 /// A bincode reader over a slice that exposes what is left (bincode's own keeps it private).
 struct SliceInput<'a> {
     rest: &'a [u8],

@@ -142,8 +142,9 @@ pub enum Command {
     },
 }
 
-/// Why a command was refused or a read failed.
-#[derive(Debug, thiserror::Error)]
+/// Why a command was refused or a read failed. Serializable, so a refusal decided by the Raft
+/// leader's apply step reaches a client on another node unchanged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum MetadataError {
     #[error("unknown task '{0}'")]
     UnknownTask(String),
