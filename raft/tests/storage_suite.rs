@@ -1,6 +1,9 @@
 //! openraft's storage conformance suite (`openraft::testing::Suite`) against the sled log
 //! store and the state machine, each run on a fresh sled database in a temporary directory.
 
+// openraft's storage traits fix `StorageError` (large) as the error type of every method.
+#![allow(clippy::result_large_err)]
+
 use grove_raft::replicated::{SledLogStore, StateMachineStore, TypeConfig};
 use openraft::StorageError;
 use openraft::testing::{StoreBuilder, Suite};

@@ -15,6 +15,9 @@
 //! current-thread runtime while the disk works, so paused-time tests cannot see timers fire
 //! "during" a write.
 
+// openraft's storage traits fix `StorageError` (large) as the error type of every method.
+#![allow(clippy::result_large_err)]
+
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 
@@ -74,7 +77,9 @@ impl SledLogStore {
     }
 
     fn last_purged(&self) -> StorageResult<Option<LogId<RaftNodeId>>> {
-        Ok(self.get_meta::<Option<LogId<RaftNodeId>>>("last_purged")?.flatten())
+        Ok(self
+            .get_meta::<Option<LogId<RaftNodeId>>>("last_purged")?
+            .flatten())
     }
 }
 
@@ -155,7 +160,9 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
     }
 
     async fn read_committed(&mut self) -> StorageResult<Option<LogId<RaftNodeId>>> {
-        Ok(self.get_meta::<Option<LogId<RaftNodeId>>>("committed")?.flatten())
+        Ok(self
+            .get_meta::<Option<LogId<RaftNodeId>>>("committed")?
+            .flatten())
     }
 
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> StorageResult<()>

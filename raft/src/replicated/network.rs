@@ -30,8 +30,8 @@ use openraft::error::{
 };
 use openraft::network::RPCOption;
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest,
-    InstallSnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use openraft::{AnyError, RaftNetwork, RaftNetworkFactory};
 use serde::{Deserialize, Serialize};
@@ -43,7 +43,9 @@ use super::types::{ClientRequest, GroveNode, RaftNodeId, TypeConfig, Verdict};
 pub enum LeaderReply<T> {
     Done(T),
     /// This member is not the leader; `leader` is the one it knows of.
-    NotLeader { leader: Option<RaftNodeId> },
+    NotLeader {
+        leader: Option<RaftNodeId>,
+    },
     /// The leader could not do it now (its Raft stopped, no quorum answered, another
     /// membership change is in progress): worth retrying, here or on the next leader.
     Failed(String),
@@ -184,9 +186,9 @@ impl PeerClient {
         entries: usize,
     ) -> RaftRpcError<E> {
         match error {
-            RpcError::FrameTooLarge { .. } if entries > 1 => RPCError::PayloadTooLarge(
-                PayloadTooLarge::new_entries_hint((entries / 2) as u64),
-            ),
+            RpcError::FrameTooLarge { .. } if entries > 1 => {
+                RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint((entries / 2) as u64))
+            }
             e if e.is_not_sent() => RPCError::Unreachable(Unreachable::new(&e)),
             e => self.failure(method, e.to_string()),
         }
@@ -226,9 +228,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
                     RaftError::APIError(InstallSnapshotError::SnapshotMismatch(mismatch)),
                 ))
             }
-            InstallSnapshotFailure::Other(message) => {
-                self.failure(InstallSnapshot::NAME, message)
-            }
+            InstallSnapshotFailure::Other(message) => self.failure(InstallSnapshot::NAME, message),
         })
     }
 

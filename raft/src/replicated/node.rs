@@ -334,7 +334,10 @@ impl RaftNode {
             id: self.next_request_id(),
             command,
         };
-        self.submit(request).await?.result.map_err(ReplicaError::Command)
+        self.submit(request)
+            .await?
+            .result
+            .map_err(ReplicaError::Command)
     }
 
     /// Applies a request with a caller-chosen id (a retry of an earlier write keeps its id):
@@ -354,10 +357,7 @@ impl RaftNode {
             LeaderDone::ReadIndex(index) => index,
             other => unreachable!("a read index answered {other:?}"),
         };
-        let left = self
-            .inner
-            .request_timeout
-            .saturating_sub(started.elapsed());
+        let left = self.inner.request_timeout.saturating_sub(started.elapsed());
         self.inner
             .raft
             .wait(Some(left))
@@ -410,7 +410,10 @@ impl RaftNode {
     }
 
     async fn admin(&self, request: AdminRequest) -> Result<(), ReplicaError> {
-        self.inner.on_leader(LeaderOp::Admin(request)).await.map(|_| ())
+        self.inner
+            .on_leader(LeaderOp::Admin(request))
+            .await
+            .map(|_| ())
     }
 
     /// Stops Raft; storage is closed once its tasks end.
@@ -469,7 +472,11 @@ impl Inner {
         let node = {
             let metrics = self.raft.metrics();
             let metrics = metrics.borrow();
-            metrics.membership_config.membership().get_node(&leader).cloned()
+            metrics
+                .membership_config
+                .membership()
+                .get_node(&leader)
+                .cloned()
         };
         let Some(node) = node else {
             return LeaderReply::NotLeader { leader: None };
@@ -496,11 +503,12 @@ impl Inner {
                     Err(e) => failed(ClientWrite::NAME, e),
                 }
             }
-            LeaderOp::ReadIndex => match transport.call::<ReadIndex>(&peer, &(), call_deadline).await
-            {
-                Ok(Compat(reply)) => reply.map(LeaderDone::ReadIndex),
-                Err(e) => failed(ReadIndex::NAME, e),
-            },
+            LeaderOp::ReadIndex => {
+                match transport.call::<ReadIndex>(&peer, &(), call_deadline).await {
+                    Ok(Compat(reply)) => reply.map(LeaderDone::ReadIndex),
+                    Err(e) => failed(ReadIndex::NAME, e),
+                }
+            }
             LeaderOp::Admin(request) => {
                 match transport
                     .call::<Admin>(&peer, &Compat(request.clone()), call_deadline)

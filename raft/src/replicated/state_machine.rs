@@ -19,13 +19,16 @@
 //! request id is applied at most once while remembered ([`RequestLog`]); installing a snapshot
 //! replaces tables, request log, last applied id and membership together.
 
+// openraft's storage traits fix `StorageError` (large) as the error type of every method.
+#![allow(clippy::result_large_err)]
+
 use std::io::Cursor;
 use std::sync::{Arc, RwLock};
 
 use openraft::storage::RaftStateMachine;
 use openraft::{
-    EntryPayload, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError,
-    StorageIOError, StoredMembership,
+    EntryPayload, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError, StorageIOError,
+    StoredMembership,
 };
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +38,7 @@ use crate::metadata::MetadataError;
 use crate::metadata::apply::apply;
 
 type StorageResult<T> = Result<T, StorageError<RaftNodeId>>;
+type Meta = SnapshotMeta<RaftNodeId, GroveNode>;
 
 /// The replicated state of one replica.
 #[derive(Clone, Debug, Default)]
@@ -49,7 +53,8 @@ impl MachineState {
     /// Applies one entry: the command's verdict, or the remembered verdict of its request id.
     pub fn apply_entry(&mut self, entry: &openraft::Entry<TypeConfig>) -> Verdict {
         debug_assert!(
-            self.last_applied.is_none_or(|last| last.index < entry.log_id.index),
+            self.last_applied
+                .is_none_or(|last| last.index < entry.log_id.index),
             "entry {} applied after {:?}",
             entry.log_id,
             self.last_applied
@@ -117,7 +122,7 @@ impl StateMachineStore {
         Arc::clone(&self.state)
     }
 
-    fn stored_snapshot(&self) -> StorageResult<Option<(SnapshotMeta<RaftNodeId, GroveNode>, Vec<u8>)>> {
+    fn stored_snapshot(&self) -> StorageResult<Option<(Meta, Vec<u8>)>> {
         let meta = self
             .snapshots
             .get("meta")

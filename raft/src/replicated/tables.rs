@@ -162,7 +162,10 @@ impl RequestLog {
 
     /// Remembers the first application of `id`.
     pub fn remember(&mut self, id: RequestId, result: Result<(), MetadataError>) {
-        debug_assert!(!self.verdicts.contains_key(&id), "request {id} applied twice");
+        debug_assert!(
+            !self.verdicts.contains_key(&id),
+            "request {id} applied twice"
+        );
         if self.order.len() == REQUESTS_REMEMBERED_MAX
             && let Some(oldest) = self.order.pop_front()
         {
@@ -215,9 +218,26 @@ mod tests {
             log.remember(RequestId { client: 1, serial }, result);
         }
         assert_eq!(log.len(), REQUESTS_REMEMBERED_MAX);
-        assert!(log.get(&RequestId { client: 1, serial: 0 }).is_none());
-        assert!(log.get(&RequestId { client: 1, serial: 1 }).is_none());
-        let kept = log.get(&RequestId { client: 1, serial: 3 }).unwrap();
+        assert!(
+            log.get(&RequestId {
+                client: 1,
+                serial: 0
+            })
+            .is_none()
+        );
+        assert!(
+            log.get(&RequestId {
+                client: 1,
+                serial: 1
+            })
+            .is_none()
+        );
+        let kept = log
+            .get(&RequestId {
+                client: 1,
+                serial: 3,
+            })
+            .unwrap();
         assert!(kept.duplicate);
         assert_eq!(kept.result, Err(MetadataError::Refused("no 3".into())));
         assert_eq!(RequestLog::from_entries(log.entries()), log);
