@@ -20,6 +20,7 @@
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{Entry, LogId, OptionalSend, RaftLogId, StorageError, StorageIOError, Vote};
@@ -36,6 +37,9 @@ pub struct SledLogStore {
     db: sled::Db,
     log: sled::Tree,
     meta: sled::Tree,
+    /// Held by every clone, so the owner can tell when the last one is gone (and with it the
+    /// database's file lock).
+    open: Option<Arc<()>>,
 }
 
 impl SledLogStore {
@@ -48,7 +52,14 @@ impl SledLogStore {
             db: db.clone(),
             log: tree("raft_log")?,
             meta: tree("raft_meta")?,
+            open: None,
         })
+    }
+
+    /// Makes every clone of this store hold `token` (see [`super::RaftNode::shutdown`]).
+    pub fn track(mut self, token: &Arc<()>) -> Self {
+        self.open = Some(Arc::clone(token));
+        self
     }
 
     fn get_meta<T: DeserializeOwned>(&self, key: &str) -> StorageResult<Option<T>> {

@@ -47,6 +47,9 @@ use super::tables::MemoryTables;
 use super::types::{ClientRequest, GroveNode, RaftNodeId, RequestId, TypeConfig, Verdict};
 use crate::metadata::{Command, MetadataError};
 
+/// Longest [`RaftNode::shutdown`] waits for Raft's tasks to let go of storage.
+pub const STORAGE_CLOSE_WAIT: Duration = Duration::from_secs(10);
+
 /// Settings of one member.
 #[derive(Clone, Debug)]
 pub struct RaftNodeConfig {
@@ -167,6 +170,9 @@ struct Inner {
     next_serial: AtomicU64,
     request_timeout: Duration,
     attempt_timeout: Duration,
+    /// One clone per live storage handle (log store, readers, state machine, snapshot
+    /// builders) plus this one.
+    storage_open: Arc<()>,
 }
 
 impl RaftNode {
@@ -194,8 +200,13 @@ impl RaftNode {
             .map_err(|e| start(format!("raft config: {e}")))?;
         let db = sled::open(&config.dir)
             .map_err(|e| start(format!("opening {}: {e}", config.dir.display())))?;
-        let log = SledLogStore::open(&db).map_err(|e| start(e.to_string()))?;
-        let machine = StateMachineStore::open(&db).map_err(|e| start(e.to_string()))?;
+        let storage_open = Arc::new(());
+        let log = SledLogStore::open(&db)
+            .map_err(|e| start(e.to_string()))?
+            .track(&storage_open);
+        let machine = StateMachineStore::open(&db)
+            .map_err(|e| start(e.to_string()))?
+            .track(&storage_open);
         drop(db);
         let state = machine.state();
         let network = GroveNetwork::new(Arc::clone(&transport), on_peer.clone());
@@ -216,6 +227,7 @@ impl RaftNode {
                 next_serial: AtomicU64::new(0),
                 request_timeout: config.request_timeout,
                 attempt_timeout: config.attempt_timeout,
+                storage_open,
             }),
         })
     }
@@ -416,13 +428,26 @@ impl RaftNode {
             .map(|_| ())
     }
 
-    /// Stops Raft; storage is closed once its tasks end.
+    /// Stops Raft and waits (up to [`STORAGE_CLOSE_WAIT`]) until its tasks have dropped every
+    /// storage handle, so the sled database is closed and its directory can be opened again.
     pub async fn shutdown(&self) -> Result<(), ReplicaError> {
         self.inner
             .raft
             .shutdown()
             .await
-            .map_err(|e| ReplicaError::Stopped(e.to_string()))
+            .map_err(|e| ReplicaError::Stopped(e.to_string()))?;
+        let deadline = Instant::now() + STORAGE_CLOSE_WAIT;
+        while Arc::strong_count(&self.inner.storage_open) > 1 {
+            if Instant::now() >= deadline {
+                return Err(ReplicaError::Stopped(format!(
+                    "member {}: raft stopped but its storage is still open after {} s",
+                    self.inner.id,
+                    STORAGE_CLOSE_WAIT.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        Ok(())
     }
 }
 

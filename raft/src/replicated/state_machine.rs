@@ -97,6 +97,8 @@ const SNAPSHOT_FORMAT_VERSION: u32 = 1;
 pub struct StateMachineStore {
     state: Arc<RwLock<MachineState>>,
     snapshots: sled::Tree,
+    /// Held by every clone (and so by snapshot builders), like [`super::SledLogStore`]'s.
+    open: Option<Arc<()>>,
 }
 
 impl StateMachineStore {
@@ -109,12 +111,19 @@ impl StateMachineStore {
         let store = StateMachineStore {
             state: Arc::new(RwLock::new(MachineState::default())),
             snapshots,
+            open: None,
         };
         if let Some((meta, data)) = store.stored_snapshot()? {
             let state = restore(&meta, &data)?;
             *store.state.write().expect("state lock") = state;
         }
         Ok(store)
+    }
+
+    /// Makes every clone of this store hold `token` (see [`super::RaftNode::shutdown`]).
+    pub fn track(mut self, token: &Arc<()>) -> Self {
+        self.open = Some(Arc::clone(token));
+        self
     }
 
     /// The state, shared with the read path (hold the lock only to copy out what you need).

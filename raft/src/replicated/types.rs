@@ -137,3 +137,44 @@ mod command_as_json {
         serde_json::from_str(&text).map_err(serde::de::Error::custom)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::{TaskRecord, TaskState};
+
+    #[test]
+    fn a_request_with_free_form_json_round_trips_through_the_binary_encoding() {
+        let request = ClientRequest {
+            id: RequestId {
+                client: 3,
+                serial: 9,
+            },
+            command: Command::CreateTask {
+                task: TaskRecord {
+                    id: "t1".into(),
+                    task_type: "index".into(),
+                    data_source: "wiki".into(),
+                    spec: serde_json::json!({"nested": [1, "two", {"three": null}]}),
+                    state: TaskState::Running,
+                    error: None,
+                    created_ms: 1,
+                    started_ms: None,
+                    ended_ms: None,
+                    report: None,
+                },
+            },
+        };
+        let bytes = encode(&request).unwrap();
+        assert_eq!(decode::<ClientRequest>(&bytes).unwrap(), request);
+        let verdict = Verdict {
+            result: Err(MetadataError::TaskExists("t1".into())),
+            duplicate: true,
+        };
+        assert_eq!(
+            decode::<Verdict>(&encode(&verdict).unwrap()).unwrap(),
+            verdict
+        );
+        assert!(decode::<ClientRequest>(&bytes[..bytes.len() - 1]).is_err());
+    }
+}
