@@ -286,3 +286,53 @@ async fn without_a_quorum_a_write_fails_with_a_clear_error() {
     assert!(matches!(error, ReplicaError::NotLeader { .. }), "{error:?}");
     assert!(error.to_string().contains("no leader reachable"), "{error}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_partitioned_leader_loses_its_place_and_its_write_applies_once_after_healing() {
+    let mut cluster = Cluster::new(8);
+    cluster.start_group(&[1, 2, 3]).await;
+    let old_leader = cluster.leader().await;
+    cluster
+        .node(old_leader)
+        .write(create_task("p-000"))
+        .await
+        .unwrap();
+    cluster.net.isolate(&common::rpc_name(old_leader));
+    // A write on the cut-off leader cannot commit while it is cut off; it keeps trying.
+    let cut_off = cluster.node(old_leader).clone();
+    let stranded = tokio::spawn(async move { cut_off.write(create_task("p-001")).await });
+    // The majority elects a new leader and commits without it.
+    let majority: Vec<u64> = cluster
+        .running()
+        .into_iter()
+        .filter(|id| *id != old_leader)
+        .collect();
+    let new_leader = loop {
+        let leader = cluster.node(majority[0]).current_leader();
+        if let Some(leader) = leader.filter(|l| *l != old_leader)
+            && cluster.node(majority[1]).current_leader() == Some(leader)
+        {
+            break leader;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    cluster
+        .node(new_leader)
+        .write(create_task("p-002"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !stranded.is_finished(),
+        "a write without a quorum must not complete"
+    );
+    cluster.net.heal_all();
+    // After healing, the old leader steps down, its uncommitted entry is replaced, and its
+    // retried write reaches the new leader and applies once.
+    stranded.await.unwrap().unwrap();
+    assert_eq!(cluster.leader().await, new_leader);
+    for id in cluster.running() {
+        assert_eq!(cluster.task_ids(id).await, ids("p", 0..3), "member {id}");
+    }
+    cluster.converge(new_leader).await;
+}

@@ -66,7 +66,8 @@ pub struct RaftNodeConfig {
     pub rng_seed: u64,
     /// How long a write, read or membership change keeps trying to reach a leader.
     pub request_timeout: Duration,
-    /// Longest one forwarded call may take before it is retried.
+    /// Longest one attempt at a write or read index (here or forwarded) may take before it
+    /// is retried; membership changes get the whole `request_timeout`.
     pub attempt_timeout: Duration,
 }
 
@@ -459,9 +460,20 @@ impl Inner {
         let mut backoff = Duration::from_millis(10);
         let mut known = self.raft.metrics().borrow().current_leader;
         loop {
+            // One attempt is bounded: a leader cut off from its quorum may hold a write or a
+            // read-index check until it learns of a newer term.
+            let attempt_deadline = match op {
+                LeaderOp::Admin(_) => deadline,
+                _ => deadline.min(Instant::now() + self.attempt_timeout),
+            };
             let reply = match known {
-                Some(leader) if leader == self.id => self.lead(&op).await,
-                Some(leader) => self.forward(leader, &op, deadline).await,
+                Some(leader) if leader == self.id => {
+                    match tokio::time::timeout_at(attempt_deadline, self.lead(&op)).await {
+                        Ok(reply) => reply,
+                        Err(_) => LeaderReply::Failed("no quorum answered in time".into()),
+                    }
+                }
+                Some(leader) => self.forward(leader, &op, attempt_deadline).await,
                 None => LeaderReply::NotLeader { leader: None },
             };
             match reply {
@@ -487,7 +499,7 @@ impl Inner {
         }
     }
 
-    /// Asks member `leader` to do `op`.
+    /// Asks member `leader` to do `op`, waiting for its answer until `deadline`.
     async fn forward(
         &self,
         leader: RaftNodeId,
@@ -513,7 +525,6 @@ impl Inner {
         if let Some(hook) = &self.on_peer {
             hook(&peer, &node);
         }
-        let call_deadline = deadline.min(Instant::now() + self.attempt_timeout);
         let transport = &self.transport;
         let failed = |method: &str, e: RpcError| {
             LeaderReply::Failed(format!("{method} to leader {leader}: {e}"))
@@ -521,22 +532,20 @@ impl Inner {
         match op {
             LeaderOp::Write(request) => {
                 match transport
-                    .call::<ClientWrite>(&peer, &Compat(request.clone()), call_deadline)
+                    .call::<ClientWrite>(&peer, &Compat(request.clone()), deadline)
                     .await
                 {
                     Ok(Compat(reply)) => reply.map(LeaderDone::Write),
                     Err(e) => failed(ClientWrite::NAME, e),
                 }
             }
-            LeaderOp::ReadIndex => {
-                match transport.call::<ReadIndex>(&peer, &(), call_deadline).await {
-                    Ok(Compat(reply)) => reply.map(LeaderDone::ReadIndex),
-                    Err(e) => failed(ReadIndex::NAME, e),
-                }
-            }
+            LeaderOp::ReadIndex => match transport.call::<ReadIndex>(&peer, &(), deadline).await {
+                Ok(Compat(reply)) => reply.map(LeaderDone::ReadIndex),
+                Err(e) => failed(ReadIndex::NAME, e),
+            },
             LeaderOp::Admin(request) => {
                 match transport
-                    .call::<Admin>(&peer, &Compat(request.clone()), call_deadline)
+                    .call::<Admin>(&peer, &Compat(request.clone()), deadline)
                     .await
                 {
                     Ok(Compat(reply)) => reply.map(|()| LeaderDone::Admin),
