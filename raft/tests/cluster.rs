@@ -336,3 +336,51 @@ async fn a_partitioned_leader_loses_its_place_and_its_write_applies_once_after_h
     }
     cluster.converge(new_leader).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn of_two_task_replicas_publishing_one_offset_range_exactly_one_succeeds() {
+    use grove_raft::metadata::{Command, StreamOffsets, TaskReport};
+    let mut cluster = Cluster::new(9);
+    cluster.start_group(&[1, 2, 3]).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.other_than(leader);
+    let offsets = |at: i64| StreamOffsets {
+        stream: "edits".into(),
+        partitions: [(0, at), (1, at * 2)].into(),
+    };
+    let publish = |task: &str, partition: u32| Command::PublishSegmentsWithOffsets {
+        task_id: task.into(),
+        segments: vec![common::segment(0, partition)],
+        schema: common::schema(),
+        report: TaskReport::default(),
+        ended_ms: 10,
+        start_offsets: offsets(0),
+        end_offsets: offsets(100),
+    };
+    for task in ["replica-a", "replica-b"] {
+        cluster.node(leader).write(create_task(task)).await.unwrap();
+    }
+    // Both replicas read offsets 0..100 and publish at once, through different members.
+    let (a, b) = tokio::join!(
+        cluster.node(leader).write(publish("replica-a", 0)),
+        cluster.node(follower).write(publish("replica-b", 1)),
+    );
+    assert!(
+        a.is_ok() != b.is_ok(),
+        "exactly one publish succeeds: {a:?} {b:?}"
+    );
+    let refused = a.err().or(b.err()).unwrap();
+    assert!(
+        refused.to_string().contains("a stale or duplicate publish"),
+        "{refused}"
+    );
+    for id in cluster.running() {
+        let (stored, segments) = cluster
+            .node(id)
+            .read(|t| (t.stream_offsets("wiki"), t.used_segments("wiki").len()))
+            .await
+            .unwrap();
+        assert_eq!(stored, Some(offsets(100)), "member {id}");
+        assert_eq!(segments, 1, "member {id}");
+    }
+}

@@ -6,7 +6,8 @@
 use std::sync::Arc;
 
 use grove_raft::metadata::{
-    Command, MetadataStore, SegmentRecord, SledMetadataStore, TaskRecord, TaskReport, TaskState,
+    Command, MetadataStore, SegmentRecord, SledMetadataStore, StreamOffsets, TaskRecord,
+    TaskReport, TaskState,
 };
 use grove_raft::replicated::{GroveNode, RaftNode, RaftNodeConfig, ReplicatedMetadataStore};
 use grove_rpc::{MemoryNetwork, Router, Transport};
@@ -79,6 +80,23 @@ fn publish(task_id: &str, ds: &str, segments: Vec<SegmentRecord>) -> Command {
     }
 }
 
+/// A stream publish of one segment reading partition 0 from `start` to `end`.
+fn stream_publish(task_id: &str, segment: SegmentRecord, start: i64, end: i64) -> Command {
+    let offsets = |at: i64| StreamOffsets {
+        stream: "edits".into(),
+        partitions: [(0, at)].into(),
+    };
+    Command::PublishSegmentsWithOffsets {
+        task_id: task_id.into(),
+        segments: vec![segment],
+        schema: schema("wiki"),
+        report: TaskReport::default(),
+        ended_ms: 4_000,
+        start_offsets: offsets(start),
+        end_offsets: offsets(end),
+    }
+}
+
 /// Accepted and refused commands of every kind.
 fn commands() -> Vec<Command> {
     vec![
@@ -110,12 +128,26 @@ fn commands() -> Vec<Command> {
         Command::UpdateTask {
             task: task("nope", "wiki"),
         }, // unknown task
+        Command::CreateTask {
+            task: task("k1", "wiki"),
+        },
+        Command::CreateTask {
+            task: task("k1-replica", "wiki"),
+        },
+        stream_publish("k1", segment("wiki", 10, "v1"), 0, 100),
+        // The replica read the same range: the offsets moved, so it is refused.
+        stream_publish("k1-replica", segment("wiki", 11, "v1"), 0, 100),
+        Command::CreateTask {
+            task: task("k2", "wiki"),
+        },
+        stream_publish("k2", segment("wiki", 11, "v1"), 100, 150),
     ]
 }
 
 fn snapshot(store: &dyn MetadataStore) -> String {
     format!(
-        "{:?}\n{:?}\n{:?}\n{:?}",
+        "{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+        store.stream_offsets("wiki").unwrap(),
         store.data_sources().unwrap(),
         store.all_used_segments().unwrap(),
         store.tasks().unwrap(),
@@ -171,6 +203,7 @@ async fn single_member_group_matches_the_sled_store_and_survives_restart() {
     .unwrap();
     assert_eq!(replicated_text, sled_text);
     assert!(replicated_text.contains("v2"), "{replicated_text}");
+    assert!(replicated_text.contains("{0: 150}"), "{replicated_text}");
 
     node.shutdown().await.unwrap();
     net.crash(&grove_rpc::NodeId::new("solo").unwrap());

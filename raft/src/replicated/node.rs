@@ -110,10 +110,12 @@ pub enum ReplicaError {
     #[error(transparent)]
     Command(#[from] MetadataError),
     /// No leader could be reached in time; `leader` is the last one this member knew of.
-    #[error("metadata group: no leader reachable within {waited_ms} ms (last known leader: {})", leader.map_or("none".to_string(), |l| l.to_string()))]
+    #[error("metadata group: no leader reachable within {waited_ms} ms (last known leader: {}; last failure: {})", leader.map_or("none".to_string(), |l| l.to_string()), last_failure.as_deref().unwrap_or("none"))]
     NotLeader {
         leader: Option<RaftNodeId>,
         waited_ms: u64,
+        /// Why the last attempt failed, if one reached a member that answered.
+        last_failure: Option<String>,
     },
     /// The member could not confirm the read in time (it did not apply up to the read index).
     #[error("metadata group: {0}")]
@@ -143,7 +145,7 @@ impl From<ReplicaError> for MetadataError {
 /// What is asked of the leader.
 #[derive(Clone, Debug)]
 enum LeaderOp {
-    Write(ClientRequest),
+    Write(Box<ClientRequest>),
     ReadIndex,
     Admin(AdminRequest),
 }
@@ -287,7 +289,7 @@ impl RaftNode {
             .unary::<ClientWrite, _, _>(move |_: RequestContext, Compat(request)| {
                 let inner = Arc::clone(&writes);
                 async move {
-                    let reply = inner.lead(&LeaderOp::Write(request)).await;
+                    let reply = inner.lead(&LeaderOp::Write(Box::new(request))).await;
                     Ok(Compat(reply.map(|done| match done {
                         LeaderDone::Write(verdict) => verdict,
                         other => unreachable!("a write answered {other:?}"),
@@ -356,7 +358,11 @@ impl RaftNode {
     /// Applies a request with a caller-chosen id (a retry of an earlier write keeps its id):
     /// the verdict of its first application, flagged `duplicate` if this was not the first.
     pub async fn submit(&self, request: ClientRequest) -> Result<Verdict, ReplicaError> {
-        match self.inner.on_leader(LeaderOp::Write(request)).await? {
+        match self
+            .inner
+            .on_leader(LeaderOp::Write(Box::new(request)))
+            .await?
+        {
             LeaderDone::Write(verdict) => Ok(verdict),
             other => unreachable!("a write answered {other:?}"),
         }
@@ -459,6 +465,7 @@ impl Inner {
         let deadline = started + self.request_timeout;
         let mut backoff = Duration::from_millis(10);
         let mut known = self.raft.metrics().borrow().current_leader;
+        let mut last_failure = None;
         loop {
             // One attempt is bounded: a leader cut off from its quorum may hold a write or a
             // read-index check until it learns of a newer term.
@@ -484,13 +491,15 @@ impl Inner {
                     known = Some(hint);
                     continue;
                 }
-                LeaderReply::NotLeader { .. } | LeaderReply::Failed(_) => {}
+                LeaderReply::NotLeader { .. } => {}
+                LeaderReply::Failed(why) => last_failure = Some(why),
             }
             let now = Instant::now();
             if now >= deadline {
                 return Err(ReplicaError::NotLeader {
                     leader: known,
                     waited_ms: (now - started).as_millis() as u64,
+                    last_failure,
                 });
             }
             tokio::time::sleep(backoff.min(deadline - now)).await;
@@ -532,7 +541,7 @@ impl Inner {
         match op {
             LeaderOp::Write(request) => {
                 match transport
-                    .call::<ClientWrite>(&peer, &Compat(request.clone()), deadline)
+                    .call::<ClientWrite>(&peer, &Compat((**request).clone()), deadline)
                     .await
                 {
                     Ok(Compat(reply)) => reply.map(LeaderDone::Write),
@@ -559,7 +568,7 @@ impl Inner {
     async fn lead(&self, op: &LeaderOp) -> LeaderReply<LeaderDone> {
         let raft = &self.raft;
         match op {
-            LeaderOp::Write(request) => match raft.client_write(request.clone()).await {
+            LeaderOp::Write(request) => match raft.client_write((**request).clone()).await {
                 Ok(response) => LeaderReply::Done(LeaderDone::Write(response.data)),
                 Err(e) => write_failure(e),
             },

@@ -14,7 +14,8 @@ use tokio::runtime::Handle;
 
 use super::node::RaftNode;
 use crate::metadata::{
-    Command, DataSourceRecord, MetadataError, MetadataStore, Result, SegmentRecord, TaskRecord,
+    Command, DataSourceRecord, MetadataError, MetadataStore, Result, SegmentRecord, StreamOffsets,
+    TaskRecord,
 };
 
 /// The metadata store of a member of the replicated group.
@@ -70,5 +71,9 @@ impl MetadataStore for ReplicatedMetadataStore {
 
     fn tasks(&self) -> Result<Vec<TaskRecord>> {
         self.read(|tables| tables.tasks())
+    }
+
+    fn stream_offsets(&self, data_source: &str) -> Result<Option<StreamOffsets>> {
+        self.read(|tables| tables.stream_offsets(data_source))
     }
 }

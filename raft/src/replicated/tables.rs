@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use super::types::{RequestId, Verdict};
 use crate::metadata::apply::Tables;
-use crate::metadata::{DataSourceRecord, MetadataError, Result, SegmentRecord, TaskRecord};
+use crate::metadata::{
+    DataSourceRecord, MetadataError, Result, SegmentRecord, StreamOffsets, TaskRecord,
+};
 
 /// How many applied request ids a replica remembers. A retry must arrive within this many
 /// later writes to be recognised (a client retries for seconds; at 10,000 writes/s this is
@@ -30,6 +32,8 @@ pub struct MemoryTables {
     /// Keyed by (datasource, segment id text), like the sled store's `<ds>\0<id>`.
     segments: BTreeMap<(String, String), SegmentRecord>,
     data_sources: BTreeMap<String, DataSourceRecord>,
+    /// Stream offsets by datasource.
+    offsets: BTreeMap<String, StreamOffsets>,
 }
 
 /// The tables as plain rows, in key order: the snapshot form.
@@ -39,6 +43,7 @@ pub struct TableRows {
     pub tasks: Vec<TaskRecord>,
     pub segments: Vec<SegmentRecord>,
     pub data_sources: Vec<DataSourceRecord>,
+    pub offsets: Vec<(String, StreamOffsets)>,
 }
 
 impl MemoryTables {
@@ -48,6 +53,7 @@ impl MemoryTables {
             tasks: self.tasks.into_values().collect(),
             segments: self.segments.into_values().collect(),
             data_sources: self.data_sources.into_values().collect(),
+            offsets: self.offsets.into_iter().collect(),
         }
     }
 
@@ -77,7 +83,21 @@ impl MemoryTables {
                 return Err(duplicate("datasource", &old.name));
             }
         }
+        for (data_source, offsets) in rows.offsets {
+            if tables
+                .offsets
+                .insert(data_source.clone(), offsets)
+                .is_some()
+            {
+                return Err(duplicate("offsets of datasource", &data_source));
+            }
+        }
         Ok(tables)
+    }
+
+    /// The stored stream offsets of `data_source`.
+    pub fn stream_offsets(&self, data_source: &str) -> Option<StreamOffsets> {
+        self.offsets.get(data_source).cloned()
     }
 
     /// Every datasource with published segments, by name.
@@ -139,6 +159,15 @@ impl Tables for MemoryTables {
     fn put_data_source(&mut self, data_source: &DataSourceRecord) -> Result<()> {
         self.data_sources
             .insert(data_source.name.clone(), data_source.clone());
+        Ok(())
+    }
+
+    fn offsets(&self, data_source: &str) -> Result<Option<StreamOffsets>> {
+        Ok(self.offsets.get(data_source).cloned())
+    }
+
+    fn put_offsets(&mut self, data_source: &str, offsets: &StreamOffsets) -> Result<()> {
+        self.offsets.insert(data_source.to_owned(), offsets.clone());
         Ok(())
     }
 }

@@ -167,6 +167,34 @@ mod tests {
         };
         let bytes = encode(&request).unwrap();
         assert_eq!(decode::<ClientRequest>(&bytes).unwrap(), request);
+        // Stream offsets (integer-keyed maps) inside the internally tagged command.
+        let offsets = |at: i64| crate::metadata::StreamOffsets {
+            stream: "edits".into(),
+            partitions: [(0, at), (7, at + 1)].into(),
+        };
+        let stream = ClientRequest {
+            id: request.id,
+            command: Command::PublishSegmentsWithOffsets {
+                task_id: "t1".into(),
+                segments: Vec::new(),
+                schema: grove_segment::schema::Schema {
+                    data_source: "wiki".into(),
+                    dimensions: Vec::new(),
+                    metrics: Vec::new(),
+                    query_granularity: grove_segment::time::Granularity::named("hour").unwrap(),
+                    segment_granularity: grove_segment::time::Granularity::named("day").unwrap(),
+                    rollup: false,
+                },
+                report: Default::default(),
+                ended_ms: 5,
+                start_offsets: offsets(10),
+                end_offsets: offsets(20),
+            },
+        };
+        assert_eq!(
+            decode::<ClientRequest>(&encode(&stream).unwrap()).unwrap(),
+            stream
+        );
         let verdict = Verdict {
             result: Err(MetadataError::TaskExists("t1".into())),
             duplicate: true,

@@ -41,6 +41,46 @@ pub fn create_task(id: &str) -> Command {
     }
 }
 
+/// The schema of datasource `wiki`.
+pub fn schema() -> grove_segment::schema::Schema {
+    use grove_segment::schema::{DimensionSchema, MetricKind, MetricSchema, Schema};
+    use grove_segment::time::Granularity;
+    Schema {
+        data_source: "wiki".into(),
+        dimensions: vec![DimensionSchema::string("page")],
+        metrics: vec![MetricSchema {
+            name: "count".into(),
+            field_name: None,
+            kind: MetricKind::Count,
+        }],
+        query_granularity: Granularity::named("hour").unwrap(),
+        segment_granularity: Granularity::named("day").unwrap(),
+        rollup: true,
+    }
+}
+
+/// A used segment of `wiki` on day `day` (from 2024-01-01), partition `partition`.
+pub fn segment(day: i64, partition: u32) -> grove_raft::metadata::SegmentRecord {
+    use grove_segment::id::SegmentId;
+    use grove_segment::time::{Interval, MS_PER_DAY};
+    let start = 19_723 * MS_PER_DAY + day * MS_PER_DAY;
+    grove_raft::metadata::SegmentRecord {
+        id: SegmentId::new(
+            "wiki",
+            None,
+            Interval::new(start, start + MS_PER_DAY),
+            "v1",
+            partition,
+        ),
+        core_partitions: 2,
+        load_spec: serde_json::json!({"type": "local", "path": format!("/deep/wiki/{day}/{partition}")}),
+        num_rows: 10,
+        size_bytes: 100,
+        used: true,
+        created_ms: 2_000,
+    }
+}
+
 pub struct Cluster {
     pub net: MemoryNetwork,
     root: tempfile::TempDir,
