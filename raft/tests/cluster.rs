@@ -384,3 +384,34 @@ async fn of_two_task_replicas_publishing_one_offset_range_exactly_one_succeeds()
         assert_eq!(segments, 1, "member {id}");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn five_members_commit_with_two_of_them_lost() {
+    let mut cluster = Cluster::new(10);
+    cluster.start_group(&[1, 2, 3, 4, 5]).await;
+    let leader = cluster.leader().await;
+    for i in 0..10 {
+        cluster
+            .node(leader)
+            .write(create_task(&format!("f-{i:03}")))
+            .await
+            .unwrap();
+    }
+    // Lose the leader and one follower: three of five still make a quorum.
+    let follower = cluster.other_than(leader);
+    cluster.kill(leader).await;
+    cluster.kill(follower).await;
+    let writer = cluster.running()[0];
+    for i in 10..20 {
+        cluster
+            .node(writer)
+            .write(create_task(&format!("f-{i:03}")))
+            .await
+            .unwrap();
+    }
+    let new_leader = cluster.leader().await;
+    for id in cluster.running() {
+        assert_eq!(cluster.task_ids(id).await, ids("f", 0..20), "member {id}");
+    }
+    cluster.converge(new_leader).await;
+}
