@@ -415,3 +415,41 @@ async fn five_members_commit_with_two_of_them_lost() {
     }
     cluster.converge(new_leader).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_command_that_cannot_be_read_back_is_refused_before_it_reaches_the_log() {
+    use grove_raft::metadata::{Command, TaskReport};
+    let mut cluster = Cluster::new(11);
+    cluster.start_group(&[1, 2, 3]).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.other_than(leader);
+    cluster
+        .node(leader)
+        .write(create_task("x-1"))
+        .await
+        .unwrap();
+    // A segment interval in year 45,000-something prints but does not parse back.
+    let poison = Command::PublishSegments {
+        task_id: "x-1".into(),
+        segments: vec![common::segment(16_000_000, 0)],
+        schema: common::schema(),
+        report: TaskReport::default(),
+        ended_ms: 5,
+    };
+    for id in [leader, follower] {
+        let error = cluster.node(id).write(poison.clone()).await.unwrap_err();
+        assert!(
+            error.to_string().contains("cannot be stored in the log"),
+            "{error}"
+        );
+    }
+    // Every member still applies writes.
+    cluster
+        .node(follower)
+        .write(create_task("x-2"))
+        .await
+        .unwrap();
+    for id in cluster.running() {
+        assert_eq!(cluster.task_ids(id).await, ["x-1", "x-2"], "member {id}");
+    }
+}

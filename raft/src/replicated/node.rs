@@ -44,7 +44,9 @@ use super::network::{
 use super::runtime::seed_thread_rng;
 use super::state_machine::{MachineState, StateMachineStore};
 use super::tables::MemoryTables;
-use super::types::{ClientRequest, GroveNode, RaftNodeId, RequestId, TypeConfig, Verdict};
+use super::types::{
+    ClientRequest, GroveNode, RaftNodeId, RequestId, TypeConfig, Verdict, decode, encode,
+};
 use crate::metadata::{Command, MetadataError};
 
 /// Longest [`RaftNode::shutdown`] waits for Raft's tasks to let go of storage.
@@ -357,7 +359,12 @@ impl RaftNode {
 
     /// Applies a request with a caller-chosen id (a retry of an earlier write keeps its id):
     /// the verdict of its first application, flagged `duplicate` if this was not the first.
+    ///
+    /// The request is first checked to decode from its own encoding: an entry that could not
+    /// be read back would stop every member that tried to apply it, so such a command is
+    /// refused here, before it reaches the log.
     pub async fn submit(&self, request: ClientRequest) -> Result<Verdict, ReplicaError> {
+        check_round_trip(&request)?;
         match self
             .inner
             .on_leader(LeaderOp::Write(Box::new(request)))
@@ -632,6 +639,22 @@ fn write_failure<T>(
         }
         RaftError::Fatal(e) => LeaderReply::Failed(format!("raft stopped: {e}")),
     }
+}
+
+/// Refuses a request whose log encoding does not decode back to it.
+fn check_round_trip(request: &ClientRequest) -> Result<(), ReplicaError> {
+    let refuse = |why: String| {
+        ReplicaError::Command(MetadataError::Refused(format!(
+            "request {}: the command cannot be stored in the log: {why}",
+            request.id
+        )))
+    };
+    let bytes = encode(request).map_err(|e| refuse(e.to_string()))?;
+    let decoded: ClientRequest = decode(&bytes).map_err(|e| refuse(e.to_string()))?;
+    if decoded != *request {
+        return Err(refuse("it reads back as a different command".into()));
+    }
+    Ok(())
 }
 
 fn stopped(error: impl std::fmt::Display) -> ReplicaError {
