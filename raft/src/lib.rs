@@ -1,8 +1,8 @@
 //! # grove-raft — the metadata store
 //!
 //! Role: replace ZooKeeper and the SQL metadata store with one state machine holding the
-//! datasource, segment and task tables (and, as the cluster issues land, membership,
-//! assignments, rules, task locks, supervisors and stream offsets), replicated with openraft and
+//! datasource, segment, task and stream-offset tables (and, as the cluster issues land,
+//! membership, assignments, rules, task locks and supervisors), replicated with openraft and
 //! reached through `grove-rpc`'s `Transport` seam.
 //!
 //! Built today:

@@ -1,14 +1,15 @@
-//! The metadata store: datasources, segments and tasks, changed only by [`Command`]s.
+//! The metadata store: datasources, segments, tasks and stream offsets, changed only by
+//! [`Command`]s.
 //!
 //! Main types: [`MetadataStore`] (the interface every store implements: one `apply` for
 //! commands, and reads), [`Command`] (a transaction, serializable so it can be a Raft log entry),
-//! the records ([`DataSourceRecord`], [`SegmentRecord`], [`TaskRecord`]) and
+//! the records ([`DataSourceRecord`], [`SegmentRecord`], [`TaskRecord`], [`StreamOffsets`]) and
 //! [`SledMetadataStore`] (single node, persisted in sled).
 //!
-//! How a replicated store drops in: the Raft state machine's apply step calls the same
-//! [`apply::apply`] over its own [`apply::Tables`] for each committed [`Command`], and its
-//! [`MetadataStore::apply`] submits the command to the leader and waits for it to be applied
-//! here. Because `apply` reads only the stored state and the command (timestamps are fields of
+//! How the replicated store ([`crate::replicated`]) fits: its Raft state machine calls the
+//! same [`apply::apply`] over its own [`apply::Tables`] for each committed [`Command`]; its
+//! [`MetadataStore::apply`] carries the command to the leader and returns once it is applied
+//! there, and its reads wait for this member to catch up with the leader's read index. Because `apply` reads only the stored state and the command (timestamps are fields of
 //! the command, never read from a clock), every replica reaches the same state and the same
 //! verdict; a refused command (an unknown task, a task that already ended) changes nothing.
 //!
