@@ -1,21 +1,28 @@
 //! # grove-raft — the metadata store
 //!
 //! Role: replace ZooKeeper and the SQL metadata store with one state machine holding the
-//! datasource, segment and task tables (and, as the cluster issues land, membership,
-//! assignments, rules, task locks, supervisors and stream offsets), replicated with openraft and
+//! datasource, segment, task and stream-offset tables (and, as the cluster issues land,
+//! membership, assignments, rules, task locks and supervisors), replicated with openraft and
 //! reached through `grove-rpc`'s `Transport` seam.
 //!
-//! Built today: [`metadata`] — the command interface ([`metadata::MetadataStore`],
-//! [`metadata::Command`]), the deterministic apply step shared by every implementation, and
-//! [`metadata::SledMetadataStore`], the single-node store `grove quickstart` and `grove serve`
-//! use. The openraft replication of the same commands is a later issue; nothing here pretends to
-//! replicate.
+//! Built today:
+//! - [`metadata`] — the command interface ([`metadata::MetadataStore`], [`metadata::Command`]),
+//!   the deterministic apply step shared by every implementation, and
+//!   [`metadata::SledMetadataStore`], the single-node store `grove quickstart` and `grove serve`
+//!   use today.
+//! - [`replicated`] — the same commands replicated with openraft 0.9 over `grove-rpc`'s
+//!   `Transport` (QUIC or in-memory): a sled log, an in-memory state machine running the same
+//!   apply step with sled-stored snapshots, writes carried to the leader and deduplicated by
+//!   request id, linearizable reads by read index, membership changes
+//!   ([`replicated::RaftNode`], [`replicated::ReplicatedMetadataStore`]).
 //!
 //! Invariants: every [`metadata::Command`] is one transaction, applied atomically or not at all;
 //! applying a command depends only on the stored state and the command (no clock, no randomness:
 //! callers pass timestamps), so replicas that apply the same log agree; reads iterate in key
 //! order, never in hash order.
 //!
-//! Must never depend on: `grove-query`, `grove-node`, `grove-simulations`.
+//! Must never depend on: `grove-query`, `grove-node`, `grove-simulations`. Depends on
+//! `grove-rpc` (the transport seam) and openraft.
 
 pub mod metadata;
+pub mod replicated;

@@ -92,6 +92,31 @@ pub fn decode_limited<T: Message>(bytes: &[u8], claim_bytes_max: usize) -> Resul
     Ok(value)
 }
 
+/// Encodes a serde value with bincode's serde adapter (same configuration and ceiling as
+/// [`encode`]), for types that derive serde rather than the codec's traits (openraft's
+/// messages, say). Wrap such a type in [`bincode::serde::Compat`] to use it as a [`Message`].
+pub fn encode_serde<T: serde::Serialize + ?Sized>(value: &T) -> Result<Bytes, RpcError> {
+    let mut writer = CappedWriter::new(BytesMut::new(), FRAME_BYTES_CEILING);
+    bincode::serde::encode_into_writer(value, &mut writer, CONFIG)
+        .map_err(|e| RpcError::malformed(format!("encode: {e}")))?;
+    writer.finish(0, FRAME_BYTES_CEILING).map(BytesMut::freeze)
+}
+
+/// Decodes what [`encode_serde`] wrote; every byte must be used. Self-describing serde values
+/// (`serde_json::Value`, internally tagged enums) do not decode: bincode is not
+/// self-describing.
+pub fn decode_serde<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, RpcError> {
+    let (value, read) = bincode::serde::decode_from_slice::<T, _>(bytes, CONFIG)
+        .map_err(|e| RpcError::malformed(format!("decode: {e}")))?;
+    if read != bytes.len() {
+        return Err(RpcError::malformed(format!(
+            "decode: {} trailing bytes after the payload",
+            bytes.len() - read
+        )));
+    }
+    Ok(value)
+}
+
 /// A bincode reader over a slice that exposes what is left (bincode's own keeps it private).
 struct SliceInput<'a> {
     rest: &'a [u8],
@@ -258,6 +283,31 @@ impl Writer for CappedWriter {
 mod tests {
     use super::*;
     use crate::envelope::RequestHeader;
+
+    #[test]
+    fn serde_values_round_trip_and_must_use_every_byte() {
+        let value: (String, Vec<u64>, Option<i32>) = ("raft".into(), vec![1, 300, 70_000], None);
+        let bytes = encode_serde(&value).unwrap();
+        assert_eq!(
+            decode_serde::<(String, Vec<u64>, Option<i32>)>(&bytes).unwrap(),
+            value
+        );
+        let mut longer = bytes.to_vec();
+        longer.push(0);
+        let err = decode_serde::<(String, Vec<u64>, Option<i32>)>(&longer).unwrap_err();
+        assert!(err.to_string().contains("1 trailing bytes"), "{err}");
+        assert!(decode_serde::<(String, Vec<u64>, Option<i32>)>(&bytes[..3]).is_err());
+        // The serde adapter wrapped as a Message goes through the regular codec too.
+        let compat = bincode::serde::Compat(value.clone());
+        assert_eq!(
+            decode::<bincode::serde::Compat<(String, Vec<u64>, Option<i32>)>>(
+                &encode(&compat).unwrap()
+            )
+            .unwrap()
+            .0,
+            value
+        );
+    }
 
     #[test]
     fn frames_round_trip() {

@@ -7,8 +7,11 @@
 
 use std::collections::BTreeSet;
 
+use grove_segment::schema::Schema;
+
 use super::{
-    Command, DataSourceRecord, MetadataError, Result, SegmentRecord, TaskRecord, TaskState,
+    Command, DataSourceRecord, MetadataError, Result, SegmentRecord, StreamOffsets, TaskRecord,
+    TaskReport, TaskState,
 };
 
 /// The tables a command reads and writes, inside one transaction.
@@ -19,6 +22,8 @@ pub trait Tables {
     fn segment(&self, data_source: &str, id: &str) -> Result<Option<SegmentRecord>>;
     fn put_segment(&mut self, segment: &SegmentRecord) -> Result<()>;
     fn put_data_source(&mut self, data_source: &DataSourceRecord) -> Result<()>;
+    fn offsets(&self, data_source: &str) -> Result<Option<StreamOffsets>>;
+    fn put_offsets(&mut self, data_source: &str, offsets: &StreamOffsets) -> Result<()>;
 }
 
 /// Applies `command` to `tables`: everything or, with an error saying why, nothing.
@@ -49,47 +54,21 @@ pub fn apply(tables: &mut dyn Tables, command: &Command) -> Result<()> {
             schema,
             report,
             ended_ms,
+        } => publish(tables, task_id, segments, schema, report, *ended_ms),
+        Command::PublishSegmentsWithOffsets {
+            task_id,
+            segments,
+            schema,
+            report,
+            ended_ms,
+            start_offsets,
+            end_offsets,
         } => {
-            let mut task = running_task(tables, task_id)?;
-            let refuse = |why: String| MetadataError::Refused(format!("task '{task_id}': {why}"));
-            if segments.is_empty() {
-                return Err(refuse("publishes no segments".into()));
-            }
-            if schema.data_source != task.data_source {
-                return Err(refuse(format!(
-                    "schema of datasource '{}' does not match the task's datasource '{}'",
-                    schema.data_source, task.data_source
-                )));
-            }
-            let mut seen = BTreeSet::new();
-            for segment in segments {
-                let id = segment.id_text();
-                if segment.id.data_source != task.data_source {
-                    return Err(refuse(format!(
-                        "segment '{id}' is not in the task's datasource '{}'",
-                        task.data_source
-                    )));
-                }
-                if !segment.used {
-                    return Err(refuse(format!("segment '{id}' is published unused")));
-                }
-                if tables.segment(&task.data_source, &id)?.is_some() || !seen.insert(id.clone()) {
-                    return Err(refuse(format!("segment '{id}' is already published")));
-                }
-            }
-            for segment in segments {
-                tables.put_segment(segment)?;
-            }
-            tables.put_data_source(&DataSourceRecord {
-                name: task.data_source.clone(),
-                schema: schema.clone(),
-                updated_ms: *ended_ms,
-            })?;
-            task.state = TaskState::Success;
-            task.error = None;
-            task.ended_ms = Some(*ended_ms);
-            task.report = Some(report.clone());
-            tables.put_task(&task)
+            let task = running_task(tables, task_id)?;
+            let stored = tables.offsets(&task.data_source)?;
+            let moved = move_offsets(&task, stored, start_offsets, end_offsets)?;
+            publish(tables, task_id, segments, schema, report, *ended_ms)?;
+            tables.put_offsets(&task.data_source, &moved)
         }
         Command::MarkSegmentsUnused { data_source, ids } => {
             let mut changed = Vec::with_capacity(ids.len());
@@ -113,6 +92,119 @@ pub fn apply(tables: &mut dyn Tables, command: &Command) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Publishes a RUNNING task's segments, records its datasource's schema and marks it SUCCESS;
+/// checks everything before the first write.
+fn publish(
+    tables: &mut dyn Tables,
+    task_id: &str,
+    segments: &[SegmentRecord],
+    schema: &Schema,
+    report: &TaskReport,
+    ended_ms: i64,
+) -> Result<()> {
+    let mut task = running_task(tables, task_id)?;
+    let refuse = |why: String| MetadataError::Refused(format!("task '{task_id}': {why}"));
+    if segments.is_empty() {
+        return Err(refuse("publishes no segments".into()));
+    }
+    if schema.data_source != task.data_source {
+        return Err(refuse(format!(
+            "schema of datasource '{}' does not match the task's datasource '{}'",
+            schema.data_source, task.data_source
+        )));
+    }
+    let mut seen = BTreeSet::new();
+    for segment in segments {
+        let id = segment.id_text();
+        if segment.id.data_source != task.data_source {
+            return Err(refuse(format!(
+                "segment '{id}' is not in the task's datasource '{}'",
+                task.data_source
+            )));
+        }
+        if !segment.used {
+            return Err(refuse(format!("segment '{id}' is published unused")));
+        }
+        if tables.segment(&task.data_source, &id)?.is_some() || !seen.insert(id.clone()) {
+            return Err(refuse(format!("segment '{id}' is already published")));
+        }
+    }
+    for segment in segments {
+        tables.put_segment(segment)?;
+    }
+    tables.put_data_source(&DataSourceRecord {
+        name: task.data_source.clone(),
+        schema: schema.clone(),
+        updated_ms: ended_ms,
+    })?;
+    task.state = TaskState::Success;
+    task.error = None;
+    task.ended_ms = Some(ended_ms);
+    task.report = Some(report.clone());
+    tables.put_task(&task)
+}
+
+/// The offsets stored after a stream publish from `start` to `end`, if `start` continues from
+/// `stored` (the exactly-once check) and `end` is a forward move of the same partitions.
+fn move_offsets(
+    task: &TaskRecord,
+    stored: Option<StreamOffsets>,
+    start: &StreamOffsets,
+    end: &StreamOffsets,
+) -> Result<StreamOffsets> {
+    let refuse = |why: String| {
+        MetadataError::Refused(format!(
+            "task '{}': offsets of datasource '{}': {why}",
+            task.id, task.data_source
+        ))
+    };
+    if start.stream.is_empty() || start.stream != end.stream {
+        return Err(refuse(format!(
+            "start stream '{}' and end stream '{}' must be the same, non-empty stream",
+            start.stream, end.stream
+        )));
+    }
+    if start.partitions.is_empty() || !start.partitions.keys().eq(end.partitions.keys()) {
+        return Err(refuse(
+            "start and end must name the same, non-empty set of partitions".into(),
+        ));
+    }
+    for (partition, from) in &start.partitions {
+        let to = end.partitions[partition];
+        if to < *from {
+            return Err(refuse(format!(
+                "partition {partition} would move back from {from} to {to}"
+            )));
+        }
+    }
+    let mut moved = match stored {
+        Some(stored) if stored.stream != start.stream => {
+            return Err(refuse(format!(
+                "stored offsets are of stream '{}', the task read stream '{}'",
+                stored.stream, start.stream
+            )));
+        }
+        Some(stored) => stored,
+        None => StreamOffsets {
+            stream: start.stream.clone(),
+            partitions: Default::default(),
+        },
+    };
+    for (partition, from) in &start.partitions {
+        if let Some(at) = moved.partitions.get(partition)
+            && at != from
+        {
+            return Err(refuse(format!(
+                "partition {partition} is stored at {at}, the task started at {from} (a stale or duplicate publish)"
+            )));
+        }
+    }
+    for (partition, to) in &end.partitions {
+        moved.partitions.insert(*partition, *to);
+    }
+    Ok(moved)
 }
 
 /// The stored task `id`, which must still be running.

@@ -1,14 +1,15 @@
-//! The metadata store: datasources, segments and tasks, changed only by [`Command`]s.
+//! The metadata store: datasources, segments, tasks and stream offsets, changed only by
+//! [`Command`]s.
 //!
 //! Main types: [`MetadataStore`] (the interface every store implements: one `apply` for
 //! commands, and reads), [`Command`] (a transaction, serializable so it can be a Raft log entry),
-//! the records ([`DataSourceRecord`], [`SegmentRecord`], [`TaskRecord`]) and
+//! the records ([`DataSourceRecord`], [`SegmentRecord`], [`TaskRecord`], [`StreamOffsets`]) and
 //! [`SledMetadataStore`] (single node, persisted in sled).
 //!
-//! How a replicated store drops in: the Raft state machine's apply step calls the same
-//! [`apply::apply`] over its own [`apply::Tables`] for each committed [`Command`], and its
-//! [`MetadataStore::apply`] submits the command to the leader and waits for it to be applied
-//! here. Because `apply` reads only the stored state and the command (timestamps are fields of
+//! How the replicated store ([`crate::replicated`]) fits: its Raft state machine calls the
+//! same [`apply::apply`] over its own [`apply::Tables`] for each committed [`Command`]; its
+//! [`MetadataStore::apply`] carries the command to the leader and returns once it is applied
+//! there, and its reads wait for this member to catch up with the leader's read index. Because `apply` reads only the stored state and the command (timestamps are fields of
 //! the command, never read from a clock), every replica reaches the same state and the same
 //! verdict; a refused command (an unknown task, a task that already ended) changes nothing.
 //!
@@ -17,10 +18,15 @@
 //! - segments are published only by a RUNNING task of their datasource, in the same transaction
 //!   that marks the task SUCCESS and records the datasource's latest schema; an id is published
 //!   once;
+//! - a stream publish moves the datasource's offsets only from the offsets stored (start equals
+//!   stored, partition by partition), in the same transaction as its segments, so at most one
+//!   publish per offset range succeeds;
 //! - reads list records in key order (datasource name, segment id, task id).
 
 pub mod apply;
 mod sled_store;
+
+use std::collections::BTreeMap;
 
 use grove_segment::id::SegmentId;
 use grove_segment::schema::Schema;
@@ -117,6 +123,38 @@ pub struct TaskRecord {
     pub report: Option<TaskReport>,
 }
 
+/// Where a datasource's stream ingestion stands: the stream (a Kafka topic) and, per
+/// partition, the next offset to read.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamOffsets {
+    pub stream: String,
+    /// Serialized as `[[partition, offset], ...]`: a command is an internally tagged enum,
+    /// and serde cannot read integer map keys back through one.
+    #[serde(with = "partition_pairs")]
+    pub partitions: BTreeMap<u32, i64>,
+}
+
+mod partition_pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(map: &BTreeMap<u32, i64>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(map.iter())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<u32, i64>, D::Error> {
+        let pairs = Vec::<(u32, i64)>::deserialize(d)?;
+        let count = pairs.len();
+        let map: BTreeMap<u32, i64> = pairs.into_iter().collect();
+        if map.len() != count {
+            return Err(serde::de::Error::custom("a partition is listed twice"));
+        }
+        Ok(map)
+    }
+}
+
 /// One transaction on the metadata: applied atomically or not at all.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "type")]
@@ -135,6 +173,21 @@ pub enum Command {
         report: TaskReport,
         ended_ms: i64,
     },
+    /// Publishes a stream task's segments (as [`Command::PublishSegments`] does) and moves its
+    /// datasource's stored offsets from `start_offsets` to `end_offsets`, all at once — only
+    /// if, for every partition in `start_offsets` that has a stored offset, the stored offset
+    /// equals the start (a partition never stored accepts any start). This is the exactly-once
+    /// check: a replica of the same task, or a stale retry, finds the offsets already moved
+    /// and is refused with nothing changed.
+    PublishSegmentsWithOffsets {
+        task_id: String,
+        segments: Vec<SegmentRecord>,
+        schema: Schema,
+        report: TaskReport,
+        ended_ms: i64,
+        start_offsets: StreamOffsets,
+        end_offsets: StreamOffsets,
+    },
     /// Marks used segments of `data_source` unused (overshadowed or dropped).
     MarkSegmentsUnused {
         data_source: String,
@@ -142,8 +195,9 @@ pub enum Command {
     },
 }
 
-/// Why a command was refused or a read failed.
-#[derive(Debug, thiserror::Error)]
+/// Why a command was refused or a read failed. Serializable, so a refusal decided by the Raft
+/// leader's apply step reaches a client on another node unchanged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum MetadataError {
     #[error("unknown task '{0}'")]
     UnknownTask(String),
@@ -180,6 +234,9 @@ pub trait MetadataStore: Send + Sync {
 
     /// Every task, by id.
     fn tasks(&self) -> Result<Vec<TaskRecord>>;
+
+    /// The stored stream offsets of `data_source` (none before its first stream publish).
+    fn stream_offsets(&self, data_source: &str) -> Result<Option<StreamOffsets>>;
 
     /// The used segments of every datasource, by datasource then segment id.
     fn all_used_segments(&self) -> Result<Vec<SegmentRecord>> {

@@ -1,9 +1,9 @@
-//! [`SledMetadataStore`]: the single-node metadata store, three sled trees in one database.
+//! [`SledMetadataStore`]: the single-node metadata store, four sled trees in one database.
 //!
 //! Layout: `tasks` keyed by task id, `segments` keyed by `<datasource>\0<segment id>`,
-//! `data_sources` keyed by name; values are the records as JSON (they carry free-form JSON such
+//! `data_sources` and `offsets` (stream offsets) keyed by datasource name; values are the records as JSON (they carry free-form JSON such
 //! as load specs and task specs). Each command runs [`apply`] inside one sled transaction over
-//! the three trees and is flushed to disk before `apply` returns.
+//! the four trees and is flushed to disk before `apply` returns.
 
 use std::cell::RefCell;
 use std::path::Path;
@@ -17,7 +17,8 @@ use sled::{Transactional, Tree};
 
 use super::apply::{Tables, apply};
 use super::{
-    Command, DataSourceRecord, MetadataError, MetadataStore, Result, SegmentRecord, TaskRecord,
+    Command, DataSourceRecord, MetadataError, MetadataStore, Result, SegmentRecord, StreamOffsets,
+    TaskRecord,
 };
 
 /// The metadata of one node, persisted in a sled database directory.
@@ -26,6 +27,7 @@ pub struct SledMetadataStore {
     tasks: Tree,
     segments: Tree,
     data_sources: Tree,
+    offsets: Tree,
 }
 
 impl std::fmt::Debug for SledMetadataStore {
@@ -48,6 +50,7 @@ impl SledMetadataStore {
             tasks: tree("tasks")?,
             segments: tree("segments")?,
             data_sources: tree("data_sources")?,
+            offsets: tree("offsets")?,
             db,
         })
     }
@@ -55,12 +58,18 @@ impl SledMetadataStore {
 
 impl MetadataStore for SledMetadataStore {
     fn apply(&self, command: Command) -> Result<()> {
-        let outcome = (&self.tasks, &self.segments, &self.data_sources).transaction(
-            |(tasks, segments, data_sources)| {
+        let outcome = (
+            &self.tasks,
+            &self.segments,
+            &self.data_sources,
+            &self.offsets,
+        )
+            .transaction(|(tasks, segments, data_sources, offsets)| {
                 let mut tables = SledTables {
                     tasks,
                     segments,
                     data_sources,
+                    offsets,
                     interrupted: RefCell::new(None),
                 };
                 let result = apply(&mut tables, &command);
@@ -70,8 +79,7 @@ impl MetadataStore for SledMetadataStore {
                     return Err(e.into());
                 }
                 result.map_err(ConflictableTransactionError::Abort)
-            },
-        );
+            });
         match outcome {
             Ok(()) => {}
             Err(TransactionError::Abort(e)) => return Err(e),
@@ -104,6 +112,13 @@ impl MetadataStore for SledMetadataStore {
     fn tasks(&self) -> Result<Vec<TaskRecord>> {
         scan(self.tasks.iter())
     }
+
+    fn stream_offsets(&self, data_source: &str) -> Result<Option<StreamOffsets>> {
+        match self.offsets.get(data_source).map_err(storage)? {
+            Some(bytes) => decode(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
 }
 
 /// The three trees inside one transaction. The first sled error is kept in `interrupted` and
@@ -112,6 +127,7 @@ struct SledTables<'a> {
     tasks: &'a TransactionalTree,
     segments: &'a TransactionalTree,
     data_sources: &'a TransactionalTree,
+    offsets: &'a TransactionalTree,
     interrupted: RefCell<Option<UnabortableTransactionError>>,
 }
 
@@ -158,6 +174,14 @@ impl Tables for SledTables<'_> {
 
     fn put_data_source(&mut self, data_source: &DataSourceRecord) -> Result<()> {
         self.put(self.data_sources, data_source.name.as_bytes(), data_source)
+    }
+
+    fn offsets(&self, data_source: &str) -> Result<Option<StreamOffsets>> {
+        self.get(self.offsets, data_source.as_bytes())
+    }
+
+    fn put_offsets(&mut self, data_source: &str, offsets: &StreamOffsets) -> Result<()> {
+        self.put(self.offsets, data_source.as_bytes(), offsets)
     }
 }
 

@@ -250,3 +250,141 @@ fn task_updates_and_unused_segments() {
         .unwrap();
     assert_eq!(store.task("t2").unwrap(), failed);
 }
+
+fn offsets(stream: &str, partitions: &[(u32, i64)]) -> crate::metadata::StreamOffsets {
+    crate::metadata::StreamOffsets {
+        stream: stream.into(),
+        partitions: partitions.iter().copied().collect(),
+    }
+}
+
+fn stream_publish(
+    task_id: &str,
+    segments: Vec<SegmentRecord>,
+    start: &[(u32, i64)],
+    end: &[(u32, i64)],
+) -> Command {
+    Command::PublishSegmentsWithOffsets {
+        task_id: task_id.into(),
+        segments,
+        schema: schema("wiki"),
+        report: TaskReport::default(),
+        ended_ms: 4_000,
+        start_offsets: offsets("edits", start),
+        end_offsets: offsets("edits", end),
+    }
+}
+
+#[test]
+fn stream_publish_moves_offsets_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledMetadataStore::open(dir.path()).unwrap();
+    for id in ["k1", "k1-replica", "k2", "k3", "k4"] {
+        store
+            .apply(Command::CreateTask {
+                task: task(id, "wiki"),
+            })
+            .unwrap();
+    }
+    assert_eq!(store.stream_offsets("wiki").unwrap(), None);
+    // First publish: no stored offsets yet, any start is accepted.
+    store
+        .apply(stream_publish(
+            "k1",
+            vec![segment("wiki", 0, "v1", 0)],
+            &[(0, 0), (1, 0)],
+            &[(0, 100), (1, 50)],
+        ))
+        .unwrap();
+    assert_eq!(
+        store.stream_offsets("wiki").unwrap(),
+        Some(offsets("edits", &[(0, 100), (1, 50)]))
+    );
+    // A replica of k1 read the same range: refused, and nothing of it lands.
+    let err = store
+        .apply(stream_publish(
+            "k1-replica",
+            vec![segment("wiki", 0, "v1", 1)],
+            &[(0, 0), (1, 0)],
+            &[(0, 100), (1, 50)],
+        ))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("partition 0 is stored at 100, the task started at 0"),
+        "{err}"
+    );
+    assert_eq!(store.task("k1-replica").unwrap().state, TaskState::Running);
+    assert_eq!(store.used_segments("wiki").unwrap().len(), 1);
+    // The next range continues from the stored offsets; a new partition starts anywhere.
+    store
+        .apply(stream_publish(
+            "k2",
+            vec![segment("wiki", 1, "v1", 0)],
+            &[(0, 100), (2, 7)],
+            &[(0, 180), (2, 9)],
+        ))
+        .unwrap();
+    assert_eq!(
+        store.stream_offsets("wiki").unwrap(),
+        Some(offsets("edits", &[(0, 180), (1, 50), (2, 9)]))
+    );
+    // Offsets never move back, and start and end name the same partitions.
+    let back = stream_publish(
+        "k3",
+        vec![segment("wiki", 2, "v1", 0)],
+        &[(1, 50)],
+        &[(1, 40)],
+    );
+    assert!(
+        store
+            .apply(back)
+            .unwrap_err()
+            .to_string()
+            .contains("move back")
+    );
+    let uneven = stream_publish(
+        "k3",
+        vec![segment("wiki", 2, "v1", 0)],
+        &[(1, 50)],
+        &[(1, 60), (3, 1)],
+    );
+    assert!(
+        store
+            .apply(uneven)
+            .unwrap_err()
+            .to_string()
+            .contains("same, non-empty set of partitions")
+    );
+    // Another stream's offsets do not continue this one's.
+    let mut other = stream_publish(
+        "k4",
+        vec![segment("wiki", 3, "v1", 0)],
+        &[(1, 50)],
+        &[(1, 60)],
+    );
+    if let Command::PublishSegmentsWithOffsets {
+        start_offsets,
+        end_offsets,
+        ..
+    } = &mut other
+    {
+        start_offsets.stream = "clicks".into();
+        end_offsets.stream = "clicks".into();
+    }
+    assert!(
+        store
+            .apply(other)
+            .unwrap_err()
+            .to_string()
+            .contains("stream 'edits'")
+    );
+    assert_eq!(store.used_segments("wiki").unwrap().len(), 2);
+    // Stored offsets survive a reopen.
+    drop(store);
+    let store = SledMetadataStore::open(dir.path()).unwrap();
+    assert_eq!(
+        store.stream_offsets("wiki").unwrap(),
+        Some(offsets("edits", &[(0, 180), (1, 50), (2, 9)]))
+    );
+}

@@ -1,0 +1,36 @@
+//! The replicated metadata store: the same [`crate::metadata::Command`]s and apply step as the
+//! single-node store, replicated by openraft 0.9 over `grove-rpc`.
+//!
+//! Map:
+//! - [`types`]: the openraft type config ([`TypeConfig`]), log payload ([`ClientRequest`] with
+//!   its [`RequestId`]), apply result ([`Verdict`]), member address ([`GroveNode`]).
+//! - [`runtime`]: tokio with a seeded election-timeout draw ([`SeededRuntime`]).
+//! - [`log_store`]: the Raft log, vote and commit index in sled ([`SledLogStore`]).
+//! - [`state_machine`]: tables in memory, snapshots in sled ([`StateMachineStore`]).
+//! - [`tables`]: the in-memory tables and the request log that deduplicates retries.
+//! - [`network`]: Raft and client methods over any `grove_rpc::Transport` ([`GroveNetwork`]).
+//! - [`node`]: one member and its client side ([`RaftNode`]): writes and membership changes
+//!   carried to the leader, linearizable reads.
+//! - [`store`]: [`ReplicatedMetadataStore`], the blocking `MetadataStore` over a member.
+//!
+//! One sled database per member holds its log (`raft_log`), vote and commit index
+//! (`raft_meta`) and last snapshot (`snapshot`); the tables themselves live in memory and are
+//! rebuilt at start from the snapshot and the log.
+
+pub mod log_store;
+pub mod network;
+pub mod node;
+pub mod runtime;
+pub mod state_machine;
+pub mod store;
+pub mod tables;
+pub mod types;
+
+pub use log_store::SledLogStore;
+pub use network::{GroveNetwork, PeerHook};
+pub use node::{RaftNode, RaftNodeConfig, ReplicaError, default_raft_config};
+pub use runtime::SeededRuntime;
+pub use state_machine::StateMachineStore;
+pub use store::ReplicatedMetadataStore;
+pub use tables::{MemoryTables, RequestLog};
+pub use types::{ClientRequest, GroveNode, RaftNodeId, RequestId, TypeConfig, Verdict};

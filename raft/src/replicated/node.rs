@@ -1,0 +1,662 @@
+//! [`RaftNode`]: one member of the metadata group — openraft over the sled log and the
+//! in-memory state machine, reached through `grove-rpc` — and the client side every member
+//! offers: writes, linearizable reads and membership changes, each carried to the leader.
+//!
+//! Writes: a [`ClientRequest`] gets a [`RequestId`] (this node's client id, a serial) once and
+//! keeps it across retries. The member applies it through openraft if it leads, or forwards it
+//! to the leader it knows (`raft.client_write`); a member that turns out not to lead answers
+//! with the leader it knows, and the writer tries there. Retries back off (10 ms doubling to
+//! 200 ms, tokio time) until `request_timeout`. A retry of a write that did commit is answered
+//! from the state machine's request log with the first verdict (`duplicate: true`), so a
+//! write applies once however often it is retried.
+//!
+//! Reads: the leader confirms it still leads with a quorum and names its commit index (read
+//! index); the reading member waits until it has applied that far, then reads its own copy.
+//!
+//! Membership: [`RaftNode::bootstrap`] makes a group of given members (one for quickstart);
+//! [`RaftNode::add_learner`], [`RaftNode::promote_voter`] and [`RaftNode::remove_voter`] go
+//! to the leader like writes.
+//!
+//! Invariants: time only through tokio (paused and simulated clocks drive every wait and
+//! backoff); randomness only through the seeded runtime; the node never forwards a request
+//! it received from another member (one hop at most).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use grove_rpc::codec::bincode::serde::Compat;
+use grove_rpc::{Method, NodeId, RequestContext, Router, RpcError, Transport, TransportExt};
+use openraft::error::{
+    ChangeMembershipError, CheckIsLeaderError, ClientWriteError, InitializeError,
+    InstallSnapshotError, RaftError,
+};
+use openraft::{ChangeMembers, Raft, RaftMetrics, SnapshotPolicy};
+use tokio::time::Instant;
+
+use super::log_store::SledLogStore;
+use super::network::{
+    Admin, AdminRequest, AppendEntries, ClientWrite, GroveNetwork, InstallSnapshot,
+    InstallSnapshotFailure, LeaderReply, PeerHook, ReadIndex, Vote,
+};
+use super::runtime::seed_thread_rng;
+use super::state_machine::{MachineState, StateMachineStore};
+use super::tables::MemoryTables;
+use super::types::{
+    ClientRequest, GroveNode, RaftNodeId, RequestId, TypeConfig, Verdict, decode, encode,
+};
+use crate::metadata::{Command, MetadataError};
+
+/// Longest [`RaftNode::shutdown`] waits for Raft's tasks to let go of storage.
+pub const STORAGE_CLOSE_WAIT: Duration = Duration::from_secs(10);
+
+/// Settings of one member.
+#[derive(Clone, Debug)]
+pub struct RaftNodeConfig {
+    pub id: RaftNodeId,
+    /// This member's rpc name (its transport's node id) and address.
+    pub node: GroveNode,
+    /// The sled database directory (log, vote, snapshots).
+    pub dir: PathBuf,
+    pub raft: openraft::Config,
+    /// This member's writer id in request ids. Must differ from every other writer's and
+    /// from this member's earlier runs (the node draws it at start from its entropy seam).
+    pub client_id: u64,
+    /// Seeds the election-timeout draw (mixed with `id`).
+    pub rng_seed: u64,
+    /// How long a write, read or membership change keeps trying to reach a leader.
+    pub request_timeout: Duration,
+    /// Longest one attempt at a write or read index (here or forwarded) may take before it
+    /// is retried; membership changes get the whole `request_timeout`.
+    pub attempt_timeout: Duration,
+}
+
+impl RaftNodeConfig {
+    pub fn new(id: RaftNodeId, node: GroveNode, dir: impl Into<PathBuf>) -> Self {
+        RaftNodeConfig {
+            id,
+            node,
+            dir: dir.into(),
+            raft: default_raft_config(),
+            client_id: id,
+            rng_seed: 0,
+            request_timeout: Duration::from_secs(10),
+            attempt_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// openraft settings for the metadata group: 50 ms heartbeats, elections after 150–300 ms
+/// of silence, a snapshot every 10,000 entries, 1,000 entries kept behind it for lagging
+/// followers, 4 MiB snapshot chunks (well under the transport's 16 MiB frame limit).
+pub fn default_raft_config() -> openraft::Config {
+    openraft::Config {
+        cluster_name: "grove-metadata".into(),
+        heartbeat_interval: 50,
+        election_timeout_min: 150,
+        election_timeout_max: 300,
+        install_snapshot_timeout: 2_000,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(10_000),
+        max_in_snapshot_log_to_keep: 1_000,
+        snapshot_max_chunk_size: 4 << 20,
+        ..Default::default()
+    }
+}
+
+/// Why a write, read or membership change did not happen.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ReplicaError {
+    /// The apply step refused the command (the same refusal the single-node store gives).
+    #[error(transparent)]
+    Command(#[from] MetadataError),
+    /// No leader could be reached in time; `leader` is the last one this member knew of.
+    #[error("metadata group: no leader reachable within {waited_ms} ms (last known leader: {}; last failure: {})", leader.map_or("none".to_string(), |l| l.to_string()), last_failure.as_deref().unwrap_or("none"))]
+    NotLeader {
+        leader: Option<RaftNodeId>,
+        waited_ms: u64,
+        /// Why the last attempt failed, if one reached a member that answered.
+        last_failure: Option<String>,
+    },
+    /// The member could not confirm the read in time (it did not apply up to the read index).
+    #[error("metadata group: {0}")]
+    Unavailable(String),
+    /// A membership change the group refuses.
+    #[error("membership change refused: {0}")]
+    Membership(String),
+    /// This member's Raft stopped (shut down, or a storage failure).
+    #[error("raft stopped: {0}")]
+    Stopped(String),
+    /// Opening storage or starting Raft failed.
+    #[error("starting raft member: {0}")]
+    Start(String),
+}
+
+impl From<ReplicaError> for MetadataError {
+    /// A refusal stays itself; the group being unreachable is a storage failure to callers
+    /// of [`crate::metadata::MetadataStore`].
+    fn from(error: ReplicaError) -> Self {
+        match error {
+            ReplicaError::Command(e) => e,
+            other => MetadataError::Storage(other.to_string()),
+        }
+    }
+}
+
+/// What is asked of the leader.
+#[derive(Clone, Debug)]
+enum LeaderOp {
+    Write(Box<ClientRequest>),
+    ReadIndex,
+    Admin(AdminRequest),
+}
+
+#[derive(Debug)]
+enum LeaderDone {
+    Write(Verdict),
+    ReadIndex(u64),
+    Admin,
+}
+
+/// One member of the metadata group. Cheap to clone.
+#[derive(Clone)]
+pub struct RaftNode {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    id: RaftNodeId,
+    raft: Raft<TypeConfig>,
+    state: Arc<RwLock<MachineState>>,
+    transport: Arc<dyn Transport>,
+    on_peer: Option<PeerHook>,
+    client_id: u64,
+    next_serial: AtomicU64,
+    request_timeout: Duration,
+    attempt_timeout: Duration,
+    /// One clone per live storage handle (log store, readers, state machine, snapshot
+    /// builders) plus this one.
+    storage_open: Arc<()>,
+}
+
+impl RaftNode {
+    /// Opens the member's storage under `config.dir` (recovering its log, vote and last
+    /// snapshot) and starts Raft. Serve [`RaftNode::routes`] on `transport` to let peers reach
+    /// it. `on_peer` is told each member's name and address before it is first called.
+    pub async fn start(
+        config: RaftNodeConfig,
+        transport: Arc<dyn Transport>,
+        on_peer: Option<PeerHook>,
+    ) -> Result<RaftNode, ReplicaError> {
+        if transport.node_id().as_str() != config.node.name {
+            return Err(ReplicaError::Start(format!(
+                "member {} is named {:?} but its transport is node {}",
+                config.id,
+                config.node.name,
+                transport.node_id()
+            )));
+        }
+        let start = |e: String| ReplicaError::Start(e);
+        let raft_config = config
+            .raft
+            .clone()
+            .validate()
+            .map_err(|e| start(format!("raft config: {e}")))?;
+        let db = sled::open(&config.dir)
+            .map_err(|e| start(format!("opening {}: {e}", config.dir.display())))?;
+        let storage_open = Arc::new(());
+        let log = SledLogStore::open(&db)
+            .map_err(|e| start(e.to_string()))?
+            .track(&storage_open);
+        let machine = StateMachineStore::open(&db)
+            .map_err(|e| start(e.to_string()))?
+            .track(&storage_open);
+        drop(db);
+        let state = machine.state();
+        let network = GroveNetwork::new(Arc::clone(&transport), on_peer.clone());
+        // openraft draws this member's election timeout inside `Raft::new`, before its first
+        // await, on this thread.
+        seed_thread_rng(config.rng_seed ^ config.id.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let raft = Raft::new(config.id, Arc::new(raft_config), network, log, machine)
+            .await
+            .map_err(|e| start(e.to_string()))?;
+        Ok(RaftNode {
+            inner: Arc::new(Inner {
+                id: config.id,
+                raft,
+                state,
+                transport,
+                on_peer,
+                client_id: config.client_id,
+                next_serial: AtomicU64::new(0),
+                request_timeout: config.request_timeout,
+                attempt_timeout: config.attempt_timeout,
+                storage_open,
+            }),
+        })
+    }
+
+    pub fn id(&self) -> RaftNodeId {
+        self.inner.id
+    }
+
+    /// The openraft handle (metrics, triggers), for tests and operators.
+    pub fn raft(&self) -> &Raft<TypeConfig> {
+        &self.inner.raft
+    }
+
+    pub fn metrics(&self) -> RaftMetrics<RaftNodeId, GroveNode> {
+        self.inner.raft.metrics().borrow().clone()
+    }
+
+    /// The leader this member knows of.
+    pub fn current_leader(&self) -> Option<RaftNodeId> {
+        self.inner.raft.metrics().borrow().current_leader
+    }
+
+    /// Adds the metadata group's handlers to `router`.
+    pub fn routes(&self, router: Router) -> Router {
+        let raft = self.inner.raft.clone();
+        let append = raft.clone();
+        let vote = raft.clone();
+        let snapshot = raft;
+        let writes = Arc::clone(&self.inner);
+        let reads = Arc::clone(&self.inner);
+        let admin = Arc::clone(&self.inner);
+        router
+            .unary::<AppendEntries, _, _>(move |_, Compat(request)| {
+                let raft = append.clone();
+                async move {
+                    let reply = raft.append_entries(request).await;
+                    Ok(Compat(reply.map_err(|e| e.to_string())))
+                }
+            })
+            .unary::<Vote, _, _>(move |_, Compat(request)| {
+                let raft = vote.clone();
+                async move { Ok(Compat(raft.vote(request).await.map_err(|e| e.to_string()))) }
+            })
+            .unary::<InstallSnapshot, _, _>(move |_, Compat(request)| {
+                let raft = snapshot.clone();
+                async move {
+                    let reply = raft.install_snapshot(request).await.map_err(|e| match e {
+                        RaftError::APIError(InstallSnapshotError::SnapshotMismatch(m)) => {
+                            InstallSnapshotFailure::Mismatch(m)
+                        }
+                        other => InstallSnapshotFailure::Other(other.to_string()),
+                    });
+                    Ok(Compat(reply))
+                }
+            })
+            .unary::<ClientWrite, _, _>(move |_: RequestContext, Compat(request)| {
+                let inner = Arc::clone(&writes);
+                async move {
+                    let reply = inner.lead(&LeaderOp::Write(Box::new(request))).await;
+                    Ok(Compat(reply.map(|done| match done {
+                        LeaderDone::Write(verdict) => verdict,
+                        other => unreachable!("a write answered {other:?}"),
+                    })))
+                }
+            })
+            .unary::<ReadIndex, _, _>(move |_, ()| {
+                let inner = Arc::clone(&reads);
+                async move {
+                    let reply = inner.lead(&LeaderOp::ReadIndex).await;
+                    Ok(Compat(reply.map(|done| match done {
+                        LeaderDone::ReadIndex(index) => index,
+                        other => unreachable!("a read index answered {other:?}"),
+                    })))
+                }
+            })
+            .unary::<Admin, _, _>(move |_, Compat(request)| {
+                let inner = Arc::clone(&admin);
+                async move {
+                    let reply = inner.lead(&LeaderOp::Admin(request)).await;
+                    Ok(Compat(reply.map(|_| ())))
+                }
+            })
+    }
+
+    /// Makes this member and `members` a new group, unless this member already belongs to
+    /// one (then it does nothing and returns `false`). Call it on one member only; with only
+    /// itself in `members` it is the single-node quickstart group.
+    pub async fn bootstrap(
+        &self,
+        members: BTreeMap<RaftNodeId, GroveNode>,
+    ) -> Result<bool, ReplicaError> {
+        let raft = &self.inner.raft;
+        if raft.is_initialized().await.map_err(stopped)? {
+            return Ok(false);
+        }
+        match raft.initialize(members).await {
+            Ok(()) => Ok(true),
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(false),
+            Err(RaftError::APIError(e)) => Err(ReplicaError::Membership(e.to_string())),
+            Err(RaftError::Fatal(e)) => Err(stopped(e)),
+        }
+    }
+
+    /// A new request id of this member's writer.
+    pub fn next_request_id(&self) -> RequestId {
+        RequestId {
+            client: self.inner.client_id,
+            serial: self.inner.next_serial.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// Applies `command` through the group and waits until it is applied on the leader:
+    /// `Ok` if accepted, [`ReplicaError::Command`] with the apply step's refusal otherwise.
+    pub async fn write(&self, command: Command) -> Result<(), ReplicaError> {
+        let request = ClientRequest {
+            id: self.next_request_id(),
+            command,
+        };
+        self.submit(request)
+            .await?
+            .result
+            .map_err(ReplicaError::Command)
+    }
+
+    /// Applies a request with a caller-chosen id (a retry of an earlier write keeps its id):
+    /// the verdict of its first application, flagged `duplicate` if this was not the first.
+    ///
+    /// The request is first checked to decode from its own encoding: an entry that could not
+    /// be read back would stop every member that tried to apply it, so such a command is
+    /// refused here, before it reaches the log.
+    pub async fn submit(&self, request: ClientRequest) -> Result<Verdict, ReplicaError> {
+        check_round_trip(&request)?;
+        match self
+            .inner
+            .on_leader(LeaderOp::Write(Box::new(request)))
+            .await?
+        {
+            LeaderDone::Write(verdict) => Ok(verdict),
+            other => unreachable!("a write answered {other:?}"),
+        }
+    }
+
+    /// Waits until this member has applied every write committed before the call (a
+    /// linearizable read barrier through the leader's read index).
+    pub async fn barrier(&self) -> Result<(), ReplicaError> {
+        let started = Instant::now();
+        let index = match self.inner.on_leader(LeaderOp::ReadIndex).await? {
+            LeaderDone::ReadIndex(index) => index,
+            other => unreachable!("a read index answered {other:?}"),
+        };
+        let left = self.inner.request_timeout.saturating_sub(started.elapsed());
+        self.inner
+            .raft
+            .wait(Some(left))
+            .applied_index_at_least(Some(index), "linearizable read")
+            .await
+            .map_err(|e| {
+                ReplicaError::Unavailable(format!(
+                    "member {} did not apply up to read index {index}: {e}",
+                    self.inner.id
+                ))
+            })?;
+        Ok(())
+    }
+
+    /// A linearizable read: [`RaftNode::barrier`], then `read` over this member's tables.
+    pub async fn read<T>(&self, read: impl FnOnce(&MemoryTables) -> T) -> Result<T, ReplicaError> {
+        self.barrier().await?;
+        Ok(self.read_local(read))
+    }
+
+    /// A read of this member's tables as applied so far (may be stale on a follower).
+    pub fn read_local<T>(&self, read: impl FnOnce(&MemoryTables) -> T) -> T {
+        read(&self.inner.state.read().expect("state lock").tables)
+    }
+
+    /// The log index this member has applied up to.
+    pub fn applied_index(&self) -> Option<u64> {
+        self.inner
+            .state
+            .read()
+            .expect("state lock")
+            .last_applied
+            .map(|log_id| log_id.index)
+    }
+
+    /// Adds `id` as a learner (it receives the log but does not vote) and waits until it has
+    /// caught up.
+    pub async fn add_learner(&self, id: RaftNodeId, node: GroveNode) -> Result<(), ReplicaError> {
+        self.admin(AdminRequest::AddLearner { id, node }).await
+    }
+
+    /// Makes learner `id` a voter.
+    pub async fn promote_voter(&self, id: RaftNodeId) -> Result<(), ReplicaError> {
+        self.admin(AdminRequest::PromoteVoter { id }).await
+    }
+
+    /// Removes voter `id` from the group.
+    pub async fn remove_voter(&self, id: RaftNodeId) -> Result<(), ReplicaError> {
+        self.admin(AdminRequest::RemoveVoter { id }).await
+    }
+
+    async fn admin(&self, request: AdminRequest) -> Result<(), ReplicaError> {
+        self.inner
+            .on_leader(LeaderOp::Admin(request))
+            .await
+            .map(|_| ())
+    }
+
+    /// Stops Raft and waits (up to [`STORAGE_CLOSE_WAIT`]) until its tasks have dropped every
+    /// storage handle, so the sled database is closed and its directory can be opened again.
+    pub async fn shutdown(&self) -> Result<(), ReplicaError> {
+        self.inner
+            .raft
+            .shutdown()
+            .await
+            .map_err(|e| ReplicaError::Stopped(e.to_string()))?;
+        let deadline = Instant::now() + STORAGE_CLOSE_WAIT;
+        while Arc::strong_count(&self.inner.storage_open) > 1 {
+            if Instant::now() >= deadline {
+                return Err(ReplicaError::Stopped(format!(
+                    "member {}: raft stopped but its storage is still open after {} s",
+                    self.inner.id,
+                    STORAGE_CLOSE_WAIT.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        Ok(())
+    }
+}
+
+impl Inner {
+    /// Carries `op` to the leader until it is done, refused, or `request_timeout` passes.
+    async fn on_leader(&self, op: LeaderOp) -> Result<LeaderDone, ReplicaError> {
+        let started = Instant::now();
+        let deadline = started + self.request_timeout;
+        let mut backoff = Duration::from_millis(10);
+        let mut known = self.raft.metrics().borrow().current_leader;
+        let mut last_failure = None;
+        loop {
+            // One attempt is bounded: a leader cut off from its quorum may hold a write or a
+            // read-index check until it learns of a newer term.
+            let attempt_deadline = match op {
+                LeaderOp::Admin(_) => deadline,
+                _ => deadline.min(Instant::now() + self.attempt_timeout),
+            };
+            let reply = match known {
+                Some(leader) if leader == self.id => {
+                    match tokio::time::timeout_at(attempt_deadline, self.lead(&op)).await {
+                        Ok(reply) => reply,
+                        Err(_) => LeaderReply::Failed("no quorum answered in time".into()),
+                    }
+                }
+                Some(leader) => self.forward(leader, &op, attempt_deadline).await,
+                None => LeaderReply::NotLeader { leader: None },
+            };
+            match reply {
+                LeaderReply::Done(done) => return Ok(done),
+                LeaderReply::Refused(why) => return Err(ReplicaError::Membership(why)),
+                LeaderReply::NotLeader { leader: Some(hint) } if Some(hint) != known => {
+                    // Try the named leader at once.
+                    known = Some(hint);
+                    continue;
+                }
+                LeaderReply::NotLeader { .. } => {}
+                LeaderReply::Failed(why) => last_failure = Some(why),
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(ReplicaError::NotLeader {
+                    leader: known,
+                    waited_ms: (now - started).as_millis() as u64,
+                    last_failure,
+                });
+            }
+            tokio::time::sleep(backoff.min(deadline - now)).await;
+            backoff = (backoff * 2).min(Duration::from_millis(200));
+            known = self.raft.metrics().borrow().current_leader;
+        }
+    }
+
+    /// Asks member `leader` to do `op`, waiting for its answer until `deadline`.
+    async fn forward(
+        &self,
+        leader: RaftNodeId,
+        op: &LeaderOp,
+        deadline: Instant,
+    ) -> LeaderReply<LeaderDone> {
+        let node = {
+            let metrics = self.raft.metrics();
+            let metrics = metrics.borrow();
+            metrics
+                .membership_config
+                .membership()
+                .get_node(&leader)
+                .cloned()
+        };
+        let Some(node) = node else {
+            return LeaderReply::NotLeader { leader: None };
+        };
+        let peer = match NodeId::new(&node.name) {
+            Ok(peer) => peer,
+            Err(e) => return LeaderReply::Failed(format!("leader {leader}: {e}")),
+        };
+        if let Some(hook) = &self.on_peer {
+            hook(&peer, &node);
+        }
+        let transport = &self.transport;
+        let failed = |method: &str, e: RpcError| {
+            LeaderReply::Failed(format!("{method} to leader {leader}: {e}"))
+        };
+        match op {
+            LeaderOp::Write(request) => {
+                match transport
+                    .call::<ClientWrite>(&peer, &Compat((**request).clone()), deadline)
+                    .await
+                {
+                    Ok(Compat(reply)) => reply.map(LeaderDone::Write),
+                    Err(e) => failed(ClientWrite::NAME, e),
+                }
+            }
+            LeaderOp::ReadIndex => match transport.call::<ReadIndex>(&peer, &(), deadline).await {
+                Ok(Compat(reply)) => reply.map(LeaderDone::ReadIndex),
+                Err(e) => failed(ReadIndex::NAME, e),
+            },
+            LeaderOp::Admin(request) => {
+                match transport
+                    .call::<Admin>(&peer, &Compat(request.clone()), deadline)
+                    .await
+                {
+                    Ok(Compat(reply)) => reply.map(|()| LeaderDone::Admin),
+                    Err(e) => failed(Admin::NAME, e),
+                }
+            }
+        }
+    }
+
+    /// Does `op` here, as the leader (openraft says so if this member is not).
+    async fn lead(&self, op: &LeaderOp) -> LeaderReply<LeaderDone> {
+        let raft = &self.raft;
+        match op {
+            LeaderOp::Write(request) => match raft.client_write((**request).clone()).await {
+                Ok(response) => LeaderReply::Done(LeaderDone::Write(response.data)),
+                Err(e) => write_failure(e),
+            },
+            LeaderOp::ReadIndex => match raft.get_read_log_id().await {
+                Ok((read_log_id, _)) => {
+                    LeaderReply::Done(LeaderDone::ReadIndex(read_log_id.map_or(0, |l| l.index)))
+                }
+                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                    LeaderReply::NotLeader {
+                        leader: f.leader_id,
+                    }
+                }
+                Err(e) => LeaderReply::Failed(e.to_string()),
+            },
+            LeaderOp::Admin(request) => {
+                let result = match request {
+                    AdminRequest::AddLearner { id, node } => {
+                        raft.add_learner(*id, node.clone(), true).await
+                    }
+                    AdminRequest::PromoteVoter { id } => {
+                        raft.change_membership(ChangeMembers::AddVoterIds([*id].into()), false)
+                            .await
+                    }
+                    AdminRequest::RemoveVoter { id } => {
+                        raft.change_membership(ChangeMembers::RemoveVoters([*id].into()), false)
+                            .await
+                    }
+                };
+                match result {
+                    Ok(_) => LeaderReply::Done(LeaderDone::Admin),
+                    Err(e) => write_failure(e),
+                }
+            }
+        }
+    }
+}
+
+impl<T> LeaderReply<T> {
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> LeaderReply<U> {
+        match self {
+            LeaderReply::Done(value) => LeaderReply::Done(f(value)),
+            LeaderReply::NotLeader { leader } => LeaderReply::NotLeader { leader },
+            LeaderReply::Failed(why) => LeaderReply::Failed(why),
+            LeaderReply::Refused(why) => LeaderReply::Refused(why),
+        }
+    }
+}
+
+fn write_failure<T>(
+    error: RaftError<RaftNodeId, ClientWriteError<RaftNodeId, GroveNode>>,
+) -> LeaderReply<T> {
+    match error {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => LeaderReply::NotLeader {
+            leader: f.leader_id,
+        },
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(
+            e @ ChangeMembershipError::InProgress(_),
+        )) => LeaderReply::Failed(e.to_string()),
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+            LeaderReply::Refused(e.to_string())
+        }
+        RaftError::Fatal(e) => LeaderReply::Failed(format!("raft stopped: {e}")),
+    }
+}
+
+/// Refuses a request whose log encoding does not decode back to it.
+fn check_round_trip(request: &ClientRequest) -> Result<(), ReplicaError> {
+    let refuse = |why: String| {
+        ReplicaError::Command(MetadataError::Refused(format!(
+            "request {}: the command cannot be stored in the log: {why}",
+            request.id
+        )))
+    };
+    let bytes = encode(request).map_err(|e| refuse(e.to_string()))?;
+    let decoded: ClientRequest = decode(&bytes).map_err(|e| refuse(e.to_string()))?;
+    if decoded != *request {
+        return Err(refuse("it reads back as a different command".into()));
+    }
+    Ok(())
+}
+
+fn stopped(error: impl std::fmt::Display) -> ReplicaError {
+    ReplicaError::Stopped(error.to_string())
+}

@@ -1,0 +1,290 @@
+//! [`StateMachineStore`]: openraft's state machine for the metadata group. Applying an entry
+//! runs the shared [`crate::metadata::apply::apply`] over [`MemoryTables`], so a replica
+//! accepts and refuses exactly what the single-node sled store does.
+//!
+//! Where the state lives: in memory ([`MachineState`], behind a lock the read path shares);
+//! durability comes from the Raft log (flushed before an entry is acknowledged) and from
+//! snapshots, which are written to the node's sled database (tree `snapshot`, keys `meta` and
+//! `data`, one batch, flushed) before openraft may purge the log they cover. After a restart
+//! the state is the last snapshot plus the committed log replayed over it. Applying touches no
+//! disk, no clock and no randomness, so the apply step is the same under the simulator.
+//!
+//! Snapshots: `get_snapshot_builder` copies the state under the lock (the only pause the apply
+//! loop sees); serializing and writing happen in the builder, off the apply loop. Data format:
+//! JSON ([`SnapshotBody`], `formatVersion` 1) — records carry free-form JSON (load specs, task
+//! specs), so a self-describing format is needed; the snapshot's metadata (last log id,
+//! membership) is openraft's own `SnapshotMeta`, stored beside it.
+//!
+//! Invariants: `last_applied` only grows, except when a snapshot is installed; an entry's
+//! request id is applied at most once while remembered ([`RequestLog`]); installing a snapshot
+//! replaces tables, request log, last applied id and membership together.
+
+// openraft's storage traits fix `StorageError` (large) as the error type of every method.
+#![allow(clippy::result_large_err)]
+
+use std::io::Cursor;
+use std::sync::{Arc, RwLock};
+
+use openraft::storage::RaftStateMachine;
+use openraft::{
+    EntryPayload, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError, StorageIOError,
+    StoredMembership,
+};
+use serde::{Deserialize, Serialize};
+
+use super::tables::{MemoryTables, RequestLog, TableRows};
+use super::types::{GroveNode, RaftNodeId, RequestId, TypeConfig, Verdict};
+use crate::metadata::MetadataError;
+use crate::metadata::apply::apply;
+
+type StorageResult<T> = Result<T, StorageError<RaftNodeId>>;
+type Meta = SnapshotMeta<RaftNodeId, GroveNode>;
+
+/// The replicated state of one replica.
+#[derive(Clone, Debug, Default)]
+pub struct MachineState {
+    pub last_applied: Option<LogId<RaftNodeId>>,
+    pub membership: StoredMembership<RaftNodeId, GroveNode>,
+    pub tables: MemoryTables,
+    pub requests: RequestLog,
+}
+
+impl MachineState {
+    /// Applies one entry: the command's verdict, or the remembered verdict of its request id.
+    pub fn apply_entry(&mut self, entry: &openraft::Entry<TypeConfig>) -> Verdict {
+        debug_assert!(
+            self.last_applied
+                .is_none_or(|last| last.index < entry.log_id.index),
+            "entry {} applied after {:?}",
+            entry.log_id,
+            self.last_applied
+        );
+        self.last_applied = Some(entry.log_id);
+        match &entry.payload {
+            EntryPayload::Blank => Verdict::accepted(),
+            EntryPayload::Normal(request) => {
+                if let Some(remembered) = self.requests.get(&request.id) {
+                    return remembered;
+                }
+                let result = apply(&mut self.tables, &request.command);
+                self.requests.remember(request.id, result.clone());
+                Verdict {
+                    result,
+                    duplicate: false,
+                }
+            }
+            EntryPayload::Membership(membership) => {
+                self.membership = StoredMembership::new(Some(entry.log_id), membership.clone());
+                Verdict::accepted()
+            }
+        }
+    }
+}
+
+/// The snapshot's data: the tables and the remembered request ids (oldest first).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SnapshotBody {
+    format_version: u32,
+    tables: TableRows,
+    requests: Vec<(RequestId, Result<(), MetadataError>)>,
+}
+
+const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+
+/// openraft's state machine: the shared in-memory state plus the sled tree snapshots live in.
+#[derive(Clone)]
+pub struct StateMachineStore {
+    state: Arc<RwLock<MachineState>>,
+    snapshots: sled::Tree,
+    /// Held by every clone (and so by snapshot builders), like [`super::SledLogStore`]'s.
+    open: Option<Arc<()>>,
+}
+
+impl StateMachineStore {
+    /// Opens the state machine of the node whose sled database is `db`: the last snapshot
+    /// stored there, if any, is loaded.
+    pub fn open(db: &sled::Db) -> StorageResult<Self> {
+        let snapshots = db
+            .open_tree("snapshot")
+            .map_err(|e| read_error(format!("opening the snapshot tree: {e}")))?;
+        let store = StateMachineStore {
+            state: Arc::new(RwLock::new(MachineState::default())),
+            snapshots,
+            open: None,
+        };
+        if let Some((meta, data)) = store.stored_snapshot()? {
+            let state = restore(&meta, &data)?;
+            *store.state.write().expect("state lock") = state;
+        }
+        Ok(store)
+    }
+
+    /// Makes every clone of this store hold `token` (see [`super::RaftNode::shutdown`]).
+    pub fn track(mut self, token: &Arc<()>) -> Self {
+        self.open = Some(Arc::clone(token));
+        self
+    }
+
+    /// The state, shared with the read path (hold the lock only to copy out what you need).
+    pub fn state(&self) -> Arc<RwLock<MachineState>> {
+        Arc::clone(&self.state)
+    }
+
+    fn stored_snapshot(&self) -> StorageResult<Option<(Meta, Vec<u8>)>> {
+        let meta = self
+            .snapshots
+            .get("meta")
+            .map_err(|e| read_error(format!("reading the snapshot: {e}")))?;
+        let data = self
+            .snapshots
+            .get("data")
+            .map_err(|e| read_error(format!("reading the snapshot: {e}")))?;
+        match (meta, data) {
+            (Some(meta), Some(data)) => {
+                let meta = serde_json::from_slice(&meta)
+                    .map_err(|e| read_error(format!("undecodable snapshot metadata: {e}")))?;
+                Ok(Some((meta, data.to_vec())))
+            }
+            (None, None) => Ok(None),
+            _ => Err(read_error("snapshot metadata and data are not both stored")),
+        }
+    }
+
+    /// Stores a snapshot (metadata and data in one batch) and flushes it.
+    fn store_snapshot(
+        &self,
+        meta: &SnapshotMeta<RaftNodeId, GroveNode>,
+        data: &[u8],
+    ) -> StorageResult<()> {
+        let meta_bytes = serde_json::to_vec(meta)
+            .map_err(|e| write_error(format!("encoding snapshot metadata: {e}")))?;
+        let mut batch = sled::Batch::default();
+        batch.insert("meta", meta_bytes);
+        batch.insert("data", data);
+        self.snapshots
+            .apply_batch(batch)
+            .map_err(|e| write_error(format!("writing the snapshot: {e}")))?;
+        self.snapshots
+            .flush()
+            .map_err(|e| write_error(format!("flushing the snapshot: {e}")))?;
+        Ok(())
+    }
+}
+
+/// Decodes snapshot data into a state as of `meta`.
+fn restore(meta: &SnapshotMeta<RaftNodeId, GroveNode>, data: &[u8]) -> StorageResult<MachineState> {
+    let body: SnapshotBody = serde_json::from_slice(data)
+        .map_err(|e| read_error(format!("undecodable snapshot {}: {e}", meta.snapshot_id)))?;
+    if body.format_version != SNAPSHOT_FORMAT_VERSION {
+        return Err(read_error(format!(
+            "snapshot {} has format version {}, this build reads {SNAPSHOT_FORMAT_VERSION}",
+            meta.snapshot_id, body.format_version
+        )));
+    }
+    Ok(MachineState {
+        last_applied: meta.last_log_id,
+        membership: meta.last_membership.clone(),
+        tables: MemoryTables::from_rows(body.tables).map_err(|e| read_error(e.to_string()))?,
+        requests: RequestLog::from_entries(body.requests),
+    })
+}
+
+/// Builds one snapshot from a copy of the state taken when openraft asked for the builder.
+pub struct SnapshotBuilder {
+    state: MachineState,
+    store: StateMachineStore,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
+        let state = std::mem::take(&mut self.state);
+        let body = SnapshotBody {
+            format_version: SNAPSHOT_FORMAT_VERSION,
+            requests: state.requests.entries(),
+            tables: state.tables.into_rows(),
+        };
+        let data = serde_json::to_vec(&body)
+            .map_err(|e| write_error(format!("encoding the snapshot: {e}")))?;
+        // The id names the log position it covers; two builds at one position hold the same
+        // state (apply is deterministic), so they may share it.
+        let snapshot_id = match state.last_applied {
+            Some(log_id) => format!("{}-{}-{}", log_id.leader_id, log_id.index, data.len()),
+            None => format!("empty-{}", data.len()),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: state.last_applied,
+            last_membership: state.membership,
+            snapshot_id,
+        };
+        self.store.store_snapshot(&meta, &data)?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> StorageResult<(
+        Option<LogId<RaftNodeId>>,
+        StoredMembership<RaftNodeId, GroveNode>,
+    )> {
+        let state = self.state.read().expect("state lock");
+        Ok((state.last_applied, state.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> StorageResult<Vec<Verdict>>
+    where
+        I: IntoIterator<Item = openraft::Entry<TypeConfig>> + openraft::OptionalSend,
+        I::IntoIter: openraft::OptionalSend,
+    {
+        let mut state = self.state.write().expect("state lock");
+        Ok(entries
+            .into_iter()
+            .map(|entry| state.apply_entry(&entry))
+            .collect())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        SnapshotBuilder {
+            state: self.state.read().expect("state lock").clone(),
+            store: self.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> StorageResult<Box<Cursor<Vec<u8>>>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<RaftNodeId, GroveNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> StorageResult<()> {
+        let data = snapshot.into_inner();
+        let state = restore(meta, &data)?;
+        self.store_snapshot(meta, &data)?;
+        *self.state.write().expect("state lock") = state;
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {
+        Ok(self.stored_snapshot()?.map(|(meta, data)| Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        }))
+    }
+}
+
+fn read_error(message: impl Into<String>) -> StorageError<RaftNodeId> {
+    StorageIOError::read_state_machine(&std::io::Error::other(message.into())).into()
+}
+
+fn write_error(message: impl Into<String>) -> StorageError<RaftNodeId> {
+    StorageIOError::write_state_machine(&std::io::Error::other(message.into())).into()
+}

@@ -1,0 +1,455 @@
+//! Three-member groups on the in-memory network, with paused tokio time: election and
+//! replication, a leader killed mid-write, a follower restarted from its sled directory, a
+//! lagging member caught up by snapshot, membership changes during writes, and retried
+//! request ids applied once.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::{Cluster, PATIENCE, create_task, member};
+use grove_raft::metadata::MetadataError;
+use grove_raft::replicated::{ClientRequest, ReplicaError, RequestId};
+use openraft::SnapshotPolicy;
+
+fn ids(prefix: &str, range: std::ops::Range<u32>) -> Vec<String> {
+    let mut ids: Vec<String> = range.map(|i| format!("{prefix}-{i:03}")).collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test(start_paused = true)]
+async fn three_members_elect_a_leader_and_replicate_from_any_member() {
+    let mut cluster = Cluster::new(1);
+    cluster.start_group(&[1, 2, 3]).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.other_than(leader);
+    for i in 0..10 {
+        cluster
+            .node(leader)
+            .write(create_task(&format!("t-{i:03}")))
+            .await
+            .unwrap();
+        // A follower's write is forwarded to the leader.
+        cluster
+            .node(follower)
+            .write(create_task(&format!("t-{:03}", 10 + i)))
+            .await
+            .unwrap();
+    }
+    for id in [1, 2, 3] {
+        assert_eq!(cluster.task_ids(id).await, ids("t", 0..20), "member {id}");
+    }
+    cluster.converge(leader).await;
+    // A refusal is the apply step's, on every member alike.
+    let refused = cluster.node(follower).write(create_task("t-000")).await;
+    assert_eq!(
+        refused,
+        Err(ReplicaError::Command(MetadataError::TaskExists(
+            "t-000".into()
+        )))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_leader_commits_after_the_leader_is_killed_mid_write() {
+    let mut cluster = Cluster::new(2);
+    cluster.start_group(&[1, 2, 3]).await;
+    let old_leader = cluster.leader().await;
+    let writer = cluster.node(cluster.other_than(old_leader)).clone();
+    let writes = tokio::spawn(async move {
+        for i in 0..40 {
+            writer.write(create_task(&format!("w-{i:03}"))).await?;
+        }
+        Ok::<_, ReplicaError>(())
+    });
+    // Kill the leader once part of the writes are in.
+    cluster.wait_applied(old_leader, 12).await;
+    cluster.kill(old_leader).await;
+    writes.await.unwrap().unwrap();
+    let new_leader = cluster.leader().await;
+    assert_ne!(new_leader, old_leader);
+    // Every write applied exactly once (a second application would have been refused as
+    // TaskExists, and a lost one would be missing).
+    for id in cluster.running() {
+        assert_eq!(cluster.task_ids(id).await, ids("w", 0..40), "member {id}");
+    }
+    cluster.converge(new_leader).await;
+    assert!(cluster.node(new_leader).metrics().current_term > 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restarted_follower_recovers_from_disk_and_catches_up() {
+    let mut cluster = Cluster::new(3);
+    cluster.start_group(&[1, 2, 3]).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.other_than(leader);
+    for i in 0..10 {
+        cluster
+            .node(leader)
+            .write(create_task(&format!("r-{i:03}")))
+            .await
+            .unwrap();
+    }
+    cluster.converge(leader).await;
+    let applied_before = cluster.node(follower).applied_index().unwrap();
+    cluster.kill(follower).await;
+    for i in 10..30 {
+        cluster
+            .node(leader)
+            .write(create_task(&format!("r-{i:03}")))
+            .await
+            .unwrap();
+    }
+    // Cut the restarted member off at first: what it has then came from its own disk.
+    cluster.net.isolate(&common::rpc_name(follower));
+    let restarted = cluster.start(follower).await;
+    cluster.wait_applied(follower, applied_before).await;
+    assert_eq!(
+        restarted.read_local(|t| t.tasks().len()),
+        10,
+        "the restarted member replays its own log"
+    );
+    cluster.net.heal_all();
+    cluster.converge(leader).await;
+    assert_eq!(cluster.task_ids(follower).await, ids("r", 0..30));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lagging_member_is_caught_up_by_snapshot() {
+    let mut cluster = Cluster::new(4);
+    cluster.raft.snapshot_policy = SnapshotPolicy::LogsSinceLast(10);
+    cluster.raft.max_in_snapshot_log_to_keep = 0;
+    cluster.raft.purge_batch_size = 1;
+    cluster.start_group(&[1, 2, 3]).await;
+    let leader = cluster.leader().await;
+    let lagging = cluster.other_than(leader);
+    cluster.net.isolate(&common::rpc_name(lagging));
+    for i in 0..50 {
+        cluster
+            .node(leader)
+            .write(create_task(&format!("s-{i:03}")))
+            .await
+            .unwrap();
+    }
+    // The leader has snapshotted and purged the entries the lagging member lacks.
+    cluster
+        .node(leader)
+        .raft()
+        .wait(Some(PATIENCE))
+        .metrics(|m| m.purged.is_some_and(|p| p.index >= 40), "purged")
+        .await
+        .unwrap();
+    let lagging_applied = cluster.node(lagging).applied_index().unwrap_or(0);
+    assert!(
+        lagging_applied < 10,
+        "the lagging member applied {lagging_applied}"
+    );
+    cluster.net.heal_all();
+    cluster.converge(leader).await;
+    let metrics = cluster.node(lagging).metrics();
+    assert!(
+        metrics.snapshot.is_some_and(|s| s.index >= 40),
+        "the lagging member installed a snapshot: {:?}",
+        metrics.snapshot
+    );
+    assert_eq!(cluster.task_ids(lagging).await, ids("s", 0..50));
+    // The installed snapshot is on its disk: a restart restores it without the leader.
+    cluster.kill(lagging).await;
+    cluster.net.isolate(&common::rpc_name(lagging));
+    let restarted = cluster.start(lagging).await;
+    assert!(restarted.applied_index().is_some_and(|i| i >= 40));
+    assert!(restarted.read_local(|t| t.tasks().len()) >= 40);
+}
+
+#[tokio::test(start_paused = true)]
+async fn membership_changes_during_writes() {
+    let mut cluster = Cluster::new(5);
+    cluster.start_group(&[1, 2, 3]).await;
+    let leader = cluster.leader().await;
+    let writer = cluster.node(leader).clone();
+    let writes = tokio::spawn(async move {
+        for i in 0..60 {
+            writer.write(create_task(&format!("m-{i:03}"))).await?;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok::<_, ReplicaError>(())
+    });
+    cluster.start(4).await;
+    let follower = cluster.other_than(leader);
+    // Asked of a follower: carried to the leader.
+    cluster
+        .node(follower)
+        .add_learner(4, member(4))
+        .await
+        .unwrap();
+    cluster.node(follower).promote_voter(4).await.unwrap();
+    let removed = *cluster
+        .running()
+        .iter()
+        .find(|id| **id != leader && **id != 4)
+        .unwrap();
+    cluster.node(leader).remove_voter(removed).await.unwrap();
+    writes.await.unwrap().unwrap();
+    let voters: BTreeSet<u64> = cluster
+        .node(leader)
+        .metrics()
+        .membership_config
+        .membership()
+        .voter_ids()
+        .collect();
+    let expected: BTreeSet<u64> = [1, 2, 3, 4]
+        .into_iter()
+        .filter(|id| *id != removed)
+        .collect();
+    assert_eq!(voters, expected);
+    cluster.kill(removed).await;
+    assert_eq!(cluster.task_ids(4).await, ids("m", 0..60));
+    cluster.converge(leader).await;
+    // Promoting a member that is not a learner is refused, not retried forever.
+    let refused = cluster.node(leader).promote_voter(9).await;
+    assert!(
+        matches!(refused, Err(ReplicaError::Membership(_))),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retried_request_id_is_applied_once() {
+    let mut cluster = Cluster::new(6);
+    cluster.start_group(&[1, 2, 3]).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.other_than(leader);
+    let request = ClientRequest {
+        id: RequestId {
+            client: 77,
+            serial: 1,
+        },
+        command: create_task("d-1"),
+    };
+    let first = cluster
+        .node(follower)
+        .submit(request.clone())
+        .await
+        .unwrap();
+    assert_eq!((first.result.clone(), first.duplicate), (Ok(()), false));
+    // The retry goes through another member; it gets the first verdict, not TaskExists.
+    let retry = cluster.node(leader).submit(request.clone()).await.unwrap();
+    assert_eq!((retry.result, retry.duplicate), (Ok(()), true));
+    // A new request id with the same command is a new write, refused by the apply step.
+    let fresh = ClientRequest {
+        id: RequestId {
+            client: 77,
+            serial: 2,
+        },
+        ..request
+    };
+    let refused = cluster.node(leader).submit(fresh.clone()).await.unwrap();
+    assert_eq!(refused.result, Err(MetadataError::TaskExists("d-1".into())));
+    let refused_again = cluster.node(follower).submit(fresh).await.unwrap();
+    assert_eq!(
+        (refused_again.result, refused_again.duplicate),
+        (Err(MetadataError::TaskExists("d-1".into())), true)
+    );
+    assert_eq!(cluster.task_ids(follower).await, vec!["d-1".to_string()]);
+    // The request log survives a leader change (it is replicated state).
+    cluster.kill(leader).await;
+    let new_leader = cluster.leader().await;
+    let request = ClientRequest {
+        id: RequestId {
+            client: 77,
+            serial: 1,
+        },
+        command: create_task("d-1"),
+    };
+    let after = cluster.node(new_leader).submit(request).await.unwrap();
+    assert_eq!((after.result, after.duplicate), (Ok(()), true));
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_quorum_a_write_fails_with_a_clear_error() {
+    let mut cluster = Cluster::new(7);
+    cluster.start_group(&[1, 2, 3]).await;
+    let leader = cluster.leader().await;
+    let survivor = cluster.other_than(leader);
+    for id in cluster.running() {
+        if id != survivor {
+            cluster.kill(id).await;
+        }
+    }
+    let error = cluster
+        .node(survivor)
+        .write(create_task("q-1"))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ReplicaError::NotLeader { .. }), "{error:?}");
+    assert!(error.to_string().contains("no leader reachable"), "{error}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_partitioned_leader_loses_its_place_and_its_write_applies_once_after_healing() {
+    let mut cluster = Cluster::new(8);
+    cluster.start_group(&[1, 2, 3]).await;
+    let old_leader = cluster.leader().await;
+    cluster
+        .node(old_leader)
+        .write(create_task("p-000"))
+        .await
+        .unwrap();
+    cluster.net.isolate(&common::rpc_name(old_leader));
+    // A write on the cut-off leader cannot commit while it is cut off; it keeps trying.
+    let cut_off = cluster.node(old_leader).clone();
+    let stranded = tokio::spawn(async move { cut_off.write(create_task("p-001")).await });
+    // The majority elects a new leader and commits without it.
+    let majority: Vec<u64> = cluster
+        .running()
+        .into_iter()
+        .filter(|id| *id != old_leader)
+        .collect();
+    let new_leader = loop {
+        let leader = cluster.node(majority[0]).current_leader();
+        if let Some(leader) = leader.filter(|l| *l != old_leader)
+            && cluster.node(majority[1]).current_leader() == Some(leader)
+        {
+            break leader;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    cluster
+        .node(new_leader)
+        .write(create_task("p-002"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !stranded.is_finished(),
+        "a write without a quorum must not complete"
+    );
+    cluster.net.heal_all();
+    // After healing, the old leader steps down, its uncommitted entry is replaced, and its
+    // retried write reaches the new leader and applies once.
+    stranded.await.unwrap().unwrap();
+    assert_eq!(cluster.leader().await, new_leader);
+    for id in cluster.running() {
+        assert_eq!(cluster.task_ids(id).await, ids("p", 0..3), "member {id}");
+    }
+    cluster.converge(new_leader).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn of_two_task_replicas_publishing_one_offset_range_exactly_one_succeeds() {
+    use grove_raft::metadata::{Command, StreamOffsets, TaskReport};
+    let mut cluster = Cluster::new(9);
+    cluster.start_group(&[1, 2, 3]).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.other_than(leader);
+    let offsets = |at: i64| StreamOffsets {
+        stream: "edits".into(),
+        partitions: [(0, at), (1, at * 2)].into(),
+    };
+    let publish = |task: &str, partition: u32| Command::PublishSegmentsWithOffsets {
+        task_id: task.into(),
+        segments: vec![common::segment(0, partition)],
+        schema: common::schema(),
+        report: TaskReport::default(),
+        ended_ms: 10,
+        start_offsets: offsets(0),
+        end_offsets: offsets(100),
+    };
+    for task in ["replica-a", "replica-b"] {
+        cluster.node(leader).write(create_task(task)).await.unwrap();
+    }
+    // Both replicas read offsets 0..100 and publish at once, through different members.
+    let (a, b) = tokio::join!(
+        cluster.node(leader).write(publish("replica-a", 0)),
+        cluster.node(follower).write(publish("replica-b", 1)),
+    );
+    assert!(
+        a.is_ok() != b.is_ok(),
+        "exactly one publish succeeds: {a:?} {b:?}"
+    );
+    let refused = a.err().or(b.err()).unwrap();
+    assert!(
+        refused.to_string().contains("a stale or duplicate publish"),
+        "{refused}"
+    );
+    for id in cluster.running() {
+        let (stored, segments) = cluster
+            .node(id)
+            .read(|t| (t.stream_offsets("wiki"), t.used_segments("wiki").len()))
+            .await
+            .unwrap();
+        assert_eq!(stored, Some(offsets(100)), "member {id}");
+        assert_eq!(segments, 1, "member {id}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn five_members_commit_with_two_of_them_lost() {
+    let mut cluster = Cluster::new(10);
+    cluster.start_group(&[1, 2, 3, 4, 5]).await;
+    let leader = cluster.leader().await;
+    for i in 0..10 {
+        cluster
+            .node(leader)
+            .write(create_task(&format!("f-{i:03}")))
+            .await
+            .unwrap();
+    }
+    // Lose the leader and one follower: three of five still make a quorum.
+    let follower = cluster.other_than(leader);
+    cluster.kill(leader).await;
+    cluster.kill(follower).await;
+    let writer = cluster.running()[0];
+    for i in 10..20 {
+        cluster
+            .node(writer)
+            .write(create_task(&format!("f-{i:03}")))
+            .await
+            .unwrap();
+    }
+    let new_leader = cluster.leader().await;
+    for id in cluster.running() {
+        assert_eq!(cluster.task_ids(id).await, ids("f", 0..20), "member {id}");
+    }
+    cluster.converge(new_leader).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_command_that_cannot_be_read_back_is_refused_before_it_reaches_the_log() {
+    use grove_raft::metadata::{Command, TaskReport};
+    let mut cluster = Cluster::new(11);
+    cluster.start_group(&[1, 2, 3]).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.other_than(leader);
+    cluster
+        .node(leader)
+        .write(create_task("x-1"))
+        .await
+        .unwrap();
+    // A segment interval in year 45,000-something prints but does not parse back.
+    let poison = Command::PublishSegments {
+        task_id: "x-1".into(),
+        segments: vec![common::segment(16_000_000, 0)],
+        schema: common::schema(),
+        report: TaskReport::default(),
+        ended_ms: 5,
+    };
+    for id in [leader, follower] {
+        let error = cluster.node(id).write(poison.clone()).await.unwrap_err();
+        assert!(
+            error.to_string().contains("cannot be stored in the log"),
+            "{error}"
+        );
+    }
+    // Every member still applies writes.
+    cluster
+        .node(follower)
+        .write(create_task("x-2"))
+        .await
+        .unwrap();
+    for id in cluster.running() {
+        assert_eq!(cluster.task_ids(id).await, ["x-1", "x-2"], "member {id}");
+    }
+}

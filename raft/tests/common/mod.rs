@@ -1,0 +1,216 @@
+//! A test cluster of metadata-group members on the in-memory network, each with its own sled
+//! directory, and helpers to write and check commands. Time is tokio's (tests run with paused
+//! time), the network's faults come from its seed.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use grove_raft::metadata::{Command, TaskRecord, TaskState};
+use grove_raft::replicated::{GroveNode, RaftNode, RaftNodeConfig, RaftNodeId};
+use grove_rpc::{MemoryNetwork, NodeId, Router, Transport};
+
+/// The longest any test waits for the group to do something (virtual time).
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+pub fn member(id: RaftNodeId) -> GroveNode {
+    GroveNode::new(format!("n{id}"), "")
+}
+
+pub fn rpc_name(id: RaftNodeId) -> NodeId {
+    NodeId::new(&format!("n{id}")).unwrap()
+}
+
+/// A command that creates RUNNING task `id` (of datasource `wiki`).
+pub fn create_task(id: &str) -> Command {
+    Command::CreateTask {
+        task: TaskRecord {
+            id: id.into(),
+            task_type: "index_parallel".into(),
+            data_source: "wiki".into(),
+            spec: serde_json::json!({"type": "index_parallel", "id": id}),
+            state: TaskState::Running,
+            error: None,
+            created_ms: 1_000,
+            started_ms: Some(1_000),
+            ended_ms: None,
+            report: None,
+        },
+    }
+}
+
+/// The schema of datasource `wiki`.
+pub fn schema() -> grove_segment::schema::Schema {
+    use grove_segment::schema::{DimensionSchema, MetricKind, MetricSchema, Schema};
+    use grove_segment::time::Granularity;
+    Schema {
+        data_source: "wiki".into(),
+        dimensions: vec![DimensionSchema::string("page")],
+        metrics: vec![MetricSchema {
+            name: "count".into(),
+            field_name: None,
+            kind: MetricKind::Count,
+        }],
+        query_granularity: Granularity::named("hour").unwrap(),
+        segment_granularity: Granularity::named("day").unwrap(),
+        rollup: true,
+    }
+}
+
+/// A used segment of `wiki` on day `day` (from 2024-01-01), partition `partition`.
+pub fn segment(day: i64, partition: u32) -> grove_raft::metadata::SegmentRecord {
+    use grove_segment::id::SegmentId;
+    use grove_segment::time::{Interval, MS_PER_DAY};
+    let start = 19_723 * MS_PER_DAY + day * MS_PER_DAY;
+    grove_raft::metadata::SegmentRecord {
+        id: SegmentId::new(
+            "wiki",
+            None,
+            Interval::new(start, start + MS_PER_DAY),
+            "v1",
+            partition,
+        ),
+        core_partitions: 2,
+        load_spec: serde_json::json!({"type": "local", "path": format!("/deep/wiki/{day}/{partition}")}),
+        num_rows: 10,
+        size_bytes: 100,
+        used: true,
+        created_ms: 2_000,
+    }
+}
+
+pub struct Cluster {
+    pub net: MemoryNetwork,
+    root: tempfile::TempDir,
+    nodes: BTreeMap<RaftNodeId, RaftNode>,
+    /// openraft settings every member starts with.
+    pub raft: openraft::Config,
+    starts: u64,
+    seed: u64,
+}
+
+impl Cluster {
+    pub fn new(seed: u64) -> Self {
+        Cluster {
+            net: MemoryNetwork::new(seed),
+            root: tempfile::tempdir().unwrap(),
+            nodes: BTreeMap::new(),
+            raft: grove_raft::replicated::default_raft_config(),
+            starts: 0,
+            seed,
+        }
+    }
+
+    /// Starts member `id` (again, from its directory, if it ran before).
+    pub async fn start(&mut self, id: RaftNodeId) -> RaftNode {
+        assert!(!self.nodes.contains_key(&id), "member {id} is running");
+        self.starts += 1;
+        let transport = self.net.node(&format!("n{id}")).unwrap();
+        let mut config =
+            RaftNodeConfig::new(id, member(id), self.root.path().join(format!("n{id}")));
+        config.raft = self.raft.clone();
+        // Unique per start, as a real node draws it.
+        config.client_id = self.starts << 32 | id;
+        config.rng_seed = self.seed;
+        let transport: Arc<dyn Transport> = Arc::new(transport);
+        let node = RaftNode::start(config, Arc::clone(&transport), None)
+            .await
+            .unwrap();
+        transport.serve(node.routes(Router::new()));
+        self.nodes.insert(id, node.clone());
+        node
+    }
+
+    /// Starts members `ids` and makes them a group (bootstrapped on the first).
+    pub async fn start_group(&mut self, ids: &[RaftNodeId]) {
+        for &id in ids {
+            self.start(id).await;
+        }
+        let members = ids.iter().map(|&id| (id, member(id))).collect();
+        assert!(self.node(ids[0]).bootstrap(members).await.unwrap());
+    }
+
+    pub fn node(&self, id: RaftNodeId) -> &RaftNode {
+        self.nodes
+            .get(&id)
+            .unwrap_or_else(|| panic!("member {id} is not running"))
+    }
+
+    pub fn running(&self) -> Vec<RaftNodeId> {
+        self.nodes.keys().copied().collect()
+    }
+
+    /// Stops member `id` as a crash: the network drops it, then its Raft stops (its storage
+    /// closes; nothing more is written than what it had flushed).
+    pub async fn kill(&mut self, id: RaftNodeId) {
+        let node = self.nodes.remove(&id).unwrap();
+        self.net.crash(&rpc_name(id));
+        node.shutdown().await.unwrap();
+    }
+
+    /// Waits until every running member agrees on one leader among them; returns it.
+    pub async fn leader(&self) -> RaftNodeId {
+        let running = self.running();
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let leaders: Vec<_> = running
+                .iter()
+                .map(|id| self.node(*id).current_leader())
+                .collect();
+            if let Some(Some(leader)) = leaders.first()
+                && running.contains(leader)
+                && leaders.iter().all(|l| l == &Some(*leader))
+                && self.node(*leader).metrics().state.is_leader()
+            {
+                return *leader;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no agreed leader among {running:?}: {leaders:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A running member other than `not`.
+    pub fn other_than(&self, not: RaftNodeId) -> RaftNodeId {
+        *self.nodes.keys().find(|id| **id != not).unwrap()
+    }
+
+    /// Waits until member `id` has applied through `index`.
+    pub async fn wait_applied(&self, id: RaftNodeId, index: u64) {
+        self.node(id)
+            .raft()
+            .wait(Some(PATIENCE))
+            .applied_index_at_least(Some(index), "catch up")
+            .await
+            .unwrap_or_else(|e| panic!("member {id} did not apply through {index}: {e}"));
+    }
+
+    /// Waits until every running member has applied what `id` has, and checks that their
+    /// tables are equal.
+    pub async fn converge(&self, id: RaftNodeId) {
+        let index = self.node(id).applied_index().unwrap();
+        for other in self.running() {
+            self.wait_applied(other, index).await;
+        }
+        let expected = self.node(id).read_local(|t| t.clone());
+        for other in self.running() {
+            let tables = self.node(other).read_local(|t| t.clone());
+            assert!(
+                tables == expected,
+                "member {other}'s tables differ from member {id}'s"
+            );
+        }
+    }
+
+    /// Task ids member `id` holds (a linearizable read).
+    pub async fn task_ids(&self, id: RaftNodeId) -> Vec<String> {
+        self.node(id)
+            .read(|t| t.tasks().into_iter().map(|task| task.id).collect())
+            .await
+            .unwrap()
+    }
+}

@@ -1,0 +1,217 @@
+//! A single-member group (the quickstart shape) behind the blocking `MetadataStore` interface:
+//! it accepts and refuses exactly what the single-node sled store does for the same commands,
+//! and a restart from its directory keeps everything. Real time on a multi-thread runtime,
+//! since `MetadataStore` calls block (they run on blocking threads, as the server runs them).
+
+use std::sync::Arc;
+
+use grove_raft::metadata::{
+    Command, MetadataStore, SegmentRecord, SledMetadataStore, StreamOffsets, TaskRecord,
+    TaskReport, TaskState,
+};
+use grove_raft::replicated::{GroveNode, RaftNode, RaftNodeConfig, ReplicatedMetadataStore};
+use grove_rpc::{MemoryNetwork, Router, Transport};
+use grove_segment::id::SegmentId;
+use grove_segment::schema::{DimensionSchema, MetricKind, MetricSchema, Schema};
+use grove_segment::time::{Granularity, Interval, MS_PER_DAY};
+
+const DAY0: i64 = 19_723 * MS_PER_DAY; // 2024-01-01
+
+fn schema(ds: &str) -> Schema {
+    Schema {
+        data_source: ds.into(),
+        dimensions: vec![DimensionSchema::string("page")],
+        metrics: vec![MetricSchema {
+            name: "count".into(),
+            field_name: None,
+            kind: MetricKind::Count,
+        }],
+        query_granularity: Granularity::named("hour").unwrap(),
+        segment_granularity: Granularity::named("day").unwrap(),
+        rollup: true,
+    }
+}
+
+fn task(id: &str, ds: &str) -> TaskRecord {
+    TaskRecord {
+        id: id.into(),
+        task_type: "index_parallel".into(),
+        data_source: ds.into(),
+        spec: serde_json::json!({"type": "index_parallel", "spec": {"dataSchema": {"dataSource": ds}}}),
+        state: TaskState::Running,
+        error: None,
+        created_ms: 1_000,
+        started_ms: Some(1_000),
+        ended_ms: None,
+        report: None,
+    }
+}
+
+fn segment(ds: &str, day: i64, version: &str) -> SegmentRecord {
+    let start = DAY0 + day * MS_PER_DAY;
+    SegmentRecord {
+        id: SegmentId::new(
+            ds,
+            None,
+            Interval::new(start, start + MS_PER_DAY),
+            version,
+            0,
+        ),
+        core_partitions: 1,
+        load_spec: serde_json::json!({"type": "local", "path": format!("/deep/{ds}/{day}")}),
+        num_rows: 10,
+        size_bytes: 100,
+        used: true,
+        created_ms: 2_000,
+    }
+}
+
+fn publish(task_id: &str, ds: &str, segments: Vec<SegmentRecord>) -> Command {
+    Command::PublishSegments {
+        task_id: task_id.into(),
+        segments,
+        schema: schema(ds),
+        report: TaskReport {
+            processed: 20,
+            segments: 1,
+            ..TaskReport::default()
+        },
+        ended_ms: 3_000,
+    }
+}
+
+/// A stream publish of one segment reading partition 0 from `start` to `end`.
+fn stream_publish(task_id: &str, segment: SegmentRecord, start: i64, end: i64) -> Command {
+    let offsets = |at: i64| StreamOffsets {
+        stream: "edits".into(),
+        partitions: [(0, at)].into(),
+    };
+    Command::PublishSegmentsWithOffsets {
+        task_id: task_id.into(),
+        segments: vec![segment],
+        schema: schema("wiki"),
+        report: TaskReport::default(),
+        ended_ms: 4_000,
+        start_offsets: offsets(start),
+        end_offsets: offsets(end),
+    }
+}
+
+/// Accepted and refused commands of every kind.
+fn commands() -> Vec<Command> {
+    vec![
+        Command::CreateTask {
+            task: task("t1", "wiki"),
+        },
+        Command::CreateTask {
+            task: task("t2", "wiki"),
+        },
+        Command::CreateTask {
+            task: task("t1", "wiki"),
+        }, // exists
+        publish(
+            "t1",
+            "wiki",
+            vec![segment("wiki", 0, "v1"), segment("wiki", 1, "v1")],
+        ),
+        publish("t1", "wiki", vec![segment("wiki", 2, "v1")]), // t1 ended
+        publish("t2", "wiki", vec![segment("wiki", 1, "v1")]), // already published
+        publish("t2", "wiki", vec![segment("wiki", 0, "v2")]),
+        Command::MarkSegmentsUnused {
+            data_source: "wiki".into(),
+            ids: vec![segment("wiki", 0, "v1").id],
+        },
+        Command::MarkSegmentsUnused {
+            data_source: "wiki".into(),
+            ids: vec![segment("wiki", 5, "v1").id], // unknown
+        },
+        Command::UpdateTask {
+            task: task("nope", "wiki"),
+        }, // unknown task
+        Command::CreateTask {
+            task: task("k1", "wiki"),
+        },
+        Command::CreateTask {
+            task: task("k1-replica", "wiki"),
+        },
+        stream_publish("k1", segment("wiki", 10, "v1"), 0, 100),
+        // The replica read the same range: the offsets moved, so it is refused.
+        stream_publish("k1-replica", segment("wiki", 11, "v1"), 0, 100),
+        Command::CreateTask {
+            task: task("k2", "wiki"),
+        },
+        stream_publish("k2", segment("wiki", 11, "v1"), 100, 150),
+    ]
+}
+
+fn snapshot(store: &dyn MetadataStore) -> String {
+    format!(
+        "{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+        store.stream_offsets("wiki").unwrap(),
+        store.data_sources().unwrap(),
+        store.all_used_segments().unwrap(),
+        store.tasks().unwrap(),
+        store.task("missing").unwrap_err()
+    )
+}
+
+async fn start_member(net: &MemoryNetwork, dir: &std::path::Path, start: u64) -> RaftNode {
+    let transport: Arc<dyn Transport> = Arc::new(net.node("solo").unwrap());
+    let mut config = RaftNodeConfig::new(1, GroveNode::new("solo", ""), dir);
+    config.client_id = start;
+    let node = RaftNode::start(config, Arc::clone(&transport), None)
+        .await
+        .unwrap();
+    transport.serve(node.routes(Router::new()));
+    node
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_member_group_matches_the_sled_store_and_survives_restart() {
+    let dirs = tempfile::tempdir().unwrap();
+    let net = MemoryNetwork::new(11);
+    let node = start_member(&net, &dirs.path().join("raft"), 1).await;
+    assert!(
+        node.bootstrap([(1, GroveNode::new("solo", ""))].into())
+            .await
+            .unwrap()
+    );
+    // A second bootstrap (the next start of quickstart) does nothing.
+    assert!(
+        !node
+            .bootstrap([(1, GroveNode::new("solo", ""))].into())
+            .await
+            .unwrap()
+    );
+
+    let replicated = ReplicatedMetadataStore::new(node.clone(), tokio::runtime::Handle::current());
+    let sled_dir = dirs.path().join("sled");
+    let (replicated_text, sled_text) = tokio::task::spawn_blocking(move || {
+        let single = SledMetadataStore::open(&sled_dir).unwrap();
+        for command in commands() {
+            let expected = single.apply(command.clone());
+            let got = replicated.apply(command.clone());
+            assert_eq!(
+                got.as_ref().map_err(|e| e.to_string()),
+                expected.as_ref().map_err(|e| e.to_string()),
+                "{command:?}"
+            );
+        }
+        (snapshot(&replicated), snapshot(&single))
+    })
+    .await
+    .unwrap();
+    assert_eq!(replicated_text, sled_text);
+    assert!(replicated_text.contains("v2"), "{replicated_text}");
+    assert!(replicated_text.contains("{0: 150}"), "{replicated_text}");
+
+    node.shutdown().await.unwrap();
+    net.crash(&grove_rpc::NodeId::new("solo").unwrap());
+    let node = start_member(&net, &dirs.path().join("raft"), 2).await;
+    let replicated = ReplicatedMetadataStore::new(node.clone(), tokio::runtime::Handle::current());
+    let after_restart = tokio::task::spawn_blocking(move || snapshot(&replicated))
+        .await
+        .unwrap();
+    assert_eq!(after_restart, sled_text);
+    node.shutdown().await.unwrap();
+}
