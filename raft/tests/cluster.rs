@@ -428,11 +428,17 @@ async fn a_command_that_cannot_be_read_back_is_refused_before_it_reaches_the_log
         .write(create_task("x-1"))
         .await
         .unwrap();
-    // A segment interval in year 45,000-something prints but does not parse back.
+    // Seven-day buckets from the epoch (a Thursday) serialize as `P7D` without an origin, which
+    // reads back as ISO weeks from a Monday: a different command.
+    let mut schema = common::schema();
+    schema.query_granularity = grove_segment::time::Granularity::Fixed {
+        period_ms: 7 * grove_segment::time::MS_PER_DAY,
+        origin_ms: 0,
+    };
     let poison = Command::PublishSegments {
         task_id: "x-1".into(),
-        segments: vec![common::segment(16_000_000, 0)],
-        schema: common::schema(),
+        segments: vec![common::segment(0, 0)],
+        schema,
         report: TaskReport::default(),
         ended_ms: 5,
     };
