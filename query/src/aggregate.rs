@@ -904,6 +904,18 @@ impl<'a> Acc<'a> {
         Ok(true)
     }
 
+    /// Group `g`'s value as a number without taking it: `None` when this aggregator's value is
+    /// not a plain number (sketches, first/last), `Some(None)` for null.
+    pub fn peek(&self, g: usize) -> Option<Option<f64>> {
+        match &self.state {
+            State::Long(v, seen) => {
+                Some((seen[g] || self.def.kind == AggKind::Count).then_some(v[g] as f64))
+            }
+            State::Double(v, seen) => Some(seen[g].then_some(v[g])),
+            _ => None,
+        }
+    }
+
     /// The value of group `g`, taking it out of the state.
     pub fn take(&mut self, g: usize) -> Result<AggValue> {
         Ok(match &mut self.state {

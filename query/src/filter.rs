@@ -98,7 +98,7 @@ impl PreparedFilter {
                     (v.into_iter().map(str::to_string).collect(), on_null)
                 });
                 let prepared = Leaf {
-                    field: leaf_field(leaf).to_string(),
+                    field: leaf.leaf_column().expect("a leaf").to_string(),
                     filter: leaf.clone(),
                     matcher: OnceLock::new(),
                     exact,
@@ -396,31 +396,6 @@ fn push(t: &mut RoaringBitmap, u: &mut RoaringBitmap, row: u32, v: Option<bool>,
             let _ = u.try_push(row);
         }
         _ => {}
-    }
-}
-
-/// The column a leaf filter reads.
-fn leaf_field(filter: &Filter) -> &str {
-    match filter {
-        Filter::Selector { dimension, .. }
-        | Filter::In { dimension, .. }
-        | Filter::Bound { dimension, .. }
-        | Filter::Like { dimension, .. }
-        | Filter::Regex { dimension, .. }
-        | Filter::Equals {
-            column: dimension, ..
-        }
-        | Filter::Range {
-            column: dimension, ..
-        }
-        | Filter::Null { column: dimension } => dimension,
-        Filter::And { .. }
-        | Filter::Or { .. }
-        | Filter::Not { .. }
-        | Filter::True
-        | Filter::False => {
-            unreachable!("not a leaf")
-        }
     }
 }
 

@@ -124,6 +124,9 @@ pub struct GroupSpec<'q> {
     pub dimensions: &'q [String],
     pub aggregators: &'q [AggDef],
     pub max_groups: u64,
+    /// topN: keep only the best groups of each bucket (an approximation across segments, as
+    /// Druid's topN: each segment contributes its best `keep`).
+    pub top: Option<TopGroups>,
 }
 
 /// The rows of `time` (sorted) within `interval`.
@@ -398,7 +401,11 @@ pub fn group_segment(
     for acc in &mut accs {
         acc.reserve(table.len());
     }
-    for g in 0..table.len() {
+    let kept = match &spec.top {
+        Some(top) if table.len() > top.keep => top_groups(&table, &accs[top.aggregator], top)?,
+        _ => (0..table.len()).collect(),
+    };
+    for g in kept {
         let words = table.key(g);
         let mut values = Vec::with_capacity(dims.len());
         let mut w = 1;
@@ -451,6 +458,49 @@ pub fn group_segment(
 
 /// Most dense group slots (product of dictionary sizes) before grouping falls back to hashing.
 const DENSE_SLOTS_MAX: usize = 1 << 22;
+
+/// Keep only the best groups of each bucket by one aggregator (topN's per-segment pruning).
+#[derive(Clone, Copy, Debug)]
+pub struct TopGroups {
+    pub aggregator: usize,
+    pub descending: bool,
+    pub keep: usize,
+}
+
+/// The indexes of the `top.keep` best groups of each bucket, in table order.
+fn top_groups(table: &GroupTable, acc: &Acc<'_>, top: &TopGroups) -> Result<Vec<usize>> {
+    let mut ranked: Vec<(i64, f64, usize)> = Vec::with_capacity(table.len());
+    for g in 0..table.len() {
+        let Some(v) = acc.peek(g) else {
+            // Not a plain number: no pruning.
+            return Ok((0..table.len()).collect());
+        };
+        let v = v.unwrap_or(f64::NEG_INFINITY);
+        ranked.push((
+            table.key(g)[0] as i64,
+            if top.descending { -v } else { v },
+            g,
+        ));
+    }
+    // Per bucket: select the best `keep` without sorting the rest.
+    ranked.sort_unstable_by_key(|r| r.0);
+    let order =
+        |a: &(i64, f64, usize), b: &(i64, f64, usize)| a.1.total_cmp(&b.1).then(a.2.cmp(&b.2));
+    let mut kept = Vec::new();
+    let mut start = 0;
+    while start < ranked.len() {
+        let b = ranked[start].0;
+        let end = start + ranked[start..].iter().take_while(|r| r.0 == b).count();
+        let bucket = &mut ranked[start..end];
+        if bucket.len() > top.keep {
+            bucket.select_nth_unstable_by(top.keep - 1, order);
+        }
+        kept.extend(bucket.iter().take(top.keep).map(|r| r.2));
+        start = end;
+    }
+    kept.sort_unstable();
+    Ok(kept)
+}
 
 const BATCH: usize = 1024;
 

@@ -188,6 +188,9 @@ pub struct QueryContext {
     /// Timeseries: leave out buckets without rows.
     #[serde(default, deserialize_with = "lenient_bool")]
     pub skip_empty_buckets: Option<bool>,
+    /// topN: the fewest groups each segment keeps (default 1,000; raise it for more accuracy).
+    #[serde(default, deserialize_with = "lenient_u64")]
+    pub min_top_n_threshold: Option<u64>,
     /// groupBy: the most groups a query may build (default [`MAX_GROUPS_DEFAULT`]).
     #[serde(default, deserialize_with = "lenient_u64")]
     pub max_results: Option<u64>,

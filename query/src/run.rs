@@ -8,17 +8,23 @@ use grove_segment::format::Segment;
 use grove_segment::row::Value;
 use grove_segment::time::{Granularity, Interval};
 
-use crate::aggregate::{AggDef, AggValue, compare_numbers};
+use crate::aggregate::{AggDef, compare_numbers};
 use crate::column::{Column, TIME_COLUMN, value_json};
 use crate::error::{QueryError, Result};
 use crate::filter::PreparedFilter;
 use crate::finalize::{finish_row, having_passes, key_json, sort_rows, timestamp};
 use crate::granularity::QueryGranularity;
 use crate::group::{
-    ALL_BUCKET, GroupKey, GroupSpec, Grouped, KeyValue, group_segment, merge_grouped, row_range,
+    ALL_BUCKET, GroupKey, GroupSpec, Grouped, KeyValue, TopGroups, group_segment, merge_grouped,
+    row_range,
 };
 use crate::model::{self, MAX_GROUPS_DEFAULT, Ordering, Query, ScanOrder, TopNMetric};
 use crate::{QueryControl, SegmentProvider};
+
+/// The fewest groups each segment keeps for a topN ranked by an aggregator (Druid's default
+/// `minTopNThreshold`, which the query context may raise): like Druid's, the answer is exact
+/// unless a value outside one segment's best 1,000 would have made the merged top.
+const TOP_N_SEGMENT_MIN: usize = 1000;
 
 /// Most empty buckets a timeseries fills in; beyond this only buckets with rows are returned.
 const FILL_BUCKETS_MAX: usize = 100_000;
@@ -86,6 +92,7 @@ struct Grouping<'q> {
     filter: Option<&'q grove_segment::filter::Filter>,
     dimensions: Vec<String>,
     max_groups: u64,
+    top: Option<TopGroups>,
 }
 
 /// Groups every segment of the query and merges the results.
@@ -104,6 +111,7 @@ fn group_all(
         dimensions: &g.dimensions,
         aggregators: aggs,
         max_groups: g.max_groups,
+        top: g.top,
     };
     let threads = control.parallelism().clamp(1, segments.len().max(1));
     let group_some = |part: &[Arc<Segment>]| -> Result<Grouped> {
@@ -188,6 +196,7 @@ fn timeseries(
         filter: q.filter.as_ref(),
         dimensions: Vec::new(),
         max_groups: u64::MAX,
+        top: None,
     };
     let (mut merged, segments) = group_all(&grouping, &aggs, provider, control)?;
     if !q.context.skip_empty_buckets.unwrap_or(false)
@@ -291,6 +300,22 @@ fn top_n(
         filter: q.filter.as_ref(),
         dimensions: vec![q.dimension.dimension.clone()],
         max_groups: u64::MAX,
+        top: match metric {
+            TopNMetric::Numeric(name) => {
+                aggs.iter()
+                    .position(|a| &a.name == name)
+                    .map(|i| TopGroups {
+                        aggregator: i,
+                        descending: !inverted,
+                        keep: q.threshold.max(
+                            q.context
+                                .min_top_n_threshold
+                                .map_or(TOP_N_SEGMENT_MIN, |k| k as usize),
+                        ),
+                    })
+            }
+            _ => None,
+        },
     };
     let (merged, segments) = group_all(&grouping, &aggs, provider, control)?;
     let all_ts = all_timestamp(&q.intervals.0, &segments);
@@ -310,17 +335,7 @@ fn top_n(
         }
         rows.clear();
     };
-    // Ranked by an aggregator: choose each bucket's best `threshold` groups from their values
-    // before building any result row (the merged groups can number millions).
-    let ranking = match metric {
-        TopNMetric::Numeric(name) => aggs.iter().position(|a| &a.name == name),
-        _ => None,
-    };
-    let mut groups: Vec<Group> = merged.into_iter().collect();
-    if let Some(i) = ranking {
-        groups = best_groups(groups, &aggs[i], i, inverted, q.threshold);
-    }
-    for (key, values) in groups {
+    for (key, values) in merged {
         if current != Some(key.bucket) {
             flush(current, &mut bucket_rows);
             current = Some(key.bucket);
@@ -346,67 +361,6 @@ fn top_n(
     }
     flush(current, &mut bucket_rows);
     Ok(Json::Array(out))
-}
-
-/// A merged group: its key and aggregate values.
-type Group = (GroupKey, Vec<AggValue>);
-
-/// The best `keep` groups of each bucket by aggregator `i` (descending unless `ascending`; ties by
-/// dimension value, as [`rank_top_n`] orders them), in key order.
-fn best_groups(
-    groups: Vec<Group>,
-    def: &AggDef,
-    i: usize,
-    ascending: bool,
-    keep: usize,
-) -> Vec<Group> {
-    let mut scored: Vec<(Option<f64>, Group)> = groups
-        .into_iter()
-        .map(|g| (def.numeric(&g.1[i]), g))
-        .collect();
-    let order = |a: &(Option<f64>, Group), b: &(Option<f64>, Group)| {
-        let by_value = compare_numbers(a.0, b.0);
-        let by_value = if ascending {
-            by_value
-        } else {
-            by_value.reverse()
-        };
-        by_value.then_with(|| a.1.0.dims.cmp(&b.1.0.dims))
-    };
-    let mut out = Vec::new();
-    let mut start = 0;
-    while start < scored.len() {
-        let bucket = scored[start].1.0.bucket;
-        let end = start
-            + scored[start..]
-                .iter()
-                .take_while(|g| g.1.0.bucket == bucket)
-                .count();
-        let part = &mut scored[start..end];
-        if part.len() > keep && keep > 0 {
-            part.select_nth_unstable_by(keep - 1, order);
-        }
-        let taken = part.len().min(keep);
-        let mut best: Vec<_> = part[..taken]
-            .iter_mut()
-            .map(|g| {
-                std::mem::replace(
-                    &mut g.1,
-                    (
-                        GroupKey {
-                            bucket,
-                            dims: Vec::new(),
-                        },
-                        Vec::new(),
-                    ),
-                )
-            })
-            .collect();
-        best.sort_by(|a, b| a.0.cmp(&b.0));
-        out.extend(best);
-        start = end;
-    }
-    out
 }
 
 fn rank_top_n(rows: &mut [Map<String, Json>], metric: &TopNMetric, inverted: bool, dim: &str) {
@@ -458,6 +412,7 @@ fn group_by(
         filter: q.filter.as_ref(),
         dimensions: q.dimensions.iter().map(|d| d.dimension.clone()).collect(),
         max_groups: q.context.max_results.unwrap_or(MAX_GROUPS_DEFAULT),
+        top: None,
     };
     let (merged, segments) = group_all(&grouping, &aggs, provider, control)?;
     let all_ts = all_timestamp(&q.intervals.0, &segments);
@@ -766,6 +721,7 @@ fn search(
             filter: q.filter.as_ref(),
             dimensions: vec![dim.clone()],
             max_groups: u64::MAX,
+            top: None,
         };
         let (merged, _) = group_all(&grouping, &count, provider, control)?;
         for (key, values) in merged {

@@ -279,7 +279,9 @@ impl Filter {
         out
     }
 
-    fn collect_fields(&self, out: &mut Vec<String>) {
+    /// The column a leaf filter reads (`__time` included); `None` for `and`, `or`, `not`,
+    /// `true` and `false`.
+    pub fn leaf_column(&self) -> Option<&str> {
         match self {
             Filter::Selector { dimension, .. }
             | Filter::In { dimension, .. }
@@ -292,16 +294,28 @@ impl Filter {
             | Filter::Range {
                 column: dimension, ..
             }
-            | Filter::Null { column: dimension } => {
-                if dimension != TIME_COLUMN {
-                    out.push(dimension.clone());
-                }
+            | Filter::Null { column: dimension } => Some(dimension),
+            Filter::And { .. }
+            | Filter::Or { .. }
+            | Filter::Not { .. }
+            | Filter::True
+            | Filter::False => None,
+        }
+    }
+
+    fn collect_fields(&self, out: &mut Vec<String>) {
+        if let Some(column) = self.leaf_column() {
+            if column != TIME_COLUMN {
+                out.push(column.to_string());
             }
+            return;
+        }
+        match self {
             Filter::And { fields } | Filter::Or { fields } => {
                 fields.iter().for_each(|f| f.collect_fields(out))
             }
             Filter::Not { field } => field.collect_fields(out),
-            Filter::True | Filter::False => {}
+            _ => {}
         }
     }
 
