@@ -581,7 +581,7 @@ impl<'a> Acc<'a> {
                 Input::Values(vec![column.values()]),
                 State::TimedString(Vec::new()),
             ),
-            AggKind::Distinct { fields, by_row, .. } => {
+            AggKind::Distinct { fields, .. } => {
                 let columns = fields
                     .iter()
                     .map(|f| Column::of(segment, f))
@@ -602,7 +602,6 @@ impl<'a> Acc<'a> {
                                 def.name
                             )));
                         }
-                        let _ = by_row;
                         (
                             Input::Values(columns.into_iter().map(Column::values).collect()),
                             State::Sketch(Vec::new()),

@@ -4,8 +4,6 @@
 //! A name resolves to a dimension first, then a metric, then `__time`; a name the segment does
 //! not have is [`Column::Missing`] (every row null), as in Druid.
 
-use std::borrow::Cow;
-
 use roaring::RoaringBitmap;
 
 use grove_segment::format::{
@@ -14,7 +12,7 @@ use grove_segment::format::{
 };
 use grove_segment::row::{Value, format_double};
 
-use crate::error::{QueryError, Result};
+use crate::error::Result;
 
 pub const TIME_COLUMN: &str = "__time";
 
@@ -282,9 +280,4 @@ pub fn double_json(v: f64) -> serde_json::Value {
     serde_json::Number::from_f64(v)
         .map(serde_json::Value::Number)
         .unwrap_or_else(|| serde_json::Value::String(format_double(v)))
-}
-
-/// The text of dictionary id `id`, for error messages and group keys.
-pub fn id_text<'a>(column: &StringColumn<'a>, id: u32) -> Result<Option<Cow<'a, str>>> {
-    column.value(id).map_err(QueryError::from)
 }

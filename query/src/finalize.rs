@@ -16,13 +16,6 @@ use crate::error::{QueryError, Result};
 use crate::group::KeyValue;
 use crate::model::{Having, OrderByColumn, Ordering, OutputType, PostAggregator};
 
-/// One result row while it is being finished: output columns in order.
-pub struct Row<'a> {
-    pub columns: Map<String, Json>,
-    /// The raw aggregate values, for post-aggregators that read sketches.
-    pub raw: &'a [AggValue],
-}
-
 /// Finishes a group's aggregates into `columns` and evaluates `post` in order.
 pub fn finish_row(
     columns: &mut Map<String, Json>,

@@ -26,10 +26,6 @@ impl QueryGranularity {
         zone: None,
     };
 
-    pub fn utc(base: Granularity) -> QueryGranularity {
-        QueryGranularity { base, zone: None }
-    }
-
     /// The start of the bucket holding `ms`.
     pub fn truncate(&self, ms: i64) -> i64 {
         match &self.zone {
@@ -159,7 +155,13 @@ mod tests {
             g(r#"{"type":"period","period":"PT1H","timeZone":"UTC"}"#).zone,
             None
         );
-        assert_eq!(g(r#""hour""#), QueryGranularity::utc(Granularity::HOUR));
+        assert_eq!(
+            g(r#""hour""#),
+            QueryGranularity {
+                base: Granularity::HOUR,
+                zone: None
+            }
+        );
         let err = serde_json::from_str::<QueryGranularity>(
             r#"{"type":"period","period":"P1D","timeZone":"Mars/Olympus"}"#,
         )

@@ -354,11 +354,7 @@ pub fn group_segment(
                     }
                 }
                 if table.len() as u64 > spec.max_groups {
-                    return Err(QueryError::resource_limit(format!(
-                        "the query builds more than {} groups (context maxResults); \
-                         narrow it or raise the limit",
-                        spec.max_groups
-                    )));
+                    return Err(too_many_groups(spec.max_groups));
                 }
                 if needs_time {
                     times.clear();
@@ -454,6 +450,13 @@ pub fn group_segment(
         }
     }
     Ok(out)
+}
+
+/// The error of a query past its group limit (context `maxResults`).
+pub(crate) fn too_many_groups(max: u64) -> QueryError {
+    QueryError::resource_limit(format!(
+        "the query builds more than {max} groups (context maxResults); narrow it or raise the limit"
+    ))
 }
 
 /// Most dense group slots (product of dictionary sizes) before grouping falls back to hashing.

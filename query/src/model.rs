@@ -61,32 +61,6 @@ impl Query {
             }
         })
     }
-
-    pub fn data_source(&self) -> &str {
-        match self {
-            Query::Timeseries(q) => &q.data_source.0,
-            Query::TopN(q) => &q.data_source.0,
-            Query::GroupBy(q) => &q.data_source.0,
-            Query::Scan(q) => &q.data_source.0,
-            Query::Search(q) => &q.data_source.0,
-            Query::TimeBoundary(q) => &q.data_source.0,
-            Query::SegmentMetadata(q) => &q.data_source.0,
-            Query::DataSourceMetadata(q) => &q.data_source.0,
-        }
-    }
-
-    pub fn context(&self) -> &QueryContext {
-        match self {
-            Query::Timeseries(q) => &q.context,
-            Query::TopN(q) => &q.context,
-            Query::GroupBy(q) => &q.context,
-            Query::Scan(q) => &q.context,
-            Query::Search(q) => &q.context,
-            Query::TimeBoundary(q) => &q.context,
-            Query::SegmentMetadata(q) => &q.context,
-            Query::DataSourceMetadata(q) => &q.context,
-        }
-    }
 }
 
 /// `"dataSource": "name"` or `{"type": "table", "name": "name"}`.

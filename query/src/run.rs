@@ -16,7 +16,7 @@ use crate::finalize::{finish_row, having_passes, key_json, sort_rows, timestamp}
 use crate::granularity::QueryGranularity;
 use crate::group::{
     ALL_BUCKET, GroupKey, GroupSpec, Grouped, KeyValue, TopGroups, group_segment, merge_grouped,
-    row_range,
+    row_range, too_many_groups,
 };
 use crate::model::{self, MAX_GROUPS_DEFAULT, Ordering, Query, ScanOrder, TopNMetric};
 use crate::{QueryControl, SegmentProvider};
@@ -95,6 +95,27 @@ struct Grouping<'q> {
     top: Option<TopGroups>,
 }
 
+impl<'q> Grouping<'q> {
+    /// Grouping by `dimensions` with no group limit and no topN pruning.
+    fn new(
+        data_source: &'q model::DataSource,
+        intervals: &'q model::Intervals,
+        granularity: &QueryGranularity,
+        filter: Option<&'q grove_segment::filter::Filter>,
+        dimensions: Vec<String>,
+    ) -> Grouping<'q> {
+        Grouping {
+            data_source: &data_source.0,
+            intervals: &intervals.0,
+            granularity: granularity.clone(),
+            filter,
+            dimensions,
+            max_groups: u64::MAX,
+            top: None,
+        }
+    }
+}
+
 /// Groups every segment of the query and merges the results.
 fn group_all(
     g: &Grouping<'_>,
@@ -121,10 +142,7 @@ fn group_all(
             let one = group_segment(segment, &spec, control)?;
             merge_grouped(&mut merged, one, aggs);
             if merged.len() as u64 > g.max_groups {
-                return Err(QueryError::resource_limit(format!(
-                    "the query builds more than {} groups (context maxResults)",
-                    g.max_groups
-                )));
+                return Err(too_many_groups(g.max_groups));
             }
         }
         Ok(merged)
@@ -156,10 +174,7 @@ fn group_all(
         merged
     };
     if merged.len() as u64 > g.max_groups {
-        return Err(QueryError::resource_limit(format!(
-            "the query builds more than {} groups (context maxResults)",
-            g.max_groups
-        )));
+        return Err(too_many_groups(g.max_groups));
     }
     Ok((merged, segments))
 }
@@ -189,15 +204,13 @@ fn timeseries(
             .map(|a| a.name.as_str())
             .chain(q.post_aggregations.iter().map(|p| p.name())),
     )?;
-    let grouping = Grouping {
-        data_source: &q.data_source.0,
-        intervals: &q.intervals.0,
-        granularity: q.granularity.clone(),
-        filter: q.filter.as_ref(),
-        dimensions: Vec::new(),
-        max_groups: u64::MAX,
-        top: None,
-    };
+    let grouping = Grouping::new(
+        &q.data_source,
+        &q.intervals,
+        &q.granularity,
+        q.filter.as_ref(),
+        Vec::new(),
+    );
     let (mut merged, segments) = group_all(&grouping, &aggs, provider, control)?;
     if !q.context.skip_empty_buckets.unwrap_or(false)
         && let Some(span) = span(&segments)
@@ -294,12 +307,6 @@ fn top_n(
         )));
     }
     let grouping = Grouping {
-        data_source: &q.data_source.0,
-        intervals: &q.intervals.0,
-        granularity: q.granularity.clone(),
-        filter: q.filter.as_ref(),
-        dimensions: vec![q.dimension.dimension.clone()],
-        max_groups: u64::MAX,
         top: match metric {
             TopNMetric::Numeric(name) => {
                 aggs.iter()
@@ -316,6 +323,13 @@ fn top_n(
             }
             _ => None,
         },
+        ..Grouping::new(
+            &q.data_source,
+            &q.intervals,
+            &q.granularity,
+            q.filter.as_ref(),
+            vec![q.dimension.dimension.clone()],
+        )
     };
     let (merged, segments) = group_all(&grouping, &aggs, provider, control)?;
     let all_ts = all_timestamp(&q.intervals.0, &segments);
@@ -406,13 +420,14 @@ fn group_by(
             .chain(q.post_aggregations.iter().map(|p| p.name())),
     )?;
     let grouping = Grouping {
-        data_source: &q.data_source.0,
-        intervals: &q.intervals.0,
-        granularity: q.granularity.clone(),
-        filter: q.filter.as_ref(),
-        dimensions: q.dimensions.iter().map(|d| d.dimension.clone()).collect(),
         max_groups: q.context.max_results.unwrap_or(MAX_GROUPS_DEFAULT),
-        top: None,
+        ..Grouping::new(
+            &q.data_source,
+            &q.intervals,
+            &q.granularity,
+            q.filter.as_ref(),
+            q.dimensions.iter().map(|d| d.dimension.clone()).collect(),
+        )
     };
     let (merged, segments) = group_all(&grouping, &aggs, provider, control)?;
     let all_ts = all_timestamp(&q.intervals.0, &segments);
@@ -714,15 +729,13 @@ fn search(
     // (bucket, dimension, value) -> count
     let mut hits: std::collections::BTreeMap<(i64, String, String), i64> = Default::default();
     for dim in &dims {
-        let grouping = Grouping {
-            data_source: &q.data_source.0,
-            intervals: &q.intervals.0,
-            granularity: q.granularity.clone(),
-            filter: q.filter.as_ref(),
-            dimensions: vec![dim.clone()],
-            max_groups: u64::MAX,
-            top: None,
-        };
+        let grouping = Grouping::new(
+            &q.data_source,
+            &q.intervals,
+            &q.granularity,
+            q.filter.as_ref(),
+            vec![dim.clone()],
+        );
         let (merged, _) = group_all(&grouping, &count, provider, control)?;
         for (key, values) in merged {
             let text = match &key.dims[0] {

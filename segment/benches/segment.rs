@@ -30,36 +30,7 @@ use grove_segment::time::{Granularity, Interval, MS_PER_DAY, format_iso};
 const DAY_START_MS: i64 = 1_717_200_000_000; // 2024-06-01T00:00:00Z
 const RUNS: usize = 7;
 
-use common::Rng;
-
-/// Zipf-distributed ranks by inverse CDF (binary search), mapped through a fixed permutation so
-/// popular values are spread over the sorted dictionary.
-struct Zipf {
-    cdf: Vec<f64>,
-}
-
-impl Zipf {
-    fn new(n: usize, exponent: f64) -> Zipf {
-        let mut total = 0.0;
-        let mut cdf: Vec<f64> = (1..=n)
-            .map(|k| {
-                total += 1.0 / (k as f64).powf(exponent);
-                total
-            })
-            .collect();
-        for c in &mut cdf {
-            *c /= total;
-        }
-        Zipf { cdf }
-    }
-
-    fn sample(&self, rng: &mut Rng) -> u32 {
-        let u = rng.unit();
-        let rank = self.cdf.partition_point(|&c| c < u).min(self.cdf.len() - 1);
-        // 7919 is prime and does not divide any n used here: a permutation of 0..n.
-        ((rank as u64 * 7919) % self.cdf.len() as u64) as u32
-    }
-}
+use common::{Rng, Zipf};
 
 struct Dims {
     name: &'static str,
@@ -117,10 +88,10 @@ fn generate(rows: usize) -> (SegmentMeta, SegmentColumns, Vec<Dims>) {
         let base = (i as f64 * step_ms) as i64;
         let next = ((i + 1) as f64 * step_ms) as i64;
         time.push(DAY_START_MS + base + rng.below((next - base).max(1) as u64) as i64);
-        ids[0].push(advertiser.sample(&mut rng));
+        ids[0].push(advertiser.sample(&mut rng) as u32);
         ids[1].push(rng.below(1_000_000) as u32);
-        ids[2].push(country.sample(&mut rng));
-        ids[3].push(device.sample(&mut rng));
+        ids[2].push(country.sample(&mut rng) as u32);
+        ids[3].push(device.sample(&mut rng) as u32);
         ids[4].push(rng.below(20) as u32);
         ids[5].push((rng.below(100) < 3) as u32);
         let imps = 1 + (-(rng.unit().max(1e-12)).ln() * 40.0) as i64;

@@ -7,7 +7,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::common::Rng;
+use crate::common::{Rng, Zipf};
 
 /// 2024-06-01T00:00:00Z in ms: the one day the data covers.
 pub const DAY_START_MS: i64 = 1_717_200_000_000;
@@ -26,39 +26,6 @@ const FORMAT_VERSION: u32 = 1;
 
 pub fn advertiser_name(id: u64) -> String {
     format!("advertiser-{id:06}")
-}
-
-/// The value the Zipf sampler maps `rank` to (most popular is rank 0).
-pub fn zipf_value(rank: u64, n: u64) -> u64 {
-    (rank * 7919) % n
-}
-
-/// Zipf-distributed ranks by inverse CDF (binary search), mapped through a fixed permutation so
-/// popular values are spread over the sorted dictionary (as in the segment benchmark).
-struct Zipf {
-    cdf: Vec<f64>,
-}
-
-impl Zipf {
-    fn new(n: usize, exponent: f64) -> Zipf {
-        let mut total = 0.0;
-        let mut cdf: Vec<f64> = (1..=n)
-            .map(|k| {
-                total += 1.0 / (k as f64).powf(exponent);
-                total
-            })
-            .collect();
-        for c in &mut cdf {
-            *c /= total;
-        }
-        Zipf { cdf }
-    }
-
-    fn sample(&self, rng: &mut Rng) -> u64 {
-        let u = rng.unit();
-        let rank = self.cdf.partition_point(|&c| c < u).min(self.cdf.len() - 1);
-        zipf_value(rank as u64, self.cdf.len() as u64)
-    }
 }
 
 /// The CSV of `rows` ad events under `dir` (`ad_events_<rows>.csv`), generated unless a file

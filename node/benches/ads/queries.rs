@@ -3,9 +3,10 @@
 
 use serde_json::{Value, json};
 
-use super::data::{ADVERTISERS, COUNTRIES, DAY_START_MS, MS_PER_DAY, advertiser_name, zipf_value};
+use super::data::{ADVERTISERS, COUNTRIES, DAY_START_MS, MS_PER_DAY, advertiser_name};
 use super::server::DATA_SOURCE;
 use crate::common::Rng;
+use crate::common::zipf_value;
 
 /// The queries, in the order they run and print; each is a key of the figures.
 pub const QUERIES: [&str; 7] = [

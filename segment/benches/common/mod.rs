@@ -65,3 +65,37 @@ impl Rng {
         self.below(100) < percent
     }
 }
+
+/// The value a [`Zipf`] sampler maps `rank` to (most popular is rank 0): 7919 is prime and divides
+/// no `n` used by the benches, so this is a permutation of `0..n` that spreads popular values
+/// over the sorted dictionary.
+pub fn zipf_value(rank: u64, n: u64) -> u64 {
+    (rank * 7919) % n
+}
+
+/// Zipf-distributed values by inverse CDF (binary search) over ranks, mapped by [`zipf_value`].
+pub struct Zipf {
+    cdf: Vec<f64>,
+}
+
+impl Zipf {
+    pub fn new(n: usize, exponent: f64) -> Zipf {
+        let mut total = 0.0;
+        let mut cdf: Vec<f64> = (1..=n)
+            .map(|k| {
+                total += 1.0 / (k as f64).powf(exponent);
+                total
+            })
+            .collect();
+        for c in &mut cdf {
+            *c /= total;
+        }
+        Zipf { cdf }
+    }
+
+    pub fn sample(&self, rng: &mut Rng) -> u64 {
+        let u = rng.unit();
+        let rank = self.cdf.partition_point(|&c| c < u).min(self.cdf.len() - 1);
+        zipf_value(rank as u64, self.cdf.len() as u64)
+    }
+}
