@@ -24,5 +24,9 @@
 //! Must never depend on: `grove-query`, `grove-node`, `grove-simulations`. Depends on
 //! `grove-rpc` (the transport seam) and openraft.
 
+// Lets test fixtures shared with the integration tests name this crate as they do.
+#[cfg(test)]
+extern crate self as grove_raft;
+
 pub mod metadata;
 pub mod replicated;

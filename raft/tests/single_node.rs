@@ -6,79 +6,13 @@
 use std::sync::Arc;
 
 use grove_raft::metadata::{
-    Command, MetadataStore, SegmentRecord, SledMetadataStore, StreamOffsets, TaskRecord,
-    TaskReport, TaskState,
+    Command, MetadataStore, SegmentRecord, SledMetadataStore, StreamOffsets, TaskReport,
 };
+mod common;
+
+use common::fixtures::{publish, schema, segment, task};
 use grove_raft::replicated::{GroveNode, RaftNode, RaftNodeConfig, ReplicatedMetadataStore};
 use grove_rpc::{MemoryNetwork, Router, Transport};
-use grove_segment::id::SegmentId;
-use grove_segment::schema::{DimensionSchema, MetricKind, MetricSchema, Schema};
-use grove_segment::time::{Granularity, Interval, MS_PER_DAY};
-
-const DAY0: i64 = 19_723 * MS_PER_DAY; // 2024-01-01
-
-fn schema(ds: &str) -> Schema {
-    Schema {
-        data_source: ds.into(),
-        dimensions: vec![DimensionSchema::string("page")],
-        metrics: vec![MetricSchema {
-            name: "count".into(),
-            field_name: None,
-            kind: MetricKind::Count,
-        }],
-        query_granularity: Granularity::named("hour").unwrap(),
-        segment_granularity: Granularity::named("day").unwrap(),
-        rollup: true,
-    }
-}
-
-fn task(id: &str, ds: &str) -> TaskRecord {
-    TaskRecord {
-        id: id.into(),
-        task_type: "index_parallel".into(),
-        data_source: ds.into(),
-        spec: serde_json::json!({"type": "index_parallel", "spec": {"dataSchema": {"dataSource": ds}}}),
-        state: TaskState::Running,
-        error: None,
-        created_ms: 1_000,
-        started_ms: Some(1_000),
-        ended_ms: None,
-        report: None,
-    }
-}
-
-fn segment(ds: &str, day: i64, version: &str) -> SegmentRecord {
-    let start = DAY0 + day * MS_PER_DAY;
-    SegmentRecord {
-        id: SegmentId::new(
-            ds,
-            None,
-            Interval::new(start, start + MS_PER_DAY),
-            version,
-            0,
-        ),
-        core_partitions: 1,
-        load_spec: serde_json::json!({"type": "local", "path": format!("/deep/{ds}/{day}")}),
-        num_rows: 10,
-        size_bytes: 100,
-        used: true,
-        created_ms: 2_000,
-    }
-}
-
-fn publish(task_id: &str, ds: &str, segments: Vec<SegmentRecord>) -> Command {
-    Command::PublishSegments {
-        task_id: task_id.into(),
-        segments,
-        schema: schema(ds),
-        report: TaskReport {
-            processed: 20,
-            segments: 1,
-            ..TaskReport::default()
-        },
-        ended_ms: 3_000,
-    }
-}
 
 /// A stream publish of one segment reading partition 0 from `start` to `end`.
 fn stream_publish(task_id: &str, segment: SegmentRecord, start: i64, end: i64) -> Command {
@@ -112,18 +46,18 @@ fn commands() -> Vec<Command> {
         publish(
             "t1",
             "wiki",
-            vec![segment("wiki", 0, "v1"), segment("wiki", 1, "v1")],
+            vec![segment("wiki", 0, "v1", 0), segment("wiki", 1, "v1", 0)],
         ),
-        publish("t1", "wiki", vec![segment("wiki", 2, "v1")]), // t1 ended
-        publish("t2", "wiki", vec![segment("wiki", 1, "v1")]), // already published
-        publish("t2", "wiki", vec![segment("wiki", 0, "v2")]),
+        publish("t1", "wiki", vec![segment("wiki", 2, "v1", 0)]), // t1 ended
+        publish("t2", "wiki", vec![segment("wiki", 1, "v1", 0)]), // already published
+        publish("t2", "wiki", vec![segment("wiki", 0, "v2", 0)]),
         Command::MarkSegmentsUnused {
             data_source: "wiki".into(),
-            ids: vec![segment("wiki", 0, "v1").id],
+            ids: vec![segment("wiki", 0, "v1", 0).id],
         },
         Command::MarkSegmentsUnused {
             data_source: "wiki".into(),
-            ids: vec![segment("wiki", 5, "v1").id], // unknown
+            ids: vec![segment("wiki", 5, "v1", 0).id], // unknown
         },
         Command::UpdateTask {
             task: task("nope", "wiki"),
@@ -134,13 +68,13 @@ fn commands() -> Vec<Command> {
         Command::CreateTask {
             task: task("k1-replica", "wiki"),
         },
-        stream_publish("k1", segment("wiki", 10, "v1"), 0, 100),
+        stream_publish("k1", segment("wiki", 10, "v1", 0), 0, 100),
         // The replica read the same range: the offsets moved, so it is refused.
-        stream_publish("k1-replica", segment("wiki", 11, "v1"), 0, 100),
+        stream_publish("k1-replica", segment("wiki", 11, "v1", 0), 0, 100),
         Command::CreateTask {
             task: task("k2", "wiki"),
         },
-        stream_publish("k2", segment("wiki", 11, "v1"), 100, 150),
+        stream_publish("k2", segment("wiki", 11, "v1", 0), 100, 150),
     ]
 }
 

@@ -4,11 +4,13 @@
 
 #![allow(dead_code)]
 
+pub mod fixtures;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use grove_raft::metadata::{Command, TaskRecord, TaskState};
+use grove_raft::metadata::Command;
 use grove_raft::replicated::{GroveNode, RaftNode, RaftNodeConfig, RaftNodeId};
 use grove_rpc::{MemoryNetwork, NodeId, Router, Transport};
 
@@ -26,58 +28,20 @@ pub fn rpc_name(id: RaftNodeId) -> NodeId {
 /// A command that creates RUNNING task `id` (of datasource `wiki`).
 pub fn create_task(id: &str) -> Command {
     Command::CreateTask {
-        task: TaskRecord {
-            id: id.into(),
-            task_type: "index_parallel".into(),
-            data_source: "wiki".into(),
-            spec: serde_json::json!({"type": "index_parallel", "id": id}),
-            state: TaskState::Running,
-            error: None,
-            created_ms: 1_000,
-            started_ms: Some(1_000),
-            ended_ms: None,
-            report: None,
-        },
+        task: fixtures::task(id, "wiki"),
     }
 }
 
 /// The schema of datasource `wiki`.
 pub fn schema() -> grove_segment::schema::Schema {
-    use grove_segment::schema::{DimensionSchema, MetricKind, MetricSchema, Schema};
-    use grove_segment::time::Granularity;
-    Schema {
-        data_source: "wiki".into(),
-        dimensions: vec![DimensionSchema::string("page")],
-        metrics: vec![MetricSchema {
-            name: "count".into(),
-            field_name: None,
-            kind: MetricKind::Count,
-        }],
-        query_granularity: Granularity::named("hour").unwrap(),
-        segment_granularity: Granularity::named("day").unwrap(),
-        rollup: true,
-    }
+    fixtures::schema("wiki")
 }
 
 /// A used segment of `wiki` on day `day` (from 2024-01-01), partition `partition`.
 pub fn segment(day: i64, partition: u32) -> grove_raft::metadata::SegmentRecord {
-    use grove_segment::id::SegmentId;
-    use grove_segment::time::{Interval, MS_PER_DAY};
-    let start = 19_723 * MS_PER_DAY + day * MS_PER_DAY;
     grove_raft::metadata::SegmentRecord {
-        id: SegmentId::new(
-            "wiki",
-            None,
-            Interval::new(start, start + MS_PER_DAY),
-            "v1",
-            partition,
-        ),
         core_partitions: 2,
-        load_spec: serde_json::json!({"type": "local", "path": format!("/deep/wiki/{day}/{partition}")}),
-        num_rows: 10,
-        size_bytes: 100,
-        used: true,
-        created_ms: 2_000,
+        ..fixtures::segment("wiki", day, "v1", partition)
     }
 }
 

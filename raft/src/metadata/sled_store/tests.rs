@@ -1,74 +1,12 @@
-use grove_segment::id::SegmentId;
-use grove_segment::schema::{DimensionSchema, MetricKind, MetricSchema, Schema};
-use grove_segment::time::{Granularity, Interval, MS_PER_DAY};
+use grove_segment::time::MS_PER_DAY;
 
 use super::*;
+
+#[path = "../../../tests/common/fixtures.rs"]
+mod fixtures;
+use fixtures::{DAY0, publish, schema, segment, task};
+
 use crate::metadata::{TaskReport, TaskState};
-
-const DAY0: i64 = 19_723 * MS_PER_DAY; // 2024-01-01
-
-fn schema(ds: &str) -> Schema {
-    Schema {
-        data_source: ds.into(),
-        dimensions: vec![DimensionSchema::string("page")],
-        metrics: vec![MetricSchema {
-            name: "count".into(),
-            field_name: None,
-            kind: MetricKind::Count,
-        }],
-        query_granularity: Granularity::named("hour").unwrap(),
-        segment_granularity: Granularity::named("day").unwrap(),
-        rollup: true,
-    }
-}
-
-fn task(id: &str, ds: &str) -> TaskRecord {
-    TaskRecord {
-        id: id.into(),
-        task_type: "index_parallel".into(),
-        data_source: ds.into(),
-        spec: serde_json::json!({"type": "index_parallel"}),
-        state: TaskState::Running,
-        error: None,
-        created_ms: 1_000,
-        started_ms: Some(1_000),
-        ended_ms: None,
-        report: None,
-    }
-}
-
-fn segment(ds: &str, day: i64, version: &str, partition: u32) -> SegmentRecord {
-    let start = DAY0 + day * MS_PER_DAY;
-    SegmentRecord {
-        id: SegmentId::new(
-            ds,
-            None,
-            Interval::new(start, start + MS_PER_DAY),
-            version,
-            partition,
-        ),
-        core_partitions: 1,
-        load_spec: serde_json::json!({"type": "local", "path": "/deep/x/index.grove"}),
-        num_rows: 10,
-        size_bytes: 100,
-        used: true,
-        created_ms: 2_000,
-    }
-}
-
-fn publish(task_id: &str, ds: &str, segments: Vec<SegmentRecord>) -> Command {
-    Command::PublishSegments {
-        task_id: task_id.into(),
-        segments,
-        schema: schema(ds),
-        report: TaskReport {
-            processed: 20,
-            segments: 2,
-            ..TaskReport::default()
-        },
-        ended_ms: 3_000,
-    }
-}
 
 #[test]
 fn publish_persists_across_reopen_in_key_order() {
