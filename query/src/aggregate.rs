@@ -14,6 +14,7 @@ use std::cmp::Ordering;
 use roaring::RoaringBitmap;
 
 use grove_segment::filter::Filter;
+use grove_segment::format::BLOCK_ROWS;
 use grove_segment::sketch::HllSketch;
 
 use crate::column::{Column, IdCursor, LongCursor, double_json};
@@ -440,6 +441,11 @@ enum IdSets {
     Bits { words: usize, bits: Vec<u64> },
     Roaring(Vec<RoaringBitmap>),
 }
+
+/// A group's distinct count uses the column's cached value coupons once it holds more than one
+/// in this many dictionary ids (computing them decodes the whole dictionary once per segment);
+/// fewer ids decode and hash their own strings.
+const COUPONS_WHEN_ONE_IN: usize = 64;
 
 /// Most bitset words (8 bytes each) before [`IdSets`] switches to roaring bitmaps.
 const ID_BITSET_WORDS_MAX: usize = 1 << 21;
@@ -898,6 +904,21 @@ impl<'a> Acc<'a> {
                 v[g] = if seen[g] { op(v[g], folded) } else { folded };
                 seen[g] = true;
             }
+            (State::Ids(sets), Input::Ids(_)) => {
+                // Distinct ids of a contiguous range: decode the ids block by block.
+                let column = self.ids_column.expect("ids input has its column");
+                let mut buf = vec![0u32; BLOCK_ROWS];
+                let mut start = rows.start as usize;
+                let end = rows.end as usize;
+                while start < end {
+                    let n = (end - start).min(BLOCK_ROWS);
+                    column.decode_ids(start, &mut buf[..n])?;
+                    for &id in &buf[..n] {
+                        sets.insert(g, id);
+                    }
+                    start += n;
+                }
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -936,16 +957,15 @@ impl<'a> Acc<'a> {
                 };
                 let mut sketch = HllSketch::new(lg_k);
                 let column = self.ids_column.expect("ids input has its column");
-                // Null is not a value: distinct counts skip it, as in Druid.
-                if ids.len() as usize * 8 > column.dictionary_len() {
-                    // Most of the dictionary: decode it in order (front coding is sequential).
-                    column.for_each_value(|id, text| {
-                        if let Some(text) = text
-                            && ids.contains(id)
-                        {
-                            sketch.update_str(text);
+                // Null is not a value: distinct counts skip it, as in Druid (it has no coupon).
+                if ids.len() as usize * COUPONS_WHEN_ONE_IN > column.dictionary_len() {
+                    // A good part of the dictionary: its coupons, hashed once per segment.
+                    let coupons = column.value_coupons()?;
+                    for id in ids {
+                        if let Some(coupon) = coupons.get(id) {
+                            sketch.update_coupon(coupon);
                         }
-                    })?;
+                    }
                 } else {
                     let mut buf = String::new();
                     for id in ids {

@@ -93,13 +93,21 @@ pub struct LongCursor<'a> {
     sparse: bool,
 }
 
-/// Whether `rows` (ascending) are so spread out that reading single values beats decoding the
-/// 1,024-row blocks they fall in.
+/// Whether `rows` (ascending, or ascending runs) are so spread out that reading single values
+/// beats decoding the 1,024-row blocks they fall in.
 pub fn is_sparse(rows: &[u32]) -> bool {
-    match (rows.first(), rows.last()) {
-        (Some(&a), Some(&b)) => (b - a) as usize > rows.len() * SPARSE_SPREAD,
-        _ => false,
-    }
+    let (Some(&first), Some(&last)) = (rows.first(), rows.last()) else {
+        return false;
+    };
+    let (lo, hi) = if first <= last {
+        (first, last)
+    } else {
+        // Runs (rows grouped by dictionary id): the span of the whole batch.
+        let lo = rows.iter().copied().min().unwrap_or(first);
+        let hi = rows.iter().copied().max().unwrap_or(last);
+        (lo, hi)
+    };
+    (hi - lo) as usize > rows.len() * SPARSE_SPREAD
 }
 
 /// Rows per selected row above which a batch counts as sparse.

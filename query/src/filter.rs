@@ -125,6 +125,62 @@ impl PreparedFilter {
     }
 }
 
+/// The rows a filter selects, split by the dictionary id of one string dimension: `rows[i]`
+/// holds the rows of id `ids[i]`. Ids ascend and every listed id has rows.
+#[derive(Debug, Default)]
+pub struct IdRows {
+    pub ids: Vec<u32>,
+    pub rows: Vec<RoaringBitmap>,
+}
+
+impl PreparedFilter {
+    /// The column of an exact-match leaf (`selector`, `in`, `null`) when this filter is one.
+    pub fn exact_field(&self) -> Option<&str> {
+        match self {
+            PreparedFilter::Leaf(leaf) if leaf.exact.is_some() => Some(&leaf.field),
+            _ => None,
+        }
+    }
+
+    /// For an exact-match leaf on a single-value string column with bitmap indexes that picks
+    /// few ids (see [`PreparedFilter::exact_field`]): its matching rows within `rows`, by id,
+    /// straight from the per-value bitmaps: no union, and a grouping on the same column never
+    /// reads its ids. `None` when the filter or the column has another shape (use
+    /// [`PreparedFilter::rows`]).
+    pub fn id_rows(&self, segment: &Segment, rows: Range<u32>) -> Result<Option<IdRows>> {
+        let PreparedFilter::Leaf(leaf) = self else {
+            return Ok(None);
+        };
+        let Some((values, on_null)) = &leaf.exact else {
+            return Ok(None);
+        };
+        let Column::String(column) = Column::of(segment, &leaf.field)? else {
+            return Ok(None);
+        };
+        if column.is_multi_value() || !column.has_bitmaps() {
+            return Ok(None);
+        }
+        let ids = true_ids(&exact_classes(column, values, *on_null)?);
+        if !few_ids(ids.len(), column.dictionary_len()) {
+            return Ok(None);
+        }
+        let whole = rows.start == 0 && rows.end as usize >= segment.num_rows();
+        let mut out = IdRows::default();
+        for id in ids {
+            let mut bitmap = column.bitmap(id)?;
+            if !whole {
+                bitmap.remove_range(..rows.start);
+                bitmap.remove_range(rows.end..);
+            }
+            if !bitmap.is_empty() {
+                out.ids.push(id);
+                out.rows.push(bitmap);
+            }
+        }
+        Ok(Some(out))
+    }
+}
+
 /// The rows of `segment` within `rows` that pass `filter` (prepares it first; prefer
 /// [`PreparedFilter`] when running one filter on many segments).
 pub fn filter_rows(segment: &Segment, filter: &Filter, rows: Range<u32>) -> Result<RoaringBitmap> {
@@ -243,36 +299,10 @@ impl Ctx<'_> {
     ) -> Result<Outcome> {
         let dict_len = column.dictionary_len();
         // Classify ids: 0 false, 1 true, 2 unknown.
-        let mut class = vec![0u8; dict_len];
-        let mut true_ids: Vec<u32> = Vec::new();
-        match verdicts {
-            Verdicts::Exact(values) => {
-                let log_dict = usize::BITS - dict_len.leading_zeros();
-                if values.len().saturating_mul(log_dict as usize) <= dict_len {
-                    // Few values: binary-search each in the dictionary.
-                    for v in values {
-                        if let Some(id) = column.lookup(v) {
-                            class[id as usize] = 1;
-                        }
-                    }
-                } else {
-                    // Many values: one merge-join of two sorted lists.
-                    let mut next = 0;
-                    column.for_each_value(|id, text| {
-                        let Some(text) = text else { return };
-                        while next < values.len() && values[next].as_str() < text {
-                            next += 1;
-                        }
-                        if next < values.len() && values[next] == text {
-                            class[id as usize] = 1;
-                        }
-                    })?;
-                }
-                if column.has_null() {
-                    class[0] = verdict_class(on_null);
-                }
-            }
+        let class = match verdicts {
+            Verdicts::Exact(values) => exact_classes(column, values, on_null)?,
             Verdicts::Probe(probe) => {
+                let mut class = vec![0u8; dict_len];
                 column.for_each_value(|id, text| {
                     let verdict = match text {
                         None => on_null,
@@ -280,13 +310,10 @@ impl Ctx<'_> {
                     };
                     class[id as usize] = verdict_class(verdict);
                 })?;
+                class
             }
-        }
-        for (id, c) in class.iter().enumerate() {
-            if *c == 1 {
-                true_ids.push(id as u32);
-            }
-        }
+        };
+        let true_ids = true_ids(&class);
         if column.is_multi_value() {
             let empty_class = verdict_class(on_null);
             let (mut t, mut u) = (RoaringBitmap::new(), RoaringBitmap::new());
@@ -304,8 +331,7 @@ impl Ctx<'_> {
             }
             return Ok((t, u));
         }
-        let few = true_ids.len() <= BITMAP_UNION_MAX_IDS || true_ids.len() * 16 <= dict_len;
-        if column.has_bitmaps() && few {
+        if column.has_bitmaps() && few_ids(true_ids.len(), dict_len) {
             let bitmaps = true_ids
                 .iter()
                 .map(|&id| column.bitmap(id))
@@ -326,6 +352,55 @@ impl Ctx<'_> {
         }
         Ok((t, u))
     }
+}
+
+/// Classes (0 false, 1 true, 2 unknown) of every id of `column` for an exact-match leaf:
+/// `values` (sorted, unique) are true, null gets `on_null`, the rest false.
+fn exact_classes(
+    column: StringColumn<'_>,
+    values: &[String],
+    on_null: Option<bool>,
+) -> Result<Vec<u8>> {
+    let dict_len = column.dictionary_len();
+    let mut class = vec![0u8; dict_len];
+    let log_dict = usize::BITS - dict_len.leading_zeros();
+    if values.len().saturating_mul(log_dict as usize) <= dict_len {
+        // Few values: binary-search each in the dictionary.
+        for v in values {
+            if let Some(id) = column.lookup(v) {
+                class[id as usize] = 1;
+            }
+        }
+    } else {
+        // Many values: one merge-join of two sorted lists.
+        let mut next = 0;
+        column.for_each_value(|id, text| {
+            let Some(text) = text else { return };
+            while next < values.len() && values[next].as_str() < text {
+                next += 1;
+            }
+            if next < values.len() && values[next] == text {
+                class[id as usize] = 1;
+            }
+        })?;
+    }
+    if column.has_null() {
+        class[0] = verdict_class(on_null);
+    }
+    Ok(class)
+}
+
+/// The ids classed true, ascending.
+fn true_ids(class: &[u8]) -> Vec<u32> {
+    (0..class.len() as u32)
+        .filter(|&id| class[id as usize] == 1)
+        .collect()
+}
+
+/// Whether `count` matching ids of a `dict_len`-value dictionary are few enough to read their
+/// bitmaps rather than scan the id column.
+fn few_ids(count: usize, dict_len: usize) -> bool {
+    count <= BITMAP_UNION_MAX_IDS || count * 16 <= dict_len
 }
 
 /// How a string leaf classifies dictionary values.

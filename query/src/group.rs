@@ -257,6 +257,7 @@ pub fn group_segment(
     let mut touched: Vec<u32> = Vec::new();
 
     let mut batch_rows: Vec<u32> = Vec::with_capacity(BATCH);
+    let mut batch_ids: Vec<u32> = Vec::with_capacity(BATCH);
     let mut pair_rows: Vec<u32> = Vec::with_capacity(BATCH);
     let mut pair_groups: Vec<u32> = Vec::with_capacity(BATCH);
     let mut times: Vec<i64> = Vec::with_capacity(BATCH);
@@ -276,10 +277,26 @@ pub fn group_segment(
         if range.is_empty() {
             continue;
         }
-        let selected = spec
-            .filter
-            .map(|f| f.rows(segment, range.clone()))
-            .transpose()?;
+        // An exact-match filter on a grouped dimension hands over its rows by id: the ids of
+        // that dimension are then known without reading the column. Dense grouping only, and no
+        // first/last aggregators (rows then arrive by id, not in time order; each group still
+        // sees its rows in order, so sums add up exactly as in row order).
+        let by_id = match (spec.filter, &dense) {
+            (Some(f), Some(_)) if !needs_time => {
+                match f
+                    .exact_field()
+                    .and_then(|field| spec.dimensions.iter().position(|d| d.as_str() == field))
+                {
+                    Some(k) => f.id_rows(segment, range.clone())?.map(|by| (k, by)),
+                    None => None,
+                }
+            }
+            _ => None,
+        };
+        let selected = match (&by_id, spec.filter) {
+            (None, Some(f)) => Some(f.rows(segment, range.clone())?),
+            _ => None,
+        };
         control.check()?;
         for (bucket, rows) in buckets(&time, &spec.granularity, range) {
             for t in touched.drain(..) {
@@ -288,7 +305,7 @@ pub fn group_segment(
             // No dimensions and no filter: aggregators that can fold a contiguous range at once
             // do so; the rest go through batches below.
             let mut batched: Vec<usize> = (0..accs.len()).collect();
-            if dims.is_empty() && selected.is_none() {
+            if dims.is_empty() && spec.filter.is_none() {
                 key[0] = bucket as u64;
                 let g = table.intern(&key);
                 // Batched aggregators of this bucket land in the same group.
@@ -306,7 +323,8 @@ pub fn group_segment(
                     continue;
                 }
             }
-            let mut emit = |batch: &[u32]| -> Result<()> {
+            // `known`: the ids of one dimension for the batch's rows, when the filter gave them.
+            let mut emit = |batch: &[u32], known: Option<(usize, &[u32])>| -> Result<()> {
                 pair_rows.clear();
                 pair_groups.clear();
                 let sparse = crate::column::is_sparse(batch);
@@ -320,11 +338,14 @@ pub fn group_segment(
                 time_cursor.set_sparse(sparse);
                 match &dense {
                     Some(strides) => {
-                        for &r in batch {
+                        for (i, &r) in batch.iter().enumerate() {
                             let mut slot = 0usize;
                             for (k, d) in dims.iter_mut().enumerate() {
                                 if let DimReader::Ids(c, _) = d {
-                                    let id = c.get(r)?;
+                                    let id = match known {
+                                        Some((kd, ids)) if kd == k => ids[i],
+                                        _ => c.get(r)?,
+                                    };
                                     ids[k] = id;
                                     slot += id as usize * strides[k];
                                 }
@@ -344,6 +365,10 @@ pub fn group_segment(
                         }
                     }
                     None => {
+                        debug_assert!(
+                            known.is_none(),
+                            "ids are handed over to dense grouping only"
+                        );
                         for &r in batch {
                             key[0] = bucket as u64;
                             explode(&mut dims, r, &mut key, 1, &mut multi_ids, &mut |k| {
@@ -366,28 +391,46 @@ pub fn group_segment(
                 }
                 control.check()
             };
-            match &selected {
-                None => {
+            match (&selected, &by_id) {
+                (_, Some((k, by))) => {
+                    batch_rows.clear();
+                    batch_ids.clear();
+                    for (&id, bitmap) in by.ids.iter().zip(&by.rows) {
+                        for r in bitmap.range(rows.clone()) {
+                            batch_rows.push(r);
+                            batch_ids.push(id);
+                            if batch_rows.len() == BATCH {
+                                emit(&batch_rows, Some((*k, &batch_ids)))?;
+                                batch_rows.clear();
+                                batch_ids.clear();
+                            }
+                        }
+                    }
+                    if !batch_rows.is_empty() {
+                        emit(&batch_rows, Some((*k, &batch_ids)))?;
+                    }
+                }
+                (None, None) => {
                     let mut start = rows.start;
                     while start < rows.end {
                         let end = (start + BATCH as u32).min(rows.end);
                         batch_rows.clear();
                         batch_rows.extend(start..end);
-                        emit(&batch_rows)?;
+                        emit(&batch_rows, None)?;
                         start = end;
                     }
                 }
-                Some(bitmap) => {
+                (Some(bitmap), None) => {
                     batch_rows.clear();
                     for r in bitmap.range(rows.clone()) {
                         batch_rows.push(r);
                         if batch_rows.len() == BATCH {
-                            emit(&batch_rows)?;
+                            emit(&batch_rows, None)?;
                             batch_rows.clear();
                         }
                     }
                     if !batch_rows.is_empty() {
-                        emit(&batch_rows)?;
+                        emit(&batch_rows, None)?;
                     }
                 }
             }

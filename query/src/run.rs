@@ -536,10 +536,19 @@ fn group_by(
                 rows.truncate(n);
             }
         }
+        // Rows of one bucket are adjacent: format each bucket's timestamp once.
+        let mut stamp: Option<(i64, Json)> = None;
         for (bucket, event) in rows {
+            let timestamp = match &stamp {
+                Some((b, text)) if *b == bucket => text.clone(),
+                _ => stamp
+                    .insert((bucket, bucket_timestamp(bucket, all_ts)))
+                    .1
+                    .clone(),
+            };
             out.push(json!({
                 "version": "v1",
-                "timestamp": bucket_timestamp(bucket, all_ts),
+                "timestamp": timestamp,
                 "event": event,
             }));
         }

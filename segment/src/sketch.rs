@@ -20,6 +20,7 @@
 //! error instead of panicking.
 
 use datasketches::hash::value::raw_bytes;
+pub use datasketches::hll::Coupon;
 use datasketches::hll::{self, HllType, HllUnion};
 
 use crate::error::{Result, SegmentError};
@@ -82,6 +83,29 @@ impl HllSketch {
             (value + 0.0).to_bits()
         };
         self.update_hashable(raw_bytes::from_slice(&bits.to_le_bytes()));
+    }
+
+    /// The coupon (hash) [`HllSketch::update_str`] adds for `value`; `None` for the empty
+    /// string, which sketches ignore. Computed once per dictionary value by
+    /// [`crate::format::StringColumn::value_coupons`], so distinct counts never rehash a string.
+    #[inline]
+    pub fn str_coupon(value: &str) -> Option<Coupon> {
+        (!value.is_empty()).then(|| Coupon::from_value(raw_bytes::from_str(value)))
+    }
+
+    /// Adds a value by its coupon (see [`HllSketch::str_coupon`]): the same as updating with
+    /// the value itself.
+    #[inline]
+    pub fn update_coupon(&mut self, coupon: Coupon) {
+        match &mut self.state {
+            State::Single(sketch) => sketch.update_with_coupon(coupon),
+            State::Union(union) => {
+                // The crate's union takes values or sketches, not coupons.
+                let mut one = empty_sketch(union.lg_config_k());
+                one.update_with_coupon(coupon);
+                union.update(&one);
+            }
+        }
     }
 
     #[inline]
@@ -319,6 +343,27 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn coupons_add_exactly_what_strings_add() {
+        let values: Vec<String> = (0..5000).map(|i| format!("value-{i}")).collect();
+        let (mut by_string, mut by_coupon) = (HllSketch::new(12), HllSketch::new(12));
+        for v in values.iter().map(String::as_str).chain(["", "value-7"]) {
+            by_string.update_str(v);
+            if let Some(c) = HllSketch::str_coupon(v) {
+                by_coupon.update_coupon(c);
+            }
+        }
+        assert_eq!(by_string.to_bytes(), by_coupon.to_bytes());
+        assert!(HllSketch::str_coupon("").is_none());
+        // After a merge the sketch is a union; a coupon still lands like its string.
+        let (mut a, mut b) = (by_string.clone(), by_coupon.clone());
+        a.merge(&HllSketch::new(12));
+        b.merge(&HllSketch::new(12));
+        a.update_str("late");
+        b.update_coupon(HllSketch::str_coupon("late").unwrap());
+        assert_eq!(a.estimate(), b.estimate());
+    }
 
     /// Three relative standard errors of an HLL sketch with `2^lg_k` registers, plus a little
     /// slack for tiny counts.

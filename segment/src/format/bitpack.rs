@@ -377,10 +377,16 @@ pub fn get(bytes: &[u8], width: Width, index: usize) -> u64 {
     let (lane, position) = (index % lanes, index / lanes);
     let bit = position * w;
     let (k, shift) = (bit / word_bits, bit % word_bits);
+    // Fixed-size loads: a copy of a variable length compiles to a call to `memcpy`.
     let word = |at: usize| {
-        let mut le = [0u8; 8];
-        le[..word_bytes].copy_from_slice(&bytes[at * word_bytes..(at + 1) * word_bytes]);
-        u64::from_le_bytes(le)
+        let from = at * word_bytes;
+        if word_bytes == 4 {
+            let le: [u8; 4] = bytes[from..from + 4].try_into().expect("4 bytes");
+            u64::from(u32::from_le_bytes(le))
+        } else {
+            let le: [u8; 8] = bytes[from..from + 8].try_into().expect("8 bytes");
+            u64::from_le_bytes(le)
+        }
     };
     let mut value = word(k * lanes + lane) >> shift;
     if shift + w > word_bits {

@@ -45,7 +45,7 @@ pub use footer::{BlobCompression, BlobEntry, ColumnType, Encoding, FORMAT_VERSIO
 pub use longs::{BLOCK_ROWS, LongColumn};
 pub use reader::{DimensionReader, MetricReader, Segment};
 pub use sketches::SketchColumn;
-pub use strings::StringColumn;
+pub use strings::{StringColumn, ValueCoupons};
 pub use writer::{write_segment, write_segment_to};
 
 use crate::error::SegmentError;

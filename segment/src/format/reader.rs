@@ -18,6 +18,7 @@ use roaring::RoaringBitmap;
 use super::footer::{BlobCompression, BlobEntry, ColumnType, Encoding, Layout, LayoutError, Part};
 use super::{
     DoubleColumn, LongColumn, Names, SegmentMeta, SketchColumn, StringColumn, TIME_COLUMN,
+    ValueCoupons,
 };
 use crate::error::{Result, SegmentError};
 use crate::schema::{MetricStorage, ValueType};
@@ -117,6 +118,8 @@ struct ColumnSlot {
     /// Set once the column's structure was validated.
     checked: OnceLock<()>,
     nulls: OnceLock<RoaringBitmap>,
+    /// String columns: the sketch coupon of every dictionary value, computed on first use.
+    coupons: OnceLock<ValueCoupons>,
 }
 
 /// An opened segment. `Send + Sync`; share it behind an `Arc`.
@@ -398,6 +401,7 @@ impl Segment {
             self.part(column, Part::Offsets)?,
             self.part(column, Part::Bitmaps)?,
         )
+        .map(|c| c.with_coupon_cache(&column.coupons))
         .map_err(|m| names.corrupt(m))
     }
 
@@ -518,6 +522,7 @@ fn slot(name: &str, kind: Kind) -> ColumnSlot {
         parts: [None; 6],
         checked: OnceLock::new(),
         nulls: OnceLock::new(),
+        coupons: OnceLock::new(),
     }
 }
 

@@ -17,6 +17,7 @@
 //! length, offsets in order. After it, ids handed out are always valid dictionary ids.
 
 use std::borrow::Cow;
+use std::sync::OnceLock;
 
 use roaring::RoaringBitmap;
 
@@ -27,6 +28,7 @@ use super::codec::{Cursor, DecodeResult, put_u64};
 use super::dictionary::Dictionary;
 use super::longs::LongColumn;
 use crate::error::{Result, SegmentError};
+use crate::sketch::{Coupon, HllSketch};
 
 /// The id width for a dictionary of `dictionary_len` ids.
 pub fn id_width(dictionary_len: usize) -> Width {
@@ -145,6 +147,25 @@ pub struct StringColumn<'a> {
     ids: PackedIds<'a>,
     offsets: Option<LongColumn<'a>>,
     bitmaps: Option<BitmapList<'a>>,
+    /// Where the segment keeps this column's [`ValueCoupons`] once computed.
+    coupons: Option<&'a OnceLock<ValueCoupons>>,
+}
+
+/// The HLL sketch coupon of every value of a string column's dictionary, by id: distinct
+/// counts add a value by its coupon instead of decoding and hashing its string on every query.
+/// Null and the empty string (which sketches skip) have none. 4 bytes per dictionary value,
+/// computed once per opened segment.
+#[derive(Clone, Debug)]
+pub struct ValueCoupons {
+    coupons: Box<[Option<Coupon>]>,
+}
+
+impl ValueCoupons {
+    /// The coupon of id `id` (`None` for null, the empty string, or an id out of range).
+    #[inline]
+    pub fn get(&self, id: u32) -> Option<Coupon> {
+        self.coupons.get(id as usize).copied().flatten()
+    }
 }
 
 impl<'a> StringColumn<'a> {
@@ -196,7 +217,39 @@ impl<'a> StringColumn<'a> {
             ids,
             offsets,
             bitmaps,
+            coupons: None,
         })
+    }
+
+    /// Keeps [`StringColumn::value_coupons`] in `cache` (the segment's, so every query shares it).
+    pub(crate) fn with_coupon_cache(mut self, cache: &'a OnceLock<ValueCoupons>) -> Self {
+        self.coupons = Some(cache);
+        self
+    }
+
+    /// The sketch coupon of every dictionary value (see [`ValueCoupons`]): decoded and hashed
+    /// once per opened segment, then shared.
+    pub fn value_coupons(&self) -> Result<Cow<'a, ValueCoupons>> {
+        let compute = || -> Result<ValueCoupons> {
+            let mut coupons = vec![None; self.dictionary_len()];
+            self.for_each_value(|id, text| {
+                coupons[id as usize] = text.and_then(HllSketch::str_coupon);
+            })?;
+            Ok(ValueCoupons {
+                coupons: coupons.into_boxed_slice(),
+            })
+        };
+        match self.coupons {
+            Some(cache) => {
+                if let Some(done) = cache.get() {
+                    return Ok(Cow::Borrowed(done));
+                }
+                let computed = compute()?;
+                Ok(Cow::Borrowed(cache.get_or_init(|| computed)))
+            }
+            // A column outside an opened segment has nowhere to keep them.
+            None => Ok(Cow::Owned(compute()?)),
+        }
     }
 
     /// The O(data) checks: dictionary walk, ids below the dictionary length, offsets in order.
