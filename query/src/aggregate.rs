@@ -491,18 +491,47 @@ impl IdSets {
         }
     }
 
-    /// Group `g`'s ids, emptying it.
-    fn take(&mut self, g: usize) -> RoaringBitmap {
+    /// Adds every id of `ids` to group `g`.
+    fn insert_all(&mut self, g: usize, ids: &[u32]) {
         match self {
             IdSets::Bits { words, bits } => {
                 let group = &mut bits[g * *words..(g + 1) * *words];
-                let set = RoaringBitmap::from_sorted_iter(set_bits(group))
-                    .expect("bits come out in order");
-                group.fill(0);
-                set
+                for &id in ids {
+                    group[(id / 64) as usize] |= 1 << (id % 64);
+                }
             }
-            IdSets::Roaring(v) => std::mem::take(&mut v[g]),
+            IdSets::Roaring(v) => v[g].extend(ids.iter().copied()),
         }
+    }
+
+    /// How many ids group `g` holds.
+    fn count(&self, g: usize) -> u64 {
+        match self {
+            IdSets::Bits { words, bits } => bits[g * *words..(g + 1) * *words]
+                .iter()
+                .map(|w| u64::from(w.count_ones()))
+                .sum(),
+            IdSets::Roaring(v) => v[g].len(),
+        }
+    }
+
+    /// Calls `f` with group `g`'s ids in ascending order, emptying the group.
+    fn drain(&mut self, g: usize, mut f: impl FnMut(u32) -> Result<()>) -> Result<()> {
+        match self {
+            IdSets::Bits { words, bits } => {
+                let group = &mut bits[g * *words..(g + 1) * *words];
+                for id in set_bits(group) {
+                    f(id)?;
+                }
+                group.fill(0);
+            }
+            IdSets::Roaring(v) => {
+                for id in std::mem::take(&mut v[g]) {
+                    f(id)?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -913,9 +942,7 @@ impl<'a> Acc<'a> {
                 while start < end {
                     let n = (end - start).min(BLOCK_ROWS);
                     column.decode_ids(start, &mut buf[..n])?;
-                    for &id in &buf[..n] {
-                        sets.insert(g, id);
-                    }
+                    sets.insert_all(g, &buf[..n]);
                     start += n;
                 }
             }
@@ -950,7 +977,6 @@ impl<'a> Acc<'a> {
             State::TimedString(v) => AggValue::TimedString(v[g].take()),
             State::Sketch(v) => AggValue::Sketch(v[g].take()),
             State::Ids(v) => {
-                let ids = v.take(g);
                 let lg_k = match self.def.kind {
                     AggKind::Distinct { lg_k, .. } => lg_k,
                     _ => DEFAULT_LG_K,
@@ -958,21 +984,23 @@ impl<'a> Acc<'a> {
                 let mut sketch = HllSketch::new(lg_k);
                 let column = self.ids_column.expect("ids input has its column");
                 // Null is not a value: distinct counts skip it, as in Druid (it has no coupon).
-                if ids.len() as usize * COUPONS_WHEN_ONE_IN > column.dictionary_len() {
+                if v.count(g) as usize * COUPONS_WHEN_ONE_IN > column.dictionary_len() {
                     // A good part of the dictionary: its coupons, hashed once per segment.
                     let coupons = column.value_coupons()?;
-                    for id in ids {
+                    v.drain(g, |id| {
                         if let Some(coupon) = coupons.get(id) {
                             sketch.update_coupon(coupon);
                         }
-                    }
+                        Ok(())
+                    })?;
                 } else {
                     let mut buf = String::new();
-                    for id in ids {
+                    v.drain(g, |id| {
                         if column.value_into(id, &mut buf)? {
                             sketch.update_str(&buf);
                         }
-                    }
+                        Ok(())
+                    })?;
                 }
                 AggValue::Sketch(Some(Box::new(sketch)))
             }
