@@ -285,6 +285,15 @@ async fn without_a_quorum_a_write_fails_with_a_clear_error() {
         .unwrap_err();
     assert!(matches!(error, ReplicaError::NotLeader { .. }), "{error:?}");
     assert!(error.to_string().contains("no leader reachable"), "{error}");
+    // Behind the blocking store interface it is "unavailable" (the node answers 503).
+    assert!(
+        matches!(MetadataError::from(error), MetadataError::Unavailable(_)),
+        "a lost quorum is not reported as unavailable"
+    );
+    let started = tokio::time::Instant::now();
+    let read = cluster.node(survivor).read(|t| t.tasks().len()).await;
+    assert!(matches!(read, Err(ReplicaError::NotLeader { .. })), "{read:?}");
+    assert!(started.elapsed() <= Duration::from_secs(11), "a read hung");
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,7 +1,8 @@
 //! The single-process server behind `grove serve` and `grove quickstart`: every role in one
 //! process, with a Druid-compatible HTTP API (actix-web).
 //!
-//! State ([`Node`]): the metadata store (sled, under `DIR/metadata`), local deep storage
+//! State ([`Node`]): the metadata store (a single-member Raft group, under `DIR/metadata`; see
+//! [`metadata`]), local deep storage
 //! (`DIR/deep-storage`), the [`SegmentCache`] (`DIR/segment-cache`) and the task runner's
 //! scratch space (`DIR/tasks`). At start every used segment in the metadata store is loaded, and
 //! tasks left RUNNING by a previous process are marked FAILED.
@@ -18,6 +19,7 @@
 
 mod control;
 mod error;
+pub mod metadata;
 mod query_api;
 pub mod segments;
 mod sql_format;
@@ -31,11 +33,12 @@ use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
-use grove_raft::metadata::{MetadataStore, SledMetadataStore};
+use grove_raft::metadata::MetadataStore;
 use grove_segment::deep_storage::LocalDeepStorage;
 use grove_segment::time::format_iso;
 
 pub use error::ApiError;
+use metadata::MetadataGroup;
 use segments::SegmentCache;
 pub use tasks::submit as submit_task;
 
@@ -52,6 +55,9 @@ pub struct NodeConfig {
     pub query_timeout_ms_default: u64,
     /// HTTP worker threads.
     pub http_workers: usize,
+    /// Longest a metadata read or write waits for the metadata group (ms); past it the call
+    /// fails as unavailable (a 503).
+    pub metadata_timeout_ms: u64,
 }
 
 impl Default for NodeConfig {
@@ -62,6 +68,7 @@ impl Default for NodeConfig {
             tasks_running_max: 2,
             query_timeout_ms_default: 300_000,
             http_workers: 2,
+            metadata_timeout_ms: 5_000,
         }
     }
 }
@@ -69,6 +76,8 @@ impl Default for NodeConfig {
 /// Everything the HTTP handlers and the task runner share.
 pub struct Node {
     pub store: Arc<dyn MetadataStore>,
+    /// Keeps the metadata group's runtime alive as long as the node.
+    _metadata: MetadataGroup,
     pub deep_storage: Arc<LocalDeepStorage>,
     pub segments: Arc<SegmentCache>,
     pub config: NodeConfig,
@@ -85,15 +94,18 @@ impl Node {
     /// Opens the node's state under `dir` and loads every used segment.
     pub fn open(dir: &Path, config: NodeConfig, host: String) -> anyhow::Result<Node> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let store = SledMetadataStore::open(&dir.join("metadata"))
-            .with_context(|| format!("opening the metadata store in {}", dir.display()))?;
+        let metadata = MetadataGroup::open(
+            &dir.join("metadata"),
+            std::time::Duration::from_millis(config.metadata_timeout_ms),
+        )?;
         let deep_storage = Arc::new(LocalDeepStorage::new(dir.join("deep-storage")));
         let segments = Arc::new(SegmentCache::new(
             deep_storage.clone(),
             dir.join("segment-cache"),
         ));
         let node = Node {
-            store: Arc::new(store),
+            store: metadata.store.clone(),
+            _metadata: metadata,
             deep_storage,
             segments,
             config,
@@ -177,13 +189,14 @@ pub fn now_ms() -> i64 {
 }
 
 /// Binds `host:port` (port 0 picks a free one), opens the node under `dir`, then calls
-/// `on_ready` (quickstart submits its sample there) and serves until the process is stopped.
+/// `on_ready` on a blocking thread (quickstart submits its sample there) and serves until the
+/// process is stopped.
 pub fn run(
     dir: &Path,
     host: &str,
     port: u16,
     config: NodeConfig,
-    on_ready: impl FnOnce(&Arc<Node>) -> anyhow::Result<()>,
+    on_ready: impl FnOnce(&Arc<Node>) -> anyhow::Result<()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let listener = TcpListener::bind((host, port))
         .with_context(|| format!("binding the HTTP API to {host}:{port}"))?;
@@ -200,7 +213,11 @@ pub fn run(
             "grove is listening on http://{address} (data in {})",
             dir.display()
         );
-        on_ready(&node)?;
+        // On a blocking thread: it may call the (blocking) metadata store.
+        let ready = node.clone();
+        actix_web::rt::task::spawn_blocking(move || on_ready(&ready))
+            .await
+            .context("the start-up thread failed")??;
         server.await.context("HTTP server")
     })
 }

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use actix_web::{HttpResponse, web};
+use grove_raft::metadata::MetadataError;
 
 use super::tasks::{report_json, status_json, submit};
 use super::{ApiError, Node, read_body};
@@ -39,14 +40,24 @@ async fn submit_task(
     answer.await.map_err(|e: ApiError| e.with_host(&node.host))
 }
 
+/// Runs a (blocking) metadata read on a blocking thread.
+async fn read_metadata<T: Send + 'static>(
+    node: &web::Data<Node>,
+    read: impl FnOnce(&Node) -> Result<T, MetadataError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let shared = node.clone().into_inner();
+    web::block(move || read(&shared))
+        .await
+        .map_err(|e| ApiError::internal(format!("the metadata thread failed: {e}")))?
+        .map_err(|e| ApiError::from(e).with_host(&node.host))
+}
+
 async fn task_status(
     node: web::Data<Node>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let task = node
-        .store
-        .task(&id)
-        .map_err(|e| ApiError::from(e).with_host(&node.host))?;
+    let id = id.into_inner();
+    let task = read_metadata(&node, move |node| node.store.task(&id)).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "task": task.id,
         "status": status_json(&task, &node.host),
@@ -57,10 +68,8 @@ async fn task_reports(
     node: web::Data<Node>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let task = node
-        .store
-        .task(&id)
-        .map_err(|e| ApiError::from(e).with_host(&node.host))?;
+    let id = id.into_inner();
+    let task = read_metadata(&node, move |node| node.store.task(&id)).await?;
     Ok(HttpResponse::Ok().json(report_json(&task)))
 }
 
@@ -83,10 +92,7 @@ async fn tasks(
             .with_host(&node.host));
         }
     };
-    let mut tasks = node
-        .store
-        .tasks()
-        .map_err(|e| ApiError::from(e).with_host(&node.host))?;
+    let mut tasks = read_metadata(&node, |node| node.store.tasks()).await?;
     tasks.retain(|t| {
         state.is_none_or(|finished| t.state.is_finished() == finished)
             && query

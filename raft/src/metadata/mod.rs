@@ -3,11 +3,11 @@
 //!
 //! Main types: [`MetadataStore`] (the interface every store implements: one `apply` for
 //! commands, and reads), [`Command`] (a transaction, serializable so it can be a Raft log entry),
-//! the records ([`DataSourceRecord`], [`SegmentRecord`], [`TaskRecord`], [`StreamOffsets`]) and
-//! [`SledMetadataStore`] (single node, persisted in sled).
+//! the records ([`DataSourceRecord`], [`SegmentRecord`], [`TaskRecord`], [`StreamOffsets`]).
 //!
-//! How the replicated store ([`crate::replicated`]) fits: its Raft state machine calls the
-//! same [`apply::apply`] over its own [`apply::Tables`] for each committed [`Command`]; its
+//! The one store is the replicated one ([`crate::replicated`]; a single-member group for
+//! `grove serve` and `grove quickstart`): its Raft state machine calls [`apply::apply`] over
+//! [`crate::replicated::MemoryTables`] for each committed [`Command`]; its
 //! [`MetadataStore::apply`] carries the command to the leader and returns once it is applied
 //! there, and its reads wait for this member to catch up with the leader's read index. Because `apply` reads only the stored state and the command (timestamps are fields of
 //! the command, never read from a clock), every replica reaches the same state and the same
@@ -24,15 +24,14 @@
 //! - reads list records in key order (datasource name, segment id, task id).
 
 pub mod apply;
-mod sled_store;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 
 use grove_segment::id::SegmentId;
 use grove_segment::schema::Schema;
 use serde::{Deserialize, Serialize};
-
-pub use sled_store::SledMetadataStore;
 
 /// A datasource: its name and the schema of its most recently published segments.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -211,13 +210,17 @@ pub enum MetadataError {
     /// The storage below failed (I/O, a record that does not decode).
     #[error("metadata storage: {0}")]
     Storage(String),
+    /// The metadata group could not commit or confirm in time (no leader, no quorum, or this
+    /// member stopped); nothing is known to have changed. Retrying later may succeed.
+    #[error("metadata unavailable: {0}")]
+    Unavailable(String),
 }
 
 pub type Result<T, E = MetadataError> = std::result::Result<T, E>;
 
-/// The metadata store interface: commands in, ordered reads out. Implementations: the single-node
-/// [`SledMetadataStore`] and (later) the openraft-replicated store. Calls block; async callers
-/// run them on a blocking thread.
+/// The metadata store interface: commands in, ordered reads out. Implementation:
+/// [`crate::replicated::ReplicatedMetadataStore`] (a member of the metadata group). Calls
+/// block; async callers run them on a blocking thread.
 pub trait MetadataStore: Send + Sync {
     /// Applies one command atomically (see [`apply::apply`] for the rules). A refused command
     /// changes nothing and returns why.

@@ -134,11 +134,14 @@ pub enum ReplicaError {
 }
 
 impl From<ReplicaError> for MetadataError {
-    /// A refusal stays itself; the group being unreachable is a storage failure to callers
-    /// of [`crate::metadata::MetadataStore`].
+    /// A refusal stays itself; a group that cannot commit or confirm in time (or a stopped
+    /// member) is [`MetadataError::Unavailable`]; the rest are storage failures.
     fn from(error: ReplicaError) -> Self {
         match error {
             ReplicaError::Command(e) => e,
+            e @ (ReplicaError::NotLeader { .. }
+            | ReplicaError::Unavailable(_)
+            | ReplicaError::Stopped(_)) => MetadataError::Unavailable(e.to_string()),
             other => MetadataError::Storage(other.to_string()),
         }
     }

@@ -1,35 +1,67 @@
+//! The apply step's rules, through [`MemoryTables`] (the one implementation of the tables; the
+//! replicated store's tests check that a group applies the same).
+
+use std::sync::Mutex;
+
 use grove_segment::time::MS_PER_DAY;
 
 use super::*;
 
-#[path = "../../../tests/common/fixtures.rs"]
+#[path = "../../tests/common/fixtures.rs"]
 mod fixtures;
 use fixtures::{DAY0, publish, schema, segment, task};
 
 use crate::metadata::{TaskReport, TaskState};
+use crate::replicated::MemoryTables;
+
+/// The tables behind the `MetadataStore` interface, applied in place.
+#[derive(Default)]
+struct Store(Mutex<MemoryTables>);
+
+impl MetadataStore for Store {
+    fn apply(&self, command: Command) -> Result<()> {
+        apply::apply(&mut *self.0.lock().unwrap(), &command)
+    }
+
+    fn data_sources(&self) -> Result<Vec<DataSourceRecord>> {
+        Ok(self.0.lock().unwrap().data_sources())
+    }
+
+    fn used_segments(&self, data_source: &str) -> Result<Vec<SegmentRecord>> {
+        Ok(self.0.lock().unwrap().used_segments(data_source))
+    }
+
+    fn task(&self, id: &str) -> Result<TaskRecord> {
+        self.0.lock().unwrap().task(id)
+    }
+
+    fn tasks(&self) -> Result<Vec<TaskRecord>> {
+        Ok(self.0.lock().unwrap().tasks())
+    }
+
+    fn stream_offsets(&self, data_source: &str) -> Result<Option<StreamOffsets>> {
+        Ok(self.0.lock().unwrap().stream_offsets(data_source))
+    }
+}
 
 #[test]
-fn publish_persists_across_reopen_in_key_order() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let store = SledMetadataStore::open(dir.path()).unwrap();
-        for (id, ds) in [("t2", "wiki"), ("t1", "ads")] {
-            store
-                .apply(Command::CreateTask { task: task(id, ds) })
-                .unwrap();
-        }
+fn publish_lists_records_in_key_order() {
+    let store = Store::default();
+    for (id, ds) in [("t2", "wiki"), ("t1", "ads")] {
         store
-            .apply(publish(
-                "t2",
-                "wiki",
-                vec![segment("wiki", 1, "v1", 0), segment("wiki", 0, "v1", 0)],
-            ))
-            .unwrap();
-        store
-            .apply(publish("t1", "ads", vec![segment("ads", 0, "v1", 0)]))
+            .apply(Command::CreateTask { task: task(id, ds) })
             .unwrap();
     }
-    let store = SledMetadataStore::open(dir.path()).unwrap();
+    store
+        .apply(publish(
+            "t2",
+            "wiki",
+            vec![segment("wiki", 1, "v1", 0), segment("wiki", 0, "v1", 0)],
+        ))
+        .unwrap();
+    store
+        .apply(publish("t1", "ads", vec![segment("ads", 0, "v1", 0)]))
+        .unwrap();
     let names: Vec<String> = store
         .data_sources()
         .unwrap()
@@ -56,8 +88,7 @@ fn publish_persists_across_reopen_in_key_order() {
 
 #[test]
 fn publish_is_all_or_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SledMetadataStore::open(dir.path()).unwrap();
+    let store = Store::default();
     store
         .apply(Command::CreateTask {
             task: task("t1", "wiki"),
@@ -106,8 +137,7 @@ fn publish_is_all_or_nothing() {
 
 #[test]
 fn unknown_ids_are_clear_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SledMetadataStore::open(dir.path()).unwrap();
+    let store = Store::default();
     let err = store.task("nope").unwrap_err();
     assert!(matches!(err, MetadataError::UnknownTask(_)));
     assert_eq!(err.to_string(), "unknown task 'nope'");
@@ -145,8 +175,7 @@ fn unknown_ids_are_clear_errors() {
 
 #[test]
 fn task_updates_and_unused_segments() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SledMetadataStore::open(dir.path()).unwrap();
+    let store = Store::default();
     store
         .apply(Command::CreateTask {
             task: task("t1", "wiki"),
@@ -215,8 +244,7 @@ fn stream_publish(
 
 #[test]
 fn stream_publish_moves_offsets_exactly_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SledMetadataStore::open(dir.path()).unwrap();
+    let store = Store::default();
     for id in ["k1", "k1-replica", "k2", "k3", "k4"] {
         store
             .apply(Command::CreateTask {
@@ -318,11 +346,4 @@ fn stream_publish_moves_offsets_exactly_once() {
             .contains("stream 'edits'")
     );
     assert_eq!(store.used_segments("wiki").unwrap().len(), 2);
-    // Stored offsets survive a reopen.
-    drop(store);
-    let store = SledMetadataStore::open(dir.path()).unwrap();
-    assert_eq!(
-        store.stream_offsets("wiki").unwrap(),
-        Some(offsets("edits", &[(0, 180), (1, 50), (2, 9)]))
-    );
 }
