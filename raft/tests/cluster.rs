@@ -8,8 +8,8 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{Cluster, PATIENCE, create_task, member};
-use grove_raft::metadata::MetadataError;
+use common::{Cluster, PATIENCE, create_task, member, segment};
+use grove_raft::metadata::{AuditInfo, Command, MetadataError};
 use grove_raft::replicated::{ClientRequest, ReplicaError, RequestId};
 use openraft::SnapshotPolicy;
 
@@ -133,6 +133,25 @@ async fn a_lagging_member_is_caught_up_by_snapshot() {
             .await
             .unwrap();
     }
+    // Cluster tables too: a lock, rules with their audit entry.
+    let lock = Command::AcquireTaskLock {
+        task_id: "s-007".into(),
+        data_source: "wiki".into(),
+        interval: segment(0, 0).id.interval,
+        version: "v1".into(),
+        acquired_ms: 5,
+    };
+    cluster.node(leader).write(lock).await.unwrap();
+    let rules = Command::SetRules {
+        data_source: "wiki".into(),
+        rules: vec![serde_json::json!({"type": "loadByPeriod", "period": "P1M"})],
+        audit: AuditInfo {
+            author: "ops".into(),
+            comment: "a month".into(),
+        },
+        changed_ms: 6,
+    };
+    cluster.node(leader).write(rules).await.unwrap();
     // The leader has snapshotted and purged the entries the lagging member lacks.
     cluster
         .node(leader)
@@ -155,6 +174,13 @@ async fn a_lagging_member_is_caught_up_by_snapshot() {
         metrics.snapshot
     );
     assert_eq!(cluster.task_ids(lagging).await, ids("s", 0..50));
+    let (locks, history) = cluster.node(lagging).read_local(|t| {
+        (
+            t.cluster().task_locks("s-007").len(),
+            t.cluster().audit("rules", Some("wiki")).len(),
+        )
+    });
+    assert_eq!((locks, history), (1, 1));
     // The installed snapshot is on its disk: a restart restores it without the leader.
     cluster.kill(lagging).await;
     cluster.net.isolate(&common::rpc_name(lagging));
@@ -292,7 +318,10 @@ async fn without_a_quorum_a_write_fails_with_a_clear_error() {
     );
     let started = tokio::time::Instant::now();
     let read = cluster.node(survivor).read(|t| t.tasks().len()).await;
-    assert!(matches!(read, Err(ReplicaError::NotLeader { .. })), "{read:?}");
+    assert!(
+        matches!(read, Err(ReplicaError::NotLeader { .. })),
+        "{read:?}"
+    );
     assert!(started.elapsed() <= Duration::from_secs(11), "a read hung");
 }
 

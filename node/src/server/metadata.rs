@@ -159,6 +159,9 @@ mod tests {
         assert!(matches!(error, MetadataError::Unavailable(_)), "{error:?}");
         let error = group.store.tasks().unwrap_err();
         assert!(matches!(error, MetadataError::Unavailable(_)), "{error:?}");
-        assert!(started.elapsed() < timeout * 3, "a call to a stopped group hung");
+        assert!(
+            started.elapsed() < timeout * 3,
+            "a call to a stopped group hung"
+        );
     }
 }

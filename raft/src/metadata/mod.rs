@@ -24,6 +24,7 @@
 //! - reads list records in key order (datasource name, segment id, task id).
 
 pub mod apply;
+pub mod cluster;
 #[cfg(test)]
 mod tests;
 
@@ -31,7 +32,13 @@ use std::collections::BTreeMap;
 
 use grove_segment::id::SegmentId;
 use grove_segment::schema::Schema;
+use grove_segment::time::Interval;
 use serde::{Deserialize, Serialize};
+
+pub use cluster::{
+    AuditEntry, AuditInfo, ClusterTables, ConfigRecord, DEFAULT_RULES, NodeRecord, RulesRecord,
+    SegmentAssignment, SupervisorRecord, SupervisorState, TaskLock,
+};
 
 /// A datasource: its name and the schema of its most recently published segments.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -192,6 +199,57 @@ pub enum Command {
         data_source: String,
         ids: Vec<SegmentId>,
     },
+    /// Locks `interval` of `data_source` for RUNNING task `task_id`; refused if another
+    /// task holds an overlapping interval. Locks go with the task's end.
+    AcquireTaskLock {
+        task_id: String,
+        data_source: String,
+        interval: Interval,
+        version: String,
+        acquired_ms: i64,
+    },
+    /// Releases `task_id`'s lock on exactly `interval` of `data_source`.
+    ReleaseTaskLock {
+        task_id: String,
+        data_source: String,
+        interval: Interval,
+    },
+    /// Replaces the rules of `data_source` ([`DEFAULT_RULES`] for the default), audited.
+    SetRules {
+        data_source: String,
+        rules: Vec<serde_json::Value>,
+        audit: AuditInfo,
+        changed_ms: i64,
+    },
+    /// Sets dynamic config `name` to `value` (a JSON object), audited; with
+    /// `expected_version`, only if the stored version is that (0: never set).
+    SetDynamicConfig {
+        name: String,
+        value: serde_json::Value,
+        expected_version: Option<u64>,
+        audit: AuditInfo,
+        changed_ms: i64,
+    },
+    /// Creates supervisor `id` (RUNNING) or replaces its spec, audited.
+    SubmitSupervisor {
+        id: String,
+        spec: serde_json::Value,
+        audit: AuditInfo,
+        changed_ms: i64,
+    },
+    /// Suspends, resumes or terminates supervisor `id`, audited.
+    SetSupervisorState {
+        id: String,
+        state: SupervisorState,
+        audit: AuditInfo,
+        changed_ms: i64,
+    },
+    /// Registers a node of the cluster, or replaces its record.
+    PutNode { node: NodeRecord },
+    /// Unregisters node `id` and removes it from every assignment.
+    RemoveNode { id: String },
+    /// Replaces the node sets of the listed segments at once (an empty set unassigns).
+    ReplaceAssignments { assignments: Vec<SegmentAssignment> },
 }
 
 /// Why a command was refused or a read failed. Serializable, so a refusal decided by the Raft

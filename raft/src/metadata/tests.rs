@@ -347,3 +347,314 @@ fn stream_publish_moves_offsets_exactly_once() {
     );
     assert_eq!(store.used_segments("wiki").unwrap().len(), 2);
 }
+
+mod cluster_tables {
+    use std::collections::BTreeSet;
+
+    use grove_segment::time::Interval;
+    use serde_json::json;
+
+    use super::fixtures::{DAY0, publish, segment, task};
+    use crate::metadata::apply::apply;
+    use crate::metadata::{
+        AuditInfo, Command, DEFAULT_RULES, MetadataError, NodeRecord, SegmentAssignment,
+        SupervisorState, TaskRecord, TaskState,
+    };
+    use crate::replicated::MemoryTables;
+    use grove_segment::time::MS_PER_DAY;
+
+    fn days(from: i64, to: i64) -> Interval {
+        Interval::new(DAY0 + from * MS_PER_DAY, DAY0 + to * MS_PER_DAY)
+    }
+
+    fn lock(task_id: &str, interval: Interval) -> Command {
+        Command::AcquireTaskLock {
+            task_id: task_id.into(),
+            data_source: "wiki".into(),
+            interval,
+            version: "v1".into(),
+            acquired_ms: 1_500,
+        }
+    }
+
+    fn who(comment: &str) -> AuditInfo {
+        AuditInfo {
+            author: "ops".into(),
+            comment: comment.into(),
+        }
+    }
+
+    fn run(tables: &mut MemoryTables, command: Command) -> Result<(), MetadataError> {
+        let before = tables.clone();
+        let result = apply(tables, &command);
+        if result.is_err() {
+            assert!(
+                *tables == before,
+                "a refused {command:?} changed the tables"
+            );
+        }
+        result
+    }
+
+    fn create(tables: &mut MemoryTables, id: &str) {
+        run(
+            tables,
+            Command::CreateTask {
+                task: task(id, "wiki"),
+            },
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn overlapping_locks_conflict_until_the_holder_ends() {
+        let mut tables = MemoryTables::default();
+        for id in ["a", "b", "c"] {
+            create(&mut tables, id);
+        }
+        run(&mut tables, lock("a", days(0, 2))).unwrap();
+        // Asking again for a held interval is granted once more (a retry), not doubled.
+        run(&mut tables, lock("a", days(0, 2))).unwrap();
+        let err = run(&mut tables, lock("b", days(1, 3))).unwrap_err();
+        assert!(err.to_string().contains("locked by task 'a'"), "{err}");
+        // Adjacent intervals do not overlap (half-open).
+        run(&mut tables, lock("b", days(2, 3))).unwrap();
+        assert_eq!(tables.cluster().locks("wiki").len(), 2);
+        // Another datasource, an unknown task and an empty interval are refused.
+        let mut other = lock("c", days(5, 6));
+        if let Command::AcquireTaskLock { data_source, .. } = &mut other {
+            *data_source = "ads".into();
+        }
+        assert!(run(&mut tables, other).is_err());
+        assert!(matches!(
+            run(&mut tables, lock("nope", days(5, 6))),
+            Err(MetadataError::UnknownTask(_))
+        ));
+        assert!(run(&mut tables, lock("c", days(5, 5))).is_err());
+        // a publishes (SUCCESS): its locks go in the same command.
+        run(
+            &mut tables,
+            publish("a", "wiki", vec![segment("wiki", 0, "v1", 0)]),
+        )
+        .unwrap();
+        assert!(tables.cluster().task_locks("a").is_empty());
+        run(&mut tables, lock("c", days(1, 2))).unwrap();
+        // b fails: its lock goes too; an ended task cannot lock again.
+        let failed = TaskRecord {
+            state: TaskState::Failed,
+            ended_ms: Some(9),
+            ..task("b", "wiki")
+        };
+        run(&mut tables, Command::UpdateTask { task: failed }).unwrap();
+        assert!(tables.cluster().task_locks("b").is_empty());
+        assert!(run(&mut tables, lock("b", days(7, 8))).is_err());
+        // An explicit release frees exactly the interval named.
+        let release = |interval| Command::ReleaseTaskLock {
+            task_id: "c".into(),
+            data_source: "wiki".into(),
+            interval,
+        };
+        assert!(run(&mut tables, release(days(1, 3))).is_err());
+        run(&mut tables, release(days(1, 2))).unwrap();
+        assert!(tables.cluster().locks("wiki").is_empty());
+    }
+
+    #[test]
+    fn rules_config_and_supervisors_are_versioned_and_audited() {
+        let mut tables = MemoryTables::default();
+        let set_rules = |ds: &str, rules, comment: &str, at| Command::SetRules {
+            data_source: ds.into(),
+            rules,
+            audit: who(comment),
+            changed_ms: at,
+        };
+        let forever = json!({"type": "loadForever", "tieredReplicants": {"_default_tier": 2}});
+        let month = json!({"type": "loadByPeriod", "period": "P1M"});
+        run(
+            &mut tables,
+            set_rules(DEFAULT_RULES, vec![forever.clone()], "default", 10),
+        )
+        .unwrap();
+        run(
+            &mut tables,
+            set_rules("wiki", vec![month.clone()], "keep a month", 20),
+        )
+        .unwrap();
+        let drop = json!({"type": "dropForever"});
+        run(
+            &mut tables,
+            set_rules("wiki", vec![month.clone(), drop.clone()], "then drop", 30),
+        )
+        .unwrap();
+        let err = run(
+            &mut tables,
+            set_rules("wiki", vec![json!({"type": "keep"})], "bad", 40),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("unknown rule type 'keep'"),
+            "{err}"
+        );
+        let wiki = tables.cluster().rules("wiki").unwrap();
+        assert_eq!((wiki.version, wiki.updated_ms), (2, 30));
+        assert_eq!(
+            tables.cluster().rules_with_default("wiki"),
+            [month.clone(), drop, forever.clone()]
+        );
+        assert_eq!(tables.cluster().rules_with_default("ads"), [forever]);
+        let history = tables.cluster().audit("rules", Some("wiki"));
+        assert_eq!(
+            history
+                .iter()
+                .map(|e| (e.seq, e.audit.comment.as_str(), e.created_ms))
+                .collect::<Vec<_>>(),
+            [(2, "keep a month", 20), (3, "then drop", 30)]
+        );
+        assert_eq!(history[0].payload, json!([month]));
+
+        let set_config = |value, expected, at| Command::SetDynamicConfig {
+            name: "coordinator.config".into(),
+            value,
+            expected_version: expected,
+            audit: who("tune"),
+            changed_ms: at,
+        };
+        run(
+            &mut tables,
+            set_config(json!({"maxSegmentsToMove": 5}), Some(0), 50),
+        )
+        .unwrap();
+        run(
+            &mut tables,
+            set_config(json!({"maxSegmentsToMove": 9}), None, 60),
+        )
+        .unwrap();
+        let err = run(
+            &mut tables,
+            set_config(json!({"maxSegmentsToMove": 1}), Some(1), 70),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("is at version 2"), "{err}");
+        assert!(run(&mut tables, set_config(json!([1]), None, 70)).is_err());
+        let config = tables.cluster().config("coordinator.config").unwrap();
+        assert_eq!(
+            (config.version, config.value["maxSegmentsToMove"].as_i64()),
+            (2, Some(9))
+        );
+
+        let spec = json!({"type": "kafka", "spec": {"dataSchema": {"dataSource": "wiki"}}});
+        let submit = Command::SubmitSupervisor {
+            id: "wiki".into(),
+            spec: spec.clone(),
+            audit: who("start"),
+            changed_ms: 80,
+        };
+        let state = |state, at| Command::SetSupervisorState {
+            id: "wiki".into(),
+            state,
+            audit: who("operate"),
+            changed_ms: at,
+        };
+        run(&mut tables, submit.clone()).unwrap();
+        run(&mut tables, state(SupervisorState::Suspended, 90)).unwrap();
+        // A new spec keeps a suspended supervisor suspended.
+        run(&mut tables, submit.clone()).unwrap();
+        assert_eq!(
+            tables.cluster().supervisor("wiki").unwrap().state,
+            SupervisorState::Suspended
+        );
+        run(&mut tables, state(SupervisorState::Terminated, 100)).unwrap();
+        assert!(run(&mut tables, state(SupervisorState::Running, 110)).is_err());
+        run(&mut tables, submit).unwrap();
+        let supervisor = tables.cluster().supervisor("wiki").unwrap();
+        assert_eq!(
+            (supervisor.state, supervisor.version),
+            (SupervisorState::Running, 5)
+        );
+        assert_eq!(tables.cluster().audit("supervisor", None).len(), 5);
+        // One audit log, numbered in apply order.
+        let seqs: Vec<u64> = tables.cluster().audit_log().iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn assignments_name_registered_nodes_and_used_segments() {
+        let mut tables = MemoryTables::default();
+        let node = |id: &str| NodeRecord {
+            id: id.into(),
+            address: format!("{id}:8083"),
+            roles: BTreeSet::from(["historical".to_string()]),
+            tier: "_default_tier".into(),
+            capacity_bytes: 1 << 30,
+            version: "0.1.0".into(),
+        };
+        for id in ["h1", "h2"] {
+            run(&mut tables, Command::PutNode { node: node(id) }).unwrap();
+        }
+        create(&mut tables, "t1");
+        let (s0, s1) = (segment("wiki", 0, "v1", 0), segment("wiki", 1, "v1", 0));
+        run(
+            &mut tables,
+            publish("t1", "wiki", vec![s0.clone(), s1.clone()]),
+        )
+        .unwrap();
+        let assign = |pairs: &[(&SegmentId, &[&str])]| Command::ReplaceAssignments {
+            assignments: pairs
+                .iter()
+                .map(|(segment, nodes)| SegmentAssignment {
+                    segment: (*segment).clone(),
+                    nodes: nodes.iter().map(|n| n.to_string()).collect(),
+                })
+                .collect(),
+        };
+        run(
+            &mut tables,
+            assign(&[(&s0.id, &["h1", "h2"]), (&s1.id, &["h1"])]),
+        )
+        .unwrap();
+        // One unknown node refuses the whole change.
+        let err = run(&mut tables, assign(&[(&s0.id, &["h1"]), (&s1.id, &["h9"])])).unwrap_err();
+        assert!(err.to_string().contains("unknown node 'h9'"), "{err}");
+        let missing = segment("wiki", 5, "v1", 0).id;
+        assert!(run(&mut tables, assign(&[(&missing, &["h1"])])).is_err());
+        assert!(run(&mut tables, assign(&[(&s0.id, &["h1"]), (&s0.id, &["h2"])])).is_err());
+        // Removing h1 takes it out of every assignment at once; s1 is left on no node.
+        run(&mut tables, Command::RemoveNode { id: "h1".into() }).unwrap();
+        assert_eq!(
+            tables.cluster().assignment(&s0.id),
+            BTreeSet::from(["h2".to_string()])
+        );
+        assert!(tables.cluster().assignment(&s1.id).is_empty());
+        assert_eq!(tables.cluster().assignments().len(), 1);
+        run(&mut tables, assign(&[(&s0.id, &[])])).unwrap();
+        assert!(tables.cluster().assignments().is_empty());
+        assert_eq!(tables.cluster().nodes(), [node("h2")]);
+    }
+
+    use grove_segment::id::SegmentId;
+
+    #[test]
+    fn cluster_tables_travel_in_the_snapshot_rows() {
+        let mut tables = MemoryTables::default();
+        create(&mut tables, "a");
+        run(&mut tables, lock("a", days(0, 1))).unwrap();
+        run(
+            &mut tables,
+            Command::SetRules {
+                data_source: "wiki".into(),
+                rules: vec![json!({"type": "loadForever"})],
+                audit: who("x"),
+                changed_ms: 1,
+            },
+        )
+        .unwrap();
+        let text = serde_json::to_string(&tables.clone().into_rows()).unwrap();
+        let back = MemoryTables::from_rows(serde_json::from_str(&text).unwrap()).unwrap();
+        assert!(back == tables);
+        assert_eq!(back.cluster().locks("wiki").len(), 1);
+        // A snapshot written before the cluster tables existed still reads.
+        let old = r#"{"tasks": [], "segments": [], "dataSources": [], "offsets": []}"#;
+        let old = MemoryTables::from_rows(serde_json::from_str(old).unwrap()).unwrap();
+        assert!(old == MemoryTables::default());
+    }
+}
