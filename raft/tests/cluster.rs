@@ -253,6 +253,7 @@ async fn a_retried_request_id_is_applied_once() {
             serial: 1,
         },
         command: create_task("d-1"),
+        term: None,
     };
     let first = cluster
         .node(follower)
@@ -288,9 +289,53 @@ async fn a_retried_request_id_is_applied_once() {
             serial: 1,
         },
         command: create_task("d-1"),
+        term: None,
     };
     let after = cluster.node(new_leader).submit(request).await.unwrap();
     assert_eq!((after.result, after.duplicate), (Ok(()), true));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_fenced_by_an_old_leader_term_is_refused_after_a_leader_change() {
+    let mut cluster = Cluster::new(12);
+    cluster.start_group(&[1, 2, 3]).await;
+    let leader = cluster.leader().await;
+    let old_term = cluster.node(leader).current_term();
+    let follower = cluster.other_than(leader);
+    // In the observed term, a fenced write applies (through a follower, forwarded).
+    cluster
+        .node(follower)
+        .write_in_term(create_task("f-1"), old_term)
+        .await
+        .unwrap();
+    cluster.kill(leader).await;
+    let new_leader = cluster.leader().await;
+    let new_term = cluster.node(new_leader).current_term();
+    assert!(new_term > old_term, "{new_term} after {old_term}");
+    // A writer still acting on the old term is refused, and nothing changes.
+    let before = cluster.node(new_leader).read(|t| t.clone()).await.unwrap();
+    let error = cluster
+        .node(follower)
+        .write_in_term(create_task("f-2"), old_term)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error,
+        ReplicaError::Command(MetadataError::StaleTerm {
+            observed: old_term,
+            committed: new_term
+        })
+    );
+    let after = cluster.node(new_leader).read(|t| t.clone()).await.unwrap();
+    assert!(after == before, "a stale write changed the tables");
+    // Having observed the new term, it writes.
+    cluster
+        .node(follower)
+        .write_in_term(create_task("f-2"), new_term)
+        .await
+        .unwrap();
+    assert_eq!(cluster.task_ids(new_leader).await, ["f-1", "f-2"]);
+    cluster.converge(new_leader).await;
 }
 
 #[tokio::test(start_paused = true)]

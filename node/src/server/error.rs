@@ -142,9 +142,9 @@ impl From<MetadataError> for ApiError {
             MetadataError::UnknownTask(_) | MetadataError::UnknownSegment(_) => {
                 ApiError::not_found(e.to_string())
             }
-            MetadataError::TaskExists(_) | MetadataError::Refused(_) => {
-                ApiError::invalid_input(e.to_string())
-            }
+            MetadataError::TaskExists(_)
+            | MetadataError::Refused(_)
+            | MetadataError::StaleTerm { .. } => ApiError::invalid_input(e.to_string()),
             MetadataError::Storage(_) => ApiError::internal(e.to_string()),
             MetadataError::Unavailable(_) => ApiError::unavailable(e.to_string()),
         }

@@ -268,6 +268,12 @@ pub enum MetadataError {
     /// The storage below failed (I/O, a record that does not decode).
     #[error("metadata storage: {0}")]
     Storage(String),
+    /// A write fenced with the leader term its issuer observed was committed under another
+    /// term (leadership changed in between); nothing changed.
+    #[error(
+        "stale leader term: the write observed term {observed} but was committed in term {committed}"
+    )]
+    StaleTerm { observed: u64, committed: u64 },
     /// The metadata group could not commit or confirm in time (no leader, no quorum, or this
     /// member stopped); nothing is known to have changed. Retrying later may succeed.
     #[error("metadata unavailable: {0}")]

@@ -350,14 +350,31 @@ impl RaftNode {
     /// Applies `command` through the group and waits until it is applied on the leader:
     /// `Ok` if accepted, [`ReplicaError::Command`] with the apply step's refusal otherwise.
     pub async fn write(&self, command: Command) -> Result<(), ReplicaError> {
+        let request = ClientRequest::new(self.next_request_id(), command);
+        self.submit(request)
+            .await?
+            .result
+            .map_err(ReplicaError::Command)
+    }
+
+    /// [`RaftNode::write`] fenced by `term`, the leader term the caller observed (e.g.
+    /// [`RaftNode::current_term`] when it decided to write): refused with
+    /// [`MetadataError::StaleTerm`], nothing changed, if the entry is appended by the leader
+    /// of another term.
+    pub async fn write_in_term(&self, command: Command, term: u64) -> Result<(), ReplicaError> {
         let request = ClientRequest {
-            id: self.next_request_id(),
-            command,
+            term: Some(term),
+            ..ClientRequest::new(self.next_request_id(), command)
         };
         self.submit(request)
             .await?
             .result
             .map_err(ReplicaError::Command)
+    }
+
+    /// The latest term this member has seen.
+    pub fn current_term(&self) -> u64 {
+        self.inner.raft.metrics().borrow().current_term
     }
 
     /// Applies a request with a caller-chosen id (a retry of an earlier write keeps its id):

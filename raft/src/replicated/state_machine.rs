@@ -15,6 +15,10 @@
 //! specs), so a self-describing format is needed; the snapshot's metadata (last log id,
 //! membership) is openraft's own `SnapshotMeta`, stored beside it.
 //!
+//! Leader-term fencing: a request carrying the term its writer observed is refused (nothing
+//! applied, the refusal remembered under its request id) when its entry was appended by the
+//! leader of another term.
+//!
 //! Invariants: `last_applied` only grows, except when a snapshot is installed; an entry's
 //! request id is applied at most once while remembered ([`RequestLog`]); installing a snapshot
 //! replaces tables, request log, last applied id and membership together.
@@ -66,7 +70,14 @@ impl MachineState {
                 if let Some(remembered) = self.requests.get(&request.id) {
                     return remembered;
                 }
-                let result = apply(&mut self.tables, &request.command);
+                let committed = entry.log_id.leader_id.term;
+                let result = match request.term {
+                    Some(observed) if observed != committed => Err(MetadataError::StaleTerm {
+                        observed,
+                        committed,
+                    }),
+                    _ => apply(&mut self.tables, &request.command),
+                };
                 self.requests.remember(request.id, result.clone());
                 Verdict {
                     result,
