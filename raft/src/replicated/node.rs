@@ -21,7 +21,9 @@
 //! backoff); randomness only through the seeded runtime; the node never forwards a request
 //! it received from another member (one hop at most).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::StreamExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -47,6 +49,7 @@ use super::tables::MemoryTables;
 use super::types::{
     ClientRequest, GroveNode, RaftNodeId, RequestId, TypeConfig, Verdict, decode, encode,
 };
+use super::watch::{Watch, WatchItem, WatchKind, encode_item, watch_stream};
 use crate::metadata::{Command, MetadataError};
 
 /// Longest [`RaftNode::shutdown`] waits for Raft's tasks to let go of storage.
@@ -267,7 +270,12 @@ impl RaftNode {
         let writes = Arc::clone(&self.inner);
         let reads = Arc::clone(&self.inner);
         let admin = Arc::clone(&self.inner);
+        let watcher = self.clone();
         router
+            .streaming::<Watch, _, _>(move |_, Compat(request)| {
+                let kinds = request.kinds.into_iter().collect();
+                watcher.watch(request.from_index, kinds).map(encode_item)
+            })
             .unary::<AppendEntries, _, _>(move |_, Compat(request)| {
                 let raft = append.clone();
                 async move {
@@ -422,6 +430,22 @@ impl RaftNode {
     pub async fn read<T>(&self, read: impl FnOnce(&MemoryTables) -> T) -> Result<T, ReplicaError> {
         self.barrier().await?;
         Ok(self.read_local(read))
+    }
+
+    /// The changes of `kinds` this member applies from log index `from_index` on (0: from the
+    /// start), in index order; a [`WatchItem::Resync`] first if those events are no longer
+    /// retained here. Ends when the member stops. See [`super::watch`].
+    pub fn watch(
+        &self,
+        from_index: u64,
+        kinds: BTreeSet<WatchKind>,
+    ) -> impl futures::Stream<Item = WatchItem> + Send + 'static + use<> {
+        watch_stream(
+            Arc::clone(&self.inner.state),
+            self.inner.raft.metrics(),
+            from_index,
+            kinds,
+        )
     }
 
     /// A read of this member's tables as applied so far (may be stale on a follower).

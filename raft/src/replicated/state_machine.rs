@@ -38,6 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use super::tables::{MemoryTables, RequestLog, TableRows};
 use super::types::{GroveNode, RaftNodeId, RequestId, TypeConfig, Verdict};
+use super::watch::{Change, ChangeLog};
 use crate::metadata::MetadataError;
 use crate::metadata::apply::apply;
 
@@ -51,6 +52,8 @@ pub struct MachineState {
     pub membership: StoredMembership<RaftNodeId, GroveNode>,
     pub tables: MemoryTables,
     pub requests: RequestLog,
+    /// Recent changes for watch streams (not replicated state: not in snapshots).
+    pub changes: ChangeLog,
 }
 
 impl MachineState {
@@ -78,6 +81,11 @@ impl MachineState {
                     }),
                     _ => apply(&mut self.tables, &request.command),
                 };
+                if result.is_ok()
+                    && let Some(change) = Change::of_command(&request.command, &self.tables)
+                {
+                    self.changes.record(entry.log_id.index, change);
+                }
                 self.requests.remember(request.id, result.clone());
                 Verdict {
                     result,
@@ -86,6 +94,8 @@ impl MachineState {
             }
             EntryPayload::Membership(membership) => {
                 self.membership = StoredMembership::new(Some(entry.log_id), membership.clone());
+                self.changes
+                    .record(entry.log_id.index, Change::of_membership(membership));
                 Verdict::accepted()
             }
         }
@@ -198,6 +208,10 @@ fn restore(meta: &SnapshotMeta<RaftNodeId, GroveNode>, data: &[u8]) -> StorageRe
         membership: meta.last_membership.clone(),
         tables: MemoryTables::from_rows(body.tables).map_err(|e| read_error(e.to_string()))?,
         requests: RequestLog::from_entries(body.requests),
+        changes: match meta.last_log_id {
+            Some(log_id) => ChangeLog::restored_at(log_id.index),
+            None => ChangeLog::default(),
+        },
     })
 }
 
@@ -262,8 +276,18 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        let state = self.state.read().expect("state lock");
+        // Everything but the change log, which snapshots do not carry.
+        let copy = MachineState {
+            last_applied: state.last_applied,
+            membership: state.membership.clone(),
+            tables: state.tables.clone(),
+            requests: state.requests.clone(),
+            changes: ChangeLog::default(),
+        };
+        drop(state);
         SnapshotBuilder {
-            state: self.state.read().expect("state lock").clone(),
+            state: copy,
             store: self.clone(),
         }
     }
