@@ -10,7 +10,8 @@
 //! Routes (Druid's paths): `POST /druid/v2` native queries, `POST /druid/v2/sql`,
 //! `GET /druid/v2/datasources[/{ds}]`, `GET /status`, `GET /status/health`,
 //! `POST /druid/indexer/v1/task`, `GET /druid/indexer/v1/task/{id}/status`,
-//! `GET /druid/indexer/v1/task/{id}/reports`, `GET /druid/indexer/v1/tasks`.
+//! `GET /druid/indexer/v1/task/{id}/reports`, `GET /druid/indexer/v1/tasks`,
+//! `GET|POST /druid/coordinator/v1/rules[/{ds}]`, `GET .../rules[/{ds}]/history`.
 //!
 //! Limits: request bodies ([`NodeConfig::request_bytes_max`]), concurrent queries
 //! ([`NodeConfig::queries_running_max`], a 429 past it), running tasks
@@ -18,6 +19,7 @@
 //! and ingestion run on blocking threads so the HTTP workers stay responsive.
 
 mod control;
+mod coordinator_api;
 mod error;
 pub mod metadata;
 mod query_api;
@@ -33,7 +35,7 @@ use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
-use grove_raft::metadata::MetadataStore;
+use grove_raft::metadata::{MetadataError, MetadataStore};
 use grove_segment::deep_storage::LocalDeepStorage;
 use grove_segment::time::format_iso;
 
@@ -116,6 +118,7 @@ impl Node {
             last_version_ms: AtomicI64::new(0),
         };
         tasks::fail_interrupted(&node)?;
+        coordinator_api::seed_default_rules(node.store.as_ref())?;
         let mut loaded = 0;
         for record in node.store.all_used_segments()? {
             match node.segments.load(&record) {
@@ -179,6 +182,18 @@ pub(crate) async fn read_body(payload: web::Payload, bytes_max: usize) -> Result
         .map_err(|_| ApiError::malformed("the request body is not UTF-8 text"))
 }
 
+/// Runs a (blocking) metadata call on a blocking thread; its error carries the node's host.
+pub(crate) async fn metadata_call<T: Send + 'static>(
+    node: &web::Data<Node>,
+    call: impl FnOnce(&Node) -> Result<T, MetadataError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let shared = node.clone().into_inner();
+    web::block(move || call(&shared))
+        .await
+        .map_err(|e| ApiError::internal(format!("the metadata thread failed: {e}")))?
+        .map_err(|e| ApiError::from(e).with_host(&node.host))
+}
+
 /// Wall-clock time in ms since the epoch: read at the edge (HTTP and the task runner) and
 /// passed into the metadata store, which never reads a clock.
 pub fn now_ms() -> i64 {
@@ -227,7 +242,8 @@ fn routes(config: &mut web::ServiceConfig) {
         .route("/status", web::get().to(status))
         .route("/status/health", web::get().to(health))
         .configure(query_api::routes)
-        .configure(task_api::routes);
+        .configure(task_api::routes)
+        .configure(coordinator_api::routes);
 }
 
 async fn status(node: web::Data<Node>) -> HttpResponse {

@@ -6,10 +6,9 @@
 use std::collections::BTreeMap;
 
 use actix_web::{HttpResponse, web};
-use grove_raft::metadata::MetadataError;
 
 use super::tasks::{report_json, status_json, submit};
-use super::{ApiError, Node, read_body};
+use super::{ApiError, Node, metadata_call, read_body};
 
 pub fn routes(config: &mut web::ServiceConfig) {
     config
@@ -40,24 +39,12 @@ async fn submit_task(
     answer.await.map_err(|e: ApiError| e.with_host(&node.host))
 }
 
-/// Runs a (blocking) metadata read on a blocking thread.
-async fn read_metadata<T: Send + 'static>(
-    node: &web::Data<Node>,
-    read: impl FnOnce(&Node) -> Result<T, MetadataError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let shared = node.clone().into_inner();
-    web::block(move || read(&shared))
-        .await
-        .map_err(|e| ApiError::internal(format!("the metadata thread failed: {e}")))?
-        .map_err(|e| ApiError::from(e).with_host(&node.host))
-}
-
 async fn task_status(
     node: web::Data<Node>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    let task = read_metadata(&node, move |node| node.store.task(&id)).await?;
+    let task = metadata_call(&node, move |node| node.store.task(&id)).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "task": task.id,
         "status": status_json(&task, &node.host),
@@ -69,7 +56,7 @@ async fn task_reports(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    let task = read_metadata(&node, move |node| node.store.task(&id)).await?;
+    let task = metadata_call(&node, move |node| node.store.task(&id)).await?;
     Ok(HttpResponse::Ok().json(report_json(&task)))
 }
 
@@ -92,7 +79,7 @@ async fn tasks(
             .with_host(&node.host));
         }
     };
-    let mut tasks = read_metadata(&node, |node| node.store.tasks()).await?;
+    let mut tasks = metadata_call(&node, |node| node.store.tasks()).await?;
     tasks.retain(|t| {
         state.is_none_or(|finished| t.state.is_finished() == finished)
             && query

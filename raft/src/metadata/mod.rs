@@ -305,6 +305,16 @@ pub trait MetadataStore: Send + Sync {
     /// The stored stream offsets of `data_source` (none before its first stream publish).
     fn stream_offsets(&self, data_source: &str) -> Result<Option<StreamOffsets>>;
 
+    /// The rules set for `data_source` ([`DEFAULT_RULES`] for the default), if any.
+    fn rules(&self, data_source: &str) -> Result<Option<RulesRecord>>;
+
+    /// Every rules record, by datasource.
+    fn all_rules(&self) -> Result<Vec<RulesRecord>>;
+
+    /// The audit entries of `audit_type` (`rules`, `config`, `supervisor`) for `key` (every
+    /// key if `None`), oldest first.
+    fn audit(&self, audit_type: &str, key: Option<&str>) -> Result<Vec<AuditEntry>>;
+
     /// The used segments of every datasource, by datasource then segment id.
     fn all_used_segments(&self) -> Result<Vec<SegmentRecord>> {
         let mut out = Vec::new();

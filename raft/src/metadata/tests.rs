@@ -42,6 +42,18 @@ impl MetadataStore for Store {
     fn stream_offsets(&self, data_source: &str) -> Result<Option<StreamOffsets>> {
         Ok(self.0.lock().unwrap().stream_offsets(data_source))
     }
+
+    fn rules(&self, data_source: &str) -> Result<Option<RulesRecord>> {
+        Ok(self.0.lock().unwrap().cluster().rules(data_source))
+    }
+
+    fn all_rules(&self) -> Result<Vec<RulesRecord>> {
+        Ok(self.0.lock().unwrap().cluster().all_rules())
+    }
+
+    fn audit(&self, audit_type: &str, key: Option<&str>) -> Result<Vec<AuditEntry>> {
+        Ok(self.0.lock().unwrap().cluster().audit(audit_type, key))
+    }
 }
 
 #[test]
