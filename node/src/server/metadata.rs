@@ -79,6 +79,17 @@ impl MetadataGroup {
         self.store.node()
     }
 
+    /// Stops the member's Raft (its calls then fail as unavailable once they time out), as a
+    /// lost quorum would. Call from outside any async context.
+    #[cfg(test)]
+    pub fn stop(&self) {
+        if let Some(runtime) = &self.runtime {
+            runtime
+                .block_on(self.member().shutdown())
+                .expect("stopping raft");
+        }
+    }
+
     /// Stops Raft and waits until its storage is closed (so `dir` can be opened again).
     /// Call from outside any async context.
     #[cfg(test)]

@@ -259,3 +259,61 @@ async fn status(node: web::Data<Node>) -> HttpResponse {
 async fn health() -> HttpResponse {
     HttpResponse::Ok().json(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use actix_web::test::{TestRequest, call_service, init_service, read_body_json};
+    use serde_json::Value;
+
+    use super::*;
+
+    /// With its metadata group unable to answer, the API answers 503 with Druid's error body
+    /// within the metadata timeout, on reads and writes alike.
+    #[actix_web::test]
+    async fn metadata_that_cannot_answer_in_time_is_a_503_not_a_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_owned();
+        let config = NodeConfig {
+            metadata_timeout_ms: 300,
+            ..NodeConfig::default()
+        };
+        let node = web::block(move || {
+            let node = Node::open(&path, config, "localhost:0".into()).unwrap();
+            node._metadata.stop();
+            node
+        })
+        .await
+        .unwrap();
+        let app = init_service(App::new().app_data(web::Data::new(node)).configure(routes)).await;
+        let requests = [
+            TestRequest::get().uri("/druid/indexer/v1/tasks"),
+            TestRequest::get().uri("/druid/indexer/v1/task/t1/status"),
+            TestRequest::get().uri("/druid/coordinator/v1/rules"),
+            TestRequest::post()
+                .uri("/druid/coordinator/v1/rules/wiki")
+                .set_payload(r#"[{"type": "loadForever"}]"#),
+        ];
+        for request in requests {
+            let started = Instant::now();
+            let response = call_service(&app, request.to_request()).await;
+            let elapsed = started.elapsed();
+            assert_eq!(response.status().as_u16(), 503);
+            assert!(
+                elapsed < Duration::from_secs(3),
+                "answered after {elapsed:?}"
+            );
+            let body: Value = read_body_json(response).await;
+            assert_eq!(body["error"], "Service unavailable", "{body}");
+            assert_eq!(body["host"], "localhost:0", "{body}");
+            assert!(
+                body["errorMessage"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("metadata unavailable:"),
+                "{body}"
+            );
+        }
+    }
+}
