@@ -269,6 +269,107 @@ mod tests {
 
     use super::*;
 
+    /// A task whose intervals overlap a time chunk another running task has locked fails,
+    /// naming the holder; once the holder ends, the chunk can be locked again.
+    #[actix_web::test]
+    async fn a_task_over_a_locked_time_chunk_fails_naming_the_holder() {
+        use grove_raft::metadata::{Command, TaskRecord, TaskState};
+        use grove_segment::time::{Interval, parse_iso_timestamp};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_owned();
+        let node = web::block(move || {
+            Arc::new(Node::open(&path, NodeConfig::default(), "localhost:0".into()).unwrap())
+        })
+        .await
+        .unwrap();
+        let day = |text: &str| parse_iso_timestamp(text).unwrap();
+        let holder = TaskRecord {
+            id: "holder".into(),
+            task_type: "index".into(),
+            data_source: "edits".into(),
+            spec: serde_json::json!({}),
+            state: TaskState::Running,
+            error: None,
+            created_ms: 1,
+            started_ms: Some(1),
+            ended_ms: None,
+            report: None,
+        };
+        let lock = Command::AcquireTaskLock {
+            task_id: "holder".into(),
+            data_source: "edits".into(),
+            interval: Interval::new(day("2024-01-02T00:00:00Z"), day("2024-01-03T00:00:00Z")),
+            version: "v0".into(),
+            acquired_ms: 2,
+        };
+        let task = serde_json::json!({
+            "type": "index_parallel",
+            "spec": {
+                "dataSchema": {
+                    "dataSource": "edits",
+                    "timestampSpec": {"column": "ts", "format": "iso"},
+                    "dimensionsSpec": {"dimensions": ["page"]},
+                    "granularitySpec": {
+                        "segmentGranularity": "day",
+                        "intervals": ["2024-01-01T12:00:00Z/2024-01-02T01:00:00Z"]
+                    }
+                },
+                "ioConfig": {
+                    "type": "index_parallel",
+                    "inputSource": {"type": "inline", "data": "{\"ts\": \"2024-01-01T13:00:00Z\", \"page\": \"a\"}"},
+                    "inputFormat": {"type": "json"}
+                }
+            }
+        })
+        .to_string();
+        let shared = node.clone();
+        let (failed, after) = web::block(move || {
+            shared
+                .store
+                .apply(Command::CreateTask {
+                    task: holder.clone(),
+                })
+                .unwrap();
+            shared.store.apply(lock).unwrap();
+            let failed = wait_task(&shared, &submit_task(&shared, &task).unwrap());
+            // The holder ends: its lock goes with it, and the same task now runs.
+            let ended = TaskRecord {
+                state: TaskState::Failed,
+                ended_ms: Some(3),
+                ..holder
+            };
+            shared
+                .store
+                .apply(Command::UpdateTask { task: ended })
+                .unwrap();
+            let after = wait_task(&shared, &submit_task(&shared, &task).unwrap());
+            (failed, after)
+        })
+        .await
+        .unwrap();
+        assert_eq!(failed.state, TaskState::Failed);
+        let error = failed.error.unwrap();
+        assert!(error.contains("locked by task 'holder'"), "{error}");
+        assert_eq!(after.state, TaskState::Success, "{:?}", after.error);
+    }
+
+    /// Polls task `id` until it ends.
+    fn wait_task(node: &Node, id: &str) -> grove_raft::metadata::TaskRecord {
+        let started = Instant::now();
+        loop {
+            let task = node.store.task(id).unwrap();
+            if task.state.is_finished() {
+                return task;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "task {id} did not end"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// With its metadata group unable to answer, the API answers 503 with Druid's error body
     /// within the metadata timeout, on reads and writes alike.
     #[actix_web::test]
