@@ -112,6 +112,10 @@ struct ServeArgs {
     /// Queries running at once; more are refused.
     #[arg(long, default_value_t = server::NodeConfig::default().queries_running_max)]
     queries_running_max: usize,
+    /// Longest a metadata read or write waits for the metadata group (ms); past it the API
+    /// answers 503.
+    #[arg(long, default_value_t = server::NodeConfig::default().metadata_timeout_ms)]
+    metadata_timeout_ms: u64,
 }
 
 impl ServeArgs {
@@ -120,6 +124,7 @@ impl ServeArgs {
             query_timeout_ms_default: self.query_timeout_ms,
             tasks_running_max: self.tasks_running_max.max(1),
             queries_running_max: self.queries_running_max.max(1),
+            metadata_timeout_ms: self.metadata_timeout_ms.max(1),
             ..server::NodeConfig::default()
         }
     }

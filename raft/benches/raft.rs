@@ -262,6 +262,7 @@ async fn snapshot_figures(root: &std::path::Path, rows: usize) -> (f64, f64) {
                     serial: index,
                 },
                 command,
+                term: None,
             }),
         }
     };

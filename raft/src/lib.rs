@@ -6,15 +6,14 @@
 //! reached through `grove-rpc`'s `Transport` seam.
 //!
 //! Built today:
-//! - [`metadata`] — the command interface ([`metadata::MetadataStore`], [`metadata::Command`]),
-//!   the deterministic apply step shared by every implementation, and
-//!   [`metadata::SledMetadataStore`], the single-node store `grove quickstart` and `grove serve`
-//!   use today.
+//! - [`metadata`] — the command interface ([`metadata::MetadataStore`], [`metadata::Command`])
+//!   and the deterministic apply step.
 //! - [`replicated`] — the same commands replicated with openraft 0.9 over `grove-rpc`'s
 //!   `Transport` (QUIC or in-memory): a sled log, an in-memory state machine running the same
 //!   apply step with sled-stored snapshots, writes carried to the leader and deduplicated by
 //!   request id, linearizable reads by read index, membership changes
-//!   ([`replicated::RaftNode`], [`replicated::ReplicatedMetadataStore`]).
+//!   ([`replicated::RaftNode`], [`replicated::ReplicatedMetadataStore`]). `grove serve` and
+//!   `grove quickstart` run a single-member group of it.
 //!
 //! Invariants: every [`metadata::Command`] is one transaction, applied atomically or not at all;
 //! applying a command depends only on the stored state and the command (no clock, no randomness:

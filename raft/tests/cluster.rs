@@ -8,8 +8,8 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{Cluster, PATIENCE, create_task, member};
-use grove_raft::metadata::MetadataError;
+use common::{Cluster, PATIENCE, create_task, member, segment};
+use grove_raft::metadata::{AuditInfo, Command, MetadataError};
 use grove_raft::replicated::{ClientRequest, ReplicaError, RequestId};
 use openraft::SnapshotPolicy;
 
@@ -133,6 +133,25 @@ async fn a_lagging_member_is_caught_up_by_snapshot() {
             .await
             .unwrap();
     }
+    // Cluster tables too: a lock, rules with their audit entry.
+    let lock = Command::AcquireTaskLock {
+        task_id: "s-007".into(),
+        data_source: "wiki".into(),
+        interval: segment(0, 0).id.interval,
+        version: "v1".into(),
+        acquired_ms: 5,
+    };
+    cluster.node(leader).write(lock).await.unwrap();
+    let rules = Command::SetRules {
+        data_source: "wiki".into(),
+        rules: vec![serde_json::json!({"type": "loadByPeriod", "period": "P1M"})],
+        audit: AuditInfo {
+            author: "ops".into(),
+            comment: "a month".into(),
+        },
+        changed_ms: 6,
+    };
+    cluster.node(leader).write(rules).await.unwrap();
     // The leader has snapshotted and purged the entries the lagging member lacks.
     cluster
         .node(leader)
@@ -155,6 +174,13 @@ async fn a_lagging_member_is_caught_up_by_snapshot() {
         metrics.snapshot
     );
     assert_eq!(cluster.task_ids(lagging).await, ids("s", 0..50));
+    let (locks, history) = cluster.node(lagging).read_local(|t| {
+        (
+            t.cluster().task_locks("s-007").len(),
+            t.cluster().audit("rules", Some("wiki")).len(),
+        )
+    });
+    assert_eq!((locks, history), (1, 1));
     // The installed snapshot is on its disk: a restart restores it without the leader.
     cluster.kill(lagging).await;
     cluster.net.isolate(&common::rpc_name(lagging));
@@ -227,6 +253,7 @@ async fn a_retried_request_id_is_applied_once() {
             serial: 1,
         },
         command: create_task("d-1"),
+        term: None,
     };
     let first = cluster
         .node(follower)
@@ -262,9 +289,53 @@ async fn a_retried_request_id_is_applied_once() {
             serial: 1,
         },
         command: create_task("d-1"),
+        term: None,
     };
     let after = cluster.node(new_leader).submit(request).await.unwrap();
     assert_eq!((after.result, after.duplicate), (Ok(()), true));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_fenced_by_an_old_leader_term_is_refused_after_a_leader_change() {
+    let mut cluster = Cluster::new(12);
+    cluster.start_group(&[1, 2, 3]).await;
+    let leader = cluster.leader().await;
+    let old_term = cluster.node(leader).current_term();
+    let follower = cluster.other_than(leader);
+    // In the observed term, a fenced write applies (through a follower, forwarded).
+    cluster
+        .node(follower)
+        .write_in_term(create_task("f-1"), old_term)
+        .await
+        .unwrap();
+    cluster.kill(leader).await;
+    let new_leader = cluster.leader().await;
+    let new_term = cluster.node(new_leader).current_term();
+    assert!(new_term > old_term, "{new_term} after {old_term}");
+    // A writer still acting on the old term is refused, and nothing changes.
+    let before = cluster.node(new_leader).read(|t| t.clone()).await.unwrap();
+    let error = cluster
+        .node(follower)
+        .write_in_term(create_task("f-2"), old_term)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error,
+        ReplicaError::Command(MetadataError::StaleTerm {
+            observed: old_term,
+            committed: new_term
+        })
+    );
+    let after = cluster.node(new_leader).read(|t| t.clone()).await.unwrap();
+    assert!(after == before, "a stale write changed the tables");
+    // Having observed the new term, it writes.
+    cluster
+        .node(follower)
+        .write_in_term(create_task("f-2"), new_term)
+        .await
+        .unwrap();
+    assert_eq!(cluster.task_ids(new_leader).await, ["f-1", "f-2"]);
+    cluster.converge(new_leader).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -285,6 +356,18 @@ async fn without_a_quorum_a_write_fails_with_a_clear_error() {
         .unwrap_err();
     assert!(matches!(error, ReplicaError::NotLeader { .. }), "{error:?}");
     assert!(error.to_string().contains("no leader reachable"), "{error}");
+    // Behind the blocking store interface it is "unavailable" (the node answers 503).
+    assert!(
+        matches!(MetadataError::from(error), MetadataError::Unavailable(_)),
+        "a lost quorum is not reported as unavailable"
+    );
+    let started = tokio::time::Instant::now();
+    let read = cluster.node(survivor).read(|t| t.tasks().len()).await;
+    assert!(
+        matches!(read, Err(ReplicaError::NotLeader { .. })),
+        "{read:?}"
+    );
+    assert!(started.elapsed() <= Duration::from_secs(11), "a read hung");
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,17 +1,21 @@
 //! Three members over real QUIC on loopback (mutual TLS from a test cluster CA): they elect a
 //! leader, replicate writes sent to a follower, and after the leader is killed a new leader
 //! commits. Members learn each other's addresses from the membership (the peer hook), not
-//! from the test. Real time: QUIC's timers are the OS's.
+//! from the test; one member follows another's watch stream. Real time: QUIC's timers are the
+//! OS's.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use grove_raft::metadata::{Command, TaskRecord, TaskState};
-use grove_raft::replicated::{GroveNode, PeerHook, RaftNode, RaftNodeConfig};
+use grove_raft::replicated::{
+    Change, GroveNode, PeerHook, RaftNode, RaftNodeConfig, WatchItem, WatchKind, watch_remote,
+};
 use grove_rpc::tls::ClusterCa;
-use grove_rpc::{NodeId, QuicConfig, QuicTransport, Router, Transport};
+use grove_rpc::{Deadline, NodeId, QuicConfig, QuicTransport, Router, Transport};
 
 const CLUSTER: &str = "raft-test";
 
@@ -125,6 +129,32 @@ async fn three_members_over_quic_replicate_and_survive_losing_the_leader() {
         let expected: Vec<String> = (0..30).map(|i| format!("a-{i:02}")).collect();
         assert_eq!(ids, expected, "member {}", node.id());
     }
+    // A member follows another's watch stream over QUIC: the group's first membership.
+    let other = *nodes.keys().find(|id| **id != follower).unwrap();
+    let peer = NodeId::new(&members[&other].name).unwrap();
+    let mut watch = watch_remote(
+        &transports[&follower],
+        &peer,
+        0,
+        &[WatchKind::Membership],
+        Deadline::after(Duration::from_secs(10)),
+    );
+    let first = tokio::time::timeout(Duration::from_secs(10), watch.next())
+        .await
+        .expect("a watch item in time")
+        .expect("a watch item")
+        .expect("no transport error");
+    match first {
+        WatchItem::Change(event) => assert_eq!(
+            event.change,
+            Change::RaftMembership {
+                voters: vec![1, 2, 3],
+                learners: vec![]
+            }
+        ),
+        item => panic!("expected the first membership, got {item:?}"),
+    }
+    drop(watch);
     for (id, node) in &nodes {
         node.shutdown().await.unwrap();
         transports[id].shutdown().await;

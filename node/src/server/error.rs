@@ -1,7 +1,8 @@
 //! [`ApiError`]: every error the HTTP API answers with, as Druid's error body
 //! (`error`, `errorMessage`, `errorClass`, `host`) and the status Druid uses: user input that does
-//! not parse or fit is a 400, an unknown task a 404, a full queue a 429, a query timeout a 504;
-//! only failures that are not the caller's fault are 500s.
+//! not parse or fit is a 400, an unknown task a 404, a full queue a 429, a query timeout a 504,
+//! a metadata group that cannot commit or read in time a 503; only other failures that are
+//! not the caller's fault are 500s.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
@@ -83,6 +84,16 @@ impl ApiError {
         )
     }
 
+    /// The metadata group could not commit or confirm in time; retrying later may succeed.
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service unavailable",
+            "org.apache.druid.server.initialization.jetty.ServiceUnavailableException",
+            message.into(),
+        )
+    }
+
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -131,10 +142,11 @@ impl From<MetadataError> for ApiError {
             MetadataError::UnknownTask(_) | MetadataError::UnknownSegment(_) => {
                 ApiError::not_found(e.to_string())
             }
-            MetadataError::TaskExists(_) | MetadataError::Refused(_) => {
-                ApiError::invalid_input(e.to_string())
-            }
+            MetadataError::TaskExists(_)
+            | MetadataError::Refused(_)
+            | MetadataError::StaleTerm { .. } => ApiError::invalid_input(e.to_string()),
             MetadataError::Storage(_) => ApiError::internal(e.to_string()),
+            MetadataError::Unavailable(_) => ApiError::unavailable(e.to_string()),
         }
     }
 }
@@ -152,5 +164,30 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         HttpResponse::build(self.status).json(self.body())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unavailable_metadata_group_is_a_druid_shaped_503() {
+        let error = ApiError::from(MetadataError::Unavailable(
+            "metadata group: no leader reachable within 5000 ms".into(),
+        ))
+        .with_host("localhost:8888");
+        assert_eq!(error.status, StatusCode::SERVICE_UNAVAILABLE);
+        let body = error.body();
+        assert_eq!(body["error"], "Service unavailable");
+        assert_eq!(body["host"], "localhost:8888");
+        assert!(
+            body["errorMessage"]
+                .as_str()
+                .unwrap()
+                .starts_with("metadata unavailable: metadata group: no leader reachable"),
+            "{body}"
+        );
+        assert!(body["errorClass"].as_str().unwrap().contains("Unavailable"));
     }
 }

@@ -1,7 +1,8 @@
 //! The single-process server behind `grove serve` and `grove quickstart`: every role in one
 //! process, with a Druid-compatible HTTP API (actix-web).
 //!
-//! State ([`Node`]): the metadata store (sled, under `DIR/metadata`), local deep storage
+//! State ([`Node`]): the metadata store (a single-member Raft group, under `DIR/metadata`; see
+//! [`metadata`]), local deep storage
 //! (`DIR/deep-storage`), the [`SegmentCache`] (`DIR/segment-cache`) and the task runner's
 //! scratch space (`DIR/tasks`). At start every used segment in the metadata store is loaded, and
 //! tasks left RUNNING by a previous process are marked FAILED.
@@ -9,7 +10,8 @@
 //! Routes (Druid's paths): `POST /druid/v2` native queries, `POST /druid/v2/sql`,
 //! `GET /druid/v2/datasources[/{ds}]`, `GET /status`, `GET /status/health`,
 //! `POST /druid/indexer/v1/task`, `GET /druid/indexer/v1/task/{id}/status`,
-//! `GET /druid/indexer/v1/task/{id}/reports`, `GET /druid/indexer/v1/tasks`.
+//! `GET /druid/indexer/v1/task/{id}/reports`, `GET /druid/indexer/v1/tasks`,
+//! `GET|POST /druid/coordinator/v1/rules[/{ds}]`, `GET .../rules[/{ds}]/history`.
 //!
 //! Limits: request bodies ([`NodeConfig::request_bytes_max`]), concurrent queries
 //! ([`NodeConfig::queries_running_max`], a 429 past it), running tasks
@@ -17,7 +19,9 @@
 //! and ingestion run on blocking threads so the HTTP workers stay responsive.
 
 mod control;
+mod coordinator_api;
 mod error;
+pub mod metadata;
 mod query_api;
 pub mod segments;
 mod sql_format;
@@ -31,11 +35,12 @@ use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
-use grove_raft::metadata::{MetadataStore, SledMetadataStore};
+use grove_raft::metadata::{MetadataError, MetadataStore};
 use grove_segment::deep_storage::LocalDeepStorage;
 use grove_segment::time::format_iso;
 
 pub use error::ApiError;
+use metadata::MetadataGroup;
 use segments::SegmentCache;
 pub use tasks::submit as submit_task;
 
@@ -52,6 +57,9 @@ pub struct NodeConfig {
     pub query_timeout_ms_default: u64,
     /// HTTP worker threads.
     pub http_workers: usize,
+    /// Longest a metadata read or write waits for the metadata group (ms); past it the call
+    /// fails as unavailable (a 503).
+    pub metadata_timeout_ms: u64,
 }
 
 impl Default for NodeConfig {
@@ -62,6 +70,7 @@ impl Default for NodeConfig {
             tasks_running_max: 2,
             query_timeout_ms_default: 300_000,
             http_workers: 2,
+            metadata_timeout_ms: 5_000,
         }
     }
 }
@@ -69,6 +78,8 @@ impl Default for NodeConfig {
 /// Everything the HTTP handlers and the task runner share.
 pub struct Node {
     pub store: Arc<dyn MetadataStore>,
+    /// Keeps the metadata group's runtime alive as long as the node.
+    _metadata: MetadataGroup,
     pub deep_storage: Arc<LocalDeepStorage>,
     pub segments: Arc<SegmentCache>,
     pub config: NodeConfig,
@@ -85,15 +96,18 @@ impl Node {
     /// Opens the node's state under `dir` and loads every used segment.
     pub fn open(dir: &Path, config: NodeConfig, host: String) -> anyhow::Result<Node> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let store = SledMetadataStore::open(&dir.join("metadata"))
-            .with_context(|| format!("opening the metadata store in {}", dir.display()))?;
+        let metadata = MetadataGroup::open(
+            &dir.join("metadata"),
+            std::time::Duration::from_millis(config.metadata_timeout_ms),
+        )?;
         let deep_storage = Arc::new(LocalDeepStorage::new(dir.join("deep-storage")));
         let segments = Arc::new(SegmentCache::new(
             deep_storage.clone(),
             dir.join("segment-cache"),
         ));
         let node = Node {
-            store: Arc::new(store),
+            store: metadata.store.clone(),
+            _metadata: metadata,
             deep_storage,
             segments,
             config,
@@ -104,6 +118,7 @@ impl Node {
             last_version_ms: AtomicI64::new(0),
         };
         tasks::fail_interrupted(&node)?;
+        coordinator_api::seed_default_rules(node.store.as_ref())?;
         let mut loaded = 0;
         for record in node.store.all_used_segments()? {
             match node.segments.load(&record) {
@@ -167,6 +182,18 @@ pub(crate) async fn read_body(payload: web::Payload, bytes_max: usize) -> Result
         .map_err(|_| ApiError::malformed("the request body is not UTF-8 text"))
 }
 
+/// Runs a (blocking) metadata call on a blocking thread; its error carries the node's host.
+pub(crate) async fn metadata_call<T: Send + 'static>(
+    node: &web::Data<Node>,
+    call: impl FnOnce(&Node) -> Result<T, MetadataError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let shared = node.clone().into_inner();
+    web::block(move || call(&shared))
+        .await
+        .map_err(|e| ApiError::internal(format!("the metadata thread failed: {e}")))?
+        .map_err(|e| ApiError::from(e).with_host(&node.host))
+}
+
 /// Wall-clock time in ms since the epoch: read at the edge (HTTP and the task runner) and
 /// passed into the metadata store, which never reads a clock.
 pub fn now_ms() -> i64 {
@@ -177,13 +204,14 @@ pub fn now_ms() -> i64 {
 }
 
 /// Binds `host:port` (port 0 picks a free one), opens the node under `dir`, then calls
-/// `on_ready` (quickstart submits its sample there) and serves until the process is stopped.
+/// `on_ready` on a blocking thread (quickstart submits its sample there) and serves until the
+/// process is stopped.
 pub fn run(
     dir: &Path,
     host: &str,
     port: u16,
     config: NodeConfig,
-    on_ready: impl FnOnce(&Arc<Node>) -> anyhow::Result<()>,
+    on_ready: impl FnOnce(&Arc<Node>) -> anyhow::Result<()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let listener = TcpListener::bind((host, port))
         .with_context(|| format!("binding the HTTP API to {host}:{port}"))?;
@@ -200,7 +228,11 @@ pub fn run(
             "grove is listening on http://{address} (data in {})",
             dir.display()
         );
-        on_ready(&node)?;
+        // On a blocking thread: it may call the (blocking) metadata store.
+        let ready = node.clone();
+        actix_web::rt::task::spawn_blocking(move || on_ready(&ready))
+            .await
+            .context("the start-up thread failed")??;
         server.await.context("HTTP server")
     })
 }
@@ -210,7 +242,8 @@ fn routes(config: &mut web::ServiceConfig) {
         .route("/status", web::get().to(status))
         .route("/status/health", web::get().to(health))
         .configure(query_api::routes)
-        .configure(task_api::routes);
+        .configure(task_api::routes)
+        .configure(coordinator_api::routes);
 }
 
 async fn status(node: web::Data<Node>) -> HttpResponse {
@@ -225,4 +258,163 @@ async fn status(node: web::Data<Node>) -> HttpResponse {
 
 async fn health() -> HttpResponse {
     HttpResponse::Ok().json(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use actix_web::test::{TestRequest, call_service, init_service, read_body_json};
+    use serde_json::Value;
+
+    use super::*;
+
+    /// A task whose intervals overlap a time chunk another running task has locked fails,
+    /// naming the holder; once the holder ends, the chunk can be locked again.
+    #[actix_web::test]
+    async fn a_task_over_a_locked_time_chunk_fails_naming_the_holder() {
+        use grove_raft::metadata::{Command, TaskRecord, TaskState};
+        use grove_segment::time::{Interval, parse_iso_timestamp};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_owned();
+        let node = web::block(move || {
+            Arc::new(Node::open(&path, NodeConfig::default(), "localhost:0".into()).unwrap())
+        })
+        .await
+        .unwrap();
+        let day = |text: &str| parse_iso_timestamp(text).unwrap();
+        let holder = TaskRecord {
+            id: "holder".into(),
+            task_type: "index".into(),
+            data_source: "edits".into(),
+            spec: serde_json::json!({}),
+            state: TaskState::Running,
+            error: None,
+            created_ms: 1,
+            started_ms: Some(1),
+            ended_ms: None,
+            report: None,
+        };
+        let lock = Command::AcquireTaskLock {
+            task_id: "holder".into(),
+            data_source: "edits".into(),
+            interval: Interval::new(day("2024-01-02T00:00:00Z"), day("2024-01-03T00:00:00Z")),
+            version: "v0".into(),
+            acquired_ms: 2,
+        };
+        let task = serde_json::json!({
+            "type": "index_parallel",
+            "spec": {
+                "dataSchema": {
+                    "dataSource": "edits",
+                    "timestampSpec": {"column": "ts", "format": "iso"},
+                    "dimensionsSpec": {"dimensions": ["page"]},
+                    "granularitySpec": {
+                        "segmentGranularity": "day",
+                        "intervals": ["2024-01-01T12:00:00Z/2024-01-02T01:00:00Z"]
+                    }
+                },
+                "ioConfig": {
+                    "type": "index_parallel",
+                    "inputSource": {"type": "inline", "data": "{\"ts\": \"2024-01-01T13:00:00Z\", \"page\": \"a\"}"},
+                    "inputFormat": {"type": "json"}
+                }
+            }
+        })
+        .to_string();
+        let shared = node.clone();
+        let (failed, after) = web::block(move || {
+            shared
+                .store
+                .apply(Command::CreateTask {
+                    task: holder.clone(),
+                })
+                .unwrap();
+            shared.store.apply(lock).unwrap();
+            let failed = wait_task(&shared, &submit_task(&shared, &task).unwrap());
+            // The holder ends: its lock goes with it, and the same task now runs.
+            let ended = TaskRecord {
+                state: TaskState::Failed,
+                ended_ms: Some(3),
+                ..holder
+            };
+            shared
+                .store
+                .apply(Command::UpdateTask { task: ended })
+                .unwrap();
+            let after = wait_task(&shared, &submit_task(&shared, &task).unwrap());
+            (failed, after)
+        })
+        .await
+        .unwrap();
+        assert_eq!(failed.state, TaskState::Failed);
+        let error = failed.error.unwrap();
+        assert!(error.contains("locked by task 'holder'"), "{error}");
+        assert_eq!(after.state, TaskState::Success, "{:?}", after.error);
+    }
+
+    /// Polls task `id` until it ends.
+    fn wait_task(node: &Node, id: &str) -> grove_raft::metadata::TaskRecord {
+        let started = Instant::now();
+        loop {
+            let task = node.store.task(id).unwrap();
+            if task.state.is_finished() {
+                return task;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "task {id} did not end"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// With its metadata group unable to answer, the API answers 503 with Druid's error body
+    /// within the metadata timeout, on reads and writes alike.
+    #[actix_web::test]
+    async fn metadata_that_cannot_answer_in_time_is_a_503_not_a_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_owned();
+        let config = NodeConfig {
+            metadata_timeout_ms: 300,
+            ..NodeConfig::default()
+        };
+        let node = web::block(move || {
+            let node = Node::open(&path, config, "localhost:0".into()).unwrap();
+            node._metadata.stop();
+            node
+        })
+        .await
+        .unwrap();
+        let app = init_service(App::new().app_data(web::Data::new(node)).configure(routes)).await;
+        let requests = [
+            TestRequest::get().uri("/druid/indexer/v1/tasks"),
+            TestRequest::get().uri("/druid/indexer/v1/task/t1/status"),
+            TestRequest::get().uri("/druid/coordinator/v1/rules"),
+            TestRequest::post()
+                .uri("/druid/coordinator/v1/rules/wiki")
+                .set_payload(r#"[{"type": "loadForever"}]"#),
+        ];
+        for request in requests {
+            let started = Instant::now();
+            let response = call_service(&app, request.to_request()).await;
+            let elapsed = started.elapsed();
+            assert_eq!(response.status().as_u16(), 503);
+            assert!(
+                elapsed < Duration::from_secs(3),
+                "answered after {elapsed:?}"
+            );
+            let body: Value = read_body_json(response).await;
+            assert_eq!(body["error"], "Service unavailable", "{body}");
+            assert_eq!(body["host"], "localhost:0", "{body}");
+            assert!(
+                body["errorMessage"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("metadata unavailable:"),
+                "{body}"
+            );
+        }
+    }
 }

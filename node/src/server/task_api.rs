@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use actix_web::{HttpResponse, web};
 
 use super::tasks::{report_json, status_json, submit};
-use super::{ApiError, Node, read_body};
+use super::{ApiError, Node, metadata_call, read_body};
 
 pub fn routes(config: &mut web::ServiceConfig) {
     config
@@ -43,10 +43,8 @@ async fn task_status(
     node: web::Data<Node>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let task = node
-        .store
-        .task(&id)
-        .map_err(|e| ApiError::from(e).with_host(&node.host))?;
+    let id = id.into_inner();
+    let task = metadata_call(&node, move |node| node.store.task(&id)).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "task": task.id,
         "status": status_json(&task, &node.host),
@@ -57,10 +55,8 @@ async fn task_reports(
     node: web::Data<Node>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let task = node
-        .store
-        .task(&id)
-        .map_err(|e| ApiError::from(e).with_host(&node.host))?;
+    let id = id.into_inner();
+    let task = metadata_call(&node, move |node| node.store.task(&id)).await?;
     Ok(HttpResponse::Ok().json(report_json(&task)))
 }
 
@@ -83,10 +79,7 @@ async fn tasks(
             .with_host(&node.host));
         }
     };
-    let mut tasks = node
-        .store
-        .tasks()
-        .map_err(|e| ApiError::from(e).with_host(&node.host))?;
+    let mut tasks = metadata_call(&node, |node| node.store.tasks()).await?;
     tasks.retain(|t| {
         state.is_none_or(|finished| t.state.is_finished() == finished)
             && query

@@ -3,6 +3,9 @@
 //! ends in one of two ways: its segments are pulled into the segment cache and opened, published
 //! (one command that also marks it SUCCESS) and served at once, or it is marked FAILED with the error and the parse report.
 //!
+//! Before it runs, a task locks the time chunks its `granularitySpec.intervals` cover; a chunk
+//! another running task holds fails it. Its locks are released by the command that ends it.
+//!
 //! After a publish the loaded segments that the new version fully overshadows are marked unused
 //! and unloaded (the coordinator's duty, done inline while everything runs in one process).
 
@@ -18,7 +21,7 @@ use grove_segment::format::WriteOptions;
 use grove_segment::ingest::{BatchOptions, BatchResult, run_batch};
 use grove_segment::input::ParseReport;
 use grove_segment::spec::{TaskSpec, parse_task};
-use grove_segment::time::format_iso;
+use grove_segment::time::{Interval, format_iso};
 
 use super::{ApiError, Node, Slot, now_ms};
 
@@ -114,10 +117,14 @@ fn check_task_id(id: &str) -> Result<(), String> {
 
 /// Runs one task to its end and records how it ended.
 fn run(node: &Node, record: &TaskRecord, spec: &TaskSpec) {
+    let version = node.next_version();
+    if let Err(error) = lock_intervals(node, record, spec, &version) {
+        return finish_failed(node, record.clone(), error, None);
+    }
     let work_dir = node.tasks_dir.join(&record.id);
     let options = BatchOptions {
         work_dir: work_dir.clone(),
-        version: node.next_version(),
+        version,
         write: WriteOptions::default(),
     };
     let outcome = run_batch(&spec.spec, node.deep_storage.as_ref(), &options);
@@ -137,6 +144,37 @@ fn run(node: &Node, record: &TaskRecord, spec: &TaskSpec) {
             finish_failed(node, record.clone(), e.to_string(), report);
         }
     }
+}
+
+/// Locks the time chunks the task's `granularitySpec.intervals` cover (widened to whole
+/// segment-granularity buckets, as Druid locks them) for the task, with its segment version.
+/// A task without intervals takes no lock. The locks go with the task's end (its publish or
+/// its failure), in the same metadata command.
+fn lock_intervals(
+    node: &Node,
+    record: &TaskRecord,
+    spec: &TaskSpec,
+    version: &str,
+) -> Result<(), String> {
+    let granularity = &spec.spec.data_schema.granularity_spec;
+    for interval in granularity.intervals.iter().flatten() {
+        if interval.start_ms >= interval.end_ms {
+            continue;
+        }
+        let first = granularity.segment_granularity.bucket(interval.start_ms);
+        let last = granularity.segment_granularity.bucket(interval.end_ms - 1);
+        let command = Command::AcquireTaskLock {
+            task_id: record.id.clone(),
+            data_source: record.data_source.clone(),
+            interval: Interval::new(first.start_ms, last.end_ms),
+            version: version.to_owned(),
+            acquired_ms: now_ms(),
+        };
+        node.store
+            .apply(command)
+            .map_err(|e| format!("locking {interval}: {e}"))?;
+    }
+    Ok(())
 }
 
 /// Publishes a finished ingestion's segments, loads them, and retires what they overshadow.

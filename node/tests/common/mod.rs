@@ -88,6 +88,23 @@ impl Server {
         read(response)
     }
 
+    /// [`Server::post`] with extra request headers.
+    pub fn post_with_headers(
+        &self,
+        path: &str,
+        body: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let mut request = self
+            .agent
+            .post(&format!("{}{path}", self.url))
+            .header("Content-Type", "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        read(request.send(body).expect("POST"))
+    }
+
     /// Submits a task and waits for it to end; returns its status object.
     pub fn run_task(&self, spec: &Value) -> Value {
         let (status, answer) = self.post("/druid/indexer/v1/task", &spec.to_string());

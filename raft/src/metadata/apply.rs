@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 
 use grove_segment::schema::Schema;
 
+use super::cluster::{ClusterTables, TaskLock};
 use super::{
     Command, DataSourceRecord, MetadataError, Result, SegmentRecord, StreamOffsets, TaskRecord,
     TaskReport, TaskState,
@@ -24,6 +25,8 @@ pub trait Tables {
     fn put_data_source(&mut self, data_source: &DataSourceRecord) -> Result<()>;
     fn offsets(&self, data_source: &str) -> Result<Option<StreamOffsets>>;
     fn put_offsets(&mut self, data_source: &str, offsets: &StreamOffsets) -> Result<()>;
+    /// Locks, rules, config, supervisors, nodes, assignments and the audit log.
+    fn cluster_mut(&mut self) -> &mut ClusterTables;
 }
 
 /// Applies `command` to `tables`: everything or, with an error saying why, nothing.
@@ -46,7 +49,11 @@ pub fn apply(tables: &mut dyn Tables, command: &Command) -> Result<()> {
                     task.id
                 )));
             }
-            tables.put_task(task)
+            tables.put_task(task)?;
+            if task.state.is_finished() {
+                tables.cluster_mut().release_task_locks(&task.id);
+            }
+            Ok(())
         }
         Command::PublishSegments {
             task_id,
@@ -90,6 +97,87 @@ pub fn apply(tables: &mut dyn Tables, command: &Command) -> Result<()> {
                 tables.put_segment(segment)?;
             }
             Ok(())
+        }
+        Command::AcquireTaskLock {
+            task_id,
+            data_source,
+            interval,
+            version,
+            acquired_ms,
+        } => {
+            let task = running_task(tables, task_id)?;
+            if task.data_source != *data_source {
+                return Err(MetadataError::Refused(format!(
+                    "task '{task_id}' of datasource '{}' cannot lock datasource '{data_source}'",
+                    task.data_source
+                )));
+            }
+            tables.cluster_mut().acquire_lock(TaskLock {
+                task_id: task_id.clone(),
+                data_source: data_source.clone(),
+                interval: *interval,
+                version: version.clone(),
+                acquired_ms: *acquired_ms,
+            })
+        }
+        Command::ReleaseTaskLock {
+            task_id,
+            data_source,
+            interval,
+        } => tables
+            .cluster_mut()
+            .release_lock(task_id, data_source, *interval),
+        Command::SetRules {
+            data_source,
+            rules,
+            audit,
+            changed_ms,
+        } => tables
+            .cluster_mut()
+            .set_rules(data_source, rules, audit, *changed_ms),
+        Command::SetDynamicConfig {
+            name,
+            value,
+            expected_version,
+            audit,
+            changed_ms,
+        } => tables
+            .cluster_mut()
+            .set_config(name, value, *expected_version, audit, *changed_ms),
+        Command::SubmitSupervisor {
+            id,
+            spec,
+            audit,
+            changed_ms,
+        } => tables
+            .cluster_mut()
+            .submit_supervisor(id, spec, audit, *changed_ms),
+        Command::SetSupervisorState {
+            id,
+            state,
+            audit,
+            changed_ms,
+        } => tables
+            .cluster_mut()
+            .set_supervisor_state(id, *state, audit, *changed_ms),
+        Command::PutNode { node } => tables.cluster_mut().put_node(node),
+        Command::RemoveNode { id } => tables.cluster_mut().remove_node(id),
+        Command::ReplaceAssignments { assignments } => {
+            // Which segments are used is read first: the cluster tables are borrowed
+            // mutably below.
+            let mut used = BTreeSet::new();
+            for assignment in assignments {
+                let id = &assignment.segment;
+                if tables
+                    .segment(&id.data_source, &id.to_string())?
+                    .is_some_and(|s| s.used)
+                {
+                    used.insert(id.to_string());
+                }
+            }
+            tables
+                .cluster_mut()
+                .replace_assignments(assignments, |id| Ok(used.contains(&id.to_string())))
         }
     }
 }
@@ -143,7 +231,9 @@ fn publish(
     task.error = None;
     task.ended_ms = Some(ended_ms);
     task.report = Some(report.clone());
-    tables.put_task(&task)
+    tables.put_task(&task)?;
+    tables.cluster_mut().release_task_locks(task_id);
+    Ok(())
 }
 
 /// The offsets stored after a stream publish from `start` to `end`, if `start` continues from

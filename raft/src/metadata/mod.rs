@@ -3,11 +3,11 @@
 //!
 //! Main types: [`MetadataStore`] (the interface every store implements: one `apply` for
 //! commands, and reads), [`Command`] (a transaction, serializable so it can be a Raft log entry),
-//! the records ([`DataSourceRecord`], [`SegmentRecord`], [`TaskRecord`], [`StreamOffsets`]) and
-//! [`SledMetadataStore`] (single node, persisted in sled).
+//! the records ([`DataSourceRecord`], [`SegmentRecord`], [`TaskRecord`], [`StreamOffsets`]).
 //!
-//! How the replicated store ([`crate::replicated`]) fits: its Raft state machine calls the
-//! same [`apply::apply`] over its own [`apply::Tables`] for each committed [`Command`]; its
+//! The one store is the replicated one ([`crate::replicated`]; a single-member group for
+//! `grove serve` and `grove quickstart`): its Raft state machine calls [`apply::apply`] over
+//! [`crate::replicated::MemoryTables`] for each committed [`Command`]; its
 //! [`MetadataStore::apply`] carries the command to the leader and returns once it is applied
 //! there, and its reads wait for this member to catch up with the leader's read index. Because `apply` reads only the stored state and the command (timestamps are fields of
 //! the command, never read from a clock), every replica reaches the same state and the same
@@ -24,15 +24,21 @@
 //! - reads list records in key order (datasource name, segment id, task id).
 
 pub mod apply;
-mod sled_store;
+pub mod cluster;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 
 use grove_segment::id::SegmentId;
 use grove_segment::schema::Schema;
+use grove_segment::time::Interval;
 use serde::{Deserialize, Serialize};
 
-pub use sled_store::SledMetadataStore;
+pub use cluster::{
+    AuditEntry, AuditInfo, ClusterTables, ConfigRecord, DEFAULT_RULES, NodeRecord, RulesRecord,
+    SegmentAssignment, SupervisorRecord, SupervisorState, TaskLock,
+};
 
 /// A datasource: its name and the schema of its most recently published segments.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -193,6 +199,57 @@ pub enum Command {
         data_source: String,
         ids: Vec<SegmentId>,
     },
+    /// Locks `interval` of `data_source` for RUNNING task `task_id`; refused if another
+    /// task holds an overlapping interval. Locks go with the task's end.
+    AcquireTaskLock {
+        task_id: String,
+        data_source: String,
+        interval: Interval,
+        version: String,
+        acquired_ms: i64,
+    },
+    /// Releases `task_id`'s lock on exactly `interval` of `data_source`.
+    ReleaseTaskLock {
+        task_id: String,
+        data_source: String,
+        interval: Interval,
+    },
+    /// Replaces the rules of `data_source` ([`DEFAULT_RULES`] for the default), audited.
+    SetRules {
+        data_source: String,
+        rules: Vec<serde_json::Value>,
+        audit: AuditInfo,
+        changed_ms: i64,
+    },
+    /// Sets dynamic config `name` to `value` (a JSON object), audited; with
+    /// `expected_version`, only if the stored version is that (0: never set).
+    SetDynamicConfig {
+        name: String,
+        value: serde_json::Value,
+        expected_version: Option<u64>,
+        audit: AuditInfo,
+        changed_ms: i64,
+    },
+    /// Creates supervisor `id` (RUNNING) or replaces its spec, audited.
+    SubmitSupervisor {
+        id: String,
+        spec: serde_json::Value,
+        audit: AuditInfo,
+        changed_ms: i64,
+    },
+    /// Suspends, resumes or terminates supervisor `id`, audited.
+    SetSupervisorState {
+        id: String,
+        state: SupervisorState,
+        audit: AuditInfo,
+        changed_ms: i64,
+    },
+    /// Registers a node of the cluster, or replaces its record.
+    PutNode { node: NodeRecord },
+    /// Unregisters node `id` and removes it from every assignment.
+    RemoveNode { id: String },
+    /// Replaces the node sets of the listed segments at once (an empty set unassigns).
+    ReplaceAssignments { assignments: Vec<SegmentAssignment> },
 }
 
 /// Why a command was refused or a read failed. Serializable, so a refusal decided by the Raft
@@ -211,13 +268,23 @@ pub enum MetadataError {
     /// The storage below failed (I/O, a record that does not decode).
     #[error("metadata storage: {0}")]
     Storage(String),
+    /// A write fenced with the leader term its issuer observed was committed under another
+    /// term (leadership changed in between); nothing changed.
+    #[error(
+        "stale leader term: the write observed term {observed} but was committed in term {committed}"
+    )]
+    StaleTerm { observed: u64, committed: u64 },
+    /// The metadata group could not commit or confirm in time (no leader, no quorum, or this
+    /// member stopped); nothing is known to have changed. Retrying later may succeed.
+    #[error("metadata unavailable: {0}")]
+    Unavailable(String),
 }
 
 pub type Result<T, E = MetadataError> = std::result::Result<T, E>;
 
-/// The metadata store interface: commands in, ordered reads out. Implementations: the single-node
-/// [`SledMetadataStore`] and (later) the openraft-replicated store. Calls block; async callers
-/// run them on a blocking thread.
+/// The metadata store interface: commands in, ordered reads out. Implementation:
+/// [`crate::replicated::ReplicatedMetadataStore`] (a member of the metadata group). Calls
+/// block; async callers run them on a blocking thread.
 pub trait MetadataStore: Send + Sync {
     /// Applies one command atomically (see [`apply::apply`] for the rules). A refused command
     /// changes nothing and returns why.
@@ -237,6 +304,16 @@ pub trait MetadataStore: Send + Sync {
 
     /// The stored stream offsets of `data_source` (none before its first stream publish).
     fn stream_offsets(&self, data_source: &str) -> Result<Option<StreamOffsets>>;
+
+    /// The rules set for `data_source` ([`DEFAULT_RULES`] for the default), if any.
+    fn rules(&self, data_source: &str) -> Result<Option<RulesRecord>>;
+
+    /// Every rules record, by datasource.
+    fn all_rules(&self) -> Result<Vec<RulesRecord>>;
+
+    /// The audit entries of `audit_type` (`rules`, `config`, `supervisor`) for `key` (every
+    /// key if `None`), oldest first.
+    fn audit(&self, audit_type: &str, key: Option<&str>) -> Result<Vec<AuditEntry>>;
 
     /// The used segments of every datasource, by datasource then segment id.
     fn all_used_segments(&self) -> Result<Vec<SegmentRecord>> {

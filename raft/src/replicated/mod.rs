@@ -12,6 +12,8 @@
 //! - [`node`]: one member and its client side ([`RaftNode`]): writes and membership changes
 //!   carried to the leader, linearizable reads.
 //! - [`store`]: [`ReplicatedMetadataStore`], the blocking `MetadataStore` over a member.
+//! - [`watch`]: ordered change streams (segments, rules, assignments, membership) from a log
+//!   index, resumable, locally ([`RaftNode::watch`]) and over `raft.watch`.
 //!
 //! One sled database per member holds its log (`raft_log`), vote and commit index
 //! (`raft_meta`) and last snapshot (`snapshot`); the tables themselves live in memory and are
@@ -25,6 +27,7 @@ pub mod state_machine;
 pub mod store;
 pub mod tables;
 pub mod types;
+pub mod watch;
 
 pub use log_store::SledLogStore;
 pub use network::{GroveNetwork, PeerHook};
@@ -34,3 +37,4 @@ pub use state_machine::StateMachineStore;
 pub use store::ReplicatedMetadataStore;
 pub use tables::{MemoryTables, RequestLog};
 pub use types::{ClientRequest, GroveNode, RaftNodeId, RequestId, TypeConfig, Verdict};
+pub use watch::{Change, ChangeEvent, WatchItem, WatchKind, WatchState, watch_remote};

@@ -21,7 +21,9 @@
 //! backoff); randomness only through the seeded runtime; the node never forwards a request
 //! it received from another member (one hop at most).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::StreamExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -47,6 +49,7 @@ use super::tables::MemoryTables;
 use super::types::{
     ClientRequest, GroveNode, RaftNodeId, RequestId, TypeConfig, Verdict, decode, encode,
 };
+use super::watch::{Watch, WatchItem, WatchKind, encode_item, watch_stream};
 use crate::metadata::{Command, MetadataError};
 
 /// Longest [`RaftNode::shutdown`] waits for Raft's tasks to let go of storage.
@@ -134,11 +137,14 @@ pub enum ReplicaError {
 }
 
 impl From<ReplicaError> for MetadataError {
-    /// A refusal stays itself; the group being unreachable is a storage failure to callers
-    /// of [`crate::metadata::MetadataStore`].
+    /// A refusal stays itself; a group that cannot commit or confirm in time (or a stopped
+    /// member) is [`MetadataError::Unavailable`]; the rest are storage failures.
     fn from(error: ReplicaError) -> Self {
         match error {
             ReplicaError::Command(e) => e,
+            e @ (ReplicaError::NotLeader { .. }
+            | ReplicaError::Unavailable(_)
+            | ReplicaError::Stopped(_)) => MetadataError::Unavailable(e.to_string()),
             other => MetadataError::Storage(other.to_string()),
         }
     }
@@ -264,7 +270,12 @@ impl RaftNode {
         let writes = Arc::clone(&self.inner);
         let reads = Arc::clone(&self.inner);
         let admin = Arc::clone(&self.inner);
+        let watcher = self.clone();
         router
+            .streaming::<Watch, _, _>(move |_, Compat(request)| {
+                let kinds = request.kinds.into_iter().collect();
+                watcher.watch(request.from_index, kinds).map(encode_item)
+            })
             .unary::<AppendEntries, _, _>(move |_, Compat(request)| {
                 let raft = append.clone();
                 async move {
@@ -347,14 +358,31 @@ impl RaftNode {
     /// Applies `command` through the group and waits until it is applied on the leader:
     /// `Ok` if accepted, [`ReplicaError::Command`] with the apply step's refusal otherwise.
     pub async fn write(&self, command: Command) -> Result<(), ReplicaError> {
+        let request = ClientRequest::new(self.next_request_id(), command);
+        self.submit(request)
+            .await?
+            .result
+            .map_err(ReplicaError::Command)
+    }
+
+    /// [`RaftNode::write`] fenced by `term`, the leader term the caller observed (e.g.
+    /// [`RaftNode::current_term`] when it decided to write): refused with
+    /// [`MetadataError::StaleTerm`], nothing changed, if the entry is appended by the leader
+    /// of another term.
+    pub async fn write_in_term(&self, command: Command, term: u64) -> Result<(), ReplicaError> {
         let request = ClientRequest {
-            id: self.next_request_id(),
-            command,
+            term: Some(term),
+            ..ClientRequest::new(self.next_request_id(), command)
         };
         self.submit(request)
             .await?
             .result
             .map_err(ReplicaError::Command)
+    }
+
+    /// The latest term this member has seen.
+    pub fn current_term(&self) -> u64 {
+        self.inner.raft.metrics().borrow().current_term
     }
 
     /// Applies a request with a caller-chosen id (a retry of an earlier write keeps its id):
@@ -402,6 +430,22 @@ impl RaftNode {
     pub async fn read<T>(&self, read: impl FnOnce(&MemoryTables) -> T) -> Result<T, ReplicaError> {
         self.barrier().await?;
         Ok(self.read_local(read))
+    }
+
+    /// The changes of `kinds` this member applies from log index `from_index` on (0: from the
+    /// start), in index order; a [`WatchItem::Resync`] first if those events are no longer
+    /// retained here. Ends when the member stops. See [`super::watch`].
+    pub fn watch(
+        &self,
+        from_index: u64,
+        kinds: BTreeSet<WatchKind>,
+    ) -> impl futures::Stream<Item = WatchItem> + Send + 'static + use<> {
+        watch_stream(
+            Arc::clone(&self.inner.state),
+            self.inner.raft.metrics(),
+            from_index,
+            kinds,
+        )
     }
 
     /// A read of this member's tables as applied so far (may be stale on a follower).

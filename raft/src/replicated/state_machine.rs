@@ -15,6 +15,10 @@
 //! specs), so a self-describing format is needed; the snapshot's metadata (last log id,
 //! membership) is openraft's own `SnapshotMeta`, stored beside it.
 //!
+//! Leader-term fencing: a request carrying the term its writer observed is refused (nothing
+//! applied, the refusal remembered under its request id) when its entry was appended by the
+//! leader of another term.
+//!
 //! Invariants: `last_applied` only grows, except when a snapshot is installed; an entry's
 //! request id is applied at most once while remembered ([`RequestLog`]); installing a snapshot
 //! replaces tables, request log, last applied id and membership together.
@@ -34,6 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use super::tables::{MemoryTables, RequestLog, TableRows};
 use super::types::{GroveNode, RaftNodeId, RequestId, TypeConfig, Verdict};
+use super::watch::{Change, ChangeLog};
 use crate::metadata::MetadataError;
 use crate::metadata::apply::apply;
 
@@ -47,6 +52,8 @@ pub struct MachineState {
     pub membership: StoredMembership<RaftNodeId, GroveNode>,
     pub tables: MemoryTables,
     pub requests: RequestLog,
+    /// Recent changes for watch streams (not replicated state: not in snapshots).
+    pub changes: ChangeLog,
 }
 
 impl MachineState {
@@ -66,7 +73,19 @@ impl MachineState {
                 if let Some(remembered) = self.requests.get(&request.id) {
                     return remembered;
                 }
-                let result = apply(&mut self.tables, &request.command);
+                let committed = entry.log_id.leader_id.term;
+                let result = match request.term {
+                    Some(observed) if observed != committed => Err(MetadataError::StaleTerm {
+                        observed,
+                        committed,
+                    }),
+                    _ => apply(&mut self.tables, &request.command),
+                };
+                if result.is_ok()
+                    && let Some(change) = Change::of_command(&request.command, &self.tables)
+                {
+                    self.changes.record(entry.log_id.index, change);
+                }
                 self.requests.remember(request.id, result.clone());
                 Verdict {
                     result,
@@ -75,6 +94,8 @@ impl MachineState {
             }
             EntryPayload::Membership(membership) => {
                 self.membership = StoredMembership::new(Some(entry.log_id), membership.clone());
+                self.changes
+                    .record(entry.log_id.index, Change::of_membership(membership));
                 Verdict::accepted()
             }
         }
@@ -187,6 +208,10 @@ fn restore(meta: &SnapshotMeta<RaftNodeId, GroveNode>, data: &[u8]) -> StorageRe
         membership: meta.last_membership.clone(),
         tables: MemoryTables::from_rows(body.tables).map_err(|e| read_error(e.to_string()))?,
         requests: RequestLog::from_entries(body.requests),
+        changes: match meta.last_log_id {
+            Some(log_id) => ChangeLog::restored_at(log_id.index),
+            None => ChangeLog::default(),
+        },
     })
 }
 
@@ -251,8 +276,18 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        let state = self.state.read().expect("state lock");
+        // Everything but the change log, which snapshots do not carry.
+        let copy = MachineState {
+            last_applied: state.last_applied,
+            membership: state.membership.clone(),
+            tables: state.tables.clone(),
+            requests: state.requests.clone(),
+            changes: ChangeLog::default(),
+        };
+        drop(state);
         SnapshotBuilder {
-            state: self.state.read().expect("state lock").clone(),
+            state: copy,
             store: self.clone(),
         }
     }

@@ -14,8 +14,8 @@ use tokio::runtime::Handle;
 
 use super::node::RaftNode;
 use crate::metadata::{
-    Command, DataSourceRecord, MetadataError, MetadataStore, Result, SegmentRecord, StreamOffsets,
-    TaskRecord,
+    AuditEntry, Command, DataSourceRecord, MetadataError, MetadataStore, Result, RulesRecord,
+    SegmentRecord, StreamOffsets, TaskRecord,
 };
 
 /// The metadata store of a member of the replicated group.
@@ -75,5 +75,17 @@ impl MetadataStore for ReplicatedMetadataStore {
 
     fn stream_offsets(&self, data_source: &str) -> Result<Option<StreamOffsets>> {
         self.read(|tables| tables.stream_offsets(data_source))
+    }
+
+    fn rules(&self, data_source: &str) -> Result<Option<RulesRecord>> {
+        self.read(|tables| tables.cluster().rules(data_source))
+    }
+
+    fn all_rules(&self) -> Result<Vec<RulesRecord>> {
+        self.read(|tables| tables.cluster().all_rules())
+    }
+
+    fn audit(&self, audit_type: &str, key: Option<&str>) -> Result<Vec<AuditEntry>> {
+        self.read(|tables| tables.cluster().audit(audit_type, key))
     }
 }

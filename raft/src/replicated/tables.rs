@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 use super::types::{RequestId, Verdict};
 use crate::metadata::apply::Tables;
 use crate::metadata::{
-    DataSourceRecord, MetadataError, Result, SegmentRecord, StreamOffsets, TaskRecord,
+    ClusterTables, DataSourceRecord, MetadataError, Result, SegmentRecord, StreamOffsets,
+    TaskRecord,
 };
 
 /// How many applied request ids a replica remembers. A retry must arrive within this many
@@ -34,6 +35,8 @@ pub struct MemoryTables {
     data_sources: BTreeMap<String, DataSourceRecord>,
     /// Stream offsets by datasource.
     offsets: BTreeMap<String, StreamOffsets>,
+    /// Locks, rules, config, supervisors, nodes, assignments, audit log.
+    cluster: ClusterTables,
 }
 
 /// The tables as plain rows, in key order: the snapshot form.
@@ -44,6 +47,9 @@ pub struct TableRows {
     pub segments: Vec<SegmentRecord>,
     pub data_sources: Vec<DataSourceRecord>,
     pub offsets: Vec<(String, StreamOffsets)>,
+    /// Absent from snapshots written before the cluster tables existed.
+    #[serde(default)]
+    pub cluster: ClusterTables,
 }
 
 impl MemoryTables {
@@ -54,13 +60,17 @@ impl MemoryTables {
             segments: self.segments.into_values().collect(),
             data_sources: self.data_sources.into_values().collect(),
             offsets: self.offsets.into_iter().collect(),
+            cluster: self.cluster,
         }
     }
 
     /// Rebuilds the tables from [`MemoryTables::into_rows`]; a key that appears twice is an
     /// error (the rows did not come from tables).
     pub fn from_rows(rows: TableRows) -> Result<Self> {
-        let mut tables = MemoryTables::default();
+        let mut tables = MemoryTables {
+            cluster: rows.cluster,
+            ..MemoryTables::default()
+        };
         let duplicate = |what: &str, key: &str| {
             MetadataError::Storage(format!("snapshot holds {what} '{key}' twice"))
         };
@@ -131,6 +141,11 @@ impl MemoryTables {
     pub fn tasks(&self) -> Vec<TaskRecord> {
         self.tasks.values().cloned().collect()
     }
+
+    /// Locks, rules, config, supervisors, nodes, assignments and the audit log.
+    pub fn cluster(&self) -> &ClusterTables {
+        &self.cluster
+    }
 }
 
 impl Tables for MemoryTables {
@@ -169,6 +184,10 @@ impl Tables for MemoryTables {
     fn put_offsets(&mut self, data_source: &str, offsets: &StreamOffsets) -> Result<()> {
         self.offsets.insert(data_source.to_owned(), offsets.clone());
         Ok(())
+    }
+
+    fn cluster_mut(&mut self) -> &mut ClusterTables {
+        &mut self.cluster
     }
 }
 

@@ -86,6 +86,21 @@ pub struct ClientRequest {
     pub id: RequestId,
     #[serde(with = "command_as_json")]
     pub command: Command,
+    /// The leader term the writer observed, if it fences its write with it: the state
+    /// machine refuses the command (changing nothing) when the entry was appended by the
+    /// leader of another term.
+    pub term: Option<u64>,
+}
+
+impl ClientRequest {
+    /// An unfenced request.
+    pub fn new(id: RequestId, command: Command) -> Self {
+        ClientRequest {
+            id,
+            command,
+            term: None,
+        }
+    }
 }
 
 impl fmt::Display for ClientRequest {
@@ -146,6 +161,7 @@ mod tests {
     #[test]
     fn a_request_with_free_form_json_round_trips_through_the_binary_encoding() {
         let request = ClientRequest {
+            term: Some(4),
             id: RequestId {
                 client: 3,
                 serial: 9,
@@ -173,6 +189,7 @@ mod tests {
             partitions: [(0, at), (7, at + 1)].into(),
         };
         let stream = ClientRequest {
+            term: None,
             id: request.id,
             command: Command::PublishSegmentsWithOffsets {
                 task_id: "t1".into(),
