@@ -1129,25 +1129,37 @@ mod tests {
 
     #[test]
     fn id_sets_keep_their_ids_when_they_switch_to_roaring() {
+        fn take(sets: &mut IdSets, g: usize) -> Vec<u32> {
+            let mut ids = Vec::new();
+            sets.drain(g, |id| {
+                ids.push(id);
+                Ok(())
+            })
+            .unwrap();
+            ids
+        }
         let mut sets = IdSets::new(1_000_000);
         sets.reserve(2);
         sets.insert(0, 5);
-        sets.insert(0, 999_999);
+        sets.insert_all(0, &[999_999, 5]);
         sets.insert(1, 64);
         assert!(matches!(sets, IdSets::Bits { .. }));
+        assert_eq!(sets.count(0), 2);
         // 1,000 groups of 15,625 words each is past the bitset budget.
         sets.reserve(1_000);
         assert!(matches!(sets, IdSets::Roaring(_)));
-        sets.insert(999, 7);
-        assert_eq!(sets.take(0).iter().collect::<Vec<_>>(), vec![5, 999_999]);
-        assert_eq!(sets.take(1).iter().collect::<Vec<_>>(), vec![64]);
-        assert_eq!(sets.take(999).iter().collect::<Vec<_>>(), vec![7]);
-        assert!(sets.take(0).is_empty());
+        sets.insert_all(999, &[7, 7]);
+        assert_eq!(sets.count(999), 1);
+        assert_eq!(take(&mut sets, 0), vec![5, 999_999]);
+        assert_eq!(take(&mut sets, 1), vec![64]);
+        assert_eq!(take(&mut sets, 999), vec![7]);
+        assert!(take(&mut sets, 0).is_empty());
         let mut small = IdSets::new(100);
         small.reserve(1);
         small.insert(0, 63);
         small.insert(0, 0);
-        assert_eq!(small.take(0).iter().collect::<Vec<_>>(), vec![0, 63]);
-        assert!(small.take(0).is_empty());
+        assert_eq!(take(&mut small, 0), vec![0, 63]);
+        assert_eq!(small.count(0), 0);
+        assert!(take(&mut small, 0).is_empty());
     }
 }

@@ -100,20 +100,55 @@ pub struct GroupKey {
 pub type Grouped = BTreeMap<GroupKey, Vec<AggValue>>;
 
 /// Merges `other` into `into`.
+///
+/// Both sides are ordered by key: when `other` is not much smaller than `into`, one linear
+/// merge of the two sequences and a bulk rebuild of the map cost O(n + m) key comparisons
+/// instead of a tree search per key of `other`.
 pub fn merge_grouped(into: &mut Grouped, other: Grouped, aggs: &[AggDef]) {
-    for (key, values) in other {
-        match into.get_mut(&key) {
-            None => {
-                into.insert(key, values);
-            }
-            Some(existing) => {
-                for ((def, a), b) in aggs.iter().zip(existing.iter_mut()).zip(values) {
-                    def.combine(a, b);
+    let combine = |existing: &mut Vec<AggValue>, values: Vec<AggValue>| {
+        for ((def, a), b) in aggs.iter().zip(existing.iter_mut()).zip(values) {
+            def.combine(a, b);
+        }
+    };
+    if other.len().saturating_mul(LINEAR_MERGE_RATIO) < into.len() {
+        for (key, values) in other {
+            match into.get_mut(&key) {
+                None => {
+                    into.insert(key, values);
                 }
+                Some(existing) => combine(existing, values),
+            }
+        }
+        return;
+    }
+    let mut left = std::mem::take(into).into_iter().peekable();
+    let mut right = other.into_iter().peekable();
+    let mut merged = Vec::with_capacity(left.len() + right.len());
+    loop {
+        let order = match (left.peek(), right.peek()) {
+            (Some((a, _)), Some((b, _))) => a.cmp(b),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => break,
+        };
+        match order {
+            std::cmp::Ordering::Less => merged.extend(left.next()),
+            std::cmp::Ordering::Greater => merged.extend(right.next()),
+            std::cmp::Ordering::Equal => {
+                let (key, mut values) = left.next().expect("peeked");
+                let (_, more) = right.next().expect("peeked");
+                combine(&mut values, more);
+                merged.push((key, values));
             }
         }
     }
+    // Sorted input: `BTreeMap` builds it in one pass.
+    *into = merged.into_iter().collect();
 }
+
+/// `merge_grouped` searches `into` per key of `other` only when `other` is this many times
+/// smaller; otherwise it merges the two ordered sequences.
+const LINEAR_MERGE_RATIO: usize = 8;
 
 /// What to group one segment by.
 pub struct GroupSpec<'q> {
