@@ -153,6 +153,32 @@ fn quickstart_ingests_its_sample_once() {
         report["ingestionStatsAndErrors"]["payload"]["rowStats"]["buildSegments"]["processed"],
         30_000
     );
+    // The example queries it prints work as printed: each `curl ... URL` line is followed by
+    // a `-d 'BODY'` line.
+    let printed = server.printed();
+    let mut examples = 0;
+    for pair in printed.windows(2) {
+        let (Some(url), Some(body)) = (
+            pair[0]
+                .split_whitespace()
+                .find(|w| w.trim_matches('\'').starts_with("http")),
+            pair[1]
+                .trim()
+                .strip_prefix("-d '")
+                .and_then(|b| b.strip_suffix('\'')),
+        ) else {
+            continue;
+        };
+        let path = url.trim_matches('\'').trim_start_matches(&server.url);
+        let (status, answer) = server.post(path, body);
+        assert_eq!(status, 200, "{path} {body}: {answer}");
+        assert!(
+            answer.as_array().is_some_and(|rows| !rows.is_empty()),
+            "{path} {body}: {answer}"
+        );
+        examples += 1;
+    }
+    assert_eq!(examples, 2, "{printed:#?}");
     drop(server);
     let server = Server::start("quickstart", dir.path());
     let (_, tasks) = server.get("/druid/indexer/v1/tasks");

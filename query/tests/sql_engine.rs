@@ -133,6 +133,13 @@ fn group_by_order_limit_having() {
         ),
         vec![vec![json!("US"), json!(22)], vec![json!("FR"), json!(9)]]
     );
+    // An alias that is also an input column: ORDER BY means the alias (the sum), as in Druid.
+    assert_eq!(
+        rows(
+            "SELECT country, SUM(clicks) AS clicks FROM events GROUP BY country ORDER BY clicks DESC LIMIT 2"
+        ),
+        vec![vec![json!("US"), json!(22)], vec![json!("FR"), json!(9)]]
+    );
     assert_eq!(
         rows(
             "SELECT device, COUNT(*) AS n FROM events GROUP BY device HAVING COUNT(*) > 1 ORDER BY device"

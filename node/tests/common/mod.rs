@@ -6,6 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -19,6 +20,8 @@ pub struct Server {
     child: Child,
     pub url: String,
     agent: ureq::Agent,
+    /// Every line the server printed so far.
+    stdout: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -34,6 +37,8 @@ impl Server {
             .expect("starting grove");
         let stdout = child.stdout.take().expect("grove's stdout");
         let (sender, receiver) = std::sync::mpsc::channel();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let kept = Arc::clone(&lines);
         // Reads the announced address, then keeps draining stdout so the server never blocks.
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -41,6 +46,7 @@ impl Server {
                     let url = rest.split_whitespace().next().unwrap_or_default();
                     let _ = sender.send(url.to_owned());
                 }
+                kept.lock().expect("stdout lines").push(line);
             }
         });
         let url = receiver
@@ -51,7 +57,12 @@ impl Server {
             .timeout_global(Some(Duration::from_secs(60)))
             .build()
             .into();
-        let server = Server { child, url, agent };
+        let server = Server {
+            child,
+            url,
+            agent,
+            stdout: lines,
+        };
         let started = Instant::now();
         loop {
             if let Ok((200, health)) = server.try_get("/status/health")
@@ -65,6 +76,11 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The lines the server printed so far.
+    pub fn printed(&self) -> Vec<String> {
+        self.stdout.lock().expect("stdout lines").clone()
     }
 
     fn try_get(&self, path: &str) -> Result<(u16, Value), ureq::Error> {

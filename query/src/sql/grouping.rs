@@ -101,11 +101,20 @@ impl<'a, 'q> Grouping<'a, 'q> {
         Ok(grouping)
     }
 
-    /// Lowers a `GROUP BY`/`ORDER BY`/`HAVING` expression: an ordinal or alias of the select
-    /// list, or an expression.
+    /// Lowers a `GROUP BY`/`HAVING` expression: an ordinal of the select list, an alias that
+    /// is not also an input column (input columns win there, as in Druid), or an expression.
     fn resolve(&mut self, expr: &Expr) -> Result<Term> {
         let lowering = &self.lowering;
         match item_reference(expr, self.items, |n| lowering.find(n).is_some())? {
+            Some(index) => Ok(self.terms[index].clone()),
+            None => self.lowering.lower(expr),
+        }
+    }
+
+    /// Lowers an `ORDER BY` key: a select-list alias or ordinal first (so `SUM(added) AS added
+    /// ... ORDER BY added` orders by the sum), else an expression over the input.
+    fn resolve_order(&mut self, expr: &Expr) -> Result<Term> {
+        match item_reference(expr, self.items, |_| false)? {
             Some(index) => Ok(self.terms[index].clone()),
             None => self.lowering.lower(expr),
         }
@@ -169,7 +178,7 @@ impl<'a, 'q> Grouping<'a, 'q> {
         };
         let mut order = Vec::with_capacity(self.query.order_by.len());
         for key in &self.query.order_by {
-            let term = self.resolve(key.expr)?;
+            let term = self.resolve_order(key.expr)?;
             let output = self.output(&term)?;
             order.push(OrderKey {
                 term,

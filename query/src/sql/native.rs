@@ -166,7 +166,8 @@ fn scan(
         [key] => {
             let is_time = |expr: &Expr| -> Result<bool> {
                 Ok(
-                    match item_reference(expr, items, |n| lowering.find(n).is_some())? {
+                    // ORDER BY: select-list aliases first.
+                    match item_reference(expr, items, |_| false)? {
                         Some(index) => terms[index] == Term::Time(json!("none")),
                         None => lowering
                             .column(expr)?

@@ -284,7 +284,8 @@ pub(crate) fn plan(table: SystemTable, query: &SelectQuery<'_>) -> Result<System
     };
     let mut order = Vec::with_capacity(query.order_by.len());
     for key in &query.order_by {
-        let by_item = item_reference(key.expr, &items, |n| find(&table_columns, n).is_some())?;
+        // ORDER BY: select-list aliases first.
+        let by_item = item_reference(key.expr, &items, |_| false)?;
         let index = match (by_item, &projection) {
             (Some(item), Some(projection)) => Some(projection[item]),
             (Some(_), None) => None,
