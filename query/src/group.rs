@@ -263,7 +263,25 @@ pub fn group_segment(
         })
     };
 
-    let filter_for = |f: &Filter| filter_rows(segment, f, 0..n as u32);
+    // Filtered aggregators' rows: only within the rows the query's intervals cover.
+    let covered = {
+        let ranges: Vec<Range<u32>> = spec
+            .intervals
+            .iter()
+            .filter(|i| i.overlaps(&data))
+            .map(|i| {
+                row_range(
+                    &time,
+                    Interval::new(i.start_ms.max(data.start_ms), i.end_ms.min(data.end_ms)),
+                )
+            })
+            .filter(|r| !r.is_empty())
+            .collect();
+        let start = ranges.iter().map(|r| r.start).min().unwrap_or(0);
+        let end = ranges.iter().map(|r| r.end).max().unwrap_or(0);
+        start..end.max(start)
+    };
+    let filter_for = |f: &Filter| filter_rows(segment, f, covered.clone());
     let mut accs = spec
         .aggregators
         .iter()
