@@ -1,8 +1,12 @@
-//! Three members over real QUIC on loopback (mutual TLS from a test cluster CA): they elect a
+//! Members over real QUIC on loopback (mutual TLS from a test cluster CA): they elect a
 //! leader, replicate writes sent to a follower, and after the leader is killed a new leader
-//! commits. Members learn each other's addresses from the membership (the peer hook), not
-//! from the test; one member follows another's watch stream. Real time: QUIC's timers are the
-//! OS's.
+//! commits; one member follows another's watch stream; a member restarted from disk and a new
+//! learner are caught up by snapshots sent in chunks over QUIC, the learner is promoted during
+//! writes, and of two replicas publishing one offset range through two members exactly one
+//! succeeds. Members learn each other's addresses from the membership (the peer hook), not
+//! from the test. Real time: QUIC's timers are the OS's.
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -10,12 +14,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use grove_raft::metadata::{Command, TaskRecord, TaskState};
+use grove_raft::metadata::{Command, StreamOffsets, TaskRecord, TaskReport, TaskState};
 use grove_raft::replicated::{
     Change, GroveNode, PeerHook, RaftNode, RaftNodeConfig, WatchItem, WatchKind, watch_remote,
 };
 use grove_rpc::tls::ClusterCa;
 use grove_rpc::{Deadline, NodeId, QuicConfig, QuicTransport, Router, Transport};
+use openraft::SnapshotPolicy;
 
 const CLUSTER: &str = "raft-test";
 
@@ -54,6 +59,65 @@ async fn agreed_leader(nodes: &BTreeMap<u64, RaftNode>) -> u64 {
     }
 }
 
+/// A QUIC endpoint for member `id` at `address` (port 0: any), and how the group names it.
+fn quic_endpoint(ca: &ClusterCa, id: u64, address: SocketAddr) -> (QuicTransport, GroveNode) {
+    let name = NodeId::new(&format!("q{id}")).unwrap();
+    let identity = ca.issue(&name, 1).unwrap();
+    let mut config = QuicConfig::new(identity, CLUSTER, address);
+    config.connect_timeout = Duration::from_millis(500);
+    config.backoff_min = Duration::from_millis(20);
+    config.backoff_max = Duration::from_millis(300);
+    config.idle_timeout = Duration::from_secs(3);
+    config.keep_alive_interval = Duration::from_millis(500);
+    config.shutdown_grace = Duration::from_secs(2);
+    let transport = QuicTransport::bind(config).unwrap();
+    let member = GroveNode::new(name.as_str(), transport.local_addr().to_string());
+    (transport, member)
+}
+
+/// Starts member `id` on `transport` with its log under `dir`, serving its Raft routes; peers'
+/// addresses come from the membership through the peer hook.
+async fn start_member(
+    id: u64,
+    member: &GroveNode,
+    transport: &QuicTransport,
+    dir: &std::path::Path,
+    raft: openraft::Config,
+) -> RaftNode {
+    let quic = transport.clone();
+    let hook: PeerHook = Arc::new(move |peer: &NodeId, node: &GroveNode| {
+        if let Ok(address) = node.address.parse::<SocketAddr>() {
+            quic.add_peer(peer.clone(), address);
+        }
+    });
+    let mut config = RaftNodeConfig::new(id, member.clone(), dir.join(format!("q{id}")));
+    config.rng_seed = 5;
+    config.raft = raft;
+    let dyn_transport: Arc<dyn Transport> = Arc::new(transport.clone());
+    let node = RaftNode::start(config, Arc::clone(&dyn_transport), Some(hook))
+        .await
+        .unwrap();
+    dyn_transport.serve(node.routes(Router::new()));
+    node
+}
+
+/// Waits until `node` has applied `count` tasks (it reads its own state).
+async fn wait_for_tasks(node: &RaftNode, count: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let have = node.read_local(|t| t.tasks().len());
+        if have == count {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "member {} has {have} of {count} tasks",
+            node.id()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_members_over_quic_replicate_and_survive_losing_the_leader() {
     let ca = ClusterCa::generate(CLUSTER, 1).unwrap();
@@ -61,38 +125,14 @@ async fn three_members_over_quic_replicate_and_survive_losing_the_leader() {
     let mut transports = BTreeMap::new();
     let mut members = BTreeMap::new();
     for id in 1..=3u64 {
-        let name = NodeId::new(&format!("q{id}")).unwrap();
-        let identity = ca.issue(&name, 1).unwrap();
-        let mut config = QuicConfig::new(identity, CLUSTER, "127.0.0.1:0".parse().unwrap());
-        config.connect_timeout = Duration::from_millis(500);
-        config.backoff_min = Duration::from_millis(20);
-        config.backoff_max = Duration::from_millis(300);
-        config.idle_timeout = Duration::from_secs(3);
-        config.keep_alive_interval = Duration::from_millis(500);
-        config.shutdown_grace = Duration::from_secs(2);
-        let transport = QuicTransport::bind(config).unwrap();
-        members.insert(
-            id,
-            GroveNode::new(name.as_str(), transport.local_addr().to_string()),
-        );
+        let (transport, member) = quic_endpoint(&ca, id, "127.0.0.1:0".parse().unwrap());
+        members.insert(id, member);
         transports.insert(id, transport);
     }
     let mut nodes = BTreeMap::new();
     for (id, transport) in &transports {
-        let quic = transport.clone();
-        let hook: PeerHook = Arc::new(move |peer: &NodeId, node: &GroveNode| {
-            if let Ok(address) = node.address.parse::<SocketAddr>() {
-                quic.add_peer(peer.clone(), address);
-            }
-        });
-        let mut config =
-            RaftNodeConfig::new(*id, members[id].clone(), dirs.path().join(format!("q{id}")));
-        config.rng_seed = 5;
-        let dyn_transport: Arc<dyn Transport> = Arc::new(transport.clone());
-        let node = RaftNode::start(config, Arc::clone(&dyn_transport), Some(hook))
-            .await
-            .unwrap();
-        dyn_transport.serve(node.routes(Router::new()));
+        let raft = grove_raft::replicated::default_raft_config();
+        let node = start_member(*id, &members[id], transport, dirs.path(), raft).await;
         nodes.insert(*id, node);
     }
     assert!(nodes[&1].bootstrap(members.clone()).await.unwrap());
@@ -155,6 +195,129 @@ async fn three_members_over_quic_replicate_and_survive_losing_the_leader() {
         item => panic!("expected the first membership, got {item:?}"),
     }
     drop(watch);
+    for (id, node) in &nodes {
+        node.shutdown().await.unwrap();
+        transports[id].shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_quic_a_restarted_member_and_a_learner_catch_up_by_snapshot_and_offsets_publish_once()
+{
+    let ca = ClusterCa::generate(CLUSTER, 1).unwrap();
+    let dirs = tempfile::tempdir().unwrap();
+    // Snapshots every 20 entries and no log kept behind them: a member that misses writes can
+    // only catch up by snapshot.
+    let mut raft = grove_raft::replicated::default_raft_config();
+    raft.snapshot_policy = SnapshotPolicy::LogsSinceLast(20);
+    raft.max_in_snapshot_log_to_keep = 0;
+    raft.purge_batch_size = 1;
+    let mut transports = BTreeMap::new();
+    let mut members = BTreeMap::new();
+    for id in 1..=3u64 {
+        let (transport, member) = quic_endpoint(&ca, id, "127.0.0.1:0".parse().unwrap());
+        members.insert(id, member);
+        transports.insert(id, transport);
+    }
+    let mut nodes = BTreeMap::new();
+    for (id, transport) in &transports {
+        let node = start_member(*id, &members[id], transport, dirs.path(), raft.clone()).await;
+        nodes.insert(*id, node);
+    }
+    assert!(nodes[&1].bootstrap(members.clone()).await.unwrap());
+    let leader = agreed_leader(&nodes).await;
+    let stopped = *nodes.keys().find(|id| **id != leader).unwrap();
+    let task = |i: usize| create_task(&format!("s-{i:03}"));
+    for i in 0..10 {
+        nodes[&leader].write(task(i)).await.unwrap();
+    }
+
+    // A follower stops; the others move on past several snapshots and purge their logs.
+    let address = transports[&stopped].local_addr();
+    nodes.remove(&stopped).unwrap().shutdown().await.unwrap();
+    transports.remove(&stopped).unwrap().shutdown().await;
+    for i in 10..70 {
+        nodes[&leader].write(task(i)).await.unwrap();
+    }
+    // It restarts from its directory at its old address (once the old endpoint's socket is
+    // released) and is sent a snapshot.
+    let rebind = tokio::time::Instant::now() + Duration::from_secs(10);
+    while std::net::UdpSocket::bind(address).is_err() {
+        assert!(tokio::time::Instant::now() < rebind, "{address} stays bound");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (transport, _) = quic_endpoint(&ca, stopped, address);
+    let node = start_member(
+        stopped,
+        &members[&stopped],
+        &transport,
+        dirs.path(),
+        raft.clone(),
+    )
+    .await;
+    transports.insert(stopped, transport);
+    nodes.insert(stopped, node);
+    wait_for_tasks(&nodes[&stopped], 70).await;
+
+    // A new member joins as a learner (caught up by snapshot) and is promoted during writes.
+    let (transport, member) = quic_endpoint(&ca, 4, "127.0.0.1:0".parse().unwrap());
+    let node = start_member(4, &member, &transport, dirs.path(), raft.clone()).await;
+    transports.insert(4, transport);
+    nodes.insert(4, node);
+    let writer = nodes[&leader].clone();
+    let writes = tokio::spawn(async move {
+        for i in 70..90 {
+            writer.write(task(i)).await.unwrap();
+        }
+    });
+    nodes[&stopped].add_learner(4, member).await.unwrap();
+    nodes[&stopped].promote_voter(4).await.unwrap();
+    writes.await.unwrap();
+    for node in nodes.values() {
+        let ids: Vec<String> = node
+            .read(|t| t.tasks().into_iter().map(|task| task.id).collect())
+            .await
+            .unwrap();
+        let expected: Vec<String> = (0..90).map(|i| format!("s-{i:03}")).collect();
+        assert_eq!(ids, expected, "member {}", node.id());
+    }
+    let voters = nodes[&4]
+        .metrics()
+        .membership_config
+        .membership()
+        .voter_ids()
+        .count();
+    assert_eq!(voters, 4);
+
+    // Two replicas of a stream task publish the same offset range through two members.
+    let offsets = |at: i64| StreamOffsets {
+        stream: "edits".into(),
+        partitions: [(0, at)].into(),
+    };
+    let publish = |task: &str, partition: u32| Command::PublishSegmentsWithOffsets {
+        task_id: task.into(),
+        segments: vec![common::segment(0, partition)],
+        schema: common::schema(),
+        report: TaskReport::default(),
+        ended_ms: 10,
+        start_offsets: offsets(0),
+        end_offsets: offsets(100),
+    };
+    for replica in ["replica-a", "replica-b"] {
+        nodes[&leader]
+            .write(common::create_task(replica))
+            .await
+            .unwrap();
+    }
+    let (a, b) = tokio::join!(
+        nodes[&stopped].write(publish("replica-a", 0)),
+        nodes[&4].write(publish("replica-b", 1)),
+    );
+    assert!(a.is_ok() != b.is_ok(), "exactly one publish: {a:?} {b:?}");
+    for node in nodes.values() {
+        let stored = node.read(|t| t.stream_offsets("wiki")).await.unwrap();
+        assert_eq!(stored, Some(offsets(100)), "member {}", node.id());
+    }
     for (id, node) in &nodes {
         node.shutdown().await.unwrap();
         transports[id].shutdown().await;
