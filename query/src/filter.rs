@@ -125,12 +125,18 @@ impl PreparedFilter {
     }
 }
 
-/// The rows a filter selects, split by the dictionary id of one string dimension: `rows[i]`
-/// holds the rows of id `ids[i]`. Ids ascend and every listed id has rows.
-#[derive(Debug, Default)]
-pub struct IdRows {
+/// The rows a filter selects, split by the dictionary id of one string dimension: the
+/// matching ids (ascending), whose rows are read from the column's bitmap index in place.
+pub struct IdRows<'a> {
+    column: StringColumn<'a>,
     pub ids: Vec<u32>,
-    pub rows: Vec<RoaringBitmap>,
+}
+
+impl IdRows<'_> {
+    /// Calls `f` with the rows of `id` within `rows`, ascending.
+    pub fn for_each_row(&self, id: u32, rows: Range<u32>, f: impl FnMut(u32)) -> Result<()> {
+        Ok(self.column.for_each_bitmap_row(id, rows, f)?)
+    }
 }
 
 impl PreparedFilter {
@@ -143,11 +149,11 @@ impl PreparedFilter {
     }
 
     /// For an exact-match leaf on a single-value string column with bitmap indexes that picks
-    /// few ids (see [`PreparedFilter::exact_field`]): its matching rows within `rows`, by id,
+    /// few ids (see [`PreparedFilter::exact_field`]): its matching ids, whose rows come
     /// straight from the per-value bitmaps: no union, and a grouping on the same column never
     /// reads its ids. `None` when the filter or the column has another shape (use
     /// [`PreparedFilter::rows`]).
-    pub fn id_rows(&self, segment: &Segment, rows: Range<u32>) -> Result<Option<IdRows>> {
+    pub fn id_rows<'a>(&self, segment: &'a Segment) -> Result<Option<IdRows<'a>>> {
         let PreparedFilter::Leaf(leaf) = self else {
             return Ok(None);
         };
@@ -160,24 +166,11 @@ impl PreparedFilter {
         if column.is_multi_value() || !column.has_bitmaps() {
             return Ok(None);
         }
-        let ids = true_ids(&exact_classes(column, values, *on_null)?);
+        let ids = exact_ids(column, values, *on_null)?;
         if !few_ids(ids.len(), column.dictionary_len()) {
             return Ok(None);
         }
-        let whole = rows.start == 0 && rows.end as usize >= segment.num_rows();
-        let mut out = IdRows::default();
-        for id in ids {
-            let mut bitmap = column.bitmap(id)?;
-            if !whole {
-                bitmap.remove_range(..rows.start);
-                bitmap.remove_range(rows.end..);
-            }
-            if !bitmap.is_empty() {
-                out.ids.push(id);
-                out.rows.push(bitmap);
-            }
-        }
-        Ok(Some(out))
+        Ok(Some(IdRows { column, ids }))
     }
 }
 
@@ -388,6 +381,27 @@ fn exact_classes(
         class[0] = verdict_class(on_null);
     }
     Ok(class)
+}
+
+/// The ids an exact-match leaf accepts, ascending: looked up one by one when there are few
+/// values (no per-dictionary work), else through [`exact_classes`].
+fn exact_ids(
+    column: StringColumn<'_>,
+    values: &[String],
+    on_null: Option<bool>,
+) -> Result<Vec<u32>> {
+    let dict_len = column.dictionary_len();
+    let log_dict = usize::BITS - dict_len.leading_zeros();
+    if values.len().saturating_mul(log_dict as usize) > dict_len {
+        return Ok(true_ids(&exact_classes(column, values, on_null)?));
+    }
+    let mut ids: Vec<u32> = values.iter().filter_map(|v| column.lookup(v)).collect();
+    if column.has_null() && on_null == Some(true) {
+        ids.push(0);
+    }
+    // Values are sorted and the dictionary too, so ids come out ascending but for null (0).
+    ids.sort_unstable();
+    Ok(ids)
 }
 
 /// The ids classed true, ascending.

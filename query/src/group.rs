@@ -340,7 +340,7 @@ pub fn group_segment(
                     .exact_field()
                     .and_then(|field| spec.dimensions.iter().position(|d| d.as_str() == field))
                 {
-                    Some(k) => f.id_rows(segment, range.clone())?.map(|by| (k, by)),
+                    Some(k) => f.id_rows(segment)?.map(|by| (k, by)),
                     None => None,
                 }
             }
@@ -448,15 +448,20 @@ pub fn group_segment(
                 (_, Some((k, by))) => {
                     batch_rows.clear();
                     batch_ids.clear();
-                    for (&id, bitmap) in by.ids.iter().zip(&by.rows) {
-                        for r in bitmap.range(rows.clone()) {
+                    for &id in &by.ids {
+                        // Rows are gathered a whole id at a time, then emitted in batches.
+                        by.for_each_row(id, rows.clone(), |r| {
                             batch_rows.push(r);
                             batch_ids.push(id);
-                            if batch_rows.len() == BATCH {
-                                emit(&batch_rows, Some((*k, &batch_ids)))?;
-                                batch_rows.clear();
-                                batch_ids.clear();
+                        })?;
+                        if batch_rows.len() >= BATCH {
+                            for (chunk, chunk_ids) in
+                                batch_rows.chunks(BATCH).zip(batch_ids.chunks(BATCH))
+                            {
+                                emit(chunk, Some((*k, chunk_ids)))?;
                             }
+                            batch_rows.clear();
+                            batch_ids.clear();
                         }
                     }
                     if !batch_rows.is_empty() {

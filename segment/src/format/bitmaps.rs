@@ -7,6 +7,106 @@ use roaring::RoaringBitmap;
 
 use super::codec::{Cursor, DecodeResult, put_u64, u64_at};
 
+/// Roaring's portable format (RoaringFormatSpec): cookies, and the most values an array
+/// container holds (more are a 65,536-bit bitmap container).
+const COOKIE_NO_RUNS: u32 = 12346;
+const COOKIE_RUNS: u16 = 12347;
+const RUNS_OFFSETS_FROM: usize = 4;
+const ARRAY_MAX: usize = 4096;
+
+/// Walks one bitmap in roaring's portable format in place (see
+/// [`BitmapList::for_each_row`]).
+fn for_each_serialized(
+    bytes: &[u8],
+    num_rows: usize,
+    rows: std::ops::Range<u32>,
+    mut f: impl FnMut(u32),
+) -> DecodeResult<()> {
+    let u16_at = |at: usize| -> DecodeResult<u16> {
+        bytes
+            .get(at..at + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+            .ok_or_else(|| format!("truncated at byte {at}"))
+    };
+    let u32_at = |at: usize| -> DecodeResult<u32> {
+        bytes
+            .get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .ok_or_else(|| format!("truncated at byte {at}"))
+    };
+    let cookie = u32_at(0)?;
+    let (size, run_flags, mut at) = if cookie == COOKIE_NO_RUNS {
+        (u32_at(4)? as usize, None, 8)
+    } else if cookie as u16 == COOKIE_RUNS {
+        let size = (cookie >> 16) as usize + 1;
+        let flags = bytes
+            .get(4..4 + size.div_ceil(8))
+            .ok_or_else(|| "truncated run flags".to_string())?;
+        (size, Some(flags), 4 + size.div_ceil(8))
+    } else {
+        return Err(format!("unknown cookie {cookie}"));
+    };
+    let descriptions = at;
+    at += size * 4;
+    if run_flags.is_none() || size >= RUNS_OFFSETS_FROM {
+        at += size * 4; // the offset header: containers are walked in order instead
+    }
+    let mut emit = |row: u32| -> DecodeResult<()> {
+        if row as usize >= num_rows {
+            return Err(format!("row {row} beyond the segment's {num_rows} rows"));
+        }
+        if rows.contains(&row) {
+            f(row);
+        }
+        Ok(())
+    };
+    for c in 0..size {
+        let key = u32::from(u16_at(descriptions + c * 4)?);
+        let cardinality = usize::from(u16_at(descriptions + c * 4 + 2)?) + 1;
+        let is_run = run_flags.is_some_and(|flags| flags[c / 8] & (1 << (c % 8)) != 0);
+        let length = if is_run {
+            2 + usize::from(u16_at(at)?) * 4
+        } else if cardinality <= ARRAY_MAX {
+            cardinality * 2
+        } else {
+            8192
+        };
+        let body = bytes
+            .get(at..at + length)
+            .ok_or_else(|| format!("container {c} truncated"))?;
+        at += length;
+        let (low, high) = (key << 16, (key << 16) | 0xFFFF);
+        if high < rows.start || low >= rows.end {
+            continue;
+        }
+        if is_run {
+            for run in body[2..].chunks_exact(4) {
+                let start = u32::from(u16::from_le_bytes([run[0], run[1]]));
+                let extra = u32::from(u16::from_le_bytes([run[2], run[3]]));
+                for v in start..=(start + extra).min(0xFFFF) {
+                    emit(low | v)?;
+                }
+            }
+        } else if cardinality <= ARRAY_MAX {
+            for v in body.chunks_exact(2) {
+                emit(low | u32::from(u16::from_le_bytes([v[0], v[1]])))?;
+            }
+        } else {
+            for (w, word) in body.chunks_exact(8).enumerate() {
+                let mut bits = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+                while bits != 0 {
+                    emit(low | (w as u32 * 64 + bits.trailing_zeros()))?;
+                    bits &= bits - 1;
+                }
+            }
+        }
+    }
+    if at != bytes.len() {
+        return Err(format!("{} bytes, {at} used", bytes.len()));
+    }
+    Ok(())
+}
+
 /// Appends an offset table and the `count` serialized `bitmaps`, serializing each as it comes
 /// so that a large dictionary's bitmaps are never all in memory at once.
 pub fn encode_bitmaps(
@@ -77,9 +177,8 @@ impl<'a> BitmapList<'a> {
         Ok(())
     }
 
-    /// Deserializes bitmap `i`, checking it uses its bytes exactly and holds rows below
-    /// `num_rows`.
-    pub fn get(&self, i: usize, num_rows: usize) -> DecodeResult<RoaringBitmap> {
+    /// The serialized bytes of bitmap `i`.
+    fn bytes(&self, i: usize) -> DecodeResult<&'a [u8]> {
         if i >= self.count {
             return Err(format!(
                 "bitmap {i} out of range for {} bitmaps",
@@ -87,11 +186,32 @@ impl<'a> BitmapList<'a> {
             ));
         }
         let (start, end) = (u64_at(self.offsets, i * 8), u64_at(self.offsets, i * 8 + 8));
-        let bytes = usize::try_from(start)
+        usize::try_from(start)
             .ok()
             .zip(usize::try_from(end).ok())
             .and_then(|(s, e)| self.data.get(s..e))
-            .ok_or_else(|| format!("bitmap {i}: bytes {start}..{end} out of bounds"))?;
+            .ok_or_else(|| format!("bitmap {i}: bytes {start}..{end} out of bounds"))
+    }
+
+    /// Calls `f` with the rows of bitmap `i` that lie in `rows`, ascending, reading the
+    /// serialized bitmap in place: no allocation, and containers outside `rows` are skipped
+    /// unread. A malformed bitmap or a row at or beyond `num_rows` is an error (rows before it
+    /// may have been passed to `f`).
+    pub fn for_each_row(
+        &self,
+        i: usize,
+        num_rows: usize,
+        rows: std::ops::Range<u32>,
+        f: impl FnMut(u32),
+    ) -> DecodeResult<()> {
+        for_each_serialized(self.bytes(i)?, num_rows, rows, f)
+            .map_err(|e| format!("bitmap {i}: {e}"))
+    }
+
+    /// Deserializes bitmap `i`, checking it uses its bytes exactly and holds rows below
+    /// `num_rows`.
+    pub fn get(&self, i: usize, num_rows: usize) -> DecodeResult<RoaringBitmap> {
+        let bytes = self.bytes(i)?;
         // The blob's checksum was verified when it was first read, so the containers need no
         // second validation pass (roaring's unchecked read is still memory-safe); the size and
         // row bounds below keep a bad writer's bitmap from reaching a query.
@@ -115,6 +235,71 @@ impl<'a> BitmapList<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Bitmaps of every container kind: sparse values (arrays), dense ones (bitmaps), and
+    /// with `runs`, roaring's run containers.
+    fn bitmap_strategy() -> impl Strategy<Value = RoaringBitmap> {
+        (
+            proptest::collection::vec(0u32..300_000, 0..300),
+            proptest::collection::vec((0u32..250_000, 1u32..20_000), 0..4),
+            any::<bool>(),
+        )
+            .prop_map(|(values, ranges, runs)| {
+                let mut bitmap: RoaringBitmap = values.into_iter().collect();
+                for (start, len) in ranges {
+                    bitmap.insert_range(start..start + len);
+                }
+                if runs {
+                    bitmap.optimize();
+                } else {
+                    bitmap.remove_run_compression();
+                }
+                bitmap
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn rows_read_in_place_equal_the_deserialized_bitmap(
+            bitmaps in proptest::collection::vec(bitmap_strategy(), 1..4),
+            from in 0u32..300_000,
+            len in 0u32..300_000,
+        ) {
+            let bytes = encoded(&bitmaps);
+            let list = BitmapList::parse(&bytes).unwrap();
+            let rows = from..from.saturating_add(len);
+            for (i, bitmap) in bitmaps.iter().enumerate() {
+                let mut got = Vec::new();
+                list.for_each_row(i, 300_000, rows.clone(), |r| got.push(r)).unwrap();
+                let expected: Vec<u32> = bitmap.range(rows.clone()).collect();
+                prop_assert_eq!(got, expected);
+            }
+        }
+    }
+
+    #[test]
+    fn rows_read_in_place_refuse_bad_bytes() {
+        let bitmap: RoaringBitmap = [1u32, 70_000, 1_000_000].into_iter().collect();
+        let bytes = encoded(std::slice::from_ref(&bitmap));
+        let list = BitmapList::parse(&bytes).unwrap();
+        let all = 0..u32::MAX;
+        assert!(
+            list.for_each_row(0, 1_000_000, all.clone(), |_| {})
+                .unwrap_err()
+                .contains("beyond")
+        );
+        let mut serialized = Vec::new();
+        bitmap.serialize_into(&mut serialized).unwrap();
+        for cut in 0..serialized.len() {
+            assert!(
+                for_each_serialized(&serialized[..cut], 2_000_000, all.clone(), |_| {}).is_err()
+            );
+        }
+        let mut cookie = serialized.clone();
+        cookie[0] ^= 0xFF;
+        assert!(for_each_serialized(&cookie, 2_000_000, all, |_| {}).is_err());
+    }
 
     fn encoded(bitmaps: &[RoaringBitmap]) -> Vec<u8> {
         let mut out = Vec::new();

@@ -465,6 +465,25 @@ impl<'a> StringColumn<'a> {
         }
     }
 
+    /// Calls `f` with the rows within `rows` that hold `id`, ascending, read from the bitmap
+    /// index in place (nothing is allocated).
+    pub fn for_each_bitmap_row(
+        &self,
+        id: u32,
+        rows: std::ops::Range<u32>,
+        f: impl FnMut(u32),
+    ) -> Result<()> {
+        let Some(bitmaps) = &self.bitmaps else {
+            return Err(SegmentError::Schema(format!(
+                "column {} has no bitmap index",
+                self.names.column
+            )));
+        };
+        bitmaps
+            .for_each_row(id as usize, self.num_rows, rows, f)
+            .map_err(|m| self.corrupt(m))
+    }
+
     /// The rows holding `id` (each row once).
     pub fn bitmap(&self, id: u32) -> Result<RoaringBitmap> {
         let Some(bitmaps) = &self.bitmaps else {
