@@ -598,7 +598,13 @@ impl Serialize for Granularity {
         map.serialize_entry("type", "period")?;
         map.serialize_entry("period", &period.to_string())?;
         map.serialize_entry("timeZone", "UTC")?;
-        if origin_ms != 0 {
+        // Omitted only when reading it back restores it: whole weeks default to Monday.
+        let default_origin = if period.months == 0 && period.fixed_ms % MS_PER_WEEK == 0 {
+            4 * MS_PER_DAY
+        } else {
+            0
+        };
+        if origin_ms != default_origin {
             map.serialize_entry("origin", &format_iso(origin_ms))?;
         }
         map.end()
@@ -957,5 +963,32 @@ mod tests {
         );
         assert_eq!(TimestampFormat::Millis.from_text("abc"), None);
         assert_eq!(TimestampFormat::Nano.from_number(2e6), Some(2));
+    }
+
+    #[test]
+    fn week_multiples_keep_their_origin_through_json() {
+        for g in [
+            Granularity::Fixed {
+                period_ms: MS_PER_WEEK,
+                origin_ms: 0,
+            },
+            Granularity::Fixed {
+                period_ms: 2 * MS_PER_WEEK,
+                origin_ms: 0,
+            },
+            Granularity::Fixed {
+                period_ms: MS_PER_WEEK,
+                origin_ms: 4 * MS_PER_DAY,
+            },
+            Granularity::Fixed {
+                period_ms: MS_PER_DAY,
+                origin_ms: MS_PER_HOUR,
+            },
+            Granularity::named("week").unwrap(),
+        ] {
+            let json = serde_json::to_string(&g).unwrap();
+            let back: Granularity = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, g, "{json}");
+        }
     }
 }
