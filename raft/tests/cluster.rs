@@ -511,11 +511,10 @@ async fn a_command_that_cannot_be_read_back_is_refused_before_it_reaches_the_log
         .write(create_task("x-1"))
         .await
         .unwrap();
-    // Seven-day buckets from the epoch (a Thursday) serialize as `P7D` without an origin, which
-    // reads back as ISO weeks from a Monday: a different command.
+    // A zero-length bucket serializes as the period `P`, which does not read back.
     let mut schema = common::schema();
     schema.query_granularity = grove_segment::time::Granularity::Fixed {
-        period_ms: 7 * grove_segment::time::MS_PER_DAY,
+        period_ms: 0,
         origin_ms: 0,
     };
     let poison = Command::PublishSegments {
