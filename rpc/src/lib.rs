@@ -38,7 +38,7 @@
 //!   `Instant::now`, no `SystemTime`) and ordered maps, so a simulation replays exactly.
 //!
 //! Must never depend on: `grove-raft`, `grove-node`, `grove-segment`, `grove-query`,
-//! `grove-simulations` (they depend on it).
+//! `grove-sim` (they depend on it).
 
 pub mod buggify;
 pub mod codec;

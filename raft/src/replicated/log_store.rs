@@ -8,8 +8,10 @@
 //!
 //! Durability: `append` writes its entries in one batch and syncs before it reports the
 //! entries written (openraft counts an entry towards a quorum only after that report);
-//! `save_vote` syncs before it returns. `committed` is not synced on its own: losing it only
-//! means replaying less of the log at start, which the leader then re-sends. `purge` records
+//! `save_vote` and `save_committed` sync before they return. The commit index must survive a
+//! crash: a leader that restarts resumes leading without a new blank entry (openraft 0.9
+//! `Engine::startup`) and answers read-index requests with its stored commit index, so a lost
+//! commit index would let a read miss a write that leader had acknowledged. `purge` records
 //! the new `last_purged` (synced) before it deletes entries, so a crash in between leaves
 //! entries that are already covered, never a gap.
 //!
@@ -181,7 +183,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<RaftNodeId>>) -> StorageResult<()> {
-        self.put_meta("committed", &committed)
+        self.put_meta("committed", &committed)?;
+        // Synced: a leader that restarts resumes leading without a new blank entry (openraft
+        // 0.9 `Engine::startup`), and its read index is then this stored commit index; had it
+        // lost a commit it had acknowledged, reads through it would miss that write (found by
+        // grove-sim, seed 31).
+        self.flush()
     }
 
     async fn read_committed(&mut self) -> StorageResult<Option<LogId<RaftNodeId>>> {
