@@ -231,7 +231,7 @@ fn schema(data_source: &str) -> Schema {
     }
 }
 
-fn create_task(task_id: &str, data_source: &str, now_ms: i64) -> Command {
+pub(crate) fn create_task(task_id: &str, data_source: &str, now_ms: i64) -> Command {
     Command::CreateTask {
         task: TaskRecord {
             id: task_id.into(),
@@ -248,7 +248,7 @@ fn create_task(task_id: &str, data_source: &str, now_ms: i64) -> Command {
     }
 }
 
-fn publish(
+pub(crate) fn publish(
     task_id: &str,
     data_source: &str,
     round: u64,
