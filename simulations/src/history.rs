@@ -50,6 +50,8 @@ pub struct Op {
 #[derive(Clone, Debug)]
 pub struct Applied {
     pub entry: Entry<TypeConfig>,
+    /// The entry's log encoding.
+    pub bytes: Vec<u8>,
     pub verdict: Verdict,
     pub by: u64,
 }

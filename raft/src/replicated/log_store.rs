@@ -15,6 +15,14 @@
 //! the new `last_purged` (synced) before it deletes entries, so a crash in between leaves
 //! entries that are already covered, never a gap.
 //!
+//! Reads: the last [`RECENT_ENTRIES_MAX`] entries appended by this incarnation are also kept
+//! decoded in memory (shared by every clone, so the replication tasks' readers see them): a
+//! leader reads each new entry once per follower, and decoding an entry (its command is JSON)
+//! cost more than a third of the simulator's time. The cache only ever holds what the disk
+//! holds at the same index: `truncate` and `purge` drop entries from it before they touch the
+//! disk, and `append` adds entries only once they are written. A read the cache does not cover
+//! entirely goes to the disk.
+//!
 //! The syncs are synchronous calls on the calling task: nothing else runs on a
 //! current-thread runtime while the disk works, so paused-time tests cannot see timers fire
 //! "during" a write.
@@ -22,9 +30,10 @@
 // openraft's storage traits fix `StorageError` (large) as the error type of every method.
 #![allow(clippy::result_large_err)]
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{Entry, LogId, OptionalSend, RaftLogId, StorageError, StorageIOError, Vote};
@@ -39,10 +48,14 @@ type StorageResult<T> = Result<T, StorageError<RaftNodeId>>;
 /// The log store on sled, as production runs it.
 pub type SledLogStore = LogStore;
 
-/// The Raft log of one node. Cheap to clone: clones share the disk.
+/// Entries kept decoded in memory (the most recent appended by this incarnation).
+pub const RECENT_ENTRIES_MAX: usize = 4_096;
+
+/// The Raft log of one node. Cheap to clone: clones share the disk and the recent entries.
 #[derive(Clone)]
 pub struct LogStore {
     disk: Arc<dyn Disk>,
+    recent: Arc<Mutex<BTreeMap<u64, Entry<TypeConfig>>>>,
     /// Held by every clone, so the owner can tell when the last one is gone (and with it the
     /// database's file lock).
     open: Option<Arc<()>>,
@@ -57,7 +70,11 @@ impl LogStore {
 
     /// The log on `disk`.
     pub fn on_disk(disk: Arc<dyn Disk>) -> Self {
-        LogStore { disk, open: None }
+        LogStore {
+            disk,
+            recent: Arc::default(),
+            open: None,
+        }
     }
 
     /// Makes every clone of this store hold `token` (see [`super::RaftNode::shutdown`]).
@@ -100,6 +117,23 @@ impl LogStore {
             .flatten())
     }
 
+    fn recent(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Entry<TypeConfig>>> {
+        self.recent
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Entries `[start, end)` if the recent entries hold every one of them.
+    fn recent_range(&self, start: u64, end: u64) -> Option<Vec<Entry<TypeConfig>>> {
+        let recent = self.recent();
+        let first = *recent.keys().next()?;
+        if start < first || end <= start {
+            return None;
+        }
+        let entries: Vec<_> = recent.range(start..end).map(|(_, e)| e.clone()).collect();
+        (entries.len() as u64 == end - start).then_some(entries)
+    }
+
     /// The keys of every entry within `range`.
     fn keys(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> StorageResult<Vec<Vec<u8>>> {
         Ok(self
@@ -133,6 +167,21 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> StorageResult<Vec<Entry<TypeConfig>>> {
+        let start = match range.start_bound() {
+            Bound::Included(&i) => Some(i),
+            Bound::Excluded(&i) => i.checked_add(1),
+            Bound::Unbounded => Some(0),
+        };
+        let end = match range.end_bound() {
+            Bound::Included(&i) => i.checked_add(1),
+            Bound::Excluded(&i) => Some(i),
+            Bound::Unbounded => None,
+        };
+        if let (Some(start), Some(end)) = (start, end)
+            && let Some(entries) = self.recent_range(start, end)
+        {
+            return Ok(entries);
+        }
         let key = |bound: Bound<&u64>| bound.map(|&i| index_key(i));
         let (start, end) = (key(range.start_bound()), key(range.end_bound()));
         self.disk
@@ -203,16 +252,27 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut batch = Vec::new();
+        let mut appended = Vec::new();
         for entry in entries {
             let bytes = encode(&entry)
                 .map_err(|e| log_write_error(format!("encoding entry {}: {e}", entry.log_id)))?;
             batch.push((index_key(entry.log_id.index).to_vec(), Some(bytes.to_vec())));
+            appended.push(entry);
         }
         let written = self
             .disk
             .write(Tree::Log, batch)
             .map_err(|e| log_write_error(format!("appending to the log: {e}")))
             .and_then(|()| self.flush());
+        if written.is_ok() {
+            let mut recent = self.recent();
+            for entry in appended {
+                recent.insert(entry.log_id.index, entry);
+            }
+            while recent.len() > RECENT_ENTRIES_MAX {
+                recent.pop_first();
+            }
+        }
         let report = written
             .as_ref()
             .map(|_| ())
@@ -222,6 +282,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<RaftNodeId>) -> StorageResult<()> {
+        drop(self.recent().split_off(&log_id.index));
         let from = index_key(log_id.index);
         let batch = self
             .keys(Bound::Included(&from[..]), Bound::Unbounded)?
@@ -235,6 +296,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<RaftNodeId>) -> StorageResult<()> {
+        {
+            let mut recent = self.recent();
+            let kept = recent.split_off(&log_id.index.saturating_add(1));
+            *recent = kept;
+        }
         self.put_meta("last_purged", &Some(log_id))?;
         self.flush()?;
         let through = index_key(log_id.index);

@@ -144,6 +144,7 @@ mod tests {
                 };
                 let verdict = machine.apply_entry(&entry);
                 let applied = Applied {
+                    bytes: crate::history::encode_entry(&entry),
                     entry,
                     verdict,
                     by: 1,

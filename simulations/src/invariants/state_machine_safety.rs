@@ -30,11 +30,12 @@ pub fn on_event(recorder: &mut Recorder, member: u64, event: ApplyEvent<'_>) {
                 ));
             }
             recorder.applied.insert(member, Some(log_id));
-            let digest = crate::rng::fnv1a(&encode_entry(entry));
+            let bytes = encode_entry(entry);
+            let digest = crate::rng::fnv1a(&bytes);
             recorder.event(Some(member), "apply", digest, log_id.to_string());
             match recorder.committed.get(&log_id.index) {
                 Some(first) => {
-                    if encode_entry(&first.entry) != encode_entry(entry) {
+                    if first.bytes != bytes {
                         let detail = format!(
                             "member {member} applied {log_id} at index {}, member {} applied {}",
                             log_id.index, first.by, first.entry.log_id
@@ -54,6 +55,7 @@ pub fn on_event(recorder: &mut Recorder, member: u64, event: ApplyEvent<'_>) {
                         log_id.index,
                         Applied {
                             entry: entry.clone(),
+                            bytes,
                             verdict: verdict.clone(),
                             by: member,
                         },
