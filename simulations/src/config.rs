@@ -209,14 +209,16 @@ impl SimConfig {
             0.0
         };
         let partition_ms_max = rng.between(200, 1_500);
-        let delay_max_ms = rng.between(1, 30);
-        let delay_max_ms = if on(Fault::Delay) { delay_max_ms } else { 0 };
-        let delay_min_us = rng.between(0, delay_max_ms * 300);
+        // Every message takes some time (a network never delivers instantly, and a retry loop
+        // must move the virtual clock); the delay fault widens the range.
+        let base_us = rng.between(100, 1_000);
+        let spread_us = rng.between(1_000, 30_000);
+        let delay_max_us = base_us + if on(Fault::Delay) { spread_us } else { base_us };
         let network = NetworkFaults {
             drop_probability: draw(&mut rng, Fault::Loss, 0.0, 0.1),
             duplicate_probability: draw(&mut rng, Fault::Duplicate, 0.0, 0.1),
-            delay_min: Duration::from_micros(delay_min_us),
-            delay_max: Duration::from_millis(delay_max_ms),
+            delay_min: Duration::from_micros(base_us),
+            delay_max: Duration::from_micros(delay_max_us),
             reorder_probability: draw(&mut rng, Fault::Reorder, 0.0, 0.2),
             reorder_delay_max: Duration::from_millis(if on(Fault::Reorder) { 50 } else { 0 }),
         };
