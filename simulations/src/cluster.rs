@@ -50,7 +50,10 @@ pub fn node_id(id: u64) -> NodeId {
 
 impl Cluster {
     pub fn new(config: &SimConfig, recorder: Shared) -> Cluster {
-        let net = MemoryNetwork::new(stream(config.seed, "network").next_u64());
+        let net = MemoryNetwork::with_faults(
+            stream(config.seed, "network").next_u64(),
+            config.calm_network(),
+        );
         let members = (1..=config.nodes as u64)
             .map(|id| Member {
                 id,

@@ -255,6 +255,16 @@ impl SimConfig {
         }
     }
 
+    /// The network without faults: only its base latency (while the group forms and in the
+    /// liveness phase), so every message still takes virtual time.
+    pub fn calm_network(&self) -> NetworkFaults {
+        NetworkFaults {
+            delay_min: self.network.delay_min,
+            delay_max: self.network.delay_min,
+            ..NetworkFaults::none()
+        }
+    }
+
     pub fn has(&self, fault: Fault) -> bool {
         self.faults.contains(&fault)
     }

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use grove_raft::metadata::{Command, TaskRecord, TaskState};
 use grove_raft::replicated::{GroveNode, MemoryTables};
-use grove_rpc::Faults as NetworkFaults;
 use openraft::ServerState;
 
 use crate::cluster::{Cluster, rpc_name};
@@ -162,7 +161,7 @@ async fn simulate(config: &SimConfig, recorder: Shared) -> (Option<Duration>, St
     }
     let fires = grove_rpc::buggify::disable();
     event("buggify-fired", fires.to_string());
-    cluster.net.set_faults(NetworkFaults::none());
+    cluster.net.set_faults(config.calm_network());
     cluster.net.heal_all();
     cluster.set_disk_faults(DiskFaults::default());
     event("liveness", String::new());
