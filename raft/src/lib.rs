@@ -20,7 +20,7 @@
 //! callers pass timestamps), so replicas that apply the same log agree; reads iterate in key
 //! order, never in hash order.
 //!
-//! Must never depend on: `grove-query`, `grove-node`, `grove-simulations`. Depends on
+//! Must never depend on: `grove-query`, `grove-node`, `grove-sim`. Depends on
 //! `grove-rpc` (the transport seam) and openraft.
 
 // Lets test fixtures shared with the integration tests name this crate as they do.

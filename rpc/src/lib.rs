@@ -16,6 +16,7 @@
 //!   [`envelope`]: the versioned, hand-encoded frame header.
 //! - [`tls`]: cluster CA and node certificates (rcgen), rustls configs (ring).
 //! - [`conformance`]: the behaviour suite both transports pass.
+//! - [`buggify!`]: fault sites in production code that only the simulator turns on.
 //!
 //! Wire: `u32` big-endian body length, then the envelope header (version, kind, flags, fields),
 //! then the payload. Each call is one stream: request frame → response frame, or item frames
@@ -37,8 +38,9 @@
 //!   `Instant::now`, no `SystemTime`) and ordered maps, so a simulation replays exactly.
 //!
 //! Must never depend on: `grove-raft`, `grove-node`, `grove-segment`, `grove-query`,
-//! `grove-simulations` (they depend on it).
+//! `grove-sim` (they depend on it).
 
+pub mod buggify;
 pub mod codec;
 pub mod conformance;
 pub mod envelope;

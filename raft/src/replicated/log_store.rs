@@ -1,59 +1,80 @@
-//! [`SledLogStore`]: openraft's log storage in the node's sled database.
+//! [`LogStore`]: openraft's log storage on a member's [`Disk`] (sled in production,
+//! [`SledLogStore`]; the simulator's disk under `grove-sim`).
 //!
-//! Layout: tree `raft_log` keyed by the entry index as 8 big-endian bytes (so key order is
-//! index order), values are entries encoded by [`super::types::encode`]; tree `raft_meta`
-//! holds `vote`, `committed` and `last_purged` (same encoding).
+//! Layout: tree [`Tree::Log`] (sled `raft_log`) keyed by the entry index as 8 big-endian bytes
+//! (so key order is index order), values are entries encoded by [`super::types::encode`]; tree
+//! [`Tree::Meta`] (sled `raft_meta`) holds `vote`, `committed` and `last_purged` (same
+//! encoding).
 //!
-//! Durability: `append` writes its entries in one batch and flushes before it reports the
+//! Durability: `append` writes its entries in one batch and syncs before it reports the
 //! entries written (openraft counts an entry towards a quorum only after that report);
-//! `save_vote` flushes before it returns. `committed` is not flushed on its own: losing it only
-//! means replaying less of the log at start, which the leader then re-sends. `purge` records
-//! the new `last_purged` before it deletes entries, so a crash in between leaves entries that
-//! are already covered, never a gap.
+//! `save_vote` and `save_committed` sync before they return. The commit index must survive a
+//! crash: a leader that restarts resumes leading without a new blank entry (openraft 0.9
+//! `Engine::startup`) and answers read-index requests with its stored commit index, so a lost
+//! commit index would let a read miss a write that leader had acknowledged. `purge` records
+//! the new `last_purged` (synced) before it deletes entries, so a crash in between leaves
+//! entries that are already covered, never a gap.
 //!
-//! The flushes are synchronous calls on the calling task: nothing else runs on a
+//! Reads: the last [`RECENT_ENTRIES_MAX`] entries appended by this incarnation are also kept
+//! decoded in memory (shared by every clone, so the replication tasks' readers see them): a
+//! leader reads each new entry once per follower, and decoding an entry (its command is JSON)
+//! cost more than a third of the simulator's time. The cache only ever holds what the disk
+//! holds at the same index: `truncate` and `purge` drop entries from it before they touch the
+//! disk, and `append` adds entries only once they are written. A read the cache does not cover
+//! entirely goes to the disk.
+//!
+//! The syncs are synchronous calls on the calling task: nothing else runs on a
 //! current-thread runtime while the disk works, so paused-time tests cannot see timers fire
 //! "during" a write.
 
 // openraft's storage traits fix `StorageError` (large) as the error type of every method.
 #![allow(clippy::result_large_err)]
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{Entry, LogId, OptionalSend, RaftLogId, StorageError, StorageIOError, Vote};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::disk::{Disk, SledDisk, Tree};
 use super::types::{RaftNodeId, TypeConfig, decode, encode};
 
 type StorageResult<T> = Result<T, StorageError<RaftNodeId>>;
 
-/// The Raft log of one node. Cheap to clone: clones share the trees.
+/// The log store on sled, as production runs it.
+pub type SledLogStore = LogStore;
+
+/// Entries kept decoded in memory (the most recent appended by this incarnation).
+pub const RECENT_ENTRIES_MAX: usize = 4_096;
+
+/// The Raft log of one node. Cheap to clone: clones share the disk and the recent entries.
 #[derive(Clone)]
-pub struct SledLogStore {
-    db: sled::Db,
-    log: sled::Tree,
-    meta: sled::Tree,
+pub struct LogStore {
+    disk: Arc<dyn Disk>,
+    recent: Arc<Mutex<BTreeMap<u64, Entry<TypeConfig>>>>,
     /// Held by every clone, so the owner can tell when the last one is gone (and with it the
     /// database's file lock).
     open: Option<Arc<()>>,
 }
 
-impl SledLogStore {
+impl LogStore {
+    /// The log in sled database `db`.
     pub fn open(db: &sled::Db) -> StorageResult<Self> {
-        let tree = |name: &str| {
-            db.open_tree(name)
-                .map_err(|e| log_read_error(format!("opening tree {name}: {e}")))
-        };
-        Ok(SledLogStore {
-            db: db.clone(),
-            log: tree("raft_log")?,
-            meta: tree("raft_meta")?,
+        let disk = SledDisk::open(db).map_err(|e| log_read_error(e.to_string()))?;
+        Ok(LogStore::on_disk(Arc::new(disk)))
+    }
+
+    /// The log on `disk`.
+    pub fn on_disk(disk: Arc<dyn Disk>) -> Self {
+        LogStore {
+            disk,
+            recent: Arc::default(),
             open: None,
-        })
+        }
     }
 
     /// Makes every clone of this store hold `token` (see [`super::RaftNode::shutdown`]).
@@ -63,7 +84,7 @@ impl SledLogStore {
     }
 
     fn get_meta<T: DeserializeOwned>(&self, key: &str) -> StorageResult<Option<T>> {
-        match self.meta.get(key) {
+        match self.disk.get(Tree::Meta, key.as_bytes()) {
             Ok(Some(bytes)) => decode(&bytes)
                 .map(Some)
                 .map_err(|e| log_read_error(format!("undecodable {key}: {e}"))),
@@ -74,15 +95,18 @@ impl SledLogStore {
 
     fn put_meta<T: Serialize>(&self, key: &str, value: &T) -> StorageResult<()> {
         let bytes = encode(value).map_err(|e| log_write_error(format!("encoding {key}: {e}")))?;
-        self.meta
-            .insert(key, bytes.as_ref())
+        self.disk
+            .write(
+                Tree::Meta,
+                vec![(key.as_bytes().to_vec(), Some(bytes.to_vec()))],
+            )
             .map_err(|e| log_write_error(format!("writing {key}: {e}")))?;
         Ok(())
     }
 
     fn flush(&self) -> StorageResult<()> {
-        self.db
-            .flush()
+        self.disk
+            .sync()
             .map_err(|e| log_write_error(format!("flushing the log: {e}")))?;
         Ok(())
     }
@@ -92,50 +116,91 @@ impl SledLogStore {
             .get_meta::<Option<LogId<RaftNodeId>>>("last_purged")?
             .flatten())
     }
+
+    fn recent(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Entry<TypeConfig>>> {
+        self.recent
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Entries `[start, end)` if the recent entries hold every one of them.
+    fn recent_range(&self, start: u64, end: u64) -> Option<Vec<Entry<TypeConfig>>> {
+        let recent = self.recent();
+        let first = *recent.keys().next()?;
+        if start < first || end <= start {
+            return None;
+        }
+        let entries: Vec<_> = recent.range(start..end).map(|(_, e)| e.clone()).collect();
+        (entries.len() as u64 == end - start).then_some(entries)
+    }
+
+    /// The keys of every entry within `range`.
+    fn keys(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> StorageResult<Vec<Vec<u8>>> {
+        Ok(self
+            .disk
+            .range(Tree::Log, start, end)
+            .map_err(|e| log_read_error(format!("reading the log: {e}")))?
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect())
+    }
 }
 
 fn index_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
 }
 
+fn as_slice(bound: &Bound<[u8; 8]>) -> Bound<&[u8]> {
+    match bound {
+        Bound::Included(key) => Bound::Included(&key[..]),
+        Bound::Excluded(key) => Bound::Excluded(&key[..]),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
 fn decode_entry(bytes: &[u8]) -> StorageResult<Entry<TypeConfig>> {
     decode(bytes).map_err(|e| log_read_error(format!("undecodable log entry: {e}")))
 }
 
-impl RaftLogReader<TypeConfig> for SledLogStore {
+impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
     ) -> StorageResult<Vec<Entry<TypeConfig>>> {
         let start = match range.start_bound() {
-            Bound::Included(&i) => Bound::Included(index_key(i)),
-            Bound::Excluded(&i) => Bound::Excluded(index_key(i)),
-            Bound::Unbounded => Bound::Unbounded,
+            Bound::Included(&i) => Some(i),
+            Bound::Excluded(&i) => i.checked_add(1),
+            Bound::Unbounded => Some(0),
         };
         let end = match range.end_bound() {
-            Bound::Included(&i) => Bound::Included(index_key(i)),
-            Bound::Excluded(&i) => Bound::Excluded(index_key(i)),
-            Bound::Unbounded => Bound::Unbounded,
+            Bound::Included(&i) => i.checked_add(1),
+            Bound::Excluded(&i) => Some(i),
+            Bound::Unbounded => None,
         };
-        self.log
-            .range::<[u8; 8], _>((start, end))
-            .map(|item| {
-                let (_, value) =
-                    item.map_err(|e| log_read_error(format!("reading the log: {e}")))?;
-                decode_entry(&value)
-            })
+        if let (Some(start), Some(end)) = (start, end)
+            && let Some(entries) = self.recent_range(start, end)
+        {
+            return Ok(entries);
+        }
+        let key = |bound: Bound<&u64>| bound.map(|&i| index_key(i));
+        let (start, end) = (key(range.start_bound()), key(range.end_bound()));
+        self.disk
+            .range(Tree::Log, as_slice(&start), as_slice(&end))
+            .map_err(|e| log_read_error(format!("reading the log: {e}")))?
+            .iter()
+            .map(|(_, value)| decode_entry(value))
             .collect()
     }
 }
 
-impl RaftLogStorage<TypeConfig> for SledLogStore {
-    type LogReader = SledLogStore;
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> StorageResult<LogState<TypeConfig>> {
         let last_purged_log_id = self.last_purged()?;
         let last = self
-            .log
-            .last()
+            .disk
+            .last(Tree::Log)
             .map_err(|e| log_read_error(format!("reading the log: {e}")))?;
         let last_log_id = match last {
             Some((_, value)) => Some(*decode_entry(&value)?.get_log_id()),
@@ -153,11 +218,11 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
 
     async fn save_vote(&mut self, vote: &Vote<RaftNodeId>) -> StorageResult<()> {
         let bytes = encode(vote).map_err(|e| vote_error(format!("encoding the vote: {e}")))?;
-        self.meta
-            .insert("vote", bytes.as_ref())
+        self.disk
+            .write(Tree::Meta, vec![(b"vote".to_vec(), Some(bytes.to_vec()))])
             .map_err(|e| vote_error(format!("writing the vote: {e}")))?;
-        self.db
-            .flush()
+        self.disk
+            .sync()
             .map_err(|e| vote_error(format!("flushing the vote: {e}")))?;
         Ok(())
     }
@@ -167,7 +232,12 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<RaftNodeId>>) -> StorageResult<()> {
-        self.put_meta("committed", &committed)
+        self.put_meta("committed", &committed)?;
+        // Synced: a leader that restarts resumes leading without a new blank entry (openraft
+        // 0.9 `Engine::startup`), and its read index is then this stored commit index; had it
+        // lost a commit it had acknowledged, reads through it would miss that write (found by
+        // grove-sim: without this sync about one seed in 100 read stale offsets).
+        self.flush()
     }
 
     async fn read_committed(&mut self) -> StorageResult<Option<LogId<RaftNodeId>>> {
@@ -181,17 +251,28 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut batch = sled::Batch::default();
+        let mut batch = Vec::new();
+        let mut appended = Vec::new();
         for entry in entries {
             let bytes = encode(&entry)
                 .map_err(|e| log_write_error(format!("encoding entry {}: {e}", entry.log_id)))?;
-            batch.insert(&index_key(entry.log_id.index), bytes.as_ref());
+            batch.push((index_key(entry.log_id.index).to_vec(), Some(bytes.to_vec())));
+            appended.push(entry);
         }
         let written = self
-            .log
-            .apply_batch(batch)
+            .disk
+            .write(Tree::Log, batch)
             .map_err(|e| log_write_error(format!("appending to the log: {e}")))
             .and_then(|()| self.flush());
+        if written.is_ok() {
+            let mut recent = self.recent();
+            for entry in appended {
+                recent.insert(entry.log_id.index, entry);
+            }
+            while recent.len() > RECENT_ENTRIES_MAX {
+                recent.pop_first();
+            }
+        }
         let report = written
             .as_ref()
             .map(|_| ())
@@ -201,27 +282,35 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<RaftNodeId>) -> StorageResult<()> {
-        let mut batch = sled::Batch::default();
-        for key in self.log.range(index_key(log_id.index)..).keys() {
-            let key = key.map_err(|e| log_read_error(format!("reading the log: {e}")))?;
-            batch.remove(key);
-        }
-        self.log
-            .apply_batch(batch)
+        drop(self.recent().split_off(&log_id.index));
+        let from = index_key(log_id.index);
+        let batch = self
+            .keys(Bound::Included(&from[..]), Bound::Unbounded)?
+            .into_iter()
+            .map(|key| (key, None))
+            .collect();
+        self.disk
+            .write(Tree::Log, batch)
             .map_err(|e| log_write_error(format!("truncating the log: {e}")))?;
         self.flush()
     }
 
     async fn purge(&mut self, log_id: LogId<RaftNodeId>) -> StorageResult<()> {
+        {
+            let mut recent = self.recent();
+            let kept = recent.split_off(&log_id.index.saturating_add(1));
+            *recent = kept;
+        }
         self.put_meta("last_purged", &Some(log_id))?;
         self.flush()?;
-        let mut batch = sled::Batch::default();
-        for key in self.log.range(..=index_key(log_id.index)).keys() {
-            let key = key.map_err(|e| log_read_error(format!("reading the log: {e}")))?;
-            batch.remove(key);
-        }
-        self.log
-            .apply_batch(batch)
+        let through = index_key(log_id.index);
+        let batch = self
+            .keys(Bound::Unbounded, Bound::Included(&through[..]))?
+            .into_iter()
+            .map(|key| (key, None))
+            .collect();
+        self.disk
+            .write(Tree::Log, batch)
             .map_err(|e| log_write_error(format!("purging the log: {e}")))?;
         Ok(())
     }

@@ -5,8 +5,10 @@
 //! - [`types`]: the openraft type config ([`TypeConfig`]), log payload ([`ClientRequest`] with
 //!   its [`RequestId`]), apply result ([`Verdict`]), member address ([`GroveNode`]).
 //! - [`runtime`]: tokio with a seeded election-timeout draw ([`SeededRuntime`]).
-//! - [`log_store`]: the Raft log, vote and commit index in sled ([`SledLogStore`]).
-//! - [`state_machine`]: tables in memory, snapshots in sled ([`StateMachineStore`]).
+//! - [`disk`]: the storage seam under log and snapshots ([`Disk`]; [`SledDisk`] in
+//!   production, the simulator's disk under `grove-sim`).
+//! - [`log_store`]: the Raft log, vote and commit index on a disk ([`LogStore`]).
+//! - [`state_machine`]: tables in memory, snapshots on the disk ([`StateMachineStore`]).
 //! - [`tables`]: the in-memory tables and the request log that deduplicates retries.
 //! - [`network`]: Raft and client methods over any `grove_rpc::Transport` ([`GroveNetwork`]).
 //! - [`node`]: one member and its client side ([`RaftNode`]): writes and membership changes
@@ -19,6 +21,7 @@
 //! (`raft_meta`) and last snapshot (`snapshot`); the tables themselves live in memory and are
 //! rebuilt at start from the snapshot and the log.
 
+pub mod disk;
 pub mod log_store;
 pub mod network;
 pub mod node;
@@ -29,11 +32,12 @@ pub mod tables;
 pub mod types;
 pub mod watch;
 
-pub use log_store::SledLogStore;
+pub use disk::{Disk, SledDisk, Tree};
+pub use log_store::{LogStore, SledLogStore};
 pub use network::{GroveNetwork, PeerHook};
 pub use node::{RaftNode, RaftNodeConfig, ReplicaError, default_raft_config};
 pub use runtime::SeededRuntime;
-pub use state_machine::StateMachineStore;
+pub use state_machine::{ApplyEvent, ApplyHook, StateMachineStore};
 pub use store::ReplicatedMetadataStore;
 pub use tables::{MemoryTables, RequestLog};
 pub use types::{ClientRequest, GroveNode, RaftNodeId, RequestId, TypeConfig, Verdict};

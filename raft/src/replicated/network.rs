@@ -173,6 +173,11 @@ impl PeerClient {
                 self.target
             ))))
         })?;
+        if grove_rpc::buggify!() {
+            // Simulation only: a sender that stalls (scheduling, a full socket buffer) before
+            // its message leaves.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         self.transport
             .call::<M>(peer, &request, option.hard_ttl())
             .await

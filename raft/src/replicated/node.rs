@@ -38,13 +38,14 @@ use openraft::error::{
 use openraft::{ChangeMembers, Raft, RaftMetrics, SnapshotPolicy};
 use tokio::time::Instant;
 
-use super::log_store::SledLogStore;
+use super::disk::{Disk, SledDisk};
+use super::log_store::LogStore;
 use super::network::{
     Admin, AdminRequest, AppendEntries, ClientWrite, GroveNetwork, InstallSnapshot,
     InstallSnapshotFailure, LeaderReply, PeerHook, ReadIndex, Vote,
 };
 use super::runtime::seed_thread_rng;
-use super::state_machine::{MachineState, StateMachineStore};
+use super::state_machine::{ApplyHook, MachineState, StateMachineStore};
 use super::tables::MemoryTables;
 use super::types::{
     ClientRequest, GroveNode, RaftNodeId, RequestId, TypeConfig, Verdict, decode, encode,
@@ -195,30 +196,35 @@ impl RaftNode {
         transport: Arc<dyn Transport>,
         on_peer: Option<PeerHook>,
     ) -> Result<RaftNode, ReplicaError> {
-        if transport.node_id().as_str() != config.node.name {
-            return Err(ReplicaError::Start(format!(
-                "member {} is named {:?} but its transport is node {}",
-                config.id,
-                config.node.name,
-                transport.node_id()
-            )));
-        }
+        check_name(&config, transport.as_ref())?;
+        let db = sled::open(&config.dir)
+            .map_err(|e| ReplicaError::Start(format!("opening {}: {e}", config.dir.display())))?;
+        let disk = SledDisk::open(&db).map_err(|e| ReplicaError::Start(e.to_string()))?;
+        drop(db);
+        RaftNode::start_on(config, Arc::new(disk), None, transport, on_peer).await
+    }
+
+    /// [`RaftNode::start`] on a given [`Disk`] (`config.dir` is not used), telling `on_apply`
+    /// (if any) what the state machine applies: the simulator's entry point.
+    pub async fn start_on(
+        config: RaftNodeConfig,
+        disk: Arc<dyn Disk>,
+        on_apply: Option<ApplyHook>,
+        transport: Arc<dyn Transport>,
+        on_peer: Option<PeerHook>,
+    ) -> Result<RaftNode, ReplicaError> {
+        check_name(&config, transport.as_ref())?;
         let start = |e: String| ReplicaError::Start(e);
         let raft_config = config
             .raft
             .clone()
             .validate()
             .map_err(|e| start(format!("raft config: {e}")))?;
-        let db = sled::open(&config.dir)
-            .map_err(|e| start(format!("opening {}: {e}", config.dir.display())))?;
         let storage_open = Arc::new(());
-        let log = SledLogStore::open(&db)
+        let log = LogStore::on_disk(Arc::clone(&disk)).track(&storage_open);
+        let machine = StateMachineStore::on_disk(disk, on_apply)
             .map_err(|e| start(e.to_string()))?
             .track(&storage_open);
-        let machine = StateMachineStore::open(&db)
-            .map_err(|e| start(e.to_string()))?
-            .track(&storage_open);
-        drop(db);
         let state = machine.state();
         let network = GroveNetwork::new(Arc::clone(&transport), on_peer.clone());
         // openraft draws this member's election timeout inside `Raft::new`, before its first
@@ -535,6 +541,11 @@ impl Inner {
                 None => LeaderReply::NotLeader { leader: None },
             };
             match reply {
+                // Simulation only: the reply of a write that did commit is lost, so the write
+                // is retried under its request id and must be answered from the request log.
+                LeaderReply::Done(LeaderDone::Write(_)) if grove_rpc::buggify!() => {
+                    last_failure = Some("buggify: the reply was lost".into());
+                }
                 LeaderReply::Done(done) => return Ok(done),
                 LeaderReply::Refused(why) => return Err(ReplicaError::Membership(why)),
                 LeaderReply::NotLeader { leader: Some(hint) } if Some(hint) != known => {
@@ -683,6 +694,19 @@ fn write_failure<T>(
         }
         RaftError::Fatal(e) => LeaderReply::Failed(format!("raft stopped: {e}")),
     }
+}
+
+/// Refuses a member whose transport is another node.
+fn check_name(config: &RaftNodeConfig, transport: &dyn Transport) -> Result<(), ReplicaError> {
+    if transport.node_id().as_str() != config.node.name {
+        return Err(ReplicaError::Start(format!(
+            "member {} is named {:?} but its transport is node {}",
+            config.id,
+            config.node.name,
+            transport.node_id()
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses a request whose log encoding does not decode back to it.

@@ -4,8 +4,9 @@
 //!
 //! Where the state lives: in memory ([`MachineState`], behind a lock the read path shares);
 //! durability comes from the Raft log (flushed before an entry is acknowledged) and from
-//! snapshots, which are written to the node's sled database (tree `snapshot`, keys `meta` and
-//! `data`, one batch, flushed) before openraft may purge the log they cover. After a restart
+//! snapshots, which are written to the node's [`Disk`] (tree [`Tree::Snapshot`], sled
+//! `snapshot`, keys `meta` and `data`, one batch, synced) before openraft may purge the log
+//! they cover. After a restart
 //! the state is the last snapshot plus the committed log replayed over it. Applying touches no
 //! disk, no clock and no randomness, so the apply step is the same under the simulator.
 //!
@@ -18,6 +19,10 @@
 //! Leader-term fencing: a request carrying the term its writer observed is refused (nothing
 //! applied, the refusal remembered under its request id) when its entry was appended by the
 //! leader of another term.
+//!
+//! Observation: an optional [`ApplyHook`] is told of every applied entry (with its verdict),
+//! every installed snapshot and the snapshot loaded at open; the simulator checks its
+//! invariants from it. Production passes none.
 //!
 //! Invariants: `last_applied` only grows, except when a snapshot is installed; an entry's
 //! request id is applied at most once while remembered ([`RequestLog`]); installing a snapshot
@@ -36,6 +41,7 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::disk::{Disk, SledDisk, Tree};
 use super::tables::{MemoryTables, RequestLog, TableRows};
 use super::types::{GroveNode, RaftNodeId, RequestId, TypeConfig, Verdict};
 use super::watch::{Change, ChangeLog};
@@ -102,6 +108,23 @@ impl MachineState {
     }
 }
 
+/// What an [`ApplyHook`] is told.
+#[derive(Debug)]
+pub enum ApplyEvent<'a> {
+    /// An entry was applied with `verdict`.
+    Applied {
+        entry: &'a openraft::Entry<TypeConfig>,
+        verdict: &'a Verdict,
+    },
+    /// The state was replaced by a snapshot received from the leader.
+    Installed { meta: &'a Meta },
+    /// The state was loaded from the snapshot stored on disk (at open).
+    Loaded { meta: &'a Meta },
+}
+
+/// Called (synchronously, under the state lock) for every [`ApplyEvent`].
+pub type ApplyHook = Arc<dyn Fn(ApplyEvent<'_>) + Send + Sync>;
+
 /// The snapshot's data: the tables and the remembered request ids (oldest first).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -113,30 +136,40 @@ struct SnapshotBody {
 
 const SNAPSHOT_FORMAT_VERSION: u32 = 1;
 
-/// openraft's state machine: the shared in-memory state plus the sled tree snapshots live in.
+/// openraft's state machine: the shared in-memory state plus the disk its snapshots live on.
 #[derive(Clone)]
 pub struct StateMachineStore {
     state: Arc<RwLock<MachineState>>,
-    snapshots: sled::Tree,
-    /// Held by every clone (and so by snapshot builders), like [`super::SledLogStore`]'s.
+    disk: Arc<dyn Disk>,
+    /// Held by every clone (and so by snapshot builders), like [`super::LogStore`]'s.
     open: Option<Arc<()>>,
+    on_apply: Option<ApplyHook>,
 }
 
 impl StateMachineStore {
     /// Opens the state machine of the node whose sled database is `db`: the last snapshot
     /// stored there, if any, is loaded.
     pub fn open(db: &sled::Db) -> StorageResult<Self> {
-        let snapshots = db
-            .open_tree("snapshot")
-            .map_err(|e| read_error(format!("opening the snapshot tree: {e}")))?;
+        let disk = SledDisk::open(db).map_err(|e| read_error(e.to_string()))?;
+        StateMachineStore::on_disk(Arc::new(disk), None)
+    }
+
+    /// Opens the state machine whose snapshots live on `disk`, telling `on_apply` (if any)
+    /// what it applies; the last snapshot stored there, if any, is loaded.
+    pub fn on_disk(disk: Arc<dyn Disk>, on_apply: Option<ApplyHook>) -> StorageResult<Self> {
         let store = StateMachineStore {
             state: Arc::new(RwLock::new(MachineState::default())),
-            snapshots,
+            disk,
             open: None,
+            on_apply,
         };
         if let Some((meta, data)) = store.stored_snapshot()? {
             let state = restore(&meta, &data)?;
-            *store.state.write().expect("state lock") = state;
+            let mut guard = store.state.write().expect("state lock");
+            *guard = state;
+            if let Some(hook) = &store.on_apply {
+                hook(ApplyEvent::Loaded { meta: &meta });
+            }
         }
         Ok(store)
     }
@@ -153,19 +186,17 @@ impl StateMachineStore {
     }
 
     fn stored_snapshot(&self) -> StorageResult<Option<(Meta, Vec<u8>)>> {
-        let meta = self
-            .snapshots
-            .get("meta")
-            .map_err(|e| read_error(format!("reading the snapshot: {e}")))?;
-        let data = self
-            .snapshots
-            .get("data")
-            .map_err(|e| read_error(format!("reading the snapshot: {e}")))?;
+        let read = |key: &str| {
+            self.disk
+                .get(Tree::Snapshot, key.as_bytes())
+                .map_err(|e| read_error(format!("reading the snapshot: {e}")))
+        };
+        let (meta, data) = (read("meta")?, read("data")?);
         match (meta, data) {
             (Some(meta), Some(data)) => {
                 let meta = serde_json::from_slice(&meta)
                     .map_err(|e| read_error(format!("undecodable snapshot metadata: {e}")))?;
-                Ok(Some((meta, data.to_vec())))
+                Ok(Some((meta, data)))
             }
             (None, None) => Ok(None),
             _ => Err(read_error("snapshot metadata and data are not both stored")),
@@ -180,14 +211,15 @@ impl StateMachineStore {
     ) -> StorageResult<()> {
         let meta_bytes = serde_json::to_vec(meta)
             .map_err(|e| write_error(format!("encoding snapshot metadata: {e}")))?;
-        let mut batch = sled::Batch::default();
-        batch.insert("meta", meta_bytes);
-        batch.insert("data", data);
-        self.snapshots
-            .apply_batch(batch)
+        let batch = vec![
+            (b"meta".to_vec(), Some(meta_bytes)),
+            (b"data".to_vec(), Some(data.to_vec())),
+        ];
+        self.disk
+            .write(Tree::Snapshot, batch)
             .map_err(|e| write_error(format!("writing the snapshot: {e}")))?;
-        self.snapshots
-            .flush()
+        self.disk
+            .sync()
             .map_err(|e| write_error(format!("flushing the snapshot: {e}")))?;
         Ok(())
     }
@@ -271,7 +303,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let mut state = self.state.write().expect("state lock");
         Ok(entries
             .into_iter()
-            .map(|entry| state.apply_entry(&entry))
+            .map(|entry| {
+                let verdict = state.apply_entry(&entry);
+                if let Some(hook) = &self.on_apply {
+                    hook(ApplyEvent::Applied {
+                        entry: &entry,
+                        verdict: &verdict,
+                    });
+                }
+                verdict
+            })
             .collect())
     }
 
@@ -304,7 +345,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let data = snapshot.into_inner();
         let state = restore(meta, &data)?;
         self.store_snapshot(meta, &data)?;
-        *self.state.write().expect("state lock") = state;
+        let mut guard = self.state.write().expect("state lock");
+        *guard = state;
+        if let Some(hook) = &self.on_apply {
+            hook(ApplyEvent::Installed { meta });
+        }
         Ok(())
     }
 

@@ -1,0 +1,121 @@
+//! The sequential model of the metadata: the committed sequence (every entry some member
+//! applied, by index) replayed from an empty state through the production apply step
+//! (`MachineState::apply_entry`, the function every replica runs), as the brief allows: the
+//! model is the specification. It yields the verdict at each index, the index at which each
+//! request was first applied, and the stored offsets of each datasource after each index.
+
+use std::collections::BTreeMap;
+
+use grove_raft::metadata::Command;
+use grove_raft::replicated::RequestId;
+use grove_raft::replicated::Verdict;
+use grove_raft::replicated::state_machine::MachineState;
+
+use super::Violation;
+use crate::history::Applied;
+
+/// Offsets of one datasource by partition (`None`: none stored).
+pub type Offsets = Option<BTreeMap<u32, i64>>;
+
+pub struct Oracle {
+    pub verdicts: BTreeMap<u64, Verdict>,
+    /// Index of each request's first application.
+    pub first_index: BTreeMap<RequestId, u64>,
+    /// Per datasource: the offsets after each index where they changed.
+    pub offsets: BTreeMap<String, Vec<(u64, Offsets)>>,
+    pub state: MachineState,
+    pub last_index: Option<u64>,
+}
+
+impl Oracle {
+    /// Replays `committed`; a gap in it or a verdict the model does not reproduce is a
+    /// state-machine-safety violation.
+    pub fn replay(committed: &BTreeMap<u64, Applied>) -> (Oracle, Vec<Violation>) {
+        let mut violations = Vec::new();
+        let mut oracle = Oracle {
+            verdicts: BTreeMap::new(),
+            first_index: BTreeMap::new(),
+            offsets: BTreeMap::new(),
+            state: MachineState::default(),
+            last_index: None,
+        };
+        for (&index, applied) in committed {
+            let expected = oracle.last_index.map_or(0, |last| last + 1);
+            if index != expected {
+                violations.push(Violation::new(
+                    "state machine safety",
+                    format!("no member applied index {expected} (the next applied is {index})"),
+                ));
+            }
+            oracle.last_index = Some(index);
+            let verdict = oracle.state.apply_entry(&applied.entry);
+            if verdict != applied.verdict {
+                violations.push(Violation::new(
+                    "state machine safety",
+                    format!(
+                        "entry {}: member {} decided {:?}, the sequential model {verdict:?}",
+                        applied.entry.log_id, applied.by, applied.verdict
+                    ),
+                ));
+            }
+            if let Some((id, command)) = applied.request() {
+                oracle.first_index.entry(*id).or_insert(index);
+                if let Command::PublishSegmentsWithOffsets { task_id, .. } = command
+                    && verdict.result.is_ok()
+                    && !verdict.duplicate
+                {
+                    let data_source = oracle
+                        .state
+                        .tables
+                        .task(task_id)
+                        .map(|task| task.data_source)
+                        .unwrap_or_default();
+                    let now = oracle.offsets_now(&data_source);
+                    oracle
+                        .offsets
+                        .entry(data_source)
+                        .or_default()
+                        .push((index, now));
+                }
+            }
+            oracle.verdicts.insert(index, verdict);
+        }
+        (oracle, violations)
+    }
+
+    fn offsets_now(&self, data_source: &str) -> Offsets {
+        self.state
+            .tables
+            .stream_offsets(data_source)
+            .map(|offsets| offsets.partitions)
+    }
+
+    /// The offsets of `data_source` after index `index` (`None` index: before any).
+    pub fn offsets_at(&self, data_source: &str, index: Option<u64>) -> Offsets {
+        let changes = self.offsets.get(data_source)?;
+        let index = index?;
+        changes
+            .iter()
+            .rev()
+            .find(|(at, _)| *at <= index)
+            .and_then(|(_, offsets)| offsets.clone())
+    }
+
+    /// Every value the offsets of `data_source` take at indexes in `[low, high]`.
+    pub fn offsets_between(
+        &self,
+        data_source: &str,
+        low: Option<u64>,
+        high: Option<u64>,
+    ) -> Vec<Offsets> {
+        let mut values = vec![self.offsets_at(data_source, low)];
+        if let (Some(changes), Some(high)) = (self.offsets.get(data_source), high) {
+            for (at, offsets) in changes {
+                if low.is_none_or(|low| *at > low) && *at <= high {
+                    values.push(offsets.clone());
+                }
+            }
+        }
+        values
+    }
+}

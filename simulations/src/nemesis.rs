@@ -1,0 +1,147 @@
+//! The nemesis: at every step of the safety phase, draws (from the `faults` stream) which
+//! faults start and stop — crashes and restarts, and partitions of the kinds the run has on:
+//! a minority cut off, the leader isolated, one-way cuts, or two halves joined by one bridge
+//! member. Message and disk faults are set for the whole phase by the driver.
+
+use std::collections::BTreeSet;
+
+use openraft::ServerState;
+
+use crate::cluster::{Cluster, node_id};
+use crate::config::{Fault, STEP, SimConfig};
+use crate::history::Shared;
+use crate::rng::{SplitMix64, fnv1a, stream};
+
+pub struct Nemesis {
+    rng: SplitMix64,
+    /// The step at which the current partition heals.
+    partition_until: Option<u64>,
+}
+
+impl Nemesis {
+    pub fn new(config: &SimConfig) -> Nemesis {
+        Nemesis {
+            rng: stream(config.seed, "faults"),
+            partition_until: None,
+        }
+    }
+
+    pub async fn step(
+        &mut self,
+        step: u64,
+        config: &SimConfig,
+        cluster: &mut Cluster,
+        recorder: &Shared,
+    ) {
+        let event = |kind: &'static str, detail: String| {
+            let digest = fnv1a(detail.as_bytes());
+            recorder
+                .lock()
+                .expect("recorder")
+                .event(None, kind, digest, detail);
+        };
+        if self.partition_until.is_some_and(|until| step >= until) {
+            cluster.net.heal_all();
+            self.partition_until = None;
+            event("heal", String::new());
+        }
+        let kinds = config.partitions();
+        if self.partition_until.is_none()
+            && !kinds.is_empty()
+            && self.rng.chance(config.partition_per_step)
+        {
+            let kind = kinds[self.rng.between(0, kinds.len() as u64 - 1) as usize];
+            let detail = self.partition(kind, cluster);
+            let steps = self
+                .rng
+                .between(1, config.partition_ms_max / STEP.as_millis() as u64);
+            self.partition_until = Some(step + steps);
+            event(
+                "partition",
+                format!("{}: {detail} for {steps} steps", kind.name()),
+            );
+        }
+        if config.has(Fault::Crash) {
+            for id in cluster.ids() {
+                let running = cluster.is_running(id);
+                if running && self.rng.chance(config.crash_per_step) {
+                    cluster.crash(id, "crash").await;
+                } else if !running && self.rng.chance(config.restart_per_step) {
+                    let _ = cluster.start(id).await;
+                }
+            }
+        }
+    }
+
+    /// Cuts links for a partition of `kind`; says which.
+    fn partition(&mut self, kind: Fault, cluster: &Cluster) -> String {
+        let ids = cluster.ids();
+        let n = ids.len() as u64;
+        let net = &cluster.net;
+        match kind {
+            Fault::Minority => {
+                let size = self.rng.between(1, (n - 1) / 2);
+                let minority = self.choose(&ids, size);
+                for &a in &minority {
+                    for &b in ids.iter().filter(|b| !minority.contains(b)) {
+                        net.cut_both(&node_id(a), &node_id(b));
+                    }
+                }
+                format!("{minority:?} cut off")
+            }
+            Fault::IsolateLeader => {
+                // The member that leads with the highest term, if any.
+                let leader = cluster
+                    .running_nodes()
+                    .into_iter()
+                    .map(|(id, node)| (id, node.metrics()))
+                    .filter(|(_, m)| m.state == ServerState::Leader)
+                    .max_by_key(|(id, m)| (m.current_term, *id))
+                    .map(|(id, _)| id);
+                match leader {
+                    Some(id) => {
+                        net.isolate(&node_id(id));
+                        format!("leader {id} isolated")
+                    }
+                    None => "no leader to isolate".into(),
+                }
+            }
+            Fault::OneWay => {
+                let cuts = self.rng.between(1, n);
+                let mut done = Vec::new();
+                for _ in 0..cuts {
+                    let from = ids[self.rng.between(0, n - 1) as usize];
+                    let to = ids[self.rng.between(0, n - 1) as usize];
+                    if from != to {
+                        net.cut(&node_id(from), &node_id(to));
+                        done.push((from, to));
+                    }
+                }
+                format!("one-way cuts {done:?}")
+            }
+            Fault::Bridge => {
+                let bridge = ids[self.rng.between(0, n - 1) as usize];
+                let rest: Vec<u64> = ids.iter().copied().filter(|&id| id != bridge).collect();
+                let half = self.choose(&rest, (rest.len() as u64) / 2);
+                for &a in &half {
+                    for &b in rest.iter().filter(|b| !half.contains(b)) {
+                        net.cut_both(&node_id(a), &node_id(b));
+                    }
+                }
+                format!("{half:?} and the rest reach each other only through {bridge}")
+            }
+            other => format!("{} is not a partition", other.name()),
+        }
+    }
+
+    /// `count` distinct ids of `ids`, drawn.
+    fn choose(&mut self, ids: &[u64], count: u64) -> BTreeSet<u64> {
+        let mut pool = ids.to_vec();
+        let mut chosen = BTreeSet::new();
+        for _ in 0..count.min(pool.len() as u64) {
+            let at = self.rng.between(0, pool.len() as u64 - 1) as usize;
+            chosen.insert(pool.swap_remove(at));
+        }
+        chosen
+    }
+}
