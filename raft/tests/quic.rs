@@ -146,11 +146,11 @@ async fn three_members_over_quic_replicate_and_survive_losing_the_leader() {
         .expect("no transport error");
     match first {
         WatchItem::Change(event) => assert_eq!(
-            event.change,
-            Change::RaftMembership {
+            event.changes,
+            [Change::RaftMembership {
                 voters: vec![1, 2, 3],
                 learners: vec![]
-            }
+            }]
         ),
         item => panic!("expected the first membership, got {item:?}"),
     }

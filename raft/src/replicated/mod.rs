@@ -2,8 +2,11 @@
 //! single-node store, replicated by openraft 0.9 over `grove-rpc`.
 //!
 //! Map:
-//! - [`types`]: the openraft type config ([`TypeConfig`]), log payload ([`ClientRequest`] with
-//!   its [`RequestId`]), apply result ([`Verdict`]), member address ([`GroveNode`]).
+//! - [`types`]: the openraft type config ([`TypeConfig`]), log payload ([`WriteBatch`] of
+//!   [`ClientRequest`]s with their [`RequestId`]s), apply result ([`Verdict`]), member
+//!   address ([`GroveNode`]).
+//! - [`batcher`]: group commit on the leader: the writes that arrive while earlier entries
+//!   are written share the next entry ([`batcher::WriteBatcher`]).
 //! - [`runtime`]: tokio with a seeded election-timeout draw ([`SeededRuntime`]).
 //! - [`log_store`]: the Raft log, vote and commit index in sled ([`SledLogStore`]).
 //! - [`state_machine`]: tables in memory, snapshots in sled ([`StateMachineStore`]).
@@ -19,6 +22,7 @@
 //! (`raft_meta`) and last snapshot (`snapshot`); the tables themselves live in memory and are
 //! rebuilt at start from the snapshot and the log.
 
+pub mod batcher;
 pub mod log_store;
 pub mod network;
 pub mod node;
@@ -36,5 +40,5 @@ pub use runtime::SeededRuntime;
 pub use state_machine::StateMachineStore;
 pub use store::ReplicatedMetadataStore;
 pub use tables::{MemoryTables, RequestLog};
-pub use types::{ClientRequest, GroveNode, RaftNodeId, RequestId, TypeConfig, Verdict};
+pub use types::{ClientRequest, GroveNode, RaftNodeId, RequestId, TypeConfig, Verdict, WriteBatch};
 pub use watch::{Change, ChangeEvent, WatchItem, WatchKind, WatchState, watch_remote};

@@ -37,7 +37,7 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 
 use super::tables::{MemoryTables, RequestLog, TableRows};
-use super::types::{GroveNode, RaftNodeId, RequestId, TypeConfig, Verdict};
+use super::types::{ClientRequest, GroveNode, RaftNodeId, RequestId, TypeConfig, Verdict};
 use super::watch::{Change, ChangeLog};
 use crate::metadata::MetadataError;
 use crate::metadata::apply::apply;
@@ -57,8 +57,10 @@ pub struct MachineState {
 }
 
 impl MachineState {
-    /// Applies one entry: the command's verdict, or the remembered verdict of its request id.
-    pub fn apply_entry(&mut self, entry: &openraft::Entry<TypeConfig>) -> Verdict {
+    /// Applies one entry: a verdict per request of a normal entry (none for a blank or
+    /// membership entry). The changes its accepted requests make to watched tables are
+    /// recorded as one event at the entry's index.
+    pub fn apply_entry(&mut self, entry: &openraft::Entry<TypeConfig>) -> Vec<Verdict> {
         debug_assert!(
             self.last_applied
                 .is_none_or(|last| last.index < entry.log_id.index),
@@ -68,36 +70,56 @@ impl MachineState {
         );
         self.last_applied = Some(entry.log_id);
         match &entry.payload {
-            EntryPayload::Blank => Verdict::accepted(),
-            EntryPayload::Normal(request) => {
-                if let Some(remembered) = self.requests.get(&request.id) {
-                    return remembered;
+            EntryPayload::Blank => Vec::new(),
+            EntryPayload::Normal(batch) => {
+                let mut changes = Vec::new();
+                let verdicts = batch
+                    .requests
+                    .iter()
+                    .map(|request| self.apply_request(entry.log_id, request, &mut changes))
+                    .collect();
+                if !changes.is_empty() {
+                    self.changes.record(entry.log_id.index, changes);
                 }
-                let committed = entry.log_id.leader_id.term;
-                let result = match request.term {
-                    Some(observed) if observed != committed => Err(MetadataError::StaleTerm {
-                        observed,
-                        committed,
-                    }),
-                    _ => apply(&mut self.tables, &request.command),
-                };
-                if result.is_ok()
-                    && let Some(change) = Change::of_command(&request.command, &self.tables)
-                {
-                    self.changes.record(entry.log_id.index, change);
-                }
-                self.requests.remember(request.id, result.clone());
-                Verdict {
-                    result,
-                    duplicate: false,
-                }
+                verdicts
             }
             EntryPayload::Membership(membership) => {
                 self.membership = StoredMembership::new(Some(entry.log_id), membership.clone());
                 self.changes
-                    .record(entry.log_id.index, Change::of_membership(membership));
-                Verdict::accepted()
+                    .record(entry.log_id.index, vec![Change::of_membership(membership)]);
+                Vec::new()
             }
+        }
+    }
+
+    /// Applies one request of the entry at `log_id`: the command's verdict, or the remembered
+    /// verdict of its request id. The watched change it made is pushed onto `changes`.
+    fn apply_request(
+        &mut self,
+        log_id: LogId<RaftNodeId>,
+        request: &ClientRequest,
+        changes: &mut Vec<Change>,
+    ) -> Verdict {
+        if let Some(remembered) = self.requests.get(&request.id) {
+            return remembered;
+        }
+        let committed = log_id.leader_id.term;
+        let result = match request.term {
+            Some(observed) if observed != committed => Err(MetadataError::StaleTerm {
+                observed,
+                committed,
+            }),
+            _ => apply(&mut self.tables, &request.command),
+        };
+        if result.is_ok()
+            && let Some(change) = Change::of_command(&request.command, &self.tables)
+        {
+            changes.push(change);
+        }
+        self.requests.remember(request.id, result.clone());
+        Verdict {
+            result,
+            duplicate: false,
         }
     }
 }
@@ -263,7 +285,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok((state.last_applied, state.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> StorageResult<Vec<Verdict>>
+    async fn apply<I>(&mut self, entries: I) -> StorageResult<Vec<Vec<Verdict>>>
     where
         I: IntoIterator<Item = openraft::Entry<TypeConfig>> + openraft::OptionalSend,
         I::IntoIter: openraft::OptionalSend,
