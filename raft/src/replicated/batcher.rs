@@ -33,8 +33,8 @@ pub const BATCHES_IN_FLIGHT: usize = 2;
 pub const BATCH_REQUESTS_MAX: usize = 256;
 /// A batch stops growing before its requests' encoded sizes pass this (a larger request goes
 /// alone). With `max_payload_entries` (see `default_raft_config`) it bounds one append call:
-/// openraft 0.9 gives an append one heartbeat interval, so a follower catching up on many
-/// large entries must still get each call through in time.
+/// openraft 0.9 gives an append one heartbeat interval, and a call that never fits in it is
+/// re-sent forever (a follower then never catches up).
 pub const BATCH_BYTES_MAX: usize = 32 << 10;
 
 type Reply = LeaderReply<Verdict>;

@@ -93,15 +93,17 @@ impl RaftNodeConfig {
 }
 
 /// openraft settings for the metadata group: 50 ms heartbeats, elections after 100–200 ms
-/// of silence past the 200 ms leader lease, a snapshot every 10,000 entries, 1,000 entries kept behind it for lagging
-/// followers, 4 MiB snapshot chunks (well under the transport's 16 MiB frame limit), at most
-/// 32 entries per append call (entries hold up to 32 KiB of batched writes, so a call stays
-/// near 1 MiB: openraft 0.9 gives it one heartbeat interval).
+/// of silence past the 200 ms leader lease, a snapshot every 10,000 entries, 1,000 entries
+/// kept behind it for lagging followers, 4 MiB snapshot chunks (well under the transport's
+/// 16 MiB frame limit), at most 8 entries per append call: entries hold up to 32 KiB of
+/// batched writes, so a call stays under 256 KiB. openraft 0.9 gives an append call one
+/// heartbeat interval and re-sends one that does not fit forever, and a new leader's first
+/// probe of a follower is a full call from the middle of its log.
 pub fn default_raft_config() -> openraft::Config {
     openraft::Config {
         cluster_name: "grove-metadata".into(),
         heartbeat_interval: 50,
-        max_payload_entries: 32,
+        max_payload_entries: 8,
         election_timeout_min: 100,
         election_timeout_max: 200,
         install_snapshot_timeout: 2_000,
