@@ -367,3 +367,56 @@ pub(crate) fn encode_item(item: WatchItem) -> Result<String, RpcError> {
         reason: format!("a watch item: {e}"),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entrys_event_keeps_only_the_watched_kinds_and_skips_an_entry_left_empty() {
+        let unused = Change::SegmentsUnused {
+            data_source: "wiki".into(),
+            ids: Vec::new(),
+        };
+        let rules = Change::RulesSet {
+            rules: RulesRecord {
+                data_source: "wiki".into(),
+                rules: Vec::new(),
+                version: 1,
+                updated_ms: 0,
+            },
+        };
+        let removed = Change::NodeRemoved { id: "h1".into() };
+        let mut log = ChangeLog::default();
+        // One entry whose batch changed segments and rules, then one that removed a node.
+        log.record(4, vec![unused.clone(), rules.clone()]);
+        log.record(5, vec![removed.clone()]);
+        let of = |kinds: &[WatchKind], from: u64| log.from(from, &kinds.iter().copied().collect());
+        assert_eq!(
+            of(&[WatchKind::Rules], 0),
+            [ChangeEvent {
+                index: 4,
+                changes: vec![rules.clone()]
+            }]
+        );
+        assert_eq!(
+            of(&[WatchKind::Segments, WatchKind::Assignments], 0),
+            [
+                ChangeEvent {
+                    index: 4,
+                    changes: vec![unused.clone()]
+                },
+                ChangeEvent {
+                    index: 5,
+                    changes: vec![removed.clone()]
+                }
+            ]
+        );
+        assert_eq!(
+            of(&[WatchKind::Rules, WatchKind::Segments], 0)[0].changes,
+            [unused, rules],
+            "apply order within the entry"
+        );
+        assert!(of(&[WatchKind::Rules], 5).is_empty());
+    }
+}
