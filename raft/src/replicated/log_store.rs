@@ -11,6 +11,12 @@
 //! the new `last_purged` before it deletes entries, so a crash in between leaves entries that
 //! are already covered, never a gap.
 //!
+//! Reads: the entries appended since the store opened, up to [`TAIL_ENTRIES_MAX`], are also
+//! kept decoded in memory (the tail), so the leader's replication to each follower clones
+//! them instead of reading and decoding sled. The tail is always a suffix of the log:
+//! appends extend it, `truncate` cuts both at the same index, `purge` and the bound drop its
+//! oldest entries; a range that starts inside it is read from it, any other from sled.
+//!
 //! The flushes are synchronous calls on the calling task: nothing else runs on a
 //! current-thread runtime while the disk works, so paused-time tests cannot see timers fire
 //! "during" a write.
@@ -18,9 +24,10 @@
 // openraft's storage traits fix `StorageError` (large) as the error type of every method.
 #![allow(clippy::result_large_err)]
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{Entry, LogId, OptionalSend, RaftLogId, StorageError, StorageIOError, Vote};
@@ -31,12 +38,19 @@ use super::types::{RaftNodeId, TypeConfig, decode, encode};
 
 type StorageResult<T> = Result<T, StorageError<RaftNodeId>>;
 
+/// Most recent entries kept decoded in memory for replication reads.
+pub const TAIL_ENTRIES_MAX: usize = 2_048;
+
+/// The log's last entries, by index (a contiguous suffix of the log, or empty).
+type Tail = BTreeMap<u64, Entry<TypeConfig>>;
+
 /// The Raft log of one node. Cheap to clone: clones share the trees.
 #[derive(Clone)]
 pub struct SledLogStore {
     db: sled::Db,
     log: sled::Tree,
     meta: sled::Tree,
+    tail: Arc<Mutex<Tail>>,
     /// Held by every clone, so the owner can tell when the last one is gone (and with it the
     /// database's file lock).
     open: Option<Arc<()>>,
@@ -52,6 +66,7 @@ impl SledLogStore {
             db: db.clone(),
             log: tree("raft_log")?,
             meta: tree("raft_meta")?,
+            tail: Arc::new(Mutex::new(Tail::new())),
             open: None,
         })
     }
@@ -117,6 +132,21 @@ impl RaftLogReader<TypeConfig> for SledLogStore {
             Bound::Excluded(&i) => Bound::Excluded(index_key(i)),
             Bound::Unbounded => Bound::Unbounded,
         };
+        {
+            let tail = self.tail.lock().expect("log tail lock");
+            let first_in_tail = tail.keys().next().copied();
+            let from = match range.start_bound() {
+                Bound::Included(&i) => Some(i),
+                Bound::Excluded(&i) => i.checked_add(1),
+                Bound::Unbounded => None,
+            };
+            if let (Some(first), Some(from)) = (first_in_tail, from)
+                && from >= first
+            {
+                let bounds = (Bound::Included(from), range.end_bound().cloned());
+                return Ok(tail.range(bounds).map(|(_, entry)| entry.clone()).collect());
+            }
+        }
         self.log
             .range::<[u8; 8], _>((start, end))
             .map(|item| {
@@ -182,10 +212,29 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
         I::IntoIter: OptionalSend,
     {
         let mut batch = sled::Batch::default();
+        let mut appended = Vec::new();
         for entry in entries {
             let bytes = encode(&entry)
                 .map_err(|e| log_write_error(format!("encoding entry {}: {e}", entry.log_id)))?;
             batch.insert(&index_key(entry.log_id.index), bytes.as_ref());
+            appended.push(entry);
+        }
+        {
+            // Readable once `append` returns (openraft's rule), from the tail or from sled.
+            let mut tail = self.tail.lock().expect("log tail lock");
+            for entry in appended {
+                // Never a hole: an append that does not continue the tail restarts it.
+                if tail
+                    .last_key_value()
+                    .is_some_and(|(last, _)| last + 1 != entry.log_id.index)
+                {
+                    tail.clear();
+                }
+                tail.insert(entry.log_id.index, entry);
+            }
+            while tail.len() > TAIL_ENTRIES_MAX {
+                tail.pop_first();
+            }
         }
         let written = self
             .log
@@ -201,6 +250,10 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<RaftNodeId>) -> StorageResult<()> {
+        self.tail
+            .lock()
+            .expect("log tail lock")
+            .retain(|index, _| *index < log_id.index);
         let mut batch = sled::Batch::default();
         for key in self.log.range(index_key(log_id.index)..).keys() {
             let key = key.map_err(|e| log_read_error(format!("reading the log: {e}")))?;
@@ -215,6 +268,10 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
     async fn purge(&mut self, log_id: LogId<RaftNodeId>) -> StorageResult<()> {
         self.put_meta("last_purged", &Some(log_id))?;
         self.flush()?;
+        self.tail
+            .lock()
+            .expect("log tail lock")
+            .retain(|index, _| *index > log_id.index);
         let mut batch = sled::Batch::default();
         for key in self.log.range(..=index_key(log_id.index)).keys() {
             let key = key.map_err(|e| log_read_error(format!("reading the log: {e}")))?;
