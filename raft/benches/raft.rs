@@ -14,6 +14,9 @@
 //!   empty one (decode, rebuild the tables, write and flush). Measured on the state machine
 //!   directly; the transfer between members is not included.
 //!
+//! - `sled_flush_p50_ms`, `sled_flush_p99_ms`: one small sled write and flush on the same
+//!   disk, the floor under every append (reference).
+//!
 //! Reference in the same run: the goals (5,000 publishes/s, p99 under 25 ms, failover
 //! under 1 s) are printed beside the figures. `GROVE_BENCH_PUBLISHES` sets the publishes at
 //! 64 writers (default 20,000; a tenth of it at 1 writer), `GROVE_BENCH_SEGMENTS` the
@@ -32,7 +35,7 @@ use std::time::{Duration, Instant};
 use grove_raft::metadata::{Command, SegmentRecord, TaskRecord, TaskReport, TaskState};
 use grove_raft::replicated::{
     ClientRequest, GroveNode, PeerHook, RaftNode, RaftNodeConfig, RequestId, StateMachineStore,
-    TypeConfig,
+    TypeConfig, WriteBatch,
 };
 use grove_rpc::tls::ClusterCa;
 use grove_rpc::{NodeId, QuicConfig, QuicTransport, Router, Transport};
@@ -222,6 +225,24 @@ async fn run_writers(
     all
 }
 
+/// The reference: p50 and p99 of one small sled write plus flush on the disk the members
+/// use (what every log append on every member pays at least once).
+fn sled_flush_ms(root: &std::path::Path) -> (f64, f64) {
+    let db = sled::open(root.join("flush-reference")).unwrap();
+    let mut latencies = Vec::new();
+    for i in 0..500u64 {
+        let started = Instant::now();
+        db.insert(i.to_be_bytes(), &[7u8; 256][..]).unwrap();
+        db.flush().unwrap();
+        latencies.push(started.elapsed());
+    }
+    latencies.sort();
+    (
+        percentile_ms(&latencies, 0.50),
+        percentile_ms(&latencies, 0.99),
+    )
+}
+
 fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
     let rank = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len());
     sorted[rank - 1].as_secs_f64() * 1e3
@@ -256,13 +277,15 @@ async fn snapshot_figures(root: &std::path::Path, rows: usize) -> (f64, f64) {
         index += 1;
         Entry::<TypeConfig> {
             log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
-            payload: EntryPayload::Normal(ClientRequest {
-                id: RequestId {
-                    client: 1,
-                    serial: index,
-                },
-                command,
-                term: None,
+            payload: EntryPayload::Normal(WriteBatch {
+                requests: vec![ClientRequest {
+                    id: RequestId {
+                        client: 1,
+                        serial: index,
+                    },
+                    command,
+                    term: None,
+                }],
             }),
         }
     };
@@ -280,7 +303,7 @@ async fn snapshot_figures(root: &std::path::Path, rows: usize) -> (f64, f64) {
             }),
             entry(publish(&task_id, segments)),
         ];
-        for verdict in source.apply(entries).await.unwrap() {
+        for verdict in source.apply(entries).await.unwrap().into_iter().flatten() {
             verdict.result.expect("snapshot fill");
         }
         published += n;
@@ -320,6 +343,7 @@ fn main() {
         let count = env_count("GROVE_BENCH_PUBLISHES", 20_000);
         let rows = env_count("GROVE_BENCH_SEGMENTS", 1_000_000);
 
+        let (flush_p50, flush_p99) = sled_flush_ms(root.path());
         let mut group = start_group(root.path()).await;
         let leader = agreed_leader(&group).await;
         let follower = *group.keys().find(|id| **id != leader).unwrap();
@@ -357,6 +381,14 @@ fn main() {
         println!();
         println!("{:<26} {:>12} {:>12}", "figure", "measured", "goal");
         println!(
+            "{:<26} {:>12.3} {:>12}",
+            "sled flush p50 ms", flush_p50, "reference"
+        );
+        println!(
+            "{:<26} {:>12.3} {:>12}",
+            "sled flush p99 ms", flush_p99, "reference"
+        );
+        println!(
             "{:<26} {:>12.0} {:>12}",
             "publishes/s, 1 writer", rate_c1, "-"
         );
@@ -381,6 +413,8 @@ fn main() {
         let path = common::write_bench_json(
             "raft",
             &[
+                ("sled_flush_p50_ms", flush_p50),
+                ("sled_flush_p99_ms", flush_p99),
                 ("publishes_per_s_c1", rate_c1),
                 ("publishes_per_s_c64", rate_c64),
                 ("p50_ms_c64", p50),

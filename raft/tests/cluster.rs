@@ -541,3 +541,53 @@ async fn a_command_that_cannot_be_read_back_is_refused_before_it_reaches_the_log
         assert_eq!(cluster.task_ids(id).await, ["x-1", "x-2"], "member {id}");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_writes_share_entries_and_each_gets_its_own_verdict() {
+    let mut cluster = Cluster::new(41);
+    cluster.start_group(&[1, 2, 3]).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.other_than(leader);
+    cluster
+        .node(leader)
+        .write(create_task("taken"))
+        .await
+        .unwrap();
+    let applied_before = cluster.node(leader).applied_index().unwrap();
+    // 32 writers at once through a follower; one of them asks for a task that exists.
+    let writes = (0..32u32).map(|i| {
+        let node = cluster.node(follower).clone();
+        let id = if i == 17 {
+            "taken".to_string()
+        } else {
+            format!("b-{i:03}")
+        };
+        async move { (i, node.write(create_task(&id)).await) }
+    });
+    for (i, result) in futures::future::join_all(writes).await {
+        if i == 17 {
+            assert_eq!(
+                result,
+                Err(ReplicaError::Command(MetadataError::TaskExists(
+                    "taken".into()
+                ))),
+                "the refused writer gets its own refusal"
+            );
+        } else {
+            assert_eq!(result, Ok(()), "writer {i}");
+        }
+    }
+    // Group commit: the 32 writes took far fewer than 32 entries.
+    let entries = cluster.node(leader).applied_index().unwrap() - applied_before;
+    assert!(entries < 16, "32 concurrent writes took {entries} entries");
+    let mut expected: Vec<String> = (0..32u32)
+        .filter(|i| *i != 17)
+        .map(|i| format!("b-{i:03}"))
+        .chain(["taken".to_string()])
+        .collect();
+    expected.sort();
+    cluster.converge(leader).await;
+    for id in [1, 2, 3] {
+        assert_eq!(cluster.task_ids(id).await, expected, "member {id}");
+    }
+}

@@ -46,22 +46,34 @@ pub struct Op {
     pub outcome: Outcome,
 }
 
+/// Where a request sits in the committed sequence: its entry's log index, then its place in
+/// that entry's batch. Entries apply whole, in log order, so this is the sequential order.
+pub type Position = (u64, usize);
+
 /// One entry as first applied by some member.
 #[derive(Clone, Debug)]
 pub struct Applied {
     pub entry: Entry<TypeConfig>,
     /// The entry's log encoding.
     pub bytes: Vec<u8>,
-    pub verdict: Verdict,
+    /// One verdict per request of the entry's batch, in batch order (none for blank and
+    /// membership entries).
+    pub verdicts: Vec<Verdict>,
     pub by: u64,
 }
 
 impl Applied {
-    pub fn request(&self) -> Option<(&RequestId, &Command)> {
-        match &self.entry.payload {
-            EntryPayload::Normal(request) => Some((&request.id, &request.command)),
-            _ => None,
-        }
+    /// The entry's requests with their place in the batch (none for blank and membership
+    /// entries).
+    pub fn requests(&self) -> impl Iterator<Item = (usize, &RequestId, &Command)> {
+        let requests = match &self.entry.payload {
+            EntryPayload::Normal(batch) => batch.requests.as_slice(),
+            _ => &[],
+        };
+        requests
+            .iter()
+            .enumerate()
+            .map(|(slot, request)| (slot, &request.id, &request.command))
     }
 }
 

@@ -2,8 +2,11 @@
 //! single-node store, replicated by openraft 0.9 over `grove-rpc`.
 //!
 //! Map:
-//! - [`types`]: the openraft type config ([`TypeConfig`]), log payload ([`ClientRequest`] with
-//!   its [`RequestId`]), apply result ([`Verdict`]), member address ([`GroveNode`]).
+//! - [`types`]: the openraft type config ([`TypeConfig`]), log payload ([`WriteBatch`] of
+//!   [`ClientRequest`]s with their [`RequestId`]s), apply result ([`Verdict`]), member
+//!   address ([`GroveNode`]).
+//! - [`batcher`]: group commit on the leader: the writes that arrive while earlier entries
+//!   are written share the next entry ([`batcher::WriteBatcher`]).
 //! - [`runtime`]: tokio with a seeded election-timeout draw ([`SeededRuntime`]).
 //! - [`disk`]: the storage seam under log and snapshots ([`Disk`]; [`SledDisk`] in
 //!   production, the simulator's disk under `grove-sim`).
@@ -21,6 +24,7 @@
 //! (`raft_meta`) and last snapshot (`snapshot`); the tables themselves live in memory and are
 //! rebuilt at start from the snapshot and the log.
 
+pub mod batcher;
 pub mod disk;
 pub mod log_store;
 pub mod network;
@@ -40,5 +44,5 @@ pub use runtime::SeededRuntime;
 pub use state_machine::{ApplyEvent, ApplyHook, StateMachineStore};
 pub use store::ReplicatedMetadataStore;
 pub use tables::{MemoryTables, RequestLog};
-pub use types::{ClientRequest, GroveNode, RaftNodeId, RequestId, TypeConfig, Verdict};
+pub use types::{ClientRequest, GroveNode, RaftNodeId, RequestId, TypeConfig, Verdict, WriteBatch};
 pub use watch::{Change, ChangeEvent, WatchItem, WatchKind, WatchState, watch_remote};

@@ -20,7 +20,7 @@
 //! applied, the refusal remembered under its request id) when its entry was appended by the
 //! leader of another term.
 //!
-//! Observation: an optional [`ApplyHook`] is told of every applied entry (with its verdict),
+//! Observation: an optional [`ApplyHook`] is told of every applied entry (with its verdicts),
 //! every installed snapshot and the snapshot loaded at open; the simulator checks its
 //! invariants from it. Production passes none.
 //!
@@ -43,7 +43,7 @@ use serde::{Deserialize, Serialize};
 
 use super::disk::{Disk, SledDisk, Tree};
 use super::tables::{MemoryTables, RequestLog, TableRows};
-use super::types::{GroveNode, RaftNodeId, RequestId, TypeConfig, Verdict};
+use super::types::{ClientRequest, GroveNode, RaftNodeId, RequestId, TypeConfig, Verdict};
 use super::watch::{Change, ChangeLog};
 use crate::metadata::MetadataError;
 use crate::metadata::apply::apply;
@@ -63,8 +63,10 @@ pub struct MachineState {
 }
 
 impl MachineState {
-    /// Applies one entry: the command's verdict, or the remembered verdict of its request id.
-    pub fn apply_entry(&mut self, entry: &openraft::Entry<TypeConfig>) -> Verdict {
+    /// Applies one entry: a verdict per request of a normal entry (none for a blank or
+    /// membership entry). The changes its accepted requests make to watched tables are
+    /// recorded as one event at the entry's index.
+    pub fn apply_entry(&mut self, entry: &openraft::Entry<TypeConfig>) -> Vec<Verdict> {
         debug_assert!(
             self.last_applied
                 .is_none_or(|last| last.index < entry.log_id.index),
@@ -74,36 +76,56 @@ impl MachineState {
         );
         self.last_applied = Some(entry.log_id);
         match &entry.payload {
-            EntryPayload::Blank => Verdict::accepted(),
-            EntryPayload::Normal(request) => {
-                if let Some(remembered) = self.requests.get(&request.id) {
-                    return remembered;
+            EntryPayload::Blank => Vec::new(),
+            EntryPayload::Normal(batch) => {
+                let mut changes = Vec::new();
+                let verdicts = batch
+                    .requests
+                    .iter()
+                    .map(|request| self.apply_request(entry.log_id, request, &mut changes))
+                    .collect();
+                if !changes.is_empty() {
+                    self.changes.record(entry.log_id.index, changes);
                 }
-                let committed = entry.log_id.leader_id.term;
-                let result = match request.term {
-                    Some(observed) if observed != committed => Err(MetadataError::StaleTerm {
-                        observed,
-                        committed,
-                    }),
-                    _ => apply(&mut self.tables, &request.command),
-                };
-                if result.is_ok()
-                    && let Some(change) = Change::of_command(&request.command, &self.tables)
-                {
-                    self.changes.record(entry.log_id.index, change);
-                }
-                self.requests.remember(request.id, result.clone());
-                Verdict {
-                    result,
-                    duplicate: false,
-                }
+                verdicts
             }
             EntryPayload::Membership(membership) => {
                 self.membership = StoredMembership::new(Some(entry.log_id), membership.clone());
                 self.changes
-                    .record(entry.log_id.index, Change::of_membership(membership));
-                Verdict::accepted()
+                    .record(entry.log_id.index, vec![Change::of_membership(membership)]);
+                Vec::new()
             }
+        }
+    }
+
+    /// Applies one request of the entry at `log_id`: the command's verdict, or the remembered
+    /// verdict of its request id. The watched change it made is pushed onto `changes`.
+    fn apply_request(
+        &mut self,
+        log_id: LogId<RaftNodeId>,
+        request: &ClientRequest,
+        changes: &mut Vec<Change>,
+    ) -> Verdict {
+        if let Some(remembered) = self.requests.get(&request.id) {
+            return remembered;
+        }
+        let committed = log_id.leader_id.term;
+        let result = match request.term {
+            Some(observed) if observed != committed => Err(MetadataError::StaleTerm {
+                observed,
+                committed,
+            }),
+            _ => apply(&mut self.tables, &request.command),
+        };
+        if result.is_ok()
+            && let Some(change) = Change::of_command(&request.command, &self.tables)
+        {
+            changes.push(change);
+        }
+        self.requests.remember(request.id, result.clone());
+        Verdict {
+            result,
+            duplicate: false,
         }
     }
 }
@@ -111,10 +133,11 @@ impl MachineState {
 /// What an [`ApplyHook`] is told.
 #[derive(Debug)]
 pub enum ApplyEvent<'a> {
-    /// An entry was applied with `verdict`.
+    /// An entry was applied; `verdicts` holds one verdict per request of its batch, in batch
+    /// order (empty for blank and membership entries).
     Applied {
         entry: &'a openraft::Entry<TypeConfig>,
-        verdict: &'a Verdict,
+        verdicts: &'a [Verdict],
     },
     /// The state was replaced by a snapshot received from the leader.
     Installed { meta: &'a Meta },
@@ -295,7 +318,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok((state.last_applied, state.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> StorageResult<Vec<Verdict>>
+    async fn apply<I>(&mut self, entries: I) -> StorageResult<Vec<Vec<Verdict>>>
     where
         I: IntoIterator<Item = openraft::Entry<TypeConfig>> + openraft::OptionalSend,
         I::IntoIter: openraft::OptionalSend,
@@ -304,14 +327,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok(entries
             .into_iter()
             .map(|entry| {
-                let verdict = state.apply_entry(&entry);
+                let verdicts = state.apply_entry(&entry);
                 if let Some(hook) = &self.on_apply {
                     hook(ApplyEvent::Applied {
                         entry: &entry,
-                        verdict: &verdict,
+                        verdicts: &verdicts,
                     });
                 }
-                verdict
+                verdicts
             })
             .collect())
     }

@@ -1,7 +1,8 @@
 //! The openraft type configuration of Grove's metadata group ([`TypeConfig`]) and the values
-//! that travel in its log: [`ClientRequest`] (a [`Command`] with the [`RequestId`] that
-//! deduplicates retries), [`Verdict`] (what the apply step decided) and [`GroveNode`] (how a
-//! member is reached).
+//! that travel in its log: [`WriteBatch`] (the payload of a normal entry: the
+//! [`ClientRequest`]s the leader gathered into it, each a [`Command`] with the [`RequestId`]
+//! that deduplicates retries), [`Verdict`] (what the apply step decided for one request) and
+//! [`GroveNode`] (how a member is reached).
 //!
 //! Encoding: log entries, Raft messages and snapshots' metadata are encoded with bincode's
 //! serde adapter ([`encode`] / [`decode`], through `grove_rpc::codec`, the one place that calls
@@ -26,11 +27,11 @@ use crate::metadata::{Command, MetadataError};
 pub type RaftNodeId = u64;
 
 openraft::declare_raft_types!(
-    /// Grove's metadata group: `u64` ids, [`ClientRequest`] entries answered by [`Verdict`]s,
-    /// in-memory snapshot buffers, the seeded runtime.
+    /// Grove's metadata group: `u64` ids, [`WriteBatch`] entries answered by one [`Verdict`]
+    /// per request, in-memory snapshot buffers, the seeded runtime.
     pub TypeConfig:
-        D = ClientRequest,
-        R = Verdict,
+        D = WriteBatch,
+        R = Vec<Verdict>,
         NodeId = RaftNodeId,
         Node = GroveNode,
         Entry = openraft::Entry<TypeConfig>,
@@ -109,7 +110,24 @@ impl fmt::Display for ClientRequest {
     }
 }
 
-/// What the apply step decided for one entry. `duplicate` is true when the request id had
+/// The payload of a normal log entry: the writes the leader gathered while its earlier
+/// entries were being written (`super::batcher`), applied in order, each on its own (a
+/// refused request changes nothing and does not affect the others). Never empty.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WriteBatch {
+    pub requests: Vec<ClientRequest>,
+}
+
+impl fmt::Display for WriteBatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.requests.as_slice() {
+            [one] => write!(f, "{one}"),
+            requests => write!(f, "{} requests", requests.len()),
+        }
+    }
+}
+
+/// What the apply step decided for one request. `duplicate` is true when the request id had
 /// been applied before and this is the remembered verdict of that first application.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdict {

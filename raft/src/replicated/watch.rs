@@ -2,8 +2,9 @@
 //! in log order, for brokers and historicals to follow ([`super::RaftNode::watch`] here, the
 //! `raft.watch` streaming method remotely, [`watch_remote`]).
 //!
-//! Each accepted entry that changes a watched table records one [`ChangeEvent`] (its log
-//! index and the [`Change`]) in the member's [`ChangeLog`], under the same lock and in the
+//! Each applied entry that changes a watched table records one [`ChangeEvent`] (its log
+//! index and its [`Change`]s, one per accepted request of the entry's batch that changed a
+//! watched table, in apply order) in the member's [`ChangeLog`], under the same lock and in the
 //! same step as the apply, so events and state never disagree. The log keeps the last
 //! [`CHANGES_RETAINED_MAX`] events; it is not replicated state (it is rebuilt by replaying
 //! the log after a restart and restarts empty after a snapshot is installed), but every member
@@ -12,7 +13,7 @@
 //!
 //! A subscriber names the first index it wants (`from_index`; 0 for everything, the group's
 //! first membership included) and gets every event of the kinds it asked for from there, in
-//! index order, exactly once. If some of those events are no longer retained here, it first
+//! index order, exactly once (an event carries only the changes of those kinds). If some of those events are no longer retained here, it first
 //! gets a [`WatchItem::Resync`]: the current full state of its tables and the index that
 //! state is as of; events continue after it. To resume after a disconnect, subscribe again
 //! (to any member) from [`WatchItem::resume_from`] of the last item received.
@@ -128,12 +129,12 @@ impl Change {
     }
 }
 
-/// A change and the log index of the entry that made it.
+/// The changes one log entry made (never empty), in apply order, and the entry's index.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChangeEvent {
     pub index: u64,
-    pub change: Change,
+    pub changes: Vec<Change>,
 }
 
 /// The full state of the watched tables, as of a log index.
@@ -195,27 +196,39 @@ impl ChangeLog {
         self.retained_from
     }
 
-    /// Records the change of entry `index`, forgetting the oldest past the bound.
-    pub fn record(&mut self, index: u64, change: Change) {
+    /// Records the changes of entry `index`, forgetting the oldest event past the bound.
+    pub fn record(&mut self, index: u64, changes: Vec<Change>) {
         debug_assert!(
             self.events.back().is_none_or(|last| last.index < index) && index >= self.retained_from,
             "change at {index} recorded out of order"
         );
+        debug_assert!(!changes.is_empty(), "an event without changes at {index}");
         if self.events.len() == CHANGES_RETAINED_MAX
             && let Some(oldest) = self.events.pop_front()
         {
             self.retained_from = oldest.index + 1;
         }
-        self.events.push_back(ChangeEvent { index, change });
+        self.events.push_back(ChangeEvent { index, changes });
     }
 
-    /// The retained events from `index` on of the `kinds` asked for, in index order.
+    /// The retained events from `index` on, with only the changes of the `kinds` asked for
+    /// (events left without any are skipped), in index order.
     fn from(&self, index: u64, kinds: &BTreeSet<WatchKind>) -> Vec<ChangeEvent> {
         let start = self.events.partition_point(|e| e.index < index);
         self.events
             .range(start..)
-            .filter(|e| e.change.kinds().iter().any(|k| kinds.contains(k)))
-            .cloned()
+            .filter_map(|event| {
+                let changes: Vec<Change> = event
+                    .changes
+                    .iter()
+                    .filter(|change| change.kinds().iter().any(|k| kinds.contains(k)))
+                    .cloned()
+                    .collect();
+                (!changes.is_empty()).then_some(ChangeEvent {
+                    index: event.index,
+                    changes,
+                })
+            })
             .collect()
     }
 }
@@ -353,4 +366,57 @@ pub(crate) fn encode_item(item: WatchItem) -> Result<String, RpcError> {
     serde_json::to_string(&item).map_err(|e| RpcError::Malformed {
         reason: format!("a watch item: {e}"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entrys_event_keeps_only_the_watched_kinds_and_skips_an_entry_left_empty() {
+        let unused = Change::SegmentsUnused {
+            data_source: "wiki".into(),
+            ids: Vec::new(),
+        };
+        let rules = Change::RulesSet {
+            rules: RulesRecord {
+                data_source: "wiki".into(),
+                rules: Vec::new(),
+                version: 1,
+                updated_ms: 0,
+            },
+        };
+        let removed = Change::NodeRemoved { id: "h1".into() };
+        let mut log = ChangeLog::default();
+        // One entry whose batch changed segments and rules, then one that removed a node.
+        log.record(4, vec![unused.clone(), rules.clone()]);
+        log.record(5, vec![removed.clone()]);
+        let of = |kinds: &[WatchKind], from: u64| log.from(from, &kinds.iter().copied().collect());
+        assert_eq!(
+            of(&[WatchKind::Rules], 0),
+            [ChangeEvent {
+                index: 4,
+                changes: vec![rules.clone()]
+            }]
+        );
+        assert_eq!(
+            of(&[WatchKind::Segments, WatchKind::Assignments], 0),
+            [
+                ChangeEvent {
+                    index: 4,
+                    changes: vec![unused.clone()]
+                },
+                ChangeEvent {
+                    index: 5,
+                    changes: vec![removed.clone()]
+                }
+            ]
+        );
+        assert_eq!(
+            of(&[WatchKind::Rules, WatchKind::Segments], 0)[0].changes,
+            [unused, rules],
+            "apply order within the entry"
+        );
+        assert!(of(&[WatchKind::Rules], 5).is_empty());
+    }
 }

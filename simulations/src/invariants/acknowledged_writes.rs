@@ -4,7 +4,7 @@
 //! disk writes, torn writes and leader changes.
 //!
 //! Checked after the liveness phase: every answered write's request id was applied (at some
-//! index), an accepted task creation left its task, an accepted publish left its segments,
+//! position), an accepted task creation left its task, an accepted publish left its segments,
 //! and every member's final tables equal the sequential model's.
 
 use std::collections::BTreeMap;
@@ -30,7 +30,7 @@ pub fn check(
         else {
             continue;
         };
-        if !oracle.first_index.contains_key(id) {
+        if !oracle.first_position.contains_key(id) {
             violations.push(Violation::new(
                 NAME,
                 format!("request {id} was answered {result:?} but no member applied it"),

@@ -1,9 +1,9 @@
 //! Exactly-once stream offsets. Source: Druid's Kafka indexing service (a publish moves the
 //! stored offsets only from the start its task read; `SegmentTransactionalInsertAction`) and
 //! Grove's design brief ("at most one publish per sequence succeeds"): the publishes the
-//! log accepted, per datasource and partition, chain exactly — each starts where the previous
-//! ended (the workload's first starts at 0), so the offsets consumed have no gap, no
-//! overlap and no duplicate. The stored offsets after the last accepted publish equal its end.
+//! log accepted, per datasource and partition, in log order (entry, then place in its
+//! batch), chain exactly — each starts where the previous ended (the workload's first starts
+//! at 0), so the offsets consumed have no gap, no overlap and no duplicate. The stored offsets after the last accepted publish equal its end.
 
 use std::collections::BTreeMap;
 
@@ -19,20 +19,24 @@ pub fn check(committed: &BTreeMap<u64, Applied>, oracle: &Oracle) -> Vec<Violati
     let mut violations = Vec::new();
     // Per datasource, per partition: where the accepted chain ends.
     let mut ends: BTreeMap<String, BTreeMap<u32, i64>> = BTreeMap::new();
-    for (index, applied) in committed {
-        let Some((
-            _,
-            Command::PublishSegmentsWithOffsets {
-                task_id,
-                start_offsets,
-                end_offsets,
-                ..
-            },
-        )) = applied.request()
+    let publishes = committed.iter().flat_map(|(index, applied)| {
+        applied
+            .requests()
+            .map(move |(slot, _, command)| ((*index, slot), command))
+    });
+    for (position, command) in publishes {
+        let Command::PublishSegmentsWithOffsets {
+            task_id,
+            start_offsets,
+            end_offsets,
+            ..
+        } = command
         else {
             continue;
         };
-        let verdict = &oracle.verdicts[index];
+        let Some(verdict) = oracle.verdicts.get(&position) else {
+            continue;
+        };
         if verdict.result.is_err() || verdict.duplicate {
             continue;
         }
@@ -53,7 +57,7 @@ pub fn check(committed: &BTreeMap<u64, Applied>, oracle: &Oracle) -> Vec<Violati
                 violations.push(Violation::new(
                     NAME,
                     format!(
-                        "index {index}: task {task_id} moved partition {partition} of \
+                        "position {position:?}: task {task_id} moved partition {partition} of \
                          {data_source} from {start} to {end}, but the accepted chain ended at \
                          {previous} ({kind})"
                     ),

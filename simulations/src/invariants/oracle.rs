@@ -1,8 +1,11 @@
 //! The sequential model of the metadata: the committed sequence (every entry some member
 //! applied, by index) replayed from an empty state through the production apply step
 //! (`MachineState::apply_entry`, the function every replica runs), as the brief allows: the
-//! model is the specification. It yields the verdict at each index, the index at which each
-//! request was first applied, and the stored offsets of each datasource after each index.
+//! model is the specification. An entry is a batch of requests applied whole, in log order,
+//! so a request's place in the sequence is its [`Position`] (log index, place in the batch).
+//! The model yields the verdict at each position, the position at which each request was
+//! first applied, and the stored offsets of each datasource after each entry (a member
+//! applies an entry under its state lock, so reads see states between entries only).
 
 use std::collections::BTreeMap;
 
@@ -12,16 +15,17 @@ use grove_raft::replicated::Verdict;
 use grove_raft::replicated::state_machine::MachineState;
 
 use super::Violation;
-use crate::history::Applied;
+use crate::history::{Applied, Position};
 
 /// Offsets of one datasource by partition (`None`: none stored).
 pub type Offsets = Option<BTreeMap<u32, i64>>;
 
 pub struct Oracle {
-    pub verdicts: BTreeMap<u64, Verdict>,
-    /// Index of each request's first application.
-    pub first_index: BTreeMap<RequestId, u64>,
-    /// Per datasource: the offsets after each index where they changed.
+    /// The model's verdict for each request of the committed sequence.
+    pub verdicts: BTreeMap<Position, Verdict>,
+    /// Position of each request's first application.
+    pub first_position: BTreeMap<RequestId, Position>,
+    /// Per datasource: the offsets after each entry (by log index) where they changed.
     pub offsets: BTreeMap<String, Vec<(u64, Offsets)>>,
     pub state: MachineState,
     pub last_index: Option<u64>,
@@ -34,7 +38,7 @@ impl Oracle {
         let mut violations = Vec::new();
         let mut oracle = Oracle {
             verdicts: BTreeMap::new(),
-            first_index: BTreeMap::new(),
+            first_position: BTreeMap::new(),
             offsets: BTreeMap::new(),
             state: MachineState::default(),
             last_index: None,
@@ -48,18 +52,37 @@ impl Oracle {
                 ));
             }
             oracle.last_index = Some(index);
-            let verdict = oracle.state.apply_entry(&applied.entry);
-            if verdict != applied.verdict {
+            let verdicts = oracle.state.apply_entry(&applied.entry);
+            let requests = applied.requests().count();
+            if verdicts.len() != requests || applied.verdicts.len() != requests {
                 violations.push(Violation::new(
                     "state machine safety",
                     format!(
-                        "entry {}: member {} decided {:?}, the sequential model {verdict:?}",
-                        applied.entry.log_id, applied.by, applied.verdict
+                        "entry {} holds {requests} requests: member {} decided {} verdicts, the \
+                         sequential model {}",
+                        applied.entry.log_id,
+                        applied.by,
+                        applied.verdicts.len(),
+                        verdicts.len()
                     ),
                 ));
             }
-            if let Some((id, command)) = applied.request() {
-                oracle.first_index.entry(*id).or_insert(index);
+            for (slot, (decided, model)) in applied.verdicts.iter().zip(&verdicts).enumerate() {
+                if decided != model {
+                    violations.push(Violation::new(
+                        "state machine safety",
+                        format!(
+                            "entry {} request {slot}: member {} decided {decided:?}, the \
+                             sequential model {model:?}",
+                            applied.entry.log_id, applied.by
+                        ),
+                    ));
+                }
+            }
+            // The datasources whose offsets an accepted publish of this entry moved.
+            let mut moved = Vec::new();
+            for ((slot, id, command), verdict) in applied.requests().zip(&verdicts) {
+                oracle.first_position.entry(*id).or_insert((index, slot));
                 if let Command::PublishSegmentsWithOffsets { task_id, .. } = command
                     && verdict.result.is_ok()
                     && !verdict.duplicate
@@ -70,15 +93,20 @@ impl Oracle {
                         .task(task_id)
                         .map(|task| task.data_source)
                         .unwrap_or_default();
-                    let now = oracle.offsets_now(&data_source);
-                    oracle
-                        .offsets
-                        .entry(data_source)
-                        .or_default()
-                        .push((index, now));
+                    if !moved.contains(&data_source) {
+                        moved.push(data_source);
+                    }
                 }
+                oracle.verdicts.insert((index, slot), verdict.clone());
             }
-            oracle.verdicts.insert(index, verdict);
+            for data_source in moved {
+                let now = oracle.offsets_now(&data_source);
+                oracle
+                    .offsets
+                    .entry(data_source)
+                    .or_default()
+                    .push((index, now));
+            }
         }
         (oracle, violations)
     }
@@ -90,7 +118,7 @@ impl Oracle {
             .map(|offsets| offsets.partitions)
     }
 
-    /// The offsets of `data_source` after index `index` (`None` index: before any).
+    /// The offsets of `data_source` after the entry at `index` (`None` index: before any).
     pub fn offsets_at(&self, data_source: &str, index: Option<u64>) -> Offsets {
         let changes = self.offsets.get(data_source)?;
         let index = index?;

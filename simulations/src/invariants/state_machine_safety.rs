@@ -2,8 +2,9 @@
 //! has applied a log entry at a given index to its state machine, no other server will ever
 //! apply a different log entry for the same index". Checked as every entry is applied (the
 //! members' apply hooks): each member applies indexes in order with no gap (a snapshot moves
-//! it forward), and the entry and verdict at an index are the same on every member — so every
-//! member's applied sequence is a prefix of one sequence. At the end, every member's tables
+//! it forward), and the entry and its verdicts (one per request of its batch) at an index
+//! are the same on every member — so every member's applied sequence is a prefix of one
+//! sequence. At the end, every member's tables
 //! equal the sequential model's ([`super::oracle`]) at the same index.
 
 use grove_raft::replicated::ApplyEvent;
@@ -16,7 +17,7 @@ const NAME: &str = "state machine safety";
 /// Called from member `member`'s apply hook.
 pub fn on_event(recorder: &mut Recorder, member: u64, event: ApplyEvent<'_>) {
     match event {
-        ApplyEvent::Applied { entry, verdict } => {
+        ApplyEvent::Applied { entry, verdicts } => {
             let log_id = entry.log_id;
             let last = recorder.applied.get(&member).copied().flatten();
             let expected = last.map_or(0, |last| last.index + 1);
@@ -41,11 +42,11 @@ pub fn on_event(recorder: &mut Recorder, member: u64, event: ApplyEvent<'_>) {
                             log_id.index, first.by, first.entry.log_id
                         );
                         recorder.violate(Violation::new(NAME, detail));
-                    } else if first.verdict != *verdict {
+                    } else if first.verdicts != verdicts {
                         let detail = format!(
-                            "entry {log_id}: member {member} decided {verdict:?}, member {} \
+                            "entry {log_id}: member {member} decided {verdicts:?}, member {} \
                              decided {:?}",
-                            first.by, first.verdict
+                            first.by, first.verdicts
                         );
                         recorder.violate(Violation::new(NAME, detail));
                     }
@@ -56,7 +57,7 @@ pub fn on_event(recorder: &mut Recorder, member: u64, event: ApplyEvent<'_>) {
                         Applied {
                             entry: entry.clone(),
                             bytes,
-                            verdict: verdict.clone(),
+                            verdicts: verdicts.to_vec(),
                             by: member,
                         },
                     );
