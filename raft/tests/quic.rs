@@ -243,7 +243,10 @@ async fn over_quic_a_restarted_member_and_a_learner_catch_up_by_snapshot_and_off
     // released) and is sent a snapshot.
     let rebind = tokio::time::Instant::now() + Duration::from_secs(10);
     while std::net::UdpSocket::bind(address).is_err() {
-        assert!(tokio::time::Instant::now() < rebind, "{address} stays bound");
+        assert!(
+            tokio::time::Instant::now() < rebind,
+            "{address} stays bound"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let (transport, _) = quic_endpoint(&ca, stopped, address);
