@@ -101,6 +101,32 @@ async fn start_member(
     node
 }
 
+/// Members 1–3 on fresh endpoints, started with `raft` and bootstrapped as one group.
+async fn start_group(
+    ca: &ClusterCa,
+    dir: &std::path::Path,
+    raft: &openraft::Config,
+) -> (
+    BTreeMap<u64, QuicTransport>,
+    BTreeMap<u64, GroveNode>,
+    BTreeMap<u64, RaftNode>,
+) {
+    let mut transports = BTreeMap::new();
+    let mut members = BTreeMap::new();
+    for id in 1..=3u64 {
+        let (transport, member) = quic_endpoint(ca, id, "127.0.0.1:0".parse().unwrap());
+        members.insert(id, member);
+        transports.insert(id, transport);
+    }
+    let mut nodes = BTreeMap::new();
+    for (id, transport) in &transports {
+        let node = start_member(*id, &members[id], transport, dir, raft.clone()).await;
+        nodes.insert(*id, node);
+    }
+    assert!(nodes[&1].bootstrap(members.clone()).await.unwrap());
+    (transports, members, nodes)
+}
+
 /// Waits until `node` has applied `count` tasks (it reads its own state).
 async fn wait_for_tasks(node: &RaftNode, count: usize) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -122,20 +148,8 @@ async fn wait_for_tasks(node: &RaftNode, count: usize) {
 async fn three_members_over_quic_replicate_and_survive_losing_the_leader() {
     let ca = ClusterCa::generate(CLUSTER, 1).unwrap();
     let dirs = tempfile::tempdir().unwrap();
-    let mut transports = BTreeMap::new();
-    let mut members = BTreeMap::new();
-    for id in 1..=3u64 {
-        let (transport, member) = quic_endpoint(&ca, id, "127.0.0.1:0".parse().unwrap());
-        members.insert(id, member);
-        transports.insert(id, transport);
-    }
-    let mut nodes = BTreeMap::new();
-    for (id, transport) in &transports {
-        let raft = grove_raft::replicated::default_raft_config();
-        let node = start_member(*id, &members[id], transport, dirs.path(), raft).await;
-        nodes.insert(*id, node);
-    }
-    assert!(nodes[&1].bootstrap(members.clone()).await.unwrap());
+    let raft = grove_raft::replicated::default_raft_config();
+    let (mut transports, members, mut nodes) = start_group(&ca, dirs.path(), &raft).await;
     let leader = agreed_leader(&nodes).await;
     let follower = *nodes.keys().find(|id| **id != leader).unwrap();
     for i in 0..20 {
@@ -212,19 +226,7 @@ async fn over_quic_a_restarted_member_and_a_learner_catch_up_by_snapshot_and_off
     raft.snapshot_policy = SnapshotPolicy::LogsSinceLast(20);
     raft.max_in_snapshot_log_to_keep = 0;
     raft.purge_batch_size = 1;
-    let mut transports = BTreeMap::new();
-    let mut members = BTreeMap::new();
-    for id in 1..=3u64 {
-        let (transport, member) = quic_endpoint(&ca, id, "127.0.0.1:0".parse().unwrap());
-        members.insert(id, member);
-        transports.insert(id, transport);
-    }
-    let mut nodes = BTreeMap::new();
-    for (id, transport) in &transports {
-        let node = start_member(*id, &members[id], transport, dirs.path(), raft.clone()).await;
-        nodes.insert(*id, node);
-    }
-    assert!(nodes[&1].bootstrap(members.clone()).await.unwrap());
+    let (mut transports, members, mut nodes) = start_group(&ca, dirs.path(), &raft).await;
     let leader = agreed_leader(&nodes).await;
     let stopped = *nodes.keys().find(|id| **id != leader).unwrap();
     let task = |i: usize| create_task(&format!("s-{i:03}"));
