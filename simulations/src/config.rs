@@ -41,10 +41,13 @@ pub enum Fault {
     Skew,
     /// `buggify!()` sites in production code fire.
     Buggify,
+    /// A member's process stops for a while (no task of it runs; its clock goes on), then
+    /// resumes where it was.
+    Pause,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 13] = [
+    pub const ALL: [Fault; 14] = [
         Fault::Crash,
         Fault::Minority,
         Fault::IsolateLeader,
@@ -58,6 +61,7 @@ impl Fault {
         Fault::TornWrite,
         Fault::Skew,
         Fault::Buggify,
+        Fault::Pause,
     ];
 
     pub fn name(self) -> &'static str {
@@ -75,6 +79,7 @@ impl Fault {
             Fault::TornWrite => "torn-write",
             Fault::Skew => "skew",
             Fault::Buggify => "buggify",
+            Fault::Pause => "pause",
         }
     }
 
@@ -162,6 +167,10 @@ pub struct SimConfig {
     pub crash_per_step: f64,
     /// Per step: chance that a crashed member restarts.
     pub restart_per_step: f64,
+    /// Per step: chance that a running, unpaused member pauses.
+    pub pause_per_step: f64,
+    /// The longest pause.
+    pub pause_ms_max: u64,
     /// Per step, with no partition in place: chance that one starts.
     pub partition_per_step: f64,
     pub partition_ms_max: u64,
@@ -233,6 +242,9 @@ impl SimConfig {
             .map(|_| 1.0 + uniform(&mut rng, -skew, skew))
             .collect();
         let buggify_probability = draw(&mut rng, Fault::Buggify, 0.01, 0.1);
+        let pause_per_step = draw(&mut rng, Fault::Pause, 0.002, 0.02);
+        // From shorter than an election timeout to several of them.
+        let pause_ms_max = rng.between(50, 2_000);
         SimConfig {
             seed,
             allowed: overrides.faults.clone(),
@@ -241,6 +253,8 @@ impl SimConfig {
             faults,
             crash_per_step,
             restart_per_step,
+            pause_per_step,
+            pause_ms_max,
             partition_per_step,
             partition_ms_max,
             network,
@@ -304,11 +318,13 @@ impl fmt::Display for SimConfig {
         writeln!(f, "  faults on: {}", format_faults(&self.faults))?;
         writeln!(
             f,
-            "  crash/step {:.4}, restart/step {:.4}, partition/step {:.4} (up to {} ms)",
+            "  crash/step {:.4}, restart/step {:.4}, partition/step {:.4} (up to {} ms), pause/step {:.4} (up to {} ms)",
             self.crash_per_step,
             self.restart_per_step,
             self.partition_per_step,
-            self.partition_ms_max
+            self.partition_ms_max,
+            self.pause_per_step,
+            self.pause_ms_max
         )?;
         let net = &self.network;
         writeln!(

@@ -1,9 +1,10 @@
 //! The nemesis: at every step of the safety phase, draws (from the `faults` stream) which
 //! faults start and stop — crashes and restarts, and partitions of the kinds the run has on:
 //! a minority cut off, the leader isolated, one-way cuts, or two halves joined by one bridge
-//! member. Message and disk faults are set for the whole phase by the driver.
+//! member — and process pauses of single members. Message and disk faults are set for the
+//! whole phase by the driver.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use openraft::ServerState;
 
@@ -16,6 +17,8 @@ pub struct Nemesis {
     rng: SplitMix64,
     /// The step at which the current partition heals.
     partition_until: Option<u64>,
+    /// Paused members and the step at which each resumes.
+    paused_until: BTreeMap<u64, u64>,
 }
 
 impl Nemesis {
@@ -23,6 +26,7 @@ impl Nemesis {
         Nemesis {
             rng: stream(config.seed, "faults"),
             partition_until: None,
+            paused_until: BTreeMap::new(),
         }
     }
 
@@ -61,6 +65,9 @@ impl Nemesis {
                 format!("{}: {detail} for {steps} steps", kind.name()),
             );
         }
+        if config.has(Fault::Pause) {
+            self.pauses(step, config, cluster, &event);
+        }
         if config.has(Fault::Crash) {
             for id in cluster.ids() {
                 let running = cluster.is_running(id);
@@ -70,6 +77,49 @@ impl Nemesis {
                     let _ = cluster.start(id).await;
                 }
             }
+        }
+    }
+
+    /// Resumes the pauses that are over, then may pause running members.
+    fn pauses(
+        &mut self,
+        step: u64,
+        config: &SimConfig,
+        cluster: &mut Cluster,
+        event: &impl Fn(&'static str, String),
+    ) {
+        let due: Vec<u64> = self
+            .paused_until
+            .iter()
+            // A member crashed meanwhile was resumed by the crash and restarts unpaused.
+            .filter(|&(&id, &until)| step >= until || !cluster.is_paused(id))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in due {
+            self.paused_until.remove(&id);
+            cluster.resume(id);
+            event("resume", format!("{id}"));
+        }
+        for id in cluster.ids() {
+            if self.paused_until.contains_key(&id)
+                || !cluster.is_running(id)
+                || !self.rng.chance(config.pause_per_step)
+            {
+                continue;
+            }
+            let steps = self
+                .rng
+                .between(1, (config.pause_ms_max / STEP.as_millis() as u64).max(1));
+            cluster.pause(id);
+            self.paused_until.insert(id, step + steps);
+            event("pause", format!("{id} for {steps} steps"));
+        }
+    }
+
+    /// Ends every pause (the liveness phase).
+    pub fn resume_all(&mut self, cluster: &Cluster) {
+        for (id, _) in std::mem::take(&mut self.paused_until) {
+            cluster.resume(id);
         }
     }
 
