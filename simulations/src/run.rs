@@ -163,7 +163,7 @@ async fn simulate(config: &SimConfig, recorder: Shared) -> (Option<Duration>, St
     event("buggify-fired", fires.to_string());
     cluster.net.set_faults(config.calm_network());
     cluster.net.heal_all();
-    nemesis.resume_all(&cluster);
+    nemesis.calm(&cluster);
     cluster.set_disk_faults(DiskFaults::default());
     event("liveness", String::new());
     let healed_at = recorder.lock().expect("recorder").now();
@@ -175,6 +175,7 @@ async fn simulate(config: &SimConfig, recorder: Shared) -> (Option<Duration>, St
             }
         }
         observe(&mut cluster, &recorder, &mut leaders).await;
+        crate::nemesis::restore_membership(&cluster).await;
         let now = recorder.lock().expect("recorder").now();
         if now - healed_at >= config.liveness_bound {
             let status = status(&cluster);
