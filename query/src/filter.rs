@@ -356,8 +356,7 @@ fn exact_classes(
 ) -> Result<Vec<u8>> {
     let dict_len = column.dictionary_len();
     let mut class = vec![0u8; dict_len];
-    let log_dict = usize::BITS - dict_len.leading_zeros();
-    if values.len().saturating_mul(log_dict as usize) <= dict_len {
+    if lookups_are_cheaper(values.len(), dict_len) {
         // Few values: binary-search each in the dictionary.
         for v in values {
             if let Some(id) = column.lookup(v) {
@@ -383,6 +382,13 @@ fn exact_classes(
     Ok(class)
 }
 
+/// Whether `values` binary searches (log₂ of the dictionary each) cost less than one pass
+/// over a `dict_len`-value dictionary.
+fn lookups_are_cheaper(values: usize, dict_len: usize) -> bool {
+    let log_dict = usize::BITS - dict_len.leading_zeros();
+    values.saturating_mul(log_dict as usize) <= dict_len
+}
+
 /// The ids an exact-match leaf accepts, ascending: looked up one by one when there are few
 /// values (no per-dictionary work), else through [`exact_classes`].
 fn exact_ids(
@@ -390,9 +396,7 @@ fn exact_ids(
     values: &[String],
     on_null: Option<bool>,
 ) -> Result<Vec<u32>> {
-    let dict_len = column.dictionary_len();
-    let log_dict = usize::BITS - dict_len.leading_zeros();
-    if values.len().saturating_mul(log_dict as usize) > dict_len {
+    if !lookups_are_cheaper(values.len(), column.dictionary_len()) {
         return Ok(true_ids(&exact_classes(column, values, on_null)?));
     }
     let mut ids: Vec<u32> = values.iter().filter_map(|v| column.lookup(v)).collect();

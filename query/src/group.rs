@@ -754,3 +754,63 @@ impl GroupTable {
         g
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Aggregator;
+
+    fn grouped(keys: impl Iterator<Item = u32>, value: i64) -> Grouped {
+        keys.map(|k| {
+            (
+                GroupKey {
+                    bucket: i64::from(k % 3),
+                    dims: vec![KeyValue::String(format!("k{k:04}"))],
+                },
+                vec![AggValue::Long(Some(value + i64::from(k)))],
+            )
+        })
+        .collect()
+    }
+
+    /// Both merge strategies (a search per key when one side is much smaller, a linear merge
+    /// otherwise) give the sums of every shared key and keep every other key.
+    #[test]
+    fn merges_of_any_relative_size_sum_shared_keys() {
+        let aggs = AggDef::resolve(&[serde_json::from_value::<Aggregator>(
+            serde_json::json!({"type": "longSum", "name": "n", "fieldName": "n"}),
+        )
+        .unwrap()])
+        .unwrap();
+        for (left, right) in [
+            (0..1000, 990..1010),
+            (0..100, 50..150),
+            (0..10, 0..0),
+            (5..6, 0..2000),
+        ] {
+            let mut into = grouped(left.clone(), 0);
+            merge_grouped(&mut into, grouped(right.clone(), 1_000_000), &aggs);
+            let expected: Vec<(GroupKey, i64)> = {
+                let mut all: BTreeMap<GroupKey, i64> = BTreeMap::new();
+                for (g, v) in grouped(left.clone(), 0)
+                    .into_iter()
+                    .chain(grouped(right.clone(), 1_000_000))
+                {
+                    let AggValue::Long(Some(n)) = v[0] else {
+                        unreachable!()
+                    };
+                    *all.entry(g).or_default() += n;
+                }
+                all.into_iter().collect()
+            };
+            let got: Vec<(GroupKey, i64)> = into
+                .into_iter()
+                .map(|(g, v)| match v[0] {
+                    AggValue::Long(Some(n)) => (g, n),
+                    ref other => panic!("{other:?}"),
+                })
+                .collect();
+            assert_eq!(got, expected, "{left:?} + {right:?}");
+        }
+    }
+}

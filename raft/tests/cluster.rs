@@ -11,7 +11,6 @@ use std::time::Duration;
 use common::{Cluster, PATIENCE, create_task, member, segment};
 use grove_raft::metadata::{AuditInfo, Command, MetadataError};
 use grove_raft::replicated::{ClientRequest, ReplicaError, RequestId};
-use openraft::SnapshotPolicy;
 
 fn ids(prefix: &str, range: std::ops::Range<u32>) -> Vec<String> {
     let mut ids: Vec<String> = range.map(|i| format!("{prefix}-{i:03}")).collect();
@@ -119,9 +118,7 @@ async fn a_restarted_follower_recovers_from_disk_and_catches_up() {
 #[tokio::test(start_paused = true)]
 async fn a_lagging_member_is_caught_up_by_snapshot() {
     let mut cluster = Cluster::new(4);
-    cluster.raft.snapshot_policy = SnapshotPolicy::LogsSinceLast(10);
-    cluster.raft.max_in_snapshot_log_to_keep = 0;
-    cluster.raft.purge_batch_size = 1;
+    common::snapshot_often(&mut cluster.raft, 10);
     cluster.start_group(&[1, 2, 3]).await;
     let leader = cluster.leader().await;
     let lagging = cluster.other_than(leader);
@@ -422,24 +419,11 @@ async fn a_partitioned_leader_loses_its_place_and_its_write_applies_once_after_h
 
 #[tokio::test(start_paused = true)]
 async fn of_two_task_replicas_publishing_one_offset_range_exactly_one_succeeds() {
-    use grove_raft::metadata::{Command, StreamOffsets, TaskReport};
+    use common::{offsets, publish_offsets_0_to_100 as publish};
     let mut cluster = Cluster::new(9);
     cluster.start_group(&[1, 2, 3]).await;
     let leader = cluster.leader().await;
     let follower = cluster.other_than(leader);
-    let offsets = |at: i64| StreamOffsets {
-        stream: "edits".into(),
-        partitions: [(0, at), (1, at * 2)].into(),
-    };
-    let publish = |task: &str, partition: u32| Command::PublishSegmentsWithOffsets {
-        task_id: task.into(),
-        segments: vec![common::segment(0, partition)],
-        schema: common::schema(),
-        report: TaskReport::default(),
-        ended_ms: 10,
-        start_offsets: offsets(0),
-        end_offsets: offsets(100),
-    };
     for task in ["replica-a", "replica-b"] {
         cluster.node(leader).write(create_task(task)).await.unwrap();
     }

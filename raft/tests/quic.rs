@@ -13,33 +13,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::create_task;
 use futures::StreamExt;
-use grove_raft::metadata::{Command, StreamOffsets, TaskRecord, TaskReport, TaskState};
 use grove_raft::replicated::{
     Change, GroveNode, PeerHook, RaftNode, RaftNodeConfig, WatchItem, WatchKind, watch_remote,
 };
 use grove_rpc::tls::ClusterCa;
 use grove_rpc::{Deadline, NodeId, QuicConfig, QuicTransport, Router, Transport};
-use openraft::SnapshotPolicy;
 
 const CLUSTER: &str = "raft-test";
-
-fn create_task(id: &str) -> Command {
-    Command::CreateTask {
-        task: TaskRecord {
-            id: id.into(),
-            task_type: "index_parallel".into(),
-            data_source: "wiki".into(),
-            spec: serde_json::json!({"type": "index_parallel"}),
-            state: TaskState::Running,
-            error: None,
-            created_ms: 1,
-            started_ms: None,
-            ended_ms: None,
-            report: None,
-        },
-    }
-}
 
 async fn agreed_leader(nodes: &BTreeMap<u64, RaftNode>) -> u64 {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -101,6 +83,32 @@ async fn start_member(
     node
 }
 
+/// Members 1–3 on fresh endpoints, started with `raft` and bootstrapped as one group.
+async fn start_group(
+    ca: &ClusterCa,
+    dir: &std::path::Path,
+    raft: &openraft::Config,
+) -> (
+    BTreeMap<u64, QuicTransport>,
+    BTreeMap<u64, GroveNode>,
+    BTreeMap<u64, RaftNode>,
+) {
+    let mut transports = BTreeMap::new();
+    let mut members = BTreeMap::new();
+    for id in 1..=3u64 {
+        let (transport, member) = quic_endpoint(ca, id, "127.0.0.1:0".parse().unwrap());
+        members.insert(id, member);
+        transports.insert(id, transport);
+    }
+    let mut nodes = BTreeMap::new();
+    for (id, transport) in &transports {
+        let node = start_member(*id, &members[id], transport, dir, raft.clone()).await;
+        nodes.insert(*id, node);
+    }
+    assert!(nodes[&1].bootstrap(members.clone()).await.unwrap());
+    (transports, members, nodes)
+}
+
 /// Waits until `node` has applied `count` tasks (it reads its own state).
 async fn wait_for_tasks(node: &RaftNode, count: usize) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -122,20 +130,8 @@ async fn wait_for_tasks(node: &RaftNode, count: usize) {
 async fn three_members_over_quic_replicate_and_survive_losing_the_leader() {
     let ca = ClusterCa::generate(CLUSTER, 1).unwrap();
     let dirs = tempfile::tempdir().unwrap();
-    let mut transports = BTreeMap::new();
-    let mut members = BTreeMap::new();
-    for id in 1..=3u64 {
-        let (transport, member) = quic_endpoint(&ca, id, "127.0.0.1:0".parse().unwrap());
-        members.insert(id, member);
-        transports.insert(id, transport);
-    }
-    let mut nodes = BTreeMap::new();
-    for (id, transport) in &transports {
-        let raft = grove_raft::replicated::default_raft_config();
-        let node = start_member(*id, &members[id], transport, dirs.path(), raft).await;
-        nodes.insert(*id, node);
-    }
-    assert!(nodes[&1].bootstrap(members.clone()).await.unwrap());
+    let raft = grove_raft::replicated::default_raft_config();
+    let (mut transports, members, mut nodes) = start_group(&ca, dirs.path(), &raft).await;
     let leader = agreed_leader(&nodes).await;
     let follower = *nodes.keys().find(|id| **id != leader).unwrap();
     for i in 0..20 {
@@ -206,25 +202,9 @@ async fn over_quic_a_restarted_member_and_a_learner_catch_up_by_snapshot_and_off
 {
     let ca = ClusterCa::generate(CLUSTER, 1).unwrap();
     let dirs = tempfile::tempdir().unwrap();
-    // Snapshots every 20 entries and no log kept behind them: a member that misses writes can
-    // only catch up by snapshot.
     let mut raft = grove_raft::replicated::default_raft_config();
-    raft.snapshot_policy = SnapshotPolicy::LogsSinceLast(20);
-    raft.max_in_snapshot_log_to_keep = 0;
-    raft.purge_batch_size = 1;
-    let mut transports = BTreeMap::new();
-    let mut members = BTreeMap::new();
-    for id in 1..=3u64 {
-        let (transport, member) = quic_endpoint(&ca, id, "127.0.0.1:0".parse().unwrap());
-        members.insert(id, member);
-        transports.insert(id, transport);
-    }
-    let mut nodes = BTreeMap::new();
-    for (id, transport) in &transports {
-        let node = start_member(*id, &members[id], transport, dirs.path(), raft.clone()).await;
-        nodes.insert(*id, node);
-    }
-    assert!(nodes[&1].bootstrap(members.clone()).await.unwrap());
+    common::snapshot_often(&mut raft, 20);
+    let (mut transports, members, mut nodes) = start_group(&ca, dirs.path(), &raft).await;
     let leader = agreed_leader(&nodes).await;
     let stopped = *nodes.keys().find(|id| **id != leader).unwrap();
     let task = |i: usize| create_task(&format!("s-{i:03}"));
@@ -293,24 +273,9 @@ async fn over_quic_a_restarted_member_and_a_learner_catch_up_by_snapshot_and_off
     assert_eq!(voters, 4);
 
     // Two replicas of a stream task publish the same offset range through two members.
-    let offsets = |at: i64| StreamOffsets {
-        stream: "edits".into(),
-        partitions: [(0, at)].into(),
-    };
-    let publish = |task: &str, partition: u32| Command::PublishSegmentsWithOffsets {
-        task_id: task.into(),
-        segments: vec![common::segment(0, partition)],
-        schema: common::schema(),
-        report: TaskReport::default(),
-        ended_ms: 10,
-        start_offsets: offsets(0),
-        end_offsets: offsets(100),
-    };
+    use common::{offsets, publish_offsets_0_to_100 as publish};
     for replica in ["replica-a", "replica-b"] {
-        nodes[&leader]
-            .write(common::create_task(replica))
-            .await
-            .unwrap();
+        nodes[&leader].write(create_task(replica)).await.unwrap();
     }
     let (a, b) = tokio::join!(
         nodes[&stopped].write(publish("replica-a", 0)),

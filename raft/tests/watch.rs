@@ -16,7 +16,6 @@ use grove_raft::metadata::{
 };
 use grove_raft::replicated::{Change, WatchItem, WatchKind, watch_remote};
 use grove_rpc::{Deadline, Transport};
-use openraft::SnapshotPolicy;
 
 fn all_kinds() -> BTreeSet<WatchKind> {
     [
@@ -187,9 +186,7 @@ async fn a_subscriber_sees_every_change_once_in_order_across_a_leader_change_and
 #[tokio::test(start_paused = true)]
 async fn a_subscriber_behind_what_is_retained_gets_a_resync_then_the_changes() {
     let mut cluster = Cluster::new(32);
-    cluster.raft.snapshot_policy = SnapshotPolicy::LogsSinceLast(10);
-    cluster.raft.max_in_snapshot_log_to_keep = 0;
-    cluster.raft.purge_batch_size = 1;
+    common::snapshot_often(&mut cluster.raft, 10);
     cluster.start_group(&[1, 2, 3]).await;
     let leader = cluster.leader().await;
     let lagging = cluster.other_than(leader);

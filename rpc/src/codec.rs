@@ -117,6 +117,38 @@ pub fn decode_serde<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, R
     Ok(value)
 }
 
+/// The largest document [`encode_document`] writes and [`decode_document`] reads (4 GiB): a
+/// node's own stored state (a Raft snapshot), not a frame.
+pub const DOCUMENT_BYTES_CEILING: usize = 4 << 30;
+
+const DOCUMENT_CONFIG: Configuration<LittleEndian, Varint, Limit<DOCUMENT_BYTES_CEILING>> =
+    bincode::config::standard().with_limit::<DOCUMENT_BYTES_CEILING>();
+
+/// Encodes a large serde value (bincode, as [`encode_serde`], bounded by
+/// [`DOCUMENT_BYTES_CEILING`] instead of the frame ceiling) into `out`.
+pub fn encode_document<T: serde::Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), RpcError> {
+    bincode::serde::encode_into_std_write(value, out, DOCUMENT_CONFIG)
+        .map(|_| ())
+        .map_err(|e| RpcError::malformed(format!("encode: {e}")))
+}
+
+/// Decodes what [`encode_document`] wrote; every byte must be used. Containers' claimed sizes
+/// are bounded by [`DOCUMENT_BYTES_CEILING`] in total.
+pub fn decode_document<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, RpcError> {
+    let (value, read) = bincode::serde::decode_from_slice::<T, _>(bytes, DOCUMENT_CONFIG)
+        .map_err(|e| RpcError::malformed(format!("decode: {e}")))?;
+    if read != bytes.len() {
+        return Err(RpcError::malformed(format!(
+            "decode: {} trailing bytes after the document",
+            bytes.len() - read
+        )));
+    }
+    Ok(value)
+}
+
 /// A bincode reader over a slice that exposes what is left (bincode's own keeps it private).
 struct SliceInput<'a> {
     rest: &'a [u8],

@@ -16,7 +16,8 @@
 //!   [`envelope`]: the versioned, hand-encoded frame header.
 //! - [`tls`]: cluster CA and node certificates (rcgen), rustls configs (ring).
 //! - [`conformance`]: the behaviour suite both transports pass.
-//! - [`buggify!`]: fault sites in production code that only the simulator turns on.
+//! - [`buggify!`]: fault sites in production code that only the simulator turns on;
+//!   [`pause`]: the spawn seam through which the simulator freezes one node's tasks.
 //!
 //! Wire: `u32` big-endian body length, then the envelope header (version, kind, flags, fields),
 //! then the payload. Each call is one stream: request frame → response frame, or item frames
@@ -46,6 +47,7 @@ pub mod conformance;
 pub mod envelope;
 pub mod error;
 pub mod memory;
+pub mod pause;
 pub mod quic;
 pub mod rng;
 mod router;

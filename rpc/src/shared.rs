@@ -116,11 +116,15 @@ impl NodeCore {
         Ok(self.outbound.enter())
     }
 
-    /// Waits (until `grace` passes) for in-flight calls in both directions to finish.
+    /// Waits (until `grace` passes) for in-flight calls in both directions to finish, then
+    /// drops the handlers: they often hold the transport itself (a Raft member's routes reach
+    /// its network, which calls through it), and keeping them would keep the transport, its
+    /// endpoint and its socket alive after shutdown.
     pub(crate) async fn drain(&self, grace: Duration) {
         let until = tokio::time::Instant::now() + grace;
         self.inbound.wait_idle(until).await;
         self.outbound.wait_idle(until).await;
+        self.install(Router::new());
     }
 
     /// Records a refused peer (logged, and visible in the stats).

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use grove_raft::replicated::disk::Tree;
 use grove_raft::replicated::{ApplyHook, GroveNode, RaftNode, RaftNodeConfig, default_raft_config};
+use grove_rpc::pause::PauseGate;
 use grove_rpc::{MemoryNetwork, NodeId, Router, Transport};
 use openraft::SnapshotPolicy;
 
@@ -29,6 +30,8 @@ pub struct Member {
     pub id: u64,
     pub disk: SimDisk,
     pub clock_rate: f64,
+    /// The gate of its current incarnation's tasks (see [`Cluster::pause`]).
+    pub gate: PauseGate,
 }
 
 pub struct Cluster {
@@ -38,6 +41,8 @@ pub struct Cluster {
     recorder: Shared,
     seed: u64,
     starts: u64,
+    /// Pauses begun so far.
+    pub pauses: u64,
 }
 
 pub fn rpc_name(id: u64) -> String {
@@ -59,6 +64,7 @@ impl Cluster {
                 id,
                 disk: SimDisk::new(stream(config.seed, &format!("disk-{id}"))),
                 clock_rate: config.clock_rates[id as usize - 1],
+                gate: PauseGate::new(),
             })
             .collect();
         Cluster {
@@ -68,6 +74,7 @@ impl Cluster {
             recorder,
             seed: config.seed,
             starts: 0,
+            pauses: 0,
         }
     }
 
@@ -115,7 +122,12 @@ impl Cluster {
     /// recovers) leaves it down.
     pub async fn start(&mut self, id: u64) -> Result<(), String> {
         self.starts += 1;
-        let transport = self.net.node(&rpc_name(id)).map_err(|e| e.to_string())?;
+        // Every task of this incarnation (its transport's and its Raft's) belongs to one gate.
+        let gate = PauseGate::new();
+        self.members[id as usize - 1].gate = gate.clone();
+        let transport = gate
+            .enter(|| self.net.node(&rpc_name(id)))
+            .map_err(|e| e.to_string())?;
         let mut config = RaftNodeConfig::new(id, GroveNode::new(rpc_name(id), ""), "");
         config.raft = self.raft_config(id);
         config.client_id = self.starts << 32 | id;
@@ -136,9 +148,16 @@ impl Cluster {
         });
         let transport: Arc<dyn Transport> = Arc::new(transport);
         let disk = self.member(id).disk.handle();
-        match RaftNode::start_on(config, disk, Some(hook), Arc::clone(&transport), None).await {
+        let started = gate.scope(RaftNode::start_on(
+            config,
+            disk,
+            Some(hook),
+            Arc::clone(&transport),
+            None,
+        ));
+        match started.await {
             Ok(node) => {
-                transport.serve(node.routes(Router::new()));
+                gate.enter(|| transport.serve(node.routes(Router::new())));
                 self.running.lock().expect("directory").insert(id, node);
                 Ok(())
             }
@@ -155,6 +174,8 @@ impl Cluster {
 
     /// Crashes member `id` (see the module docs).
     pub async fn crash(&mut self, id: u64, why: &'static str) {
+        // A paused member's tasks run again so that stopping its Raft can end them.
+        self.member(id).gate.resume();
         let node = self.running.lock().expect("directory").remove(&id);
         self.net.crash(&node_id(id));
         if let Some(node) = node {
@@ -170,6 +191,21 @@ impl Cluster {
             stats.lost_batches << 8 | stats.torn_batches,
             String::new(),
         );
+    }
+
+    /// Freezes member `id`'s tasks (a process pause): its timers expire unobserved, messages
+    /// to it queue, and callers time out, until [`Cluster::resume`].
+    pub fn pause(&mut self, id: u64) {
+        self.pauses += 1;
+        self.member(id).gate.pause();
+    }
+
+    pub fn resume(&self, id: u64) {
+        self.member(id).gate.resume();
+    }
+
+    pub fn is_paused(&self, id: u64) -> bool {
+        self.member(id).gate.is_paused()
     }
 
     pub fn set_disk_faults(&self, faults: DiskFaults) {

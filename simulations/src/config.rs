@@ -41,10 +41,16 @@ pub enum Fault {
     Skew,
     /// `buggify!()` sites in production code fire.
     Buggify,
+    /// A member's process stops for a while (no task of it runs; its clock goes on), then
+    /// resumes where it was.
+    Pause,
+    /// Voters are removed from the group and added back (as a learner, then promoted) while
+    /// the workload writes.
+    Membership,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 13] = [
+    pub const ALL: [Fault; 15] = [
         Fault::Crash,
         Fault::Minority,
         Fault::IsolateLeader,
@@ -58,6 +64,8 @@ impl Fault {
         Fault::TornWrite,
         Fault::Skew,
         Fault::Buggify,
+        Fault::Pause,
+        Fault::Membership,
     ];
 
     pub fn name(self) -> &'static str {
@@ -75,6 +83,8 @@ impl Fault {
             Fault::TornWrite => "torn-write",
             Fault::Skew => "skew",
             Fault::Buggify => "buggify",
+            Fault::Pause => "pause",
+            Fault::Membership => "membership",
         }
     }
 
@@ -162,6 +172,12 @@ pub struct SimConfig {
     pub crash_per_step: f64,
     /// Per step: chance that a crashed member restarts.
     pub restart_per_step: f64,
+    /// Per step: chance that a running, unpaused member pauses.
+    pub pause_per_step: f64,
+    /// The longest pause.
+    pub pause_ms_max: u64,
+    /// Per step, with no membership change under way: chance that one starts.
+    pub membership_per_step: f64,
     /// Per step, with no partition in place: chance that one starts.
     pub partition_per_step: f64,
     pub partition_ms_max: u64,
@@ -233,6 +249,10 @@ impl SimConfig {
             .map(|_| 1.0 + uniform(&mut rng, -skew, skew))
             .collect();
         let buggify_probability = draw(&mut rng, Fault::Buggify, 0.01, 0.1);
+        let pause_per_step = draw(&mut rng, Fault::Pause, 0.002, 0.02);
+        // From shorter than an election timeout to several of them.
+        let pause_ms_max = rng.between(50, 2_000);
+        let membership_per_step = draw(&mut rng, Fault::Membership, 0.005, 0.05);
         SimConfig {
             seed,
             allowed: overrides.faults.clone(),
@@ -241,6 +261,9 @@ impl SimConfig {
             faults,
             crash_per_step,
             restart_per_step,
+            pause_per_step,
+            pause_ms_max,
+            membership_per_step,
             partition_per_step,
             partition_ms_max,
             network,
@@ -304,11 +327,14 @@ impl fmt::Display for SimConfig {
         writeln!(f, "  faults on: {}", format_faults(&self.faults))?;
         writeln!(
             f,
-            "  crash/step {:.4}, restart/step {:.4}, partition/step {:.4} (up to {} ms)",
+            "  crash/step {:.4}, restart/step {:.4}, partition/step {:.4} (up to {} ms), pause/step {:.4} (up to {} ms), membership change/step {:.4}",
             self.crash_per_step,
             self.restart_per_step,
             self.partition_per_step,
-            self.partition_ms_max
+            self.partition_ms_max,
+            self.pause_per_step,
+            self.pause_ms_max,
+            self.membership_per_step
         )?;
         let net = &self.network;
         writeln!(

@@ -1,13 +1,19 @@
 //! The nemesis: at every step of the safety phase, draws (from the `faults` stream) which
 //! faults start and stop — crashes and restarts, and partitions of the kinds the run has on:
 //! a minority cut off, the leader isolated, one-way cuts, or two halves joined by one bridge
-//! member. Message and disk faults are set for the whole phase by the driver.
+//! member — process pauses of single members, and membership changes (a voter removed, a
+//! missing member added back as a learner and promoted), one at a time, running beside the
+//! workload. Message and disk faults are set for the whole phase by the driver.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
+use std::time::Duration;
+
+use grove_raft::replicated::{GroveNode, RaftNode, ReplicaError};
 use openraft::ServerState;
+use tokio::task::JoinHandle;
 
-use crate::cluster::{Cluster, node_id};
+use crate::cluster::{Cluster, node_id, rpc_name};
 use crate::config::{Fault, STEP, SimConfig};
 use crate::history::Shared;
 use crate::rng::{SplitMix64, fnv1a, stream};
@@ -16,6 +22,21 @@ pub struct Nemesis {
     rng: SplitMix64,
     /// The step at which the current partition heals.
     partition_until: Option<u64>,
+    /// Paused members and the step at which each resumes.
+    paused_until: BTreeMap<u64, u64>,
+    /// The membership change under way, if any.
+    membership_change: Option<JoinHandle<()>>,
+}
+
+/// How long one membership change may take before the nemesis gives up waiting on it.
+const MEMBERSHIP_CHANGE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A membership change the nemesis asks of the group.
+#[derive(Clone, Copy, Debug)]
+enum Change {
+    Remove(u64),
+    /// Add as a learner (waiting until it caught up), then promote to voter.
+    Add(u64),
 }
 
 impl Nemesis {
@@ -23,6 +44,8 @@ impl Nemesis {
         Nemesis {
             rng: stream(config.seed, "faults"),
             partition_until: None,
+            paused_until: BTreeMap::new(),
+            membership_change: None,
         }
     }
 
@@ -61,6 +84,12 @@ impl Nemesis {
                 format!("{}: {detail} for {steps} steps", kind.name()),
             );
         }
+        if config.has(Fault::Pause) {
+            self.pauses(step, config, cluster, &event);
+        }
+        if config.has(Fault::Membership) {
+            self.membership(config, cluster, recorder);
+        }
         if config.has(Fault::Crash) {
             for id in cluster.ids() {
                 let running = cluster.is_running(id);
@@ -70,6 +99,108 @@ impl Nemesis {
                     let _ = cluster.start(id).await;
                 }
             }
+        }
+    }
+
+    /// Resumes the pauses that are over, then may pause running members.
+    fn pauses(
+        &mut self,
+        step: u64,
+        config: &SimConfig,
+        cluster: &mut Cluster,
+        event: &impl Fn(&'static str, String),
+    ) {
+        let due: Vec<u64> = self
+            .paused_until
+            .iter()
+            // A member crashed meanwhile was resumed by the crash and restarts unpaused.
+            .filter(|&(&id, &until)| step >= until || !cluster.is_paused(id))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in due {
+            self.paused_until.remove(&id);
+            cluster.resume(id);
+            event("resume", format!("{id}"));
+        }
+        for id in cluster.ids() {
+            if self.paused_until.contains_key(&id)
+                || !cluster.is_running(id)
+                || !self.rng.chance(config.pause_per_step)
+            {
+                continue;
+            }
+            let steps = self
+                .rng
+                .between(1, (config.pause_ms_max / STEP.as_millis() as u64).max(1));
+            cluster.pause(id);
+            self.paused_until.insert(id, step + steps);
+            event("pause", format!("{id} for {steps} steps"));
+        }
+    }
+
+    /// May start a membership change through a running member (it carries it to the leader):
+    /// a member that is not a voter is added back, else (with at least 3 voters) a voter,
+    /// possibly the leader, is removed.
+    fn membership(&mut self, config: &SimConfig, cluster: &Cluster, recorder: &Shared) {
+        if self
+            .membership_change
+            .as_ref()
+            .is_some_and(|change| !change.is_finished())
+            || !self.rng.chance(config.membership_per_step)
+        {
+            return;
+        }
+        let Some((_, voters)) = leader_view(cluster) else {
+            return;
+        };
+        let missing: Vec<u64> = cluster
+            .ids()
+            .into_iter()
+            .filter(|id| !voters.contains(id))
+            .collect();
+        let change = if !missing.is_empty() {
+            Change::Add(missing[self.rng.between(0, missing.len() as u64 - 1) as usize])
+        } else if voters.len() >= 3 {
+            let voters: Vec<u64> = voters.into_iter().collect();
+            Change::Remove(voters[self.rng.between(0, voters.len() as u64 - 1) as usize])
+        } else {
+            return;
+        };
+        let running = cluster.running_nodes();
+        let (via, node) = running[self.rng.between(0, running.len() as u64 - 1) as usize].clone();
+        let recorder = recorder.clone();
+        let record = move |kind: &'static str, detail: String| {
+            let digest = fnv1a(detail.as_bytes());
+            recorder
+                .lock()
+                .expect("recorder")
+                .event(None, kind, digest, detail);
+        };
+        record("membership", format!("{change:?} via {via}"));
+        self.membership_change = Some(tokio::spawn(async move {
+            let outcome =
+                tokio::time::timeout(MEMBERSHIP_CHANGE_TIMEOUT, apply_change(&node, change)).await;
+            let outcome = match outcome {
+                Ok(Ok(())) => "done".to_string(),
+                Ok(Err(e)) => format!("failed: {e}"),
+                Err(_) => "timed out".to_string(),
+            };
+            record("membership-end", format!("{change:?} via {via}: {outcome}"));
+        }));
+    }
+
+    /// Ends every pause and stops waiting on a membership change (the liveness phase).
+    pub fn calm(&mut self, cluster: &Cluster) {
+        if let Some(change) = self.membership_change.take() {
+            change.abort();
+        }
+        self.resume_all(cluster);
+    }
+
+    /// Ends every pause.
+    fn resume_all(&mut self, cluster: &Cluster) {
+        for (id, _) in std::mem::take(&mut self.paused_until) {
+            cluster.resume(id);
         }
     }
 
@@ -143,5 +274,47 @@ impl Nemesis {
             chosen.insert(pool.swap_remove(at));
         }
         chosen
+    }
+}
+
+/// The leader with the highest term among running members, and its voters.
+fn leader_view(cluster: &Cluster) -> Option<(u64, BTreeSet<u64>)> {
+    cluster
+        .running_nodes()
+        .into_iter()
+        .map(|(id, node)| (id, node.metrics()))
+        .filter(|(_, m)| m.state == ServerState::Leader)
+        .max_by_key(|(id, m)| (m.current_term, *id))
+        .map(|(id, m)| (id, m.membership_config.membership().voter_ids().collect()))
+}
+
+async fn apply_change(node: &RaftNode, change: Change) -> Result<(), ReplicaError> {
+    match change {
+        Change::Remove(id) => node.remove_voter(id).await,
+        Change::Add(id) => {
+            node.add_learner(id, GroveNode::new(rpc_name(id), ""))
+                .await?;
+            node.promote_voter(id).await
+        }
+    }
+}
+
+/// The liveness phase's repair: every member that is not a voter is added back through the
+/// leader (bounded by the change timeout). Whether it worked shows in convergence.
+pub async fn restore_membership(cluster: &Cluster) {
+    let Some((leader, voters)) = leader_view(cluster) else {
+        return;
+    };
+    let Some(node) = cluster.node(leader) else {
+        return;
+    };
+    for id in cluster.ids() {
+        if !voters.contains(&id) {
+            let _ = tokio::time::timeout(
+                MEMBERSHIP_CHANGE_TIMEOUT,
+                apply_change(&node, Change::Add(id)),
+            )
+            .await;
+        }
     }
 }

@@ -163,6 +163,7 @@ async fn simulate(config: &SimConfig, recorder: Shared) -> (Option<Duration>, St
     event("buggify-fired", fires.to_string());
     cluster.net.set_faults(config.calm_network());
     cluster.net.heal_all();
+    nemesis.calm(&cluster);
     cluster.set_disk_faults(DiskFaults::default());
     event("liveness", String::new());
     let healed_at = recorder.lock().expect("recorder").now();
@@ -174,6 +175,7 @@ async fn simulate(config: &SimConfig, recorder: Shared) -> (Option<Duration>, St
             }
         }
         observe(&mut cluster, &recorder, &mut leaders).await;
+        crate::nemesis::restore_membership(&cluster).await;
         let now = recorder.lock().expect("recorder").now();
         if now - healed_at >= config.liveness_bound {
             let status = status(&cluster);
@@ -364,9 +366,10 @@ fn summarize(
     let net = cluster.net.stats();
     format!(
         "{writes} writes ({acked} answered), {reads} reads, {} entries applied; {crashes} crashes, \
-         {disk_errors} disk errors, {torn} torn writes; messages {} delivered, {} dropped, {} \
+         {} pauses, {disk_errors} disk errors, {torn} torn writes; messages {} delivered, {} dropped, {} \
          duplicated, {} reordered; {} terms, {} with several leaders",
         oracle.last_index.map_or(0, |i| i + 1),
+        cluster.pauses,
         net.delivered,
         net.dropped,
         net.duplicated,

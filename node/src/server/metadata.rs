@@ -123,24 +123,13 @@ fn process_client_id() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use grove_raft::metadata::{Command, MetadataError, MetadataStore, TaskRecord, TaskState};
+    use grove_raft::metadata::{Command, MetadataError, MetadataStore};
 
     use super::*;
 
     fn task(id: &str) -> Command {
         Command::CreateTask {
-            task: TaskRecord {
-                id: id.into(),
-                task_type: "index".into(),
-                data_source: "wiki".into(),
-                spec: serde_json::json!({}),
-                state: TaskState::Running,
-                error: None,
-                created_ms: 1,
-                started_ms: Some(1),
-                ended_ms: None,
-                report: None,
-            },
+            task: crate::server::running_task(id, "wiki"),
         }
     }
 

@@ -260,6 +260,24 @@ async fn health() -> HttpResponse {
     HttpResponse::Ok().json(true)
 }
 
+/// A RUNNING `index` task record, for the node's unit tests.
+#[cfg(test)]
+pub(crate) fn running_task(id: &str, data_source: &str) -> grove_raft::metadata::TaskRecord {
+    use grove_raft::metadata::{TaskRecord, TaskState};
+    TaskRecord {
+        id: id.into(),
+        task_type: "index".into(),
+        data_source: data_source.into(),
+        spec: serde_json::json!({}),
+        state: TaskState::Running,
+        error: None,
+        created_ms: 1,
+        started_ms: Some(1),
+        ended_ms: None,
+        report: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant};
@@ -284,18 +302,7 @@ mod tests {
         .await
         .unwrap();
         let day = |text: &str| parse_iso_timestamp(text).unwrap();
-        let holder = TaskRecord {
-            id: "holder".into(),
-            task_type: "index".into(),
-            data_source: "edits".into(),
-            spec: serde_json::json!({}),
-            state: TaskState::Running,
-            error: None,
-            created_ms: 1,
-            started_ms: Some(1),
-            ended_ms: None,
-            report: None,
-        };
+        let holder = running_task("holder", "edits");
         let lock = Command::AcquireTaskLock {
             task_id: "holder".into(),
             data_source: "edits".into(),

@@ -53,6 +53,7 @@ pub struct TaskLock {
 pub struct RulesRecord {
     pub data_source: String,
     /// Druid rule objects (`{"type": "loadByPeriod", ...}`), first match wins.
+    #[serde(with = "super::json_text")]
     pub rules: Vec<serde_json::Value>,
     /// 1 for the first rules set, then one more per change.
     pub version: u64,
@@ -64,6 +65,7 @@ pub struct RulesRecord {
 #[serde(rename_all = "camelCase")]
 pub struct ConfigRecord {
     pub name: String,
+    #[serde(with = "super::json_text")]
     pub value: serde_json::Value,
     /// 1 for the first value, then one more per change.
     pub version: u64,
@@ -85,6 +87,7 @@ pub enum SupervisorState {
 #[serde(rename_all = "camelCase")]
 pub struct SupervisorRecord {
     pub id: String,
+    #[serde(with = "super::json_text")]
     pub spec: serde_json::Value,
     pub state: SupervisorState,
     /// 1 at its first submission, then one more per change (spec or state).
@@ -130,6 +133,7 @@ pub struct AuditEntry {
     pub key: String,
     pub audit: AuditInfo,
     /// The value after the change.
+    #[serde(with = "super::json_text")]
     pub payload: serde_json::Value,
     pub created_ms: i64,
 }

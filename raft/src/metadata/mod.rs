@@ -25,6 +25,7 @@
 
 pub mod apply;
 pub mod cluster;
+pub mod json_text;
 #[cfg(test)]
 mod tests;
 
@@ -45,6 +46,7 @@ pub use cluster::{
 #[serde(rename_all = "camelCase")]
 pub struct DataSourceRecord {
     pub name: String,
+    #[serde(with = "json_text")]
     pub schema: Schema,
     /// When segments were last published into it (ms since epoch, from the command).
     pub updated_ms: i64,
@@ -59,6 +61,7 @@ pub struct SegmentRecord {
     /// How many partitions make this segment's partition set complete.
     pub core_partitions: u32,
     /// Where the segment lives in deep storage (Druid's `loadSpec`).
+    #[serde(with = "json_text")]
     pub load_spec: serde_json::Value,
     pub num_rows: u64,
     pub size_bytes: u64,
@@ -119,6 +122,7 @@ pub struct TaskRecord {
     pub task_type: String,
     pub data_source: String,
     /// The task JSON as submitted.
+    #[serde(with = "json_text")]
     pub spec: serde_json::Value,
     pub state: TaskState,
     /// Why it failed.
@@ -163,7 +167,10 @@ mod partition_pairs {
 
 /// One transaction on the metadata: applied atomically or not at all.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", tag = "type")]
+///
+/// Serialized externally tagged (a binary log entry names its variant by index; see
+/// [`json_text`] for the fields that stay JSON text inside it).
+#[serde(rename_all = "camelCase")]
 pub enum Command {
     /// Records a new task; its id must be unused.
     CreateTask { task: TaskRecord },
@@ -175,6 +182,7 @@ pub enum Command {
     PublishSegments {
         task_id: String,
         segments: Vec<SegmentRecord>,
+        #[serde(with = "json_text")]
         schema: Schema,
         report: TaskReport,
         ended_ms: i64,
@@ -188,6 +196,7 @@ pub enum Command {
     PublishSegmentsWithOffsets {
         task_id: String,
         segments: Vec<SegmentRecord>,
+        #[serde(with = "json_text")]
         schema: Schema,
         report: TaskReport,
         ended_ms: i64,
@@ -217,6 +226,7 @@ pub enum Command {
     /// Replaces the rules of `data_source` ([`DEFAULT_RULES`] for the default), audited.
     SetRules {
         data_source: String,
+        #[serde(with = "json_text")]
         rules: Vec<serde_json::Value>,
         audit: AuditInfo,
         changed_ms: i64,
@@ -225,6 +235,7 @@ pub enum Command {
     /// `expected_version`, only if the stored version is that (0: never set).
     SetDynamicConfig {
         name: String,
+        #[serde(with = "json_text")]
         value: serde_json::Value,
         expected_version: Option<u64>,
         audit: AuditInfo,
@@ -233,6 +244,7 @@ pub enum Command {
     /// Creates supervisor `id` (RUNNING) or replaces its spec, audited.
     SubmitSupervisor {
         id: String,
+        #[serde(with = "json_text")]
         spec: serde_json::Value,
         audit: AuditInfo,
         changed_ms: i64,

@@ -8,7 +8,10 @@
 //! [`crate::replicated::RaftNode::start`] sets it from the node's configured seed right before
 //! it builds the Raft instance, on the same thread and before the first await.
 //!
-//! Invariants: no OS entropy and no wall clock; everything else (spawn, sleep, timeouts,
+//! Spawning goes through `grove_rpc::pause::spawn`, so the simulator can freeze one node's
+//! tasks (a process pause) by spawning them inside that node's gate.
+//!
+//! Invariants: no OS entropy and no wall clock; everything else (sleep, timeouts,
 //! instants, oneshots) is tokio's, so paused and simulated time drive it. Without a seed the
 //! stream starts from a fixed constant: still deterministic, but every node would draw the same
 //! timeouts, so nodes must be seeded differently (the node id is mixed in).
@@ -64,7 +67,9 @@ impl AsyncRuntime for SeededRuntime {
         T: Future + OptionalSend + 'static,
         T::Output: OptionalSend + 'static,
     {
-        TokioRuntime::spawn(future)
+        // Through the pause seam: a task spawned by a node the simulator can pause belongs to
+        // that node's gate (outside the simulator this is `tokio::spawn`).
+        grove_rpc::pause::spawn(future)
     }
 
     fn sleep(duration: Duration) -> Self::Sleep {

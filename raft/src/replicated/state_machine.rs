@@ -157,7 +157,8 @@ struct SnapshotBody {
     requests: Vec<(RequestId, Result<(), MetadataError>)>,
 }
 
-const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+/// 2: bincode (1 was JSON).
+const SNAPSHOT_FORMAT_VERSION: u32 = 2;
 
 /// openraft's state machine: the shared in-memory state plus the disk its snapshots live on.
 #[derive(Clone)]
@@ -250,7 +251,14 @@ impl StateMachineStore {
 
 /// Decodes snapshot data into a state as of `meta`.
 fn restore(meta: &SnapshotMeta<RaftNodeId, GroveNode>, data: &[u8]) -> StorageResult<MachineState> {
-    let body: SnapshotBody = serde_json::from_slice(data)
+    if data.first() == Some(&b'{') {
+        return Err(read_error(format!(
+            "snapshot {} is in the JSON format of an older build (format 1); this build reads \
+             format {SNAPSHOT_FORMAT_VERSION}",
+            meta.snapshot_id
+        )));
+    }
+    let body: SnapshotBody = grove_rpc::codec::decode_document(data)
         .map_err(|e| read_error(format!("undecodable snapshot {}: {e}", meta.snapshot_id)))?;
     if body.format_version != SNAPSHOT_FORMAT_VERSION {
         return Err(read_error(format!(
@@ -284,7 +292,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             requests: state.requests.entries(),
             tables: state.tables.into_rows(),
         };
-        let data = serde_json::to_vec(&body)
+        let mut data = Vec::new();
+        grove_rpc::codec::encode_document(&body, &mut data)
             .map_err(|e| write_error(format!("encoding the snapshot: {e}")))?;
         // The id names the log position it covers; two builds at one position hold the same
         // state (apply is deterministic), so they may share it.

@@ -6,10 +6,10 @@
 //!
 //! Encoding: log entries, Raft messages and snapshots' metadata are encoded with bincode's
 //! serde adapter ([`encode`] / [`decode`], through `grove_rpc::codec`, the one place that calls
-//! bincode). bincode cannot decode self-describing values such as `serde_json::Value` or
-//! internally tagged enums, both of which a [`Command`] contains, so a request carries its
-//! command as JSON text inside the binary envelope; the JSON form is the one the single-node
-//! store already writes.
+//! bincode). A [`Command`] is native bincode (externally tagged, fields in order); only its
+//! free-form JSON fields (specs, rules, load specs) and datasource schemas are carried as JSON
+//! text inside it (`crate::metadata::json_text`), since bincode cannot decode values that
+//! need `deserialize_any`.
 //!
 //! Invariants: a [`RequestId`] is unique per logical write (a client id that no other writer
 //! uses, and a serial it never reuses); retries of one write reuse its id.
@@ -85,7 +85,6 @@ impl fmt::Display for RequestId {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClientRequest {
     pub id: RequestId,
-    #[serde(with = "command_as_json")]
     pub command: Command,
     /// The leader term the writer observed, if it fences its write with it: the state
     /// machine refuses the command (changing nothing) when the entry was appended by the
@@ -153,22 +152,6 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<bytes::Bytes, RpcError
 /// Decodes what [`encode`] wrote; every byte must be used.
 pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, RpcError> {
     grove_rpc::codec::decode_serde(bytes)
-}
-
-mod command_as_json {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    use crate::metadata::Command;
-
-    pub fn serialize<S: Serializer>(command: &Command, serializer: S) -> Result<S::Ok, S::Error> {
-        let text = serde_json::to_string(command).map_err(serde::ser::Error::custom)?;
-        serializer.serialize_str(&text)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Command, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        serde_json::from_str(&text).map_err(serde::de::Error::custom)
-    }
 }
 
 #[cfg(test)]
@@ -239,5 +222,255 @@ mod tests {
             verdict
         );
         assert!(decode::<ClientRequest>(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    use crate::metadata::{
+        AuditInfo, NodeRecord, SegmentAssignment, SegmentRecord, StreamOffsets, SupervisorState,
+        TaskReport,
+    };
+    use grove_segment::id::SegmentId;
+    use grove_segment::schema::{DimensionSchema, MetricKind, MetricSchema, Schema};
+    use grove_segment::time::{Granularity, Interval};
+
+    fn interval() -> Interval {
+        Interval::parse("2024-01-01T00:00:00Z/2024-01-02T00:00:00Z").unwrap()
+    }
+
+    fn segment() -> SegmentRecord {
+        SegmentRecord {
+            id: SegmentId {
+                data_source: "wiki".into(),
+                namespace: Some("ns".into()),
+                interval: interval(),
+                version: "v1".into(),
+                partition: 3,
+            },
+            core_partitions: 4,
+            load_spec: serde_json::json!({"type": "local", "path": "/deep/s.bin", "n": [1.5, null]}),
+            num_rows: 10,
+            size_bytes: 99,
+            used: true,
+            created_ms: -5,
+        }
+    }
+
+    fn schema() -> Schema {
+        Schema {
+            data_source: "wiki".into(),
+            dimensions: vec![DimensionSchema::string("page"), DimensionSchema::double("d")],
+            metrics: vec![
+                MetricSchema {
+                    name: "count".into(),
+                    field_name: None,
+                    kind: MetricKind::Count,
+                },
+                MetricSchema {
+                    name: "users".into(),
+                    field_name: Some("user".into()),
+                    kind: MetricKind::HllSketch { lg_k: 12 },
+                },
+            ],
+            query_granularity: serde_json::from_value(serde_json::json!(
+                {"type": "period", "period": "PT1H", "timeZone": "UTC", "origin": "2024-01-01T00:30:00Z"}
+            ))
+            .unwrap(),
+            segment_granularity: Granularity::named("day").unwrap(),
+            rollup: true,
+        }
+    }
+
+    fn task(state: TaskState) -> TaskRecord {
+        TaskRecord {
+            id: "t1".into(),
+            task_type: "index_parallel".into(),
+            data_source: "wiki".into(),
+            spec: serde_json::json!({"spec": {"ioConfig": {"type": "index_parallel"}}}),
+            state,
+            error: Some("why".into()),
+            created_ms: 1,
+            started_ms: Some(2),
+            ended_ms: None,
+            report: Some(TaskReport {
+                processed: 5,
+                unparseable: 1,
+                thrown_away: 0,
+                parse_errors: vec!["line 3: bad".into()],
+                segments: 1,
+            }),
+        }
+    }
+
+    fn audit() -> AuditInfo {
+        AuditInfo {
+            author: "ops".into(),
+            comment: "because".into(),
+        }
+    }
+
+    /// One command of every variant (the match makes a new variant fail to compile here
+    /// until it is added).
+    fn every_command() -> Vec<Command> {
+        let offsets = |at: i64| StreamOffsets {
+            stream: "edits".into(),
+            partitions: [(0, at), (7, at + 1)].into(),
+        };
+        let commands = vec![
+            Command::CreateTask {
+                task: task(TaskState::Running),
+            },
+            Command::UpdateTask {
+                task: task(TaskState::Failed),
+            },
+            Command::PublishSegments {
+                task_id: "t1".into(),
+                segments: vec![segment(), segment()],
+                schema: schema(),
+                report: TaskReport::default(),
+                ended_ms: 7,
+            },
+            Command::PublishSegmentsWithOffsets {
+                task_id: "t2".into(),
+                segments: vec![segment()],
+                schema: schema(),
+                report: TaskReport::default(),
+                ended_ms: 8,
+                start_offsets: offsets(10),
+                end_offsets: offsets(20),
+            },
+            Command::MarkSegmentsUnused {
+                data_source: "wiki".into(),
+                ids: vec![segment().id],
+            },
+            Command::AcquireTaskLock {
+                task_id: "t1".into(),
+                data_source: "wiki".into(),
+                interval: interval(),
+                version: "v1".into(),
+                acquired_ms: 3,
+            },
+            Command::ReleaseTaskLock {
+                task_id: "t1".into(),
+                data_source: "wiki".into(),
+                interval: interval(),
+            },
+            Command::SetRules {
+                data_source: "_default".into(),
+                rules: vec![
+                    serde_json::json!({"type": "loadForever", "tieredReplicants": {"_default_tier": 2}}),
+                ],
+                audit: audit(),
+                changed_ms: 4,
+            },
+            Command::SetDynamicConfig {
+                name: "coordinator".into(),
+                value: serde_json::json!({"maxSegmentsToMove": 100}),
+                expected_version: Some(0),
+                audit: audit(),
+                changed_ms: 5,
+            },
+            Command::SubmitSupervisor {
+                id: "kafka-wiki".into(),
+                spec: serde_json::json!({"type": "kafka", "ioConfig": {"topic": "edits"}}),
+                audit: audit(),
+                changed_ms: 6,
+            },
+            Command::SetSupervisorState {
+                id: "kafka-wiki".into(),
+                state: SupervisorState::Suspended,
+                audit: audit(),
+                changed_ms: 7,
+            },
+            Command::PutNode {
+                node: NodeRecord {
+                    id: "h1".into(),
+                    address: "10.0.0.1:8083".into(),
+                    roles: ["broker".to_string(), "historical".to_string()].into(),
+                    tier: "_default_tier".into(),
+                    capacity_bytes: 1 << 40,
+                    version: "0.1.0".into(),
+                },
+            },
+            Command::RemoveNode { id: "h1".into() },
+            Command::ReplaceAssignments {
+                assignments: vec![SegmentAssignment {
+                    segment: segment().id,
+                    nodes: ["h1".to_string(), "h2".to_string()].into(),
+                }],
+            },
+        ];
+        for command in &commands {
+            match command {
+                Command::CreateTask { .. }
+                | Command::UpdateTask { .. }
+                | Command::PublishSegments { .. }
+                | Command::PublishSegmentsWithOffsets { .. }
+                | Command::MarkSegmentsUnused { .. }
+                | Command::AcquireTaskLock { .. }
+                | Command::ReleaseTaskLock { .. }
+                | Command::SetRules { .. }
+                | Command::SetDynamicConfig { .. }
+                | Command::SubmitSupervisor { .. }
+                | Command::SetSupervisorState { .. }
+                | Command::PutNode { .. }
+                | Command::RemoveNode { .. }
+                | Command::ReplaceAssignments { .. } => {}
+            }
+        }
+        commands
+    }
+
+    #[test]
+    fn every_command_round_trips_and_every_truncation_or_corruption_is_an_error() {
+        for (serial, command) in every_command().into_iter().enumerate() {
+            let request = ClientRequest {
+                id: RequestId {
+                    client: 1,
+                    serial: serial as u64,
+                },
+                command,
+                term: Some(2),
+            };
+            let bytes = encode(&request).unwrap();
+            assert_eq!(decode::<ClientRequest>(&bytes).unwrap(), request);
+            for cut in 0..bytes.len() {
+                assert!(
+                    decode::<ClientRequest>(&bytes[..cut]).is_err(),
+                    "{:?} cut at {cut} decoded",
+                    request.command
+                );
+            }
+            // Flipped bytes either fail or decode to something else; they never panic.
+            for at in 0..bytes.len() {
+                let mut bad = bytes.to_vec();
+                bad[at] ^= 0xff;
+                let _ = decode::<ClientRequest>(&bad);
+            }
+        }
+        let huge_claim = [0u8, 0, 0, 0xfc, 0xff, 0xff, 0xff, 0xff];
+        assert!(decode::<ClientRequest>(&huge_claim).is_err());
+    }
+
+    #[test]
+    fn records_keep_their_json_shape_while_binary_carries_json_text() {
+        let json = serde_json::to_value(segment()).unwrap();
+        assert_eq!(json["loadSpec"]["type"], "local", "{json}");
+        let json = serde_json::to_value(task(TaskState::Running)).unwrap();
+        assert_eq!(json["spec"]["spec"]["ioConfig"]["type"], "index_parallel");
+        let record = crate::metadata::DataSourceRecord {
+            name: "wiki".into(),
+            schema: schema(),
+            updated_ms: 1,
+        };
+        let json = serde_json::to_value(&record).unwrap();
+        assert_eq!(
+            json["schema"]["queryGranularity"]["period"], "PT1H",
+            "{json}"
+        );
+        let back: crate::metadata::DataSourceRecord = serde_json::from_value(json).unwrap();
+        assert_eq!(back, record);
+        assert_eq!(
+            decode::<crate::metadata::DataSourceRecord>(&encode(&record).unwrap()).unwrap(),
+            record
+        );
     }
 }

@@ -45,6 +45,35 @@ pub fn segment(day: i64, partition: u32) -> grove_raft::metadata::SegmentRecord 
     }
 }
 
+/// Snapshots every `every` entries and keeps no log behind them: a member that misses writes
+/// can only catch up by snapshot.
+pub fn snapshot_often(raft: &mut openraft::Config, every: u64) {
+    raft.snapshot_policy = openraft::SnapshotPolicy::LogsSinceLast(every);
+    raft.max_in_snapshot_log_to_keep = 0;
+    raft.purge_batch_size = 1;
+}
+
+/// Offsets of stream `edits`: partition 0 at `at`, partition 1 at `2 * at`.
+pub fn offsets(at: i64) -> grove_raft::metadata::StreamOffsets {
+    grove_raft::metadata::StreamOffsets {
+        stream: "edits".into(),
+        partitions: [(0, at), (1, at * 2)].into(),
+    }
+}
+
+/// Stream task `task` publishes one segment (of `partition`) and moves the offsets 0 → 100.
+pub fn publish_offsets_0_to_100(task: &str, partition: u32) -> Command {
+    Command::PublishSegmentsWithOffsets {
+        task_id: task.into(),
+        segments: vec![segment(0, partition)],
+        schema: schema(),
+        report: grove_raft::metadata::TaskReport::default(),
+        ended_ms: 10,
+        start_offsets: offsets(0),
+        end_offsets: offsets(100),
+    }
+}
+
 pub struct Cluster {
     pub net: MemoryNetwork,
     root: tempfile::TempDir,

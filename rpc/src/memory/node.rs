@@ -100,7 +100,7 @@ impl MemoryTransport {
             shutdown_grace: config.shutdown_grace,
             shutdown_started: AtomicBool::new(false),
         });
-        tokio::spawn(accept_loop(Arc::clone(&node), requests));
+        crate::pause::spawn(accept_loop(Arc::clone(&node), requests));
         (
             MemoryTransport {
                 handle: Arc::new(Handle { node }),
@@ -213,7 +213,7 @@ async fn accept_loop(node: Arc<MemoryNode>, mut requests: mpsc::Receiver<Incomin
                 None => return,
             },
         };
-        tokio::spawn(Arc::clone(&node).serve(incoming));
+        crate::pause::spawn(Arc::clone(&node).serve(incoming));
     }
 }
 

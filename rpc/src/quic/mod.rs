@@ -288,10 +288,6 @@ impl Inner {
         if let Some(task) = self.accept_task.lock().expect("accept task lock").take() {
             task.abort();
         }
-        // Handlers often hold this transport (a Raft member's routes reach its network, which
-        // calls through it): dropping them breaks that cycle, so the endpoint and its socket
-        // are freed once the caller lets go.
-        self.core.install(Router::new());
         self.endpoint.close(
             VarInt::from_u32(wire::close::SHUTDOWN),
             b"node shutting down",
