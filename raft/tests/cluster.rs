@@ -575,3 +575,24 @@ async fn concurrent_writes_share_entries_and_each_gets_its_own_verdict() {
         assert_eq!(cluster.task_ids(id).await, expected, "member {id}");
     }
 }
+
+/// Found by grove-sim (seed 2, 100 steps): a client holding the handle of a member that was
+/// crashed kept retrying its write without ever letting virtual time pass (the stopped Raft's
+/// metrics channel was closed, so "wait for a leader change" returned at once), and the whole
+/// simulation froze. A stopped member now answers `Stopped` at once.
+#[tokio::test(start_paused = true)]
+async fn a_write_through_a_stopped_member_fails_at_once_instead_of_spinning() {
+    let mut cluster = Cluster::new(8);
+    cluster.start_group(&[1, 2, 3]).await;
+    let leader = cluster.leader().await;
+    let handle = cluster.node(leader).clone();
+    cluster.kill(leader).await;
+    let started = tokio::time::Instant::now();
+    let error = handle.write(create_task("s-1")).await.unwrap_err();
+    assert!(matches!(error, ReplicaError::Stopped(_)), "{error:?}");
+    assert!(
+        matches!(MetadataError::from(error), MetadataError::Unavailable(_)),
+        "a stopped member is reported as unavailable"
+    );
+    assert!(started.elapsed() < Duration::from_millis(100), "it waited");
+}

@@ -533,6 +533,14 @@ impl Inner {
         let mut known = self.raft.metrics().borrow().current_leader;
         let mut last_failure = None;
         loop {
+            // A stopped Raft (shut down, or a fatal storage error) answers nothing again.
+            let stopped = self.raft.metrics().borrow().running_state.clone().err();
+            if let Some(fatal) = stopped {
+                return Err(ReplicaError::Stopped(format!(
+                    "member {}: {fatal}",
+                    self.id
+                )));
+            }
             // One attempt is bounded: a leader cut off from its quorum may hold a write or a
             // read-index check until it learns of a newer term.
             let attempt_deadline = match op {
@@ -582,11 +590,22 @@ impl Inner {
 
     /// Sleeps `backoff`, or less if this member learns of a new leader meanwhile (after a
     /// failover the retry goes out as soon as the group has elected one).
+    ///
+    /// A stopped Raft closes its metrics channel: no change can come any more, so the wait is
+    /// the whole backoff (returning at once would turn the caller's retries into a loop that
+    /// never lets time pass).
     async fn wait_for_leader_change(&self, backoff: Duration) {
         let mut metrics = self.raft.metrics();
         let before = metrics.borrow_and_update().current_leader;
-        let changed =
-            metrics.wait_for(|m| m.current_leader.is_some() && m.current_leader != before);
+        let changed = async {
+            let closed = metrics
+                .wait_for(|m| m.current_leader.is_some() && m.current_leader != before)
+                .await
+                .is_err();
+            if closed {
+                std::future::pending::<()>().await;
+            }
+        };
         let _ = tokio::time::timeout(backoff, changed).await;
     }
 
@@ -669,6 +688,22 @@ impl Inner {
                 Err(e) => LeaderReply::Failed(e.to_string()),
             },
             LeaderOp::Admin(request) => {
+                // openraft 0.9 keeps a leader that removed itself leading until it steps
+                // down; a membership change asked of it meanwhile trips openraft's own
+                // assertion that the leader is a member (debug builds). Found by grove-sim:
+                // the change goes to the next leader instead.
+                let (leading, member) = {
+                    let metrics = raft.metrics();
+                    let metrics = metrics.borrow();
+                    let member = metrics.membership_config.membership().get_node(&self.id);
+                    (
+                        metrics.state == openraft::ServerState::Leader,
+                        member.is_some(),
+                    )
+                };
+                if !leading || !member {
+                    return LeaderReply::NotLeader { leader: None };
+                }
                 let result = match request {
                     AdminRequest::AddLearner { id, node } => {
                         raft.add_learner(*id, node.clone(), true).await
