@@ -93,7 +93,7 @@ impl RaftNodeConfig {
     }
 }
 
-/// openraft settings for the metadata group: 50 ms heartbeats, elections after 100–200 ms
+/// openraft settings for the metadata group: 50 ms heartbeats, elections after 150–300 ms
 /// of silence past the 200 ms leader lease, a snapshot every 10,000 entries, 1,000 entries
 /// kept behind it for lagging followers, 4 MiB snapshot chunks (well under the transport's
 /// 16 MiB frame limit), at most 8 entries per append call: entries hold up to 32 KiB of
@@ -105,8 +105,8 @@ pub fn default_raft_config() -> openraft::Config {
         cluster_name: "grove-metadata".into(),
         heartbeat_interval: 50,
         max_payload_entries: 8,
-        election_timeout_min: 100,
-        election_timeout_max: 200,
+        election_timeout_min: 150,
+        election_timeout_max: 300,
         install_snapshot_timeout: 2_000,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(10_000),
         max_in_snapshot_log_to_keep: 1_000,
