@@ -694,3 +694,64 @@ fn missing_value_outside_the_supported_range_is_an_error() {
         &["missingValue 9223372036854775807 is outside the supported range"],
     );
 }
+
+/// Druid lets `__time` be listed in `dimensions` to place it in the sort order; with time-first
+/// segments (forceSegmentSortByTime true, the only order Grove builds) it may only come first.
+#[test]
+fn time_as_the_first_dimension_is_accepted_and_elsewhere_is_a_clear_error() {
+    let with_time_first = |entry: Value| {
+        let mut value: Value = serde_json::from_str(&fixture("wikipedia-index.json")).unwrap();
+        let dims = value["spec"]["dataSchema"]["dimensionsSpec"]["dimensions"]
+            .as_array_mut()
+            .unwrap();
+        dims.insert(0, entry);
+        value.to_string()
+    };
+    let plain = parse("wikipedia-index.json")
+        .spec
+        .data_schema
+        .schema()
+        .unwrap();
+    for entry in [json!("__time"), json!({"type": "long", "name": "__time"})] {
+        let task =
+            parse_task(&with_time_first(entry.clone())).unwrap_or_else(|e| panic!("{entry}: {e}"));
+        let schema = task.spec.data_schema.schema().unwrap();
+        assert_eq!(schema.dimensions, plain.dimensions, "{entry}");
+    }
+
+    let err = parse_err(&with_time_first(
+        json!({"type": "double", "name": "__time"}),
+    ));
+    assert_mentions(
+        &err,
+        &["'__time' in dimensions must be a plain name or of type long"],
+    );
+
+    let err = err_after("wikipedia-index.json", |v| {
+        v["spec"]["dataSchema"]["dimensionsSpec"]["dimensions"]
+            .as_array_mut()
+            .unwrap()
+            .insert(3, json!("__time"))
+    });
+    assert_mentions(
+        &err,
+        &[
+            "'__time' may only be the first entry of dimensions",
+            "forceSegmentSortByTime",
+        ],
+    );
+
+    let err = err_after("wikipedia-index.json", |v| {
+        let dims = v["spec"]["dataSchema"]["dimensionsSpec"]["dimensions"]
+            .as_array_mut()
+            .unwrap();
+        dims.insert(0, json!("__time"));
+        dims.insert(1, json!("__time"));
+    });
+    assert_mentions(&err, &["'__time' is listed twice"]);
+
+    let err = err_after("wikipedia-index.json", |v| {
+        v["spec"]["dataSchema"]["dimensionsSpec"]["forceSegmentSortByTime"] = json!(false)
+    });
+    assert_mentions(&err, &["forceSegmentSortByTime false is not supported"]);
+}

@@ -8,6 +8,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::schema::{MultiValueHandling, ValueType};
 
+/// The timestamp column's name.
+const TIME_COLUMN: &str = "__time";
+
 /// Druid's `dimensionsSpec`.
 #[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", try_from = "RawDimensionsSpec")]
@@ -55,8 +58,29 @@ impl TryFrom<RawDimensionsSpec> for DimensionsSpec {
                     .into(),
             );
         }
-        if let Some(d) = raw
-            .dimensions
+        // Druid lets `__time` be listed as a (long) dimension to place it in the sort order. With
+        // time-first sorting, the only order Grove builds, it may only come first, where listing it
+        // changes nothing; it is dropped so it never becomes a stored dimension.
+        let mut dimensions = raw.dimensions;
+        if let Some(at) = dimensions.iter().position(|d| d.name == TIME_COLUMN) {
+            if at != 0 {
+                return Err(format!(
+                    "'{TIME_COLUMN}' may only be the first entry of dimensions: segments are \
+                     sorted by {TIME_COLUMN} first (forceSegmentSortByTime false is not \
+                     supported)"
+                ));
+            }
+            if dimensions[0].value_type != ValueType::Long && !dimensions[0].is_plain() {
+                return Err(format!(
+                    "'{TIME_COLUMN}' in dimensions must be a plain name or of type long"
+                ));
+            }
+            dimensions.remove(0);
+            if dimensions.iter().any(|d| d.name == TIME_COLUMN) {
+                return Err(format!("'{TIME_COLUMN}' is listed twice in dimensions"));
+            }
+        }
+        if let Some(d) = dimensions
             .iter()
             .find(|d| raw.dimension_exclusions.contains(&d.name))
         {
@@ -66,7 +90,7 @@ impl TryFrom<RawDimensionsSpec> for DimensionsSpec {
             ));
         }
         Ok(DimensionsSpec {
-            dimensions: raw.dimensions,
+            dimensions,
             dimension_exclusions: raw.dimension_exclusions,
         })
     }
