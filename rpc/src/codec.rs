@@ -106,11 +106,20 @@ pub fn encode_serde<T: serde::Serialize + ?Sized>(value: &T) -> Result<Bytes, Rp
 /// (`serde_json::Value`, internally tagged enums) do not decode: bincode is not
 /// self-describing.
 pub fn decode_serde<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, RpcError> {
-    let (value, read) = bincode::serde::decode_from_slice::<T, _>(bytes, CONFIG)
+    decode_whole_serde(bytes, CONFIG, "payload")
+}
+
+/// Decodes `bytes` with `config`; every byte must be used.
+fn decode_whole_serde<T: serde::de::DeserializeOwned, C: bincode::config::Config>(
+    bytes: &[u8],
+    config: C,
+    what: &str,
+) -> Result<T, RpcError> {
+    let (value, read) = bincode::serde::decode_from_slice::<T, _>(bytes, config)
         .map_err(|e| RpcError::malformed(format!("decode: {e}")))?;
     if read != bytes.len() {
         return Err(RpcError::malformed(format!(
-            "decode: {} trailing bytes after the payload",
+            "decode: {} trailing bytes after the {what}",
             bytes.len() - read
         )));
     }
@@ -138,15 +147,7 @@ pub fn encode_document<T: serde::Serialize + ?Sized>(
 /// Decodes what [`encode_document`] wrote; every byte must be used. Containers' claimed sizes
 /// are bounded by [`DOCUMENT_BYTES_CEILING`] in total.
 pub fn decode_document<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, RpcError> {
-    let (value, read) = bincode::serde::decode_from_slice::<T, _>(bytes, DOCUMENT_CONFIG)
-        .map_err(|e| RpcError::malformed(format!("decode: {e}")))?;
-    if read != bytes.len() {
-        return Err(RpcError::malformed(format!(
-            "decode: {} trailing bytes after the document",
-            bytes.len() - read
-        )));
-    }
-    Ok(value)
+    decode_whole_serde(bytes, DOCUMENT_CONFIG, "document")
 }
 
 /// A bincode reader over a slice that exposes what is left (bincode's own keeps it private).
