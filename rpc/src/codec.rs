@@ -318,6 +318,25 @@ mod tests {
     use crate::envelope::RequestHeader;
 
     #[test]
+    fn documents_round_trip_and_must_use_every_byte() {
+        let big: Vec<u64> = (0..10_000).collect();
+        let mut bytes = Vec::new();
+        encode_document(&big, &mut bytes).unwrap();
+        assert_eq!(decode_document::<Vec<u64>>(&bytes).unwrap(), big);
+        bytes.push(0);
+        let err = decode_document::<Vec<u64>>(&bytes).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("1 trailing bytes after the document"),
+            "{err}"
+        );
+        assert!(decode_document::<Vec<u64>>(&bytes[..100]).is_err());
+        // A claimed length past the document ceiling is refused before anything is reserved.
+        let claim = [0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f];
+        assert!(decode_document::<Vec<u8>>(&claim).is_err());
+    }
+
+    #[test]
     fn serde_values_round_trip_and_must_use_every_byte() {
         let value: (String, Vec<u64>, Option<i32>) = ("raft".into(), vec![1, 300, 70_000], None);
         let bytes = encode_serde(&value).unwrap();
