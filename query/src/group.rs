@@ -4,9 +4,12 @@
 //! indexes) merge associatively with [`merge_grouped`]: the one merge path historicals and
 //! brokers share.
 //!
-//! Per segment: rows are sorted by time, so each interval and each time bucket is a contiguous
-//! row range found by binary search (no per-row bucketing); the filter becomes a bitmap once per
-//! interval; rows are then processed in batches of up to 1,024 ids: a group index per row (a
+//! Per segment: when rows are sorted by time (the default order), each interval and each time
+//! bucket is a contiguous row range found by binary search (no per-row bucketing). A segment
+//! sorted by dimensions first (`forceSegmentSortByTime: false`) takes one pass per interval over
+//! all its rows (or its filter's rows) and buckets each row by its timestamp, unless its data lies
+//! in one bucket of an interval that covers it, when it is one range like a time-sorted bucket.
+//! The filter becomes a bitmap once per interval; rows are then processed in batches of up to 1,024 ids: a group index per row (a
 //! dense array on one single-value string dimension, else a hash table over fixed-width key words
 //! — dictionary ids and number bits — with multi-value rows exploded into one entry per value),
 //! then each aggregator folds the batch column-wise. Dictionary ids become strings only once per
@@ -263,8 +266,12 @@ pub fn group_segment(
         })
     };
 
+    let time_sorted = meta.schema.time_sorted();
     // Filtered aggregators' rows: only within the rows the query's intervals cover.
-    let covered = {
+    let covered = if !time_sorted {
+        let any = spec.intervals.iter().any(|i| i.overlaps(&data));
+        0..if any { n as u32 } else { 0 }
+    } else {
         let ranges: Vec<Range<u32>> = spec
             .intervals
             .iter()
@@ -317,6 +324,7 @@ pub fn group_segment(
     let mut key = vec![0u64; key_width];
     let mut multi_ids: Vec<Vec<u32>> = vec![Vec::new(); dims.len()];
     let mut ids: Vec<u32> = vec![0; dims.len()];
+    let mut row_buckets: Vec<Option<(i64, usize)>> = Vec::with_capacity(BATCH);
 
     for interval in spec.intervals {
         if !interval.overlaps(&data) {
@@ -326,15 +334,49 @@ pub fn group_segment(
             interval.start_ms.max(data.start_ms),
             interval.end_ms.min(data.end_ms),
         );
-        let range = row_range(&time, clipped);
+        // The rows to visit and how each finds its bucket.
+        let (range, passes) = if time_sorted {
+            let range = row_range(&time, clipped);
+            let passes = buckets(&time, &spec.granularity, range.clone())
+                .into_iter()
+                .map(|(bucket, rows)| Pass::Range { bucket, rows })
+                .collect();
+            (range, passes)
+        } else {
+            let all = 0..n as u32;
+            let pass = match one_bucket(&spec.granularity, clipped, data) {
+                Some(bucket) => Pass::Range {
+                    bucket,
+                    rows: all.clone(),
+                },
+                None => Pass::PerRow(RowBuckets::new(&spec.granularity, clipped)),
+            };
+            (all, vec![pass])
+        };
         if range.is_empty() {
             continue;
         }
+        // Dense slots per bucket when rows carry their own bucket: one block of slots each.
+        let dense_now = match (&dense, &passes[..]) {
+            (Some(strides), [Pass::PerRow(rb)]) => {
+                let product = *strides.last().expect("product");
+                rb.count()
+                    .and_then(|nb| nb.checked_mul(product))
+                    .filter(|&need| need <= DENSE_SLOTS_MAX)
+                    .map(|need| {
+                        if slots.len() < need {
+                            slots.resize(need, u32::MAX);
+                        }
+                        strides
+                    })
+            }
+            (d, _) => d.as_ref(),
+        };
         // An exact-match filter on a grouped dimension hands over its rows by id: the ids of
         // that dimension are then known without reading the column. Dense grouping only, and no
         // first/last aggregators (rows then arrive by id, not in time order; each group still
         // sees its rows in order, so sums add up exactly as in row order).
-        let by_id = match (spec.filter, &dense) {
+        let by_id = match (spec.filter, dense_now) {
             (Some(f), Some(_)) if !needs_time => {
                 match f
                     .exact_field()
@@ -351,15 +393,21 @@ pub fn group_segment(
             _ => None,
         };
         control.check()?;
-        for (bucket, rows) in buckets(&time, &spec.granularity, range) {
+        for pass in &passes {
             for t in touched.drain(..) {
                 slots[t as usize] = u32::MAX;
             }
+            let (bucketing, rows) = match pass {
+                Pass::Range { bucket, rows } => (Bucketing::Const(*bucket), rows.clone()),
+                Pass::PerRow(rb) => (Bucketing::PerRow(rb), range.clone()),
+            };
             // No dimensions and no filter: aggregators that can fold a contiguous range at once
             // do so; the rest go through batches below.
             let mut batched: Vec<usize> = (0..accs.len()).collect();
-            if dims.is_empty() && spec.filter.is_none() {
-                key[0] = bucket as u64;
+            if let (true, None, Bucketing::Const(bucket)) =
+                (dims.is_empty(), spec.filter, &bucketing)
+            {
+                key[0] = *bucket as u64;
                 let g = table.intern(&key);
                 // Batched aggregators of this bucket land in the same group.
                 slots[0] = g;
@@ -389,10 +437,22 @@ pub fn group_segment(
                     }
                 }
                 time_cursor.set_sparse(sparse);
-                match &dense {
+                if let Bucketing::PerRow(rb) = &bucketing {
+                    row_buckets.clear();
+                    row_buckets.extend(batch.iter().map(|&r| rb.bucket(time_cursor.get(r))));
+                }
+                match dense_now {
                     Some(strides) => {
+                        let product = *strides.last().expect("product");
                         for (i, &r) in batch.iter().enumerate() {
-                            let mut slot = 0usize;
+                            let (bucket, bucket_index) = match &bucketing {
+                                Bucketing::Const(b) => (*b, 0),
+                                Bucketing::PerRow(_) => match row_buckets[i] {
+                                    Some(b) => b,
+                                    None => continue,
+                                },
+                            };
+                            let mut slot = bucket_index * product;
                             for (k, d) in dims.iter_mut().enumerate() {
                                 if let DimReader::Ids(c, _) = d {
                                     let id = match known {
@@ -422,8 +482,14 @@ pub fn group_segment(
                             known.is_none(),
                             "ids are handed over to dense grouping only"
                         );
-                        for &r in batch {
-                            key[0] = bucket as u64;
+                        for (i, &r) in batch.iter().enumerate() {
+                            key[0] = match &bucketing {
+                                Bucketing::Const(b) => *b as u64,
+                                Bucketing::PerRow(_) => match row_buckets[i] {
+                                    Some((b, _)) => b as u64,
+                                    None => continue,
+                                },
+                            };
                             explode(&mut dims, r, &mut key, 1, &mut multi_ids, &mut |k| {
                                 pair_rows.push(r);
                                 pair_groups.push(table.intern(k));
@@ -665,6 +731,100 @@ fn explode(
         }
     }
     explode(rest, r, key, at + width, more_ids, f)
+}
+
+/// One pass of the grouping loop over a segment's rows.
+enum Pass {
+    /// A contiguous row range whose rows all fall in one bucket.
+    Range { bucket: i64, rows: Range<u32> },
+    /// Rows in any time order: each row's bucket comes from its timestamp, and rows outside the
+    /// interval are skipped.
+    PerRow(RowBuckets),
+}
+
+/// Where the rows of one batch take their bucket from.
+enum Bucketing<'a> {
+    Const(i64),
+    PerRow(&'a RowBuckets),
+}
+
+/// Most buckets numbered for dense grouping by (bucket, dimension ids); beyond this (a fine
+/// granularity over a long interval) rows group by hashing their bucket start.
+const NUMBERED_BUCKETS_MAX: usize = 1 << 16;
+
+/// The buckets of one interval for rows that are not in time order.
+struct RowBuckets {
+    interval: Interval,
+    granularity: QueryGranularity,
+    /// The starts of the buckets covering `interval`, when there are few enough to number.
+    starts: Option<Vec<i64>>,
+    /// Fixed-length UTC buckets: a row's bucket number is a division, not a search.
+    period_ms: Option<i64>,
+}
+
+impl RowBuckets {
+    fn new(granularity: &QueryGranularity, interval: Interval) -> RowBuckets {
+        let starts = if granularity.base == Granularity::All {
+            Some(vec![ALL_BUCKET])
+        } else {
+            let mut starts = Vec::new();
+            let mut start = granularity.truncate(interval.start_ms);
+            while start < interval.end_ms && starts.len() <= NUMBERED_BUCKETS_MAX {
+                starts.push(start);
+                start = granularity.next(start);
+            }
+            (starts.len() <= NUMBERED_BUCKETS_MAX).then_some(starts)
+        };
+        let period_ms = match (granularity.base, &granularity.zone) {
+            (Granularity::Fixed { period_ms, .. }, None) => Some(period_ms),
+            (Granularity::None, _) => Some(1),
+            _ => None,
+        };
+        RowBuckets {
+            interval,
+            granularity: granularity.clone(),
+            starts,
+            period_ms,
+        }
+    }
+
+    /// How many buckets there are, when they are numbered.
+    fn count(&self) -> Option<usize> {
+        self.starts.as_ref().map(Vec::len)
+    }
+
+    /// The bucket (its key and, when numbered, its number) of a row at `ms`; `None` outside the
+    /// interval.
+    #[inline]
+    fn bucket(&self, ms: i64) -> Option<(i64, usize)> {
+        if !self.interval.contains(ms) {
+            return None;
+        }
+        Some(match &self.starts {
+            Some(starts) if starts.len() == 1 => (starts[0], 0),
+            Some(starts) => {
+                let i = match self.period_ms {
+                    Some(p) => ((ms - starts[0]) / p) as usize,
+                    None => starts.partition_point(|&s| s <= ms) - 1,
+                };
+                (starts[i], i)
+            }
+            None => (self.granularity.truncate(ms), 0),
+        })
+    }
+}
+
+/// The one bucket of a segment's data (`data`, its time range) when `interval` covers it all and
+/// it falls in a single bucket of `granularity`.
+fn one_bucket(granularity: &QueryGranularity, interval: Interval, data: Interval) -> Option<i64> {
+    if !interval.contains_interval(&data) {
+        return None;
+    }
+    if granularity.base == Granularity::All {
+        return Some(ALL_BUCKET);
+    }
+    let first = granularity.truncate(data.start_ms);
+    (granularity.truncate(data.end_ms - 1) == first).then_some(first)
 }
 
 /// The time buckets of `granularity` within `interval` and their row ranges (non-empty only).

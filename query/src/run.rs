@@ -686,7 +686,8 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The rows of `segment` within `intervals` that pass `filter`, ascending.
+/// The rows of `segment` within `intervals` that pass `filter`, ascending per interval (ascending
+/// overall when its rows are not in time order: each row's timestamp is checked instead).
 fn matching_rows(
     segment: &Segment,
     intervals: &[Interval],
@@ -694,6 +695,19 @@ fn matching_rows(
 ) -> Result<Vec<u32>> {
     let time = segment.time()?;
     let mut out = Vec::new();
+    if !segment.meta().schema.time_sorted() {
+        let all = 0..segment.num_rows() as u32;
+        let mut cursor = crate::column::LongCursor::new(time);
+        let mut keep = |r: u32| {
+            let t = cursor.get(r);
+            intervals.iter().any(|i| i.contains(t))
+        };
+        match filter {
+            None => out.extend(all.filter(|&r| keep(r))),
+            Some(f) => out.extend(f.rows(segment, all)?.iter().filter(|&r| keep(r))),
+        }
+        return Ok(out);
+    }
     for i in intervals {
         let range = row_range(&time, *i);
         if range.is_empty() {
@@ -858,6 +872,15 @@ fn time_boundary(
     for segment in &segments {
         control.check()?;
         let time = segment.time()?;
+        if !segment.meta().schema.time_sorted() {
+            let mut cursor = crate::column::LongCursor::new(time);
+            for r in matching_rows(segment, &q.intervals.0, filter.as_ref())? {
+                let t = cursor.get(r);
+                min = Some(min.map_or(t, |m| m.min(t)));
+                max = Some(max.map_or(t, |m| m.max(t)));
+            }
+            continue;
+        }
         for i in &q.intervals.0 {
             let range = row_range(&time, *i);
             if range.is_empty() {

@@ -11,12 +11,13 @@ use crate::error::Result;
 /// A queryable segment holding what `index` holds now, named `id`.
 pub fn index_snapshot(index: &IncrementalIndex, id: SegmentId) -> Result<Segment> {
     let columns = index.to_columns();
+    let (time_min_ms, time_max_ms) = columns.time_bounds();
     let meta = SegmentMeta {
         id,
         schema: index.schema().clone(),
         num_rows: columns.num_rows() as u64,
-        time_min_ms: columns.time.first().copied().unwrap_or(0),
-        time_max_ms: columns.time.last().copied().unwrap_or(0),
+        time_min_ms,
+        time_max_ms,
     };
     let mut bytes = Vec::new();
     write_segment_to(&mut bytes, &meta, &columns, &WriteOptions::default())?;

@@ -1,6 +1,8 @@
-//! Differential tests: random groupBy and timeseries queries over random data; the engine's answer
-//! (bitmap and dictionary filters, batched grouping, the cross-segment merge) must equal a naive
-//! evaluator that walks the input rows one by one with `grove-segment`'s row matcher.
+//! Differential tests: random groupBy, timeseries, topN, scan and timeBoundary queries over random
+//! data, in segments sorted by time first and by dimensions first (`__time` at a random place in
+//! the sort order); the engine's answer (bitmap and dictionary filters, batched grouping, per-row
+//! bucketing, the cross-segment merge) must equal a naive evaluator that walks the input rows one
+//! by one with `grove-segment`'s row matcher.
 
 mod common;
 
@@ -9,7 +11,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 use serde_json::{Value as Json, json};
 
-use common::{DAY, Event, Fixed, Parallel, schema, segments, ts};
+use common::{DAY, Event, Fixed, Parallel, schema, sorted_segments, ts};
 use grove_query::{Unbounded, run_native};
 use grove_segment::filter::Filter;
 use grove_segment::row::{RowLayout, format_double};
@@ -198,8 +200,13 @@ fn check_group_by(
     granularity: &str,
     (start_h, len_h): (i64, i64),
     disk_mask: u8,
+    time_at: usize,
 ) -> Result<(), TestCaseError> {
-    let provider = Fixed(segments(events, |i| disk_mask >> (i % 8) & 1 == 1));
+    let provider = Fixed(sorted_segments(
+        events,
+        |i| disk_mask >> (i % 8) & 1 == 1,
+        time_at,
+    ));
     let t0 = ts("2024-03-01T00:00:00Z");
     let interval = (t0 + start_h * 3_600_000, t0 + (start_h + len_h) * 3_600_000);
     let mut query = json!({
@@ -267,8 +274,9 @@ proptest! {
         start_h in 0i64..48,
         len_h in 1i64..72,
         disk_mask in any::<u8>(),
+        time_at in prop_oneof![Just(0usize), 1usize..=5],
     ) {
-        check_group_by(&events, filter, &dims, granularity, (start_h, len_h), disk_mask)?;
+        check_group_by(&events, filter, &dims, granularity, (start_h, len_h), disk_mask, time_at)?;
     }
 
     /// An exact-match filter on a grouped dimension: the engine takes the filter's rows by
@@ -287,19 +295,21 @@ proptest! {
         start_h in 0i64..48,
         len_h in 1i64..72,
         disk_mask in any::<u8>(),
+        time_at in prop_oneof![Just(0usize), 1usize..=5],
     ) {
         let mut dims = vec![column];
         dims.extend(other.into_iter().filter(|d| *d != column));
         let filter = json!({"type": "in", "dimension": column, "values": values});
-        check_group_by(&events, Some(filter), &dims, granularity, (start_h, len_h), disk_mask)?;
+        check_group_by(&events, Some(filter), &dims, granularity, (start_h, len_h), disk_mask, time_at)?;
     }
 
     #[test]
     fn timeseries_counts_equal_the_oracle(
         events in proptest::collection::vec(event(), 1..200),
         filter in filter(),
+        time_at in 0usize..=5,
     ) {
-        let provider = Fixed(segments(&events, |i| i % 2 == 0));
+        let provider = Fixed(sorted_segments(&events, |i| i % 2 == 0, time_at));
         let query = json!({
             "queryType": "timeseries", "dataSource": "events", "granularity": "day",
             "intervals": ["2024-03-01/2024-03-04"], "filter": filter,
@@ -332,8 +342,9 @@ proptest! {
         granularity in proptest::sample::select(&["all", "hour", "day"][..]),
         start_h in 0i64..48,
         len_h in 1i64..72,
+        time_at in 0usize..=5,
     ) {
-        let provider = Fixed(segments(&events, |i| i % 2 == 0));
+        let provider = Fixed(sorted_segments(&events, |i| i % 2 == 0, time_at));
         let t0 = ts("2024-03-01T00:00:00Z");
         let interval = (t0 + start_h * 3_600_000, t0 + (start_h + len_h) * 3_600_000);
         let mut query = json!({
@@ -392,8 +403,9 @@ proptest! {
         dim in proptest::sample::select(&["country", "device", "tags"][..]),
         threshold in 1usize..5,
         ascending in any::<bool>(),
+        time_at in 0usize..=5,
     ) {
-        let provider = Fixed(segments(&events, |i| i % 2 == 1));
+        let provider = Fixed(sorted_segments(&events, |i| i % 2 == 1, time_at));
         let metric = if ascending {
             json!({"type": "inverted", "metric": "clicks"})
         } else {
@@ -426,5 +438,77 @@ proptest! {
         });
         expected.truncate(threshold);
         prop_assert_eq!(got, expected);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// scan returns exactly the rows within the interval that pass the filter (in time order
+    /// when asked), and timeBoundary their first and last timestamps.
+    #[test]
+    fn scan_and_time_boundary_equal_the_oracle(
+        events in proptest::collection::vec(event(), 0..250),
+        filter in proptest::option::of(filter()),
+        start_h in 0i64..48,
+        len_h in 1i64..72,
+        ordered in any::<bool>(),
+        time_at in 0usize..=5,
+    ) {
+        let provider = Fixed(sorted_segments(&events, |i| i % 2 == 0, time_at));
+        let t0 = ts("2024-03-01T00:00:00Z");
+        let interval = (t0 + start_h * 3_600_000, t0 + (start_h + len_h) * 3_600_000);
+        let intervals = json!([format!("{}/{}", format_iso(interval.0), format_iso(interval.1))]);
+        let mut scan = json!({
+            "queryType": "scan", "dataSource": "events", "intervals": intervals,
+            "columns": ["__time", "country", "clicks"], "resultFormat": "compactedList",
+            "order": if ordered { "ascending" } else { "none" }
+        });
+        let mut boundary = json!({
+            "queryType": "timeBoundary", "dataSource": "events", "intervals": intervals
+        });
+        if let Some(f) = &filter {
+            scan["filter"] = f.clone();
+            boundary["filter"] = f.clone();
+        }
+        let parsed: Option<Filter> = filter.map(|f| serde_json::from_value(f).unwrap());
+        let layout = RowLayout::new(&schema(), &[]);
+        let matcher = parsed.as_ref().map(|f| f.compile(&layout).unwrap());
+        let mut expected: Vec<(i64, String, i64)> = events
+            .iter()
+            .filter(|e| e.time >= interval.0 && e.time < interval.1)
+            .filter(|e| matcher.as_ref().is_none_or(|m| m.matches(&e.input_row(&layout))))
+            .map(|e| (e.time, text(e.country), e.clicks))
+            .collect();
+
+        let result = run_native(&scan, &provider, &Unbounded).unwrap();
+        let mut got: Vec<(i64, String, i64)> = result
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|batch| batch["events"].as_array().unwrap().clone())
+            .map(|row| (row[0].as_i64().unwrap(), key_text(&row[1]), row[2].as_i64().unwrap()))
+            .collect();
+        if ordered {
+            prop_assert!(got.windows(2).all(|w| w[0].0 <= w[1].0), "not in time order: {:?}", got);
+        }
+        got.sort();
+        expected.sort();
+        prop_assert_eq!(got, expected.clone());
+
+        let result = run_native(&boundary, &provider, &Unbounded).unwrap();
+        let got = result.as_array().unwrap().first().map(|r| {
+            (
+                r["result"]["minTime"].as_str().unwrap().to_string(),
+                r["result"]["maxTime"].as_str().unwrap().to_string(),
+            )
+        });
+        let times = expected.iter().map(|r| r.0);
+        let want = times
+            .clone()
+            .min()
+            .zip(times.max())
+            .map(|(a, b)| (format_iso(a), format_iso(b)));
+        prop_assert_eq!(got, want);
     }
 }

@@ -71,6 +71,7 @@ fn schema() -> Schema {
         query_granularity: Granularity::named("hour").unwrap(),
         segment_granularity: Granularity::named("day").unwrap(),
         rollup: true,
+        time_position: 0,
     }
 }
 

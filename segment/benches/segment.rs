@@ -150,6 +150,7 @@ fn generate(rows: usize) -> (SegmentMeta, SegmentColumns, Vec<Dims>) {
         query_granularity: Granularity::None,
         segment_granularity: Granularity::DAY,
         rollup: false,
+        time_position: 0,
     };
     let meta = SegmentMeta {
         id: SegmentId {

@@ -2,7 +2,8 @@
 //! segment writer lays out on disk and what a segment reader can materialize back.
 //!
 //! Invariants (checked by [`SegmentColumns::validate`]):
-//! - every column has `time.len()` rows; rows are sorted by (`__time`, dimensions in schema order);
+//! - every column has `time.len()` rows; rows are sorted by (`__time`, dimensions in schema order),
+//!   with `__time` first unless the schema places it later (`Schema::time_position`);
 //! - a string dictionary is sorted ascending by bytes, unique, with `None` (null) first if present;
 //! - every id is below the dictionary's length; multi-value offsets are non-decreasing, start at 0
 //!   and end at `ids.len()`.
@@ -297,10 +298,18 @@ impl SegmentColumns {
         Ok(())
     }
 
-    /// Checks the invariants in the module documentation; the message names the column at fault.
-    pub fn validate(&self) -> Result<(), String> {
+    /// The smallest and largest `__time`; `(0, 0)` when there are no rows.
+    pub fn time_bounds(&self) -> (i64, i64) {
+        let min = self.time.iter().copied().min();
+        let max = self.time.iter().copied().max();
+        (min.unwrap_or(0), max.unwrap_or(0))
+    }
+
+    /// Checks the invariants in the module documentation (row order only as far as `__time`
+    /// when `time_sorted`); the message names the column at fault.
+    pub fn validate(&self, time_sorted: bool) -> Result<(), String> {
         let rows = self.time.len();
-        if self.time.windows(2).any(|w| w[0] > w[1]) {
+        if time_sorted && self.time.windows(2).any(|w| w[0] > w[1]) {
             return Err("column __time: rows are not sorted by time".into());
         }
         for dim in &self.dimensions {

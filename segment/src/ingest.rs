@@ -186,6 +186,7 @@ impl Driver<'_> {
     }
 
     fn meta(&self, interval: Interval, partition: u32, columns: &SegmentColumns) -> SegmentMeta {
+        let (time_min_ms, time_max_ms) = columns.time_bounds();
         SegmentMeta {
             id: SegmentId {
                 data_source: self.schema.data_source.clone(),
@@ -196,8 +197,8 @@ impl Driver<'_> {
             },
             schema: self.schema.clone(),
             num_rows: columns.num_rows() as u64,
-            time_min_ms: columns.time.first().copied().unwrap_or(0),
-            time_max_ms: columns.time.last().copied().unwrap_or(0),
+            time_min_ms,
+            time_max_ms,
         }
     }
 

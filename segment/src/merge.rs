@@ -4,7 +4,7 @@
 //!
 //! Dictionaries are unioned, every row gets an order rank per dimension in the merged value space
 //! (null first, multi-value rows ordered as lists, so the order equals the incremental index's),
-//! rows are stably sorted by (time, ranks) — ties keep part order, then row order — and, with
+//! rows are stably sorted by (time, ranks) in the schema's order (time first by default) — ties keep part order, then row order — and, with
 //! roll-up, adjacent equal rows are combined with each metric's combining aggregator (a count's
 //! partial counts are summed, sketches are unioned).
 //!
@@ -21,7 +21,7 @@ use crate::index::{SortKeys, combine_double, combine_long, numeric_ranks};
 use crate::schema::{Schema, ValueType};
 use crate::sketch::HllSketch;
 
-/// Merges `parts` (each sorted, each laid out by `schema`) into one sorted set of columns.
+/// Merges `parts` (each laid out by `schema`) into one set of columns sorted in its order.
 pub fn merge_columns(schema: &Schema, parts: &[SegmentColumns]) -> Result<SegmentColumns> {
     for (p, part) in parts.iter().enumerate() {
         check_part(schema, p, part)?;
@@ -45,7 +45,7 @@ pub fn merge_columns(schema: &Schema, parts: &[SegmentColumns]) -> Result<Segmen
         ranks.push(rank);
     }
 
-    let keys = SortKeys::from_columns(&time, &ranks);
+    let keys = SortKeys::from_columns(&time, &ranks, schema.time_position);
     drop(ranks);
     let order = keys.stable_order();
 
@@ -87,14 +87,15 @@ pub fn merge_columns(schema: &Schema, parts: &[SegmentColumns]) -> Result<Segmen
             .collect::<Result<_>>()?,
     };
     columns
-        .validate()
+        .validate(schema.time_sorted())
         .map_err(|e| SegmentError::Schema(format!("merge produced invalid columns: {e}")))?;
     Ok(columns)
 }
 
 fn check_part(schema: &Schema, p: usize, part: &SegmentColumns) -> Result<()> {
+    // A part's row order does not matter: every row is sorted again.
     part.check_schema(schema)
-        .and_then(|()| part.validate())
+        .and_then(|()| part.validate(false))
         .map_err(|e| SegmentError::Schema(format!("merge part {p}: {e}")))
 }
 

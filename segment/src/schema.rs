@@ -131,6 +131,16 @@ pub struct Schema {
     pub query_granularity: Granularity,
     pub segment_granularity: Granularity,
     pub rollup: bool,
+    /// Where `__time` sits in the rows' sort order: how many dimensions (in schema order) sort
+    /// before it. 0, Druid's default, sorts by time first; a larger value is Druid's
+    /// `forceSegmentSortByTime: false` with `__time` placed among the dimensions (or after all
+    /// of them). Absent in older footers and records, which were all time-first.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub time_position: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Schema {
@@ -140,6 +150,11 @@ impl Schema {
 
     pub fn metric_index(&self, name: &str) -> Option<usize> {
         self.metrics.iter().position(|m| m.name == name)
+    }
+
+    /// Whether rows are sorted by `__time` first, so a time range is a contiguous run of rows.
+    pub fn time_sorted(&self) -> bool {
+        self.time_position == 0
     }
 
     /// Checks names are unique and not reserved.
@@ -157,6 +172,13 @@ impl Schema {
         }
         if names.iter().any(|n| n.is_empty()) {
             return Err("dimension and metric names must not be empty".into());
+        }
+        if self.time_position > self.dimensions.len() {
+            return Err(format!(
+                "__time is placed after {} dimensions, but there are {}",
+                self.time_position,
+                self.dimensions.len()
+            ));
         }
         names.sort_unstable();
         if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {

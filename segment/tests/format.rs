@@ -60,6 +60,7 @@ fn schema(dimensions: Vec<DimensionSchema>, metrics: Vec<MetricSchema>) -> Schem
         query_granularity: Granularity::None,
         segment_granularity: Granularity::DAY,
         rollup: false,
+        time_position: 0,
     }
 }
 

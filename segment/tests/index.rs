@@ -17,6 +17,11 @@ use grove_segment::time::{Granularity, Interval};
 use proptest::prelude::*;
 
 fn schema(rollup: bool) -> Schema {
+    sorted_schema(rollup, 0)
+}
+
+/// The schema with `__time` sorting after the first `time_at` dimensions.
+fn sorted_schema(rollup: bool, time_at: usize) -> Schema {
     let metric = |name: &str, field: Option<&str>, kind| MetricSchema {
         name: name.into(),
         field_name: field.map(Into::into),
@@ -41,6 +46,7 @@ fn schema(rollup: bool) -> Schema {
         query_granularity: Granularity::MINUTE,
         segment_granularity: Granularity::DAY,
         rollup,
+        time_position: time_at,
     }
 }
 
@@ -152,8 +158,16 @@ fn key_of(raw: &Raw) -> Key {
     )
 }
 
-/// The oracle: roll rows up by key in a BTreeMap (or keep them all, stably sorted, without roll-up).
-fn oracle(rows: &[Raw], rollup: bool) -> Vec<(Key, Aggregates)> {
+/// Orders keys as a schema with `__time` after `time_at` dimensions sorts its rows.
+fn key_order(a: &Key, b: &Key, time_at: usize) -> Ordering {
+    let mut columns = vec![a.1.cmp(&b.1), a.2.cmp(&b.2), a.3.cmp(&b.3), a.4.cmp(&b.4)];
+    columns.insert(time_at, a.0.cmp(&b.0));
+    columns.into_iter().fold(Ordering::Equal, Ordering::then)
+}
+
+/// The oracle: roll rows up by key in a BTreeMap (or keep them all without roll-up), stably sorted
+/// in the order of a schema with `__time` after `time_at` dimensions.
+fn oracle(rows: &[Raw], rollup: bool, time_at: usize) -> Vec<(Key, Aggregates)> {
     let one = |r: &Raw| Aggregates {
         count: 1,
         sum: r.value,
@@ -164,7 +178,7 @@ fn oracle(rows: &[Raw], rollup: bool) -> Vec<(Key, Aggregates)> {
     };
     if !rollup {
         let mut out: Vec<(Key, Aggregates)> = rows.iter().map(|r| (key_of(r), one(r))).collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.sort_by(|a, b| key_order(&a.0, &b.0, time_at));
         return out;
     }
     let mut groups: BTreeMap<Key, (Aggregates, std::collections::BTreeSet<u8>)> = BTreeMap::new();
@@ -189,13 +203,15 @@ fn oracle(rows: &[Raw], rollup: bool) -> Vec<(Key, Aggregates)> {
         entry.0.dsum += r.amount;
         entry.1.insert(r.user);
     }
-    groups
+    let mut out: Vec<(Key, Aggregates)> = groups
         .into_iter()
         .map(|(k, (mut a, users))| {
             a.users = users.len() as f64;
             (k, a)
         })
-        .collect()
+        .collect();
+    out.sort_by(|a, b| key_order(&a.0, &b.0, time_at));
+    out
 }
 
 /// Reads columns back into oracle-shaped rows.
@@ -270,15 +286,20 @@ fn assert_same(actual: &[(Key, Aggregates)], expected: &[(Key, Aggregates)]) {
     }
 }
 
-fn index_of(rows: &[Raw], rollup: bool) -> IncrementalIndex {
-    let mut index = IncrementalIndex::new(&schema(rollup));
+fn sorted_index_of(rows: &[Raw], rollup: bool, time_at: usize) -> IncrementalIndex {
+    let mut index = IncrementalIndex::new(&sorted_schema(rollup, time_at));
     for r in rows {
         index.add(&r.input()).expect("valid row");
     }
     index
 }
 
-fn round_trip(columns: &SegmentColumns, rollup: bool, compression: Compression) -> SegmentColumns {
+fn round_trip(
+    columns: &SegmentColumns,
+    schema: Schema,
+    compression: Compression,
+) -> SegmentColumns {
+    let (time_min_ms, time_max_ms) = columns.time_bounds();
     let meta = SegmentMeta {
         id: SegmentId {
             data_source: "events".into(),
@@ -287,10 +308,10 @@ fn round_trip(columns: &SegmentColumns, rollup: bool, compression: Compression) 
             version: "v1".into(),
             partition: 0,
         },
-        schema: schema(rollup),
+        schema,
         num_rows: columns.num_rows() as u64,
-        time_min_ms: columns.time.first().copied().unwrap_or(0),
-        time_max_ms: columns.time.last().copied().unwrap_or(0),
+        time_min_ms,
+        time_max_ms,
     };
     let mut bytes = Vec::new();
     write_segment_to(&mut bytes, &meta, columns, &WriteOptions { compression }).expect("write");
@@ -304,32 +325,37 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
-    fn index_equals_oracle(rows in raw_rows(), rollup in any::<bool>()) {
-        let columns = index_of(&rows, rollup).to_columns();
-        prop_assert_eq!(columns.validate(), Ok(()));
-        assert_same(&decode(&columns), &oracle(&rows, rollup));
+    fn index_equals_oracle(rows in raw_rows(), rollup in any::<bool>(), time_at in 0usize..=4) {
+        let columns = sorted_index_of(&rows, rollup, time_at).to_columns();
+        prop_assert_eq!(columns.validate(time_at == 0), Ok(()));
+        assert_same(&decode(&columns), &oracle(&rows, rollup, time_at));
     }
 
     #[test]
-    fn segment_file_round_trips_index(rows in raw_rows(), zstd in any::<bool>()) {
-        let columns = index_of(&rows, true).to_columns();
+    fn segment_file_round_trips_index(rows in raw_rows(), zstd in any::<bool>(), time_at in 0usize..=4) {
+        let columns = sorted_index_of(&rows, true, time_at).to_columns();
         let compression = if zstd { Compression::Zstd { level: 1 } } else { Compression::None };
-        prop_assert_eq!(round_trip(&columns, true, compression), columns);
+        prop_assert_eq!(round_trip(&columns, sorted_schema(true, time_at), compression), columns);
     }
 
     #[test]
-    fn merging_parts_equals_ingesting_all(rows in raw_rows(), cuts in prop::collection::vec(0usize..200, 0..4), rollup in any::<bool>()) {
+    fn merging_parts_equals_ingesting_all(
+        rows in raw_rows(),
+        cuts in prop::collection::vec(0usize..200, 0..4),
+        rollup in any::<bool>(),
+        time_at in 0usize..=4,
+    ) {
         let mut bounds: Vec<usize> = cuts.into_iter().map(|c| c.min(rows.len())).collect();
         bounds.push(0);
         bounds.push(rows.len());
         bounds.sort();
         let parts: Vec<SegmentColumns> = bounds
             .windows(2)
-            .map(|w| index_of(&rows[w[0]..w[1]], rollup).to_columns())
+            .map(|w| sorted_index_of(&rows[w[0]..w[1]], rollup, time_at).to_columns())
             .collect();
-        let merged = merge_columns(&schema(rollup), &parts).expect("merge");
-        prop_assert_eq!(merged.validate(), Ok(()));
-        let all = index_of(&rows, rollup).to_columns();
+        let merged = merge_columns(&sorted_schema(rollup, time_at), &parts).expect("merge");
+        prop_assert_eq!(merged.validate(time_at == 0), Ok(()));
+        let all = sorted_index_of(&rows, rollup, time_at).to_columns();
         assert_same(&decode(&merged), &decode(&all));
         // Strings, numbers and layouts are identical, not just equal in meaning.
         prop_assert_eq!(&merged.dimensions, &all.dimensions);

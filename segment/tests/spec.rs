@@ -696,7 +696,7 @@ fn missing_value_outside_the_supported_range_is_an_error() {
 }
 
 /// Druid lets `__time` be listed in `dimensions` to place it in the sort order; with time-first
-/// segments (forceSegmentSortByTime true, the only order Grove builds) it may only come first.
+/// segments (forceSegmentSortByTime true, the default) it may only come first.
 #[test]
 fn time_as_the_first_dimension_is_accepted_and_elsewhere_is_a_clear_error() {
     let with_time_first = |entry: Value| {
@@ -712,11 +712,13 @@ fn time_as_the_first_dimension_is_accepted_and_elsewhere_is_a_clear_error() {
         .data_schema
         .schema()
         .unwrap();
+    assert_eq!(plain.time_position, 0);
     for entry in [json!("__time"), json!({"type": "long", "name": "__time"})] {
         let task =
             parse_task(&with_time_first(entry.clone())).unwrap_or_else(|e| panic!("{entry}: {e}"));
         let schema = task.spec.data_schema.schema().unwrap();
         assert_eq!(schema.dimensions, plain.dimensions, "{entry}");
+        assert_eq!(schema.time_position, 0, "{entry}");
     }
 
     let err = parse_err(&with_time_first(
@@ -749,9 +751,45 @@ fn time_as_the_first_dimension_is_accepted_and_elsewhere_is_a_clear_error() {
         dims.insert(1, json!("__time"));
     });
     assert_mentions(&err, &["'__time' is listed twice"]);
+}
 
-    let err = err_after("wikipedia-index.json", |v| {
-        v["spec"]["dataSchema"]["dimensionsSpec"]["forceSegmentSortByTime"] = json!(false)
-    });
-    assert_mentions(&err, &["forceSegmentSortByTime false is not supported"]);
+/// `forceSegmentSortByTime: false`: rows sort by the dimensions in their listed order, with
+/// `__time` where it is listed, or after every dimension when it is not; the spec writes itself
+/// back the way it was read.
+#[test]
+fn dimension_first_sort_orders_place_time_where_listed_or_last() {
+    let spec_with = |time_at: Option<usize>| {
+        let mut value: Value = serde_json::from_str(&fixture("wikipedia-index.json")).unwrap();
+        let dims_spec = &mut value["spec"]["dataSchema"]["dimensionsSpec"];
+        dims_spec["forceSegmentSortByTime"] = json!(false);
+        if let Some(at) = time_at {
+            dims_spec["dimensions"]
+                .as_array_mut()
+                .unwrap()
+                .insert(at, json!({"type": "long", "name": "__time"}));
+        }
+        parse_task(&value.to_string()).unwrap_or_else(|e| panic!("time at {time_at:?}: {e}"))
+    };
+    let plain = parse("wikipedia-index.json")
+        .spec
+        .data_schema
+        .schema()
+        .unwrap();
+    let dims = plain.dimensions.len();
+    for (time_at, expected) in [(Some(0), 0), (Some(1), 1), (Some(3), 3), (None, dims)] {
+        let task = spec_with(time_at);
+        let schema = task.spec.data_schema.schema().unwrap();
+        assert_eq!(schema.dimensions, plain.dimensions, "time at {time_at:?}");
+        assert_eq!(schema.time_position, expected, "time at {time_at:?}");
+        assert_eq!(schema.time_sorted(), expected == 0);
+        let written = serde_json::to_value(&task).unwrap();
+        let dims_spec = &written["spec"]["dataSchema"]["dimensionsSpec"];
+        assert_eq!(dims_spec["forceSegmentSortByTime"], json!(false));
+        assert_eq!(
+            dims_spec["dimensions"][expected],
+            json!({"type": "long", "name": "__time"})
+        );
+        let again = parse_task(&written.to_string()).unwrap();
+        assert_eq!(again, task, "time at {time_at:?}");
+    }
 }

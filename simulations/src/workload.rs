@@ -228,6 +228,7 @@ fn schema(data_source: &str) -> Schema {
         query_granularity: Granularity::HOUR,
         segment_granularity: Granularity::DAY,
         rollup: true,
+        time_position: 0,
     }
 }
 

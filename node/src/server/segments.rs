@@ -269,6 +269,7 @@ mod tests {
             query_granularity: Granularity::named("none").unwrap(),
             segment_granularity: Granularity::named("day").unwrap(),
             rollup: true,
+            time_position: 0,
         };
         let typed: Vec<(String, SqlType)> = columns(&schema)
             .into_iter()

@@ -19,6 +19,12 @@ use grove_segment::time::{Granularity, Interval, parse_iso_timestamp};
 pub const DAY: i64 = 86_400_000;
 
 pub fn schema() -> Schema {
+    sorted_schema(0)
+}
+
+/// The schema with rows sorted by the dimensions first and `__time` after the first `time_at`
+/// of them (`forceSegmentSortByTime: false`); 0 is the default, time-first order.
+pub fn sorted_schema(time_at: usize) -> Schema {
     let mut tags = DimensionSchema::string("tags");
     tags.multi_value_handling = MultiValueHandling::SortedArray;
     let mut device = DimensionSchema::string("device");
@@ -57,6 +63,7 @@ pub fn schema() -> Schema {
         query_granularity: Granularity::None,
         segment_granularity: Granularity::DAY,
         rollup: false,
+        time_position: time_at,
     }
 }
 
@@ -110,7 +117,16 @@ pub fn ts(text: &str) -> i64 {
 /// Builds one segment per day of `events`: as a segment file's bytes when `on_disk`, else as the
 /// snapshot of an in-memory index.
 pub fn segments(events: &[Event], on_disk: impl Fn(usize) -> bool) -> Vec<Arc<Segment>> {
-    let schema = schema();
+    sorted_segments(events, on_disk, 0)
+}
+
+/// [`segments`] of [`sorted_schema`]`(time_at)`.
+pub fn sorted_segments(
+    events: &[Event],
+    on_disk: impl Fn(usize) -> bool,
+    time_at: usize,
+) -> Vec<Arc<Segment>> {
+    let schema = sorted_schema(time_at);
     let layout = RowLayout::new(&schema, &[]);
     let mut days: Vec<i64> = events.iter().map(|e| e.time.div_euclid(DAY)).collect();
     days.sort_unstable();

@@ -202,6 +202,7 @@ mod tests {
                     query_granularity: grove_segment::time::Granularity::named("hour").unwrap(),
                     segment_granularity: grove_segment::time::Granularity::named("day").unwrap(),
                     rollup: false,
+                    time_position: 0,
                 },
                 report: Default::default(),
                 ended_ms: 5,
@@ -276,6 +277,7 @@ mod tests {
             .unwrap(),
             segment_granularity: Granularity::named("day").unwrap(),
             rollup: true,
+            time_position: 0,
         }
     }
 

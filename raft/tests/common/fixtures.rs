@@ -24,6 +24,7 @@ pub fn schema(ds: &str) -> Schema {
         query_granularity: Granularity::HOUR,
         segment_granularity: Granularity::DAY,
         rollup: true,
+        time_position: 0,
     }
 }
 

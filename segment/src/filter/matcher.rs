@@ -455,6 +455,7 @@ mod tests {
             query_granularity: Granularity::None,
             segment_granularity: Granularity::DAY,
             rollup: false,
+            time_position: 0,
         };
         RowLayout::new(&schema, &[])
     }

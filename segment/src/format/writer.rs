@@ -77,8 +77,10 @@ pub fn write_segment_to(
 /// The columns must satisfy their own invariants and match the metadata: names, types and order
 /// of the schema, the row count and the time range.
 fn check_columns(meta: &SegmentMeta, columns: &SegmentColumns) -> Result<()> {
-    columns.validate().map_err(SegmentError::Schema)?;
     meta.schema.validate().map_err(SegmentError::Schema)?;
+    columns
+        .validate(meta.schema.time_sorted())
+        .map_err(SegmentError::Schema)?;
     let schema = &meta.schema;
     let mismatch = |m: String| Err(SegmentError::Schema(format!("segment {}: {m}", meta.id)));
     if columns.num_rows() >= u32::MAX as usize {
@@ -94,10 +96,7 @@ fn check_columns(meta: &SegmentMeta, columns: &SegmentColumns) -> Result<()> {
             columns.num_rows()
         ));
     }
-    let (first, last) = match (columns.time.first(), columns.time.last()) {
-        (Some(&f), Some(&l)) => (f, l),
-        _ => (0, 0),
-    };
+    let (first, last) = columns.time_bounds();
     if (meta.time_min_ms, meta.time_max_ms) != (first, last) {
         return mismatch(format!(
             "metadata time range {}..{} does not match the rows' {first}..{last}",

@@ -366,7 +366,7 @@ impl IncrementalIndex {
             .map(|r| self.keys[r * self.stride] as i64)
             .collect();
         // Row by row, so each wide key is read once.
-        let sort_keys = SortKeys::new(&times, dims, |r, ranks| {
+        let sort_keys = SortKeys::new(&times, dims, self.schema.time_position, |r, ranks| {
             let words = &self.keys[r * self.stride + 1..][..dims];
             for (d, rank) in ranks.iter_mut().enumerate() {
                 *rank = match (&emitters[d], &numeric_rank_columns[d]) {
@@ -426,7 +426,7 @@ impl IncrementalIndex {
             dimensions,
             metrics,
         };
-        debug_assert_eq!(columns.validate(), Ok(()));
+        debug_assert_eq!(columns.validate(self.schema.time_sorted()), Ok(()));
         columns
     }
 }

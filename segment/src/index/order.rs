@@ -1,7 +1,8 @@
-//! Sorting rows by (time, dimension order ranks), shared by the index and merge.
+//! Sorting rows by (time, dimension order ranks), shared by the index and merge. Time sorts
+//! first unless the schema places it among the dimensions (`Schema::time_position`).
 //!
-//! Keys are row-major (time rank, then one rank per dimension), so comparing two rows reads one
-//! contiguous slice each. Sorting itself runs on packed prefixes: as many leading key columns as
+//! Keys are row-major (one rank per sort column in sort order, time turned into a rank too), so
+//! comparing two rows reads one contiguous slice each. Sorting itself runs on packed prefixes: as many leading key columns as
 //! fit in 128 bits, each at the width its largest rank needs, go into one `u128` beside the row
 //! number. Most comparisons are then one integer compare in a contiguous array; only rows whose
 //! prefixes tie look at the rest of their keys, and when every column fits they never do.
@@ -16,13 +17,16 @@ pub(crate) struct SortKeys {
 }
 
 impl SortKeys {
-    /// Keys for `times.len()` rows of `columns` dimensions; `fill(r, ranks)` writes row `r`'s
-    /// dimension ranks (rows are filled in order, one contiguous slice each).
+    /// Keys for `times.len()` rows of `columns` dimensions, with time sorting after the first
+    /// `time_at` dimensions; `fill(r, ranks)` writes row `r`'s dimension ranks (rows are filled
+    /// in order, one contiguous slice each).
     pub(crate) fn new(
         times: &[i64],
         columns: usize,
+        time_at: usize,
         mut fill: impl FnMut(usize, &mut [u64]),
     ) -> SortKeys {
+        let time_at = time_at.min(columns);
         let rows = times.len();
         let stride = 1 + columns;
         let mut distinct_times = times.to_vec();
@@ -36,10 +40,13 @@ impl SortKeys {
             for (m, &rank) in max.iter_mut().zip(&key[1..]) {
                 *m = (*m).max(rank);
             }
+            // Time moves from the front to its place in the sort order.
+            key[..=time_at].rotate_left(1);
         }
         let mut widths = Vec::with_capacity(stride);
         widths.push(bits_for(distinct_times.len() as u64));
         widths.extend(max.iter().map(|&m| bits_for(m + 1)));
+        widths[..=time_at].rotate_left(1);
         SortKeys {
             stride,
             keys,
@@ -49,8 +56,8 @@ impl SortKeys {
     }
 
     /// Keys from per-dimension rank columns (`ranks[d][r]`).
-    pub(crate) fn from_columns(times: &[i64], ranks: &[Vec<u64>]) -> SortKeys {
-        SortKeys::new(times, ranks.len(), |r, out| {
+    pub(crate) fn from_columns(times: &[i64], ranks: &[Vec<u64>], time_at: usize) -> SortKeys {
+        SortKeys::new(times, ranks.len(), time_at, |r, out| {
             for (slot, column) in out.iter_mut().zip(ranks) {
                 *slot = column[r];
             }
@@ -116,11 +123,13 @@ fn bits_for(count: u64) -> u32 {
 mod tests {
     use super::*;
 
-    fn naive(times: &[i64], ranks: &[Vec<u64>]) -> Vec<u32> {
+    fn naive(times: &[i64], ranks: &[Vec<u64>], time_at: usize) -> Vec<u32> {
         let mut order: Vec<u32> = (0..times.len() as u32).collect();
         order.sort_by_key(|&r| {
             let r = r as usize;
-            (times[r], ranks.iter().map(|c| c[r]).collect::<Vec<_>>())
+            let mut key: Vec<i64> = ranks.iter().map(|c| c[r] as i64).collect();
+            key.insert(time_at, times[r]);
+            key
         });
         order
     }
@@ -140,8 +149,14 @@ mod tests {
             let ranks: Vec<Vec<u64>> = (0..dims)
                 .map(|_| (0..rows).map(|_| next(cardinality)).collect())
                 .collect();
-            let keys = SortKeys::from_columns(&times, &ranks);
-            assert_eq!(keys.stable_order(), naive(&times, &ranks), "{dims} dims");
+            for time_at in 0..=dims {
+                let keys = SortKeys::from_columns(&times, &ranks, time_at);
+                assert_eq!(
+                    keys.stable_order(),
+                    naive(&times, &ranks, time_at),
+                    "{dims} dims, time at {time_at}"
+                );
+            }
         }
     }
 

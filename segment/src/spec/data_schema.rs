@@ -98,6 +98,7 @@ impl DataSchema {
             query_granularity: self.granularity_spec.query_granularity,
             segment_granularity: self.granularity_spec.segment_granularity,
             rollup: self.granularity_spec.rollup,
+            time_position: self.dimensions_spec.time_position.unwrap_or(0),
         };
         schema
             .validate()

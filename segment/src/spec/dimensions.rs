@@ -12,12 +12,15 @@ use crate::schema::{MultiValueHandling, ValueType};
 const TIME_COLUMN: &str = "__time";
 
 /// Druid's `dimensionsSpec`.
-#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Default, Deserialize)]
 #[serde(rename_all = "camelCase", try_from = "RawDimensionsSpec")]
 pub struct DimensionsSpec {
+    /// The stored dimensions, in sort order (`__time` is never one of them).
     pub dimensions: Vec<DimensionSpec>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub dimension_exclusions: Vec<String>,
+    /// `forceSegmentSortByTime: false`: how many of `dimensions` sort before `__time` (all of
+    /// them when `__time` is not listed). `None` is Druid's default, time first.
+    pub time_position: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -51,31 +54,26 @@ impl TryFrom<RawDimensionsSpec> for DimensionsSpec {
                     .into(),
             );
         }
-        if raw.force_segment_sort_by_time == Some(false) {
-            return Err(
-                "forceSegmentSortByTime false is not supported: Grove always sorts \
-                        segments by __time first"
-                    .into(),
-            );
-        }
+        let time_first = raw.force_segment_sort_by_time != Some(false);
         // Druid lets `__time` be listed as a (long) dimension to place it in the sort order. With
-        // time-first sorting, the only order Grove builds, it may only come first, where listing it
-        // changes nothing; it is dropped so it never becomes a stored dimension.
+        // time-first sorting (the default) it may only come first, where listing it changes
+        // nothing. It is taken out of the list either way, so it never becomes a stored dimension.
         let mut dimensions = raw.dimensions;
-        if let Some(at) = dimensions.iter().position(|d| d.name == TIME_COLUMN) {
-            if at != 0 {
+        let listed_at = dimensions.iter().position(|d| d.name == TIME_COLUMN);
+        if let Some(at) = listed_at {
+            if time_first && at != 0 {
                 return Err(format!(
-                    "'{TIME_COLUMN}' may only be the first entry of dimensions: segments are \
-                     sorted by {TIME_COLUMN} first (forceSegmentSortByTime false is not \
-                     supported)"
+                    "'{TIME_COLUMN}' may only be the first entry of dimensions unless \
+                     forceSegmentSortByTime is false: segments are sorted by {TIME_COLUMN} first \
+                     by default"
                 ));
             }
-            if dimensions[0].value_type != ValueType::Long && !dimensions[0].is_plain() {
+            if dimensions[at].value_type != ValueType::Long && !dimensions[at].is_plain() {
                 return Err(format!(
                     "'{TIME_COLUMN}' in dimensions must be a plain name or of type long"
                 ));
             }
-            dimensions.remove(0);
+            dimensions.remove(at);
             if dimensions.iter().any(|d| d.name == TIME_COLUMN) {
                 return Err(format!("'{TIME_COLUMN}' is listed twice in dimensions"));
             }
@@ -89,10 +87,44 @@ impl TryFrom<RawDimensionsSpec> for DimensionsSpec {
                 d.name
             ));
         }
+        // Not listed: Druid leaves `__time` out of the sort order; Grove sorts by it last, one
+        // of the orders that allows, so rows equal on every dimension stay in time order.
+        let time_position = (!time_first).then(|| listed_at.unwrap_or(dimensions.len()));
         Ok(DimensionsSpec {
             dimensions,
             dimension_exclusions: raw.dimension_exclusions,
+            time_position,
         })
+    }
+}
+
+impl Serialize for DimensionsSpec {
+    /// As Druid writes it: with `forceSegmentSortByTime: false`, `__time` is listed (as a long)
+    /// at its place in the sort order, so the spec reads back the same.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        match self.time_position {
+            None => map.serialize_entry("dimensions", &self.dimensions)?,
+            Some(at) => {
+                let mut listed = self.dimensions.clone();
+                let time = DimensionSpec {
+                    name: TIME_COLUMN.into(),
+                    value_type: ValueType::Long,
+                    multi_value_handling: MultiValueHandling::SortedArray,
+                    create_bitmap_index: true,
+                };
+                listed.insert(at.min(listed.len()), time);
+                map.serialize_entry("dimensions", &listed)?;
+            }
+        }
+        if !self.dimension_exclusions.is_empty() {
+            map.serialize_entry("dimensionExclusions", &self.dimension_exclusions)?;
+        }
+        if self.time_position.is_some() {
+            map.serialize_entry("forceSegmentSortByTime", &false)?;
+        }
+        map.end()
     }
 }
 
