@@ -2,7 +2,7 @@
 """The DuckDB reference of grove-node's `queries` benchmark (run by it; not on its own).
 
 Loads the ad-events CSV into a native DuckDB table once (explicit types; the millisecond
-timestamps become TIMESTAMP), then runs the SQL equivalents of the benchmark's native queries:
+timestamps become TIMESTAMP; rows in Grove's segment order, by advertiser then time), then runs the SQL equivalents of the benchmark's native queries:
 warm-up runs, then timed runs (execute + fetchall), and prints one JSON object on the last line
 of stdout: `<query>_ms` medians, `load_ms`, `threads`, `version`, and `checks` (the same answer
 summaries the Rust side computes from Grove's answers). Progress goes to stderr.
@@ -126,7 +126,7 @@ def main():
         "'timestamp': 'BIGINT', 'advertiser': 'VARCHAR', 'campaign': 'VARCHAR', "
         "'country': 'VARCHAR', 'device': 'VARCHAR', 'data_pack': 'VARCHAR', "
         "'status_code': 'VARCHAR', 'impressions': 'BIGINT', 'clicks': 'BIGINT', "
-        "'latency': 'BIGINT', 'spend': 'DOUBLE'})",
+        "'latency': 'BIGINT', 'spend': 'DOUBLE'}) ORDER BY advertiser, timestamp",
         [args.csv],
     )
     load_ms = (time.perf_counter() - started) * 1000

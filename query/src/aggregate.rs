@@ -893,6 +893,19 @@ impl<'a> Acc<'a> {
         Ok(())
     }
 
+    /// Whether [`Acc::add_range`] folds contiguous ranges for this aggregator (it returns
+    /// `false`, adding nothing, when it does not).
+    pub fn folds_ranges(&self) -> bool {
+        self.filter.is_none()
+            && match (&self.state, &self.input) {
+                (State::Long(..), Input::None) => self.def.kind == AggKind::Count,
+                (State::Long(..), Input::Long(_, None))
+                | (State::Double(..), Input::Double(_, None))
+                | (State::Ids(_), Input::Ids(_)) => true,
+                _ => false,
+            }
+    }
+
     /// Folds the contiguous rows `rows` into group `g` in one pass when this aggregator can
     /// (count, and sums/mins/maxes over a column without nulls, unfiltered); `false` when the
     /// rows must go through [`Acc::add`].
@@ -918,12 +931,14 @@ impl<'a> Acc<'a> {
                 seen[g] = true;
             }
             (State::Double(v, seen), Input::Double(column, None)) => {
-                let mut buf = vec![0.0; rows.len()];
-                column.decode(rows.start as usize, &mut buf);
+                let buf = &mut self.scratch_double;
+                buf.clear();
+                buf.resize(rows.len(), 0.0);
+                column.decode(rows.start as usize, buf);
                 let folded = match kind {
                     AggKind::DoubleMin => buf.iter().copied().fold(f64::INFINITY, f64::min),
                     AggKind::DoubleMax => buf.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-                    _ => pairwise_sum(&buf),
+                    _ => pairwise_sum(buf),
                 };
                 let op: fn(f64, f64) -> f64 = match kind {
                     AggKind::DoubleMin => f64::min,

@@ -130,12 +130,32 @@ impl PreparedFilter {
 pub struct IdRows<'a> {
     column: StringColumn<'a>,
     pub ids: Vec<u32>,
+    /// The column leads the segment's sort order: each id's rows are one contiguous run.
+    sorted: bool,
 }
 
 impl IdRows<'_> {
     /// Calls `f` with the rows of `id` within `rows`, ascending.
     pub fn for_each_row(&self, id: u32, rows: Range<u32>, f: impl FnMut(u32)) -> Result<()> {
         Ok(self.column.for_each_bitmap_row(id, rows, f)?)
+    }
+
+    /// Whether each id's rows are one contiguous run ([`IdRows::run`]).
+    pub fn in_runs(&self) -> bool {
+        self.sorted
+    }
+
+    /// The rows of `id` within `rows` as one range, when the column leads the segment's sort
+    /// order; `None` otherwise.
+    pub fn run(&self, id: u32, rows: &Range<u32>) -> Result<Option<Range<u32>>> {
+        if !self.sorted {
+            return Ok(None);
+        }
+        let Some(run) = self.column.sorted_run(id)? else {
+            return Ok(None);
+        };
+        let start = run.start.max(rows.start);
+        Ok(Some(start..run.end.min(rows.end).max(start)))
     }
 }
 
@@ -170,7 +190,18 @@ impl PreparedFilter {
         if !few_ids(ids.len(), column.dictionary_len()) {
             return Ok(None);
         }
-        Ok(Some(IdRows { column, ids }))
+        // Rows sort by the first dimension when time does not come first.
+        let schema = &segment.meta().schema;
+        let sorted = !schema.time_sorted()
+            && schema
+                .dimensions
+                .first()
+                .is_some_and(|d| d.name == leaf.field);
+        Ok(Some(IdRows {
+            column,
+            ids,
+            sorted,
+        }))
     }
 }
 
@@ -399,12 +430,11 @@ fn exact_ids(
     if !lookups_are_cheaper(values.len(), column.dictionary_len()) {
         return Ok(true_ids(&exact_classes(column, values, on_null)?));
     }
-    let mut ids: Vec<u32> = values.iter().filter_map(|v| column.lookup(v)).collect();
+    // Values are sorted and the dictionary too, so ids come out ascending; null (0) goes first.
+    let mut ids = column.lookup_sorted(values);
     if column.has_null() && on_null == Some(true) {
-        ids.push(0);
+        ids.insert(0, 0);
     }
-    // Values are sorted and the dictionary too, so ids come out ascending but for null (0).
-    ids.sort_unstable();
     Ok(ids)
 }
 

@@ -169,14 +169,20 @@ pub struct GroupSpec<'q> {
 
 /// The rows of `time` (sorted) within `interval`.
 pub fn row_range(time: &LongColumn<'_>, interval: Interval) -> Range<u32> {
-    let lo = lower_bound(time, interval.start_ms);
-    let hi = lower_bound(time, interval.end_ms);
+    row_range_in(time, 0..time.len() as u32, interval)
+}
+
+/// The rows of `rows` (a range of rows sorted by `time`) within `interval`.
+fn row_range_in(time: &LongColumn<'_>, rows: Range<u32>, interval: Interval) -> Range<u32> {
+    let lo = lower_bound(time, rows.clone(), interval.start_ms);
+    let hi = lower_bound(time, rows, interval.end_ms);
     lo as u32..hi.max(lo) as u32
 }
 
-/// The first row of `time` (sorted) whose time is at least `target`.
-fn lower_bound(time: &LongColumn<'_>, target: i64) -> usize {
-    let (mut lo, mut hi) = (0usize, time.len());
+/// The first row of `rows` (a range of rows sorted by `time`) whose time is at least `target`
+/// (`rows.end` when none is).
+fn lower_bound(time: &LongColumn<'_>, rows: Range<u32>, target: i64) -> usize {
+    let (mut lo, mut hi) = (rows.start as usize, rows.end as usize);
     while lo < hi {
         let mid = (lo + hi) / 2;
         if time.get(mid) < target {
@@ -401,6 +407,20 @@ pub fn group_segment(
                 Pass::Range { bucket, rows } => (Bucketing::Const(*bucket), rows.clone()),
                 Pass::PerRow(rb) => (Bucketing::PerRow(rb), range.clone()),
             };
+            // Each id's rows one contiguous run (the filtered column leads the sort order), the
+            // grouping on that column alone, every aggregator folding ranges, and each run in
+            // one bucket or sorted by time within: groups come from whole runs (sub-runs per
+            // bucket, by binary search), and aggregators fold them without touching single rows.
+            let by_runs = match &by_id {
+                Some((0, by)) if by.in_runs() && dims.len() == 1 => {
+                    let runs_bucket = match &bucketing {
+                        Bucketing::Const(_) => true,
+                        Bucketing::PerRow(_) => meta.schema.time_position == 1,
+                    };
+                    (runs_bucket && accs.iter().all(Acc::folds_ranges)).then_some(by)
+                }
+                _ => None,
+            };
             // No dimensions and no filter: aggregators that can fold a contiguous range at once
             // do so; the rest go through batches below.
             let mut batched: Vec<usize> = (0..accs.len()).collect();
@@ -510,6 +530,41 @@ pub fn group_segment(
                 }
                 control.check()
             };
+            if let Some(by) = by_runs {
+                for (n, &id) in by.ids.iter().enumerate() {
+                    let Some(run) = by.run(id, &rows)? else {
+                        continue;
+                    };
+                    if run.is_empty() {
+                        continue;
+                    }
+                    let parts = match &bucketing {
+                        Bucketing::Const(b) => vec![(*b, run)],
+                        Bucketing::PerRow(rb) => {
+                            let within = row_range_in(&time, run, rb.interval);
+                            buckets(&time, &spec.granularity, within)
+                        }
+                    };
+                    for (bucket, part) in parts.into_iter().filter(|(_, p)| !p.is_empty()) {
+                        // Ids are distinct and a run's buckets too: every group here is new.
+                        key[0] = bucket as u64;
+                        key[1] = u64::from(id);
+                        let g = table.len() as u32;
+                        table.push_unchecked(&key);
+                        for acc in accs.iter_mut() {
+                            acc.reserve(table.len());
+                            acc.add_range(part.clone(), g)?;
+                        }
+                    }
+                    if table.len() as u64 > spec.max_groups {
+                        return Err(too_many_groups(spec.max_groups));
+                    }
+                    if n % 256 == 255 {
+                        control.check()?;
+                    }
+                }
+                continue;
+            }
             match (&selected, &by_id) {
                 (_, Some((k, by))) => {
                     batch_rows.clear();
@@ -827,7 +882,8 @@ fn one_bucket(granularity: &QueryGranularity, interval: Interval, data: Interval
     (granularity.truncate(data.end_ms - 1) == first).then_some(first)
 }
 
-/// The time buckets of `granularity` within `interval` and their row ranges (non-empty only).
+/// The time buckets of `granularity` within `range` (rows sorted by time) and their row ranges
+/// (non-empty only).
 fn buckets(
     time: &LongColumn<'_>,
     granularity: &QueryGranularity,
@@ -842,8 +898,8 @@ fn buckets(
             let mut start = range.start;
             while start < range.end {
                 let t = cursor.get(start);
-                let end =
-                    (lower_bound(time, t.saturating_add(1)) as u32).clamp(start + 1, range.end);
+                let end = (lower_bound(time, range.clone(), t.saturating_add(1)) as u32)
+                    .clamp(start + 1, range.end);
                 out.push((t, start..end));
                 start = end;
             }
@@ -853,7 +909,8 @@ fn buckets(
             let mut lo = range.start;
             while lo < range.end {
                 let b = g.truncate(time.get(lo as usize));
-                let hi = (lower_bound(time, g.next(b)) as u32).clamp(lo + 1, range.end);
+                let hi =
+                    (lower_bound(time, range.clone(), g.next(b)) as u32).clamp(lo + 1, range.end);
                 out.push((b, lo..hi));
                 lo = hi;
             }

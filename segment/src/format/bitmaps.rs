@@ -14,6 +14,120 @@ const COOKIE_RUNS: u16 = 12347;
 const RUNS_OFFSETS_FROM: usize = 4;
 const ARRAY_MAX: usize = 4096;
 
+/// The header of one bitmap in roaring's portable format, read in place.
+struct Serialized<'b> {
+    bytes: &'b [u8],
+    /// Containers.
+    size: usize,
+    run_flags: Option<&'b [u8]>,
+    /// Where the (key, cardinality - 1) descriptions start.
+    descriptions: usize,
+    /// Where the first container's body starts.
+    bodies: usize,
+}
+
+impl<'b> Serialized<'b> {
+    fn parse(bytes: &'b [u8]) -> DecodeResult<Serialized<'b>> {
+        let mut header = Serialized {
+            bytes,
+            size: 0,
+            run_flags: None,
+            descriptions: 0,
+            bodies: 0,
+        };
+        let cookie = header.u32_at(0)?;
+        let (size, run_flags, at) = if cookie == COOKIE_NO_RUNS {
+            (header.u32_at(4)? as usize, None, 8)
+        } else if cookie as u16 == COOKIE_RUNS {
+            let size = (cookie >> 16) as usize + 1;
+            let flags = bytes
+                .get(4..4 + size.div_ceil(8))
+                .ok_or_else(|| "truncated run flags".to_string())?;
+            (size, Some(flags), 4 + size.div_ceil(8))
+        } else {
+            return Err(format!("unknown cookie {cookie}"));
+        };
+        let mut bodies = at + size * 4;
+        if run_flags.is_none() || size >= RUNS_OFFSETS_FROM {
+            bodies += size * 4; // the offset header: containers are walked in order instead
+        }
+        header.size = size;
+        header.run_flags = run_flags;
+        header.descriptions = at;
+        header.bodies = bodies;
+        Ok(header)
+    }
+
+    fn u16_at(&self, at: usize) -> DecodeResult<u16> {
+        self.bytes
+            .get(at..at + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+            .ok_or_else(|| format!("truncated at byte {at}"))
+    }
+
+    fn u32_at(&self, at: usize) -> DecodeResult<u32> {
+        self.bytes
+            .get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .ok_or_else(|| format!("truncated at byte {at}"))
+    }
+
+    /// Container `c`'s key (the rows' high 16 bits) and cardinality.
+    fn description(&self, c: usize) -> DecodeResult<(u32, usize)> {
+        let key = u32::from(self.u16_at(self.descriptions + c * 4)?);
+        let cardinality = usize::from(self.u16_at(self.descriptions + c * 4 + 2)?) + 1;
+        Ok((key, cardinality))
+    }
+
+    fn is_run(&self, c: usize) -> bool {
+        self.run_flags
+            .is_some_and(|flags| flags[c / 8] & (1 << (c % 8)) != 0)
+    }
+
+    /// The length of container `c`'s body, which starts at `at`.
+    fn body_length(&self, c: usize, cardinality: usize, at: usize) -> DecodeResult<usize> {
+        Ok(if self.is_run(c) {
+            2 + usize::from(self.u16_at(at)?) * 4
+        } else if cardinality <= ARRAY_MAX {
+            cardinality * 2
+        } else {
+            8192
+        })
+    }
+}
+
+/// The smallest row of one serialized bitmap and how many rows it holds (`None` when empty),
+/// reading the header and the first container's first values only.
+fn first_and_count(bytes: &[u8]) -> DecodeResult<Option<(u32, u64)>> {
+    let header = Serialized::parse(bytes)?;
+    if header.size == 0 {
+        return Ok(None);
+    }
+    let mut count = 0u64;
+    for c in 0..header.size {
+        count += header.description(c)?.1 as u64;
+    }
+    let (key, cardinality) = header.description(0)?;
+    let at = header.bodies;
+    let low = if header.is_run(0) {
+        header.u16_at(at + 2)?
+    } else if cardinality <= ARRAY_MAX {
+        header.u16_at(at)?
+    } else {
+        let words = bytes
+            .get(at..at + 8192)
+            .ok_or_else(|| "container 0 truncated".to_string())?;
+        let (w, word) = words
+            .chunks_exact(8)
+            .map(|w| u64::from_le_bytes(w.try_into().expect("8 bytes")))
+            .enumerate()
+            .find(|(_, word)| *word != 0)
+            .ok_or_else(|| "container 0: an empty bitmap container".to_string())?;
+        (w as u32 * 64 + word.trailing_zeros()) as u16
+    };
+    Ok(Some(((key << 16) | u32::from(low), count)))
+}
+
 /// Walks one bitmap in roaring's portable format in place (see
 /// [`BitmapList::for_each_row`]).
 fn for_each_serialized(
@@ -22,35 +136,8 @@ fn for_each_serialized(
     rows: std::ops::Range<u32>,
     mut f: impl FnMut(u32),
 ) -> DecodeResult<()> {
-    let u16_at = |at: usize| -> DecodeResult<u16> {
-        bytes
-            .get(at..at + 2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]))
-            .ok_or_else(|| format!("truncated at byte {at}"))
-    };
-    let u32_at = |at: usize| -> DecodeResult<u32> {
-        bytes
-            .get(at..at + 4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .ok_or_else(|| format!("truncated at byte {at}"))
-    };
-    let cookie = u32_at(0)?;
-    let (size, run_flags, mut at) = if cookie == COOKIE_NO_RUNS {
-        (u32_at(4)? as usize, None, 8)
-    } else if cookie as u16 == COOKIE_RUNS {
-        let size = (cookie >> 16) as usize + 1;
-        let flags = bytes
-            .get(4..4 + size.div_ceil(8))
-            .ok_or_else(|| "truncated run flags".to_string())?;
-        (size, Some(flags), 4 + size.div_ceil(8))
-    } else {
-        return Err(format!("unknown cookie {cookie}"));
-    };
-    let descriptions = at;
-    at += size * 4;
-    if run_flags.is_none() || size >= RUNS_OFFSETS_FROM {
-        at += size * 4; // the offset header: containers are walked in order instead
-    }
+    let header = Serialized::parse(bytes)?;
+    let mut at = header.bodies;
     let mut emit = |row: u32| -> DecodeResult<()> {
         if row as usize >= num_rows {
             return Err(format!("row {row} beyond the segment's {num_rows} rows"));
@@ -60,17 +147,10 @@ fn for_each_serialized(
         }
         Ok(())
     };
-    for c in 0..size {
-        let key = u32::from(u16_at(descriptions + c * 4)?);
-        let cardinality = usize::from(u16_at(descriptions + c * 4 + 2)?) + 1;
-        let is_run = run_flags.is_some_and(|flags| flags[c / 8] & (1 << (c % 8)) != 0);
-        let length = if is_run {
-            2 + usize::from(u16_at(at)?) * 4
-        } else if cardinality <= ARRAY_MAX {
-            cardinality * 2
-        } else {
-            8192
-        };
+    for c in 0..header.size {
+        let (key, cardinality) = header.description(c)?;
+        let is_run = header.is_run(c);
+        let length = header.body_length(c, cardinality, at)?;
         let body = bytes
             .get(at..at + length)
             .ok_or_else(|| format!("container {c} truncated"))?;
@@ -208,6 +288,12 @@ impl<'a> BitmapList<'a> {
             .map_err(|e| format!("bitmap {i}: {e}"))
     }
 
+    /// The smallest row of bitmap `i` and how many rows it holds (`None` when it is empty),
+    /// from its header and first values alone.
+    pub fn first_and_count(&self, i: usize) -> DecodeResult<Option<(u32, u64)>> {
+        first_and_count(self.bytes(i)?).map_err(|e| format!("bitmap {i}: {e}"))
+    }
+
     /// Deserializes bitmap `i`, checking it uses its bytes exactly and holds rows below
     /// `num_rows`.
     pub fn get(&self, i: usize, num_rows: usize) -> DecodeResult<RoaringBitmap> {
@@ -274,6 +360,18 @@ mod tests {
                 list.for_each_row(i, 300_000, rows.clone(), |r| got.push(r)).unwrap();
                 let expected: Vec<u32> = bitmap.range(rows.clone()).collect();
                 prop_assert_eq!(got, expected);
+            }
+        }
+
+        #[test]
+        fn first_row_and_count_read_in_place_equal_the_bitmap(
+            bitmaps in proptest::collection::vec(bitmap_strategy(), 1..4),
+        ) {
+            let bytes = encoded(&bitmaps);
+            let list = BitmapList::parse(&bytes).unwrap();
+            for (i, bitmap) in bitmaps.iter().enumerate() {
+                let expected = bitmap.min().map(|min| (min, bitmap.len()));
+                prop_assert_eq!(list.first_and_count(i).unwrap(), expected);
             }
         }
     }

@@ -379,12 +379,50 @@ impl<'a> StringColumn<'a> {
         Some(index as u32 + self.has_null() as u32)
     }
 
+    /// The ids of `values` (ascending) that the dictionary holds, ascending: one forward pass
+    /// (see [`Dictionary::find_sorted`](super::dictionary::Dictionary::find_sorted)).
+    pub fn lookup_sorted(&self, values: &[String]) -> Vec<u32> {
+        let mut ids = Vec::with_capacity(values.len());
+        let offset = self.has_null() as u32;
+        // Validated on first open, so a failure means "not found", as in `lookup`.
+        let _ = self
+            .dictionary
+            .find_sorted(values.iter().map(|v| v.as_bytes()), |index| {
+                ids.push(index as u32 + offset)
+            });
+        ids
+    }
+
     /// The id of `value`, null included.
     pub fn lookup_value(&self, value: Option<&str>) -> Option<u32> {
         match value {
             None => self.has_null().then_some(0),
             Some(v) => self.lookup(v),
         }
+    }
+
+    /// The rows holding `id` in a single-value column whose rows are sorted by it (the leading
+    /// column of a segment's sort order): one contiguous run, from the first row and row count
+    /// of its bitmap. On a column in any other order the answer is meaningless; without a bitmap
+    /// index, or on a multi-value column, it is `None`.
+    pub fn sorted_run(&self, id: u32) -> Result<Option<std::ops::Range<u32>>> {
+        let (Some(bitmaps), false) = (&self.bitmaps, self.is_multi_value()) else {
+            return Ok(None);
+        };
+        let found = bitmaps
+            .first_and_count(id as usize)
+            .map_err(|m| self.corrupt(m))?;
+        let Some((first, count)) = found else {
+            return Ok(Some(0..0));
+        };
+        let end = u64::from(first) + count;
+        if end > self.num_rows as u64 {
+            return Err(self.corrupt(format!(
+                "bitmap {id}: rows {first}+{count} beyond the segment's {} rows",
+                self.num_rows
+            )));
+        }
+        Ok(Some(first..end as u32))
     }
 
     /// Replaces `out` with the ids of `row`. Panics if `row >= num_rows()`.
