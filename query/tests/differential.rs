@@ -199,8 +199,7 @@ fn check_group_by(
     dims: &[&str],
     granularity: &str,
     (start_h, len_h): (i64, i64),
-    disk_mask: u8,
-    time_at: usize,
+    (disk_mask, time_at): (u8, usize),
     aggs: usize,
 ) -> Result<(), TestCaseError> {
     // The first `aggs` aggregators of AGGS (the first three fold whole row ranges).
@@ -280,7 +279,7 @@ proptest! {
         disk_mask in any::<u8>(),
         time_at in prop_oneof![Just(0usize), 1usize..=5],
     ) {
-        check_group_by(&events, filter, &dims, granularity, (start_h, len_h), disk_mask, time_at, AGGS.len())?;
+        check_group_by(&events, filter, &dims, granularity, (start_h, len_h), (disk_mask, time_at), AGGS.len())?;
     }
 
     /// An exact-match filter on a grouped dimension: the engine takes the filter's rows by
@@ -308,7 +307,7 @@ proptest! {
         dims.extend(other.into_iter().filter(|d| *d != column));
         let filter = json!({"type": "in", "dimension": column, "values": values});
         let aggs = if range_aggs { 3 } else { AGGS.len() };
-        check_group_by(&events, Some(filter), &dims, granularity, (start_h, len_h), disk_mask, time_at, aggs)?;
+        check_group_by(&events, Some(filter), &dims, granularity, (start_h, len_h), (disk_mask, time_at), aggs)?;
     }
 
     /// Rows sorted by country first (`__time` later in the sort order), an IN filter on country
@@ -325,7 +324,7 @@ proptest! {
         time_at in 1usize..=5,
     ) {
         let filter = json!({"type": "in", "dimension": "country", "values": values});
-        check_group_by(&events, Some(filter), &["country"], granularity, (start_h, len_h), disk_mask, time_at, 3)?;
+        check_group_by(&events, Some(filter), &["country"], granularity, (start_h, len_h), (disk_mask, time_at), 3)?;
     }
 
     #[test]
