@@ -931,20 +931,30 @@ impl<'a> Acc<'a> {
                 seen[g] = true;
             }
             (State::Double(v, seen), Input::Double(column, None)) => {
-                let buf = &mut self.scratch_double;
-                buf.clear();
-                buf.resize(rows.len(), 0.0);
-                column.decode(rows.start as usize, buf);
-                let folded = match kind {
-                    AggKind::DoubleMin => buf.iter().copied().fold(f64::INFINITY, f64::min),
-                    AggKind::DoubleMax => buf.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-                    _ => pairwise_sum(buf),
-                };
                 let op: fn(f64, f64) -> f64 = match kind {
                     AggKind::DoubleMin => f64::min,
                     AggKind::DoubleMax => f64::max,
                     _ => |a, b| a + b,
                 };
+                // Chunk by chunk through a stack buffer: no allocation, no zero fill.
+                let mut chunk = [0.0f64; 256];
+                let mut folded: Option<f64> = None;
+                let (mut start, end) = (rows.start as usize, rows.end as usize);
+                while start < end {
+                    let n = (end - start).min(chunk.len());
+                    let values = &mut chunk[..n];
+                    column.decode(start, values);
+                    let part = match kind {
+                        AggKind::DoubleMin => values.iter().copied().fold(f64::INFINITY, f64::min),
+                        AggKind::DoubleMax => {
+                            values.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+                        }
+                        _ => pairwise_sum(values),
+                    };
+                    folded = Some(folded.map_or(part, |f| op(f, part)));
+                    start += n;
+                }
+                let folded = folded.expect("rows are not empty");
                 v[g] = if seen[g] { op(v[g], folded) } else { folded };
                 seen[g] = true;
             }

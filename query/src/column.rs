@@ -156,18 +156,31 @@ impl LongCursor<'_> {
         let end = rows.end as usize;
         while row < end {
             let b = row / BLOCK_ROWS;
+            let from = row % BLOCK_ROWS;
+            let to = (end - b * BLOCK_ROWS).min(BLOCK_ROWS);
+            let stretch = b * BLOCK_ROWS + from..b * BLOCK_ROWS + to;
+            row = stretch.end;
+            // A short stretch of a block not decoded yet: its values read in place.
+            if b != self.block
+                && to - from < IN_PLACE_ROWS
+                && let Some(folded) = self.column.fold_in_block(stretch, acc, op)
+            {
+                acc = folded;
+                continue;
+            }
             if b != self.block {
                 self.column.decode_block(b, &mut self.buf);
                 self.block = b;
             }
-            let from = row % BLOCK_ROWS;
-            let to = (end - b * BLOCK_ROWS).min(BLOCK_ROWS);
             acc = self.buf[from..to].iter().fold(acc, |a, &v| op(a, v));
-            row = b * BLOCK_ROWS + to;
         }
         acc
     }
 }
+
+/// Rows of a block below which [`LongCursor::fold_range`] reads values in place rather than
+/// decoding the block.
+const IN_PLACE_ROWS: usize = 192;
 
 /// Reads a single-value string column's dictionary ids at increasing rows, block by block.
 pub struct IdCursor<'a> {
