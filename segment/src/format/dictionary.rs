@@ -117,8 +117,9 @@ impl<'a> Dictionary<'a> {
             let mut cursor = Cursor::new(&self.data[end..]);
             let count = (self.num_strings - b * BUCKET_STRINGS).min(BUCKET_STRINGS);
             for k in 0..count {
-                std::mem::swap(&mut current, &mut previous);
-                next_string(&mut cursor, k, &previous, &mut current)?;
+                previous.clear();
+                previous.extend_from_slice(&current);
+                next_string(&mut cursor, k, &mut current)?;
                 let index = b * BUCKET_STRINGS + k;
                 if std::str::from_utf8(&current).is_err() {
                     return Err(format!("dictionary string {index} is not valid UTF-8"));
@@ -189,10 +190,8 @@ impl<'a> Dictionary<'a> {
             ));
         }
         let mut cursor = self.bucket(index / BUCKET_STRINGS)?;
-        let mut previous = Vec::new();
         for k in 0..=index % BUCKET_STRINGS {
-            std::mem::swap(buf, &mut previous);
-            next_string(&mut cursor, k, &previous, buf)?;
+            next_string(&mut cursor, k, buf)?;
         }
         Ok(())
     }
@@ -232,10 +231,9 @@ impl<'a> Dictionary<'a> {
         let b = lo - 1;
         let mut cursor = self.bucket(b)?;
         let count = (self.num_strings - b * BUCKET_STRINGS).min(BUCKET_STRINGS);
-        let (mut current, mut previous) = (Vec::new(), Vec::new());
+        let mut current = Vec::new();
         for k in 0..count {
-            std::mem::swap(&mut current, &mut previous);
-            next_string(&mut cursor, k, &previous, &mut current)?;
+            next_string(&mut cursor, k, &mut current)?;
             match current.as_slice().cmp(value) {
                 Ordering::Less => {}
                 Ordering::Equal => return Ok(Some(b * BUCKET_STRINGS + k)),
@@ -254,7 +252,7 @@ impl<'a> Dictionary<'a> {
         mut found: impl FnMut(usize),
     ) -> DecodeResult<()> {
         let buckets = self.num_buckets();
-        let (mut current, mut previous) = (Vec::new(), Vec::new());
+        let mut current = Vec::new();
         // Every bucket before `start` has a head at most the values still to come.
         let mut start = 0usize;
         for value in values {
@@ -283,8 +281,7 @@ impl<'a> Dictionary<'a> {
             let mut cursor = self.bucket(b)?;
             let count = (self.num_strings - b * BUCKET_STRINGS).min(BUCKET_STRINGS);
             for k in 0..count {
-                std::mem::swap(&mut current, &mut previous);
-                next_string(&mut cursor, k, &previous, &mut current)?;
+                next_string(&mut cursor, k, &mut current)?;
                 match current.as_slice().cmp(value) {
                     Ordering::Less => {}
                     Ordering::Equal => {
@@ -300,13 +297,12 @@ impl<'a> Dictionary<'a> {
 
     /// Calls `f(index, string)` for every non-null string in order: the fast way to read many.
     pub fn for_each(&self, mut f: impl FnMut(usize, &str)) -> DecodeResult<()> {
-        let (mut current, mut previous) = (Vec::new(), Vec::new());
+        let mut current = Vec::new();
         for b in 0..self.num_buckets() {
             let mut cursor = self.bucket(b)?;
             let count = (self.num_strings - b * BUCKET_STRINGS).min(BUCKET_STRINGS);
             for k in 0..count {
-                std::mem::swap(&mut current, &mut previous);
-                next_string(&mut cursor, k, &previous, &mut current)?;
+                next_string(&mut cursor, k, &mut current)?;
                 let index = b * BUCKET_STRINGS + k;
                 let text = std::str::from_utf8(&current)
                     .map_err(|_| format!("dictionary string {index} is not valid UTF-8"))?;
@@ -317,22 +313,17 @@ impl<'a> Dictionary<'a> {
     }
 }
 
-/// Decodes the `k`-th string of a bucket into `out`, given the one before it.
-fn next_string(
-    cursor: &mut Cursor<'_>,
-    k: usize,
-    previous: &[u8],
-    out: &mut Vec<u8>,
-) -> DecodeResult<()> {
-    out.clear();
+/// Decodes the `k`-th string of a bucket over the one before it in `buf`: front coding keeps
+/// the shared prefix, so the buffer is cut to it and the suffix appended, in place.
+fn next_string(cursor: &mut Cursor<'_>, k: usize, buf: &mut Vec<u8>) -> DecodeResult<()> {
     let shared = if k == 0 {
         0
     } else {
         let shared = cursor.varint("dictionary prefix length")?;
-        if shared > previous.len() as u64 {
+        if shared > buf.len() as u64 {
             return Err(format!(
                 "dictionary: shared prefix {shared} longer than the previous string ({})",
-                previous.len()
+                buf.len()
             ));
         }
         shared as usize
@@ -340,8 +331,9 @@ fn next_string(
     let suffix = cursor.varint("dictionary suffix length")?;
     let suffix =
         usize::try_from(suffix).map_err(|_| format!("dictionary: length {suffix} too large"))?;
-    out.extend_from_slice(&previous[..shared]);
-    out.extend_from_slice(cursor.take(suffix, "dictionary string")?);
+    let bytes = cursor.take(suffix, "dictionary string")?;
+    buf.truncate(shared);
+    buf.extend_from_slice(bytes);
     Ok(())
 }
 
