@@ -173,6 +173,14 @@ impl Scalar {
             Scalar::String(v) => v.clone(),
         }
     }
+
+    /// [`Scalar::text`], moving a string rather than copying it.
+    pub fn into_text(self) -> String {
+        match self {
+            Scalar::String(v) => v,
+            other => other.text(),
+        }
+    }
 }
 
 /// How `equals` and `range` compare (Druid's `matchValueType`). `FLOAT` compares as `DOUBLE`.
@@ -258,14 +266,14 @@ impl<'de> Deserialize<'de> for BoundOrdering {
 
 /// A JSON scalar or null as text (Druid coerces numbers and booleans in these places to strings).
 fn opt_text<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
-    Option::<Scalar>::deserialize(d).map(|v| v.map(|s| s.text()))
+    Option::<Scalar>::deserialize(d).map(|v| v.map(Scalar::into_text))
 }
 
 fn opt_texts<'de, D: Deserializer<'de>>(
     d: D,
 ) -> std::result::Result<Vec<Option<String>>, D::Error> {
     Vec::<Option<Scalar>>::deserialize(d)
-        .map(|v| v.into_iter().map(|s| s.map(|s| s.text())).collect())
+        .map(|v| v.into_iter().map(|s| s.map(Scalar::into_text)).collect())
 }
 
 impl Filter {
