@@ -226,10 +226,9 @@ pub fn group_segment(
     spec: &GroupSpec<'_>,
     control: &dyn QueryControl,
 ) -> Result<Grouped> {
-    let mut out = Grouped::new();
     let n = segment.num_rows();
     if n == 0 {
-        return Ok(out);
+        return Ok(Grouped::new());
     }
     let time = segment.time()?;
     let meta = segment.meta();
@@ -623,6 +622,7 @@ pub fn group_segment(
         Some(top) if table.len() > top.keep => top_groups(&table, &accs[top.aggregator], top)?,
         _ => (0..table.len()).collect(),
     };
+    let mut groups: Vec<(GroupKey, Vec<AggValue>)> = Vec::with_capacity(kept.len());
     for g in kept {
         let words = table.key(g);
         let mut values = Vec::with_capacity(dims.len());
@@ -659,19 +659,26 @@ pub fn group_segment(
             bucket: words[0] as i64,
             dims: values,
         };
-        // The same bucket can come back in a later interval: combine, do not overwrite.
-        match out.get_mut(&key) {
-            None => {
-                out.insert(key, aggs);
-            }
-            Some(existing) => {
+        groups.push((key, aggs));
+    }
+    // Groups mostly come out in key order already (ids are sorted, buckets ascend), and a
+    // sorted sequence builds the map in one pass, without a search per group.
+    if !groups.is_sorted_by(|a, b| a.0 <= b.0) {
+        groups.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+    // The same bucket can come back in a later interval: combine, do not overwrite.
+    let mut combined: Vec<(GroupKey, Vec<AggValue>)> = Vec::with_capacity(groups.len());
+    for (key, aggs) in groups {
+        match combined.last_mut() {
+            Some((last, existing)) if *last == key => {
                 for ((def, a), b) in spec.aggregators.iter().zip(existing.iter_mut()).zip(aggs) {
                     def.combine(a, b);
                 }
             }
+            _ => combined.push((key, aggs)),
         }
     }
-    Ok(out)
+    Ok(combined.into_iter().collect())
 }
 
 /// The error of a query past its group limit (context `maxResults`).
