@@ -10,6 +10,8 @@ use serde_json::Value;
 pub struct Deadline {
     until: Option<Instant>,
     timeout_ms: u64,
+    /// Threads the query may spread its segments over.
+    cores: usize,
 }
 
 impl Deadline {
@@ -28,7 +30,16 @@ impl Deadline {
         Ok(Deadline {
             until: (timeout_ms > 0).then(|| Instant::now() + Duration::from_millis(timeout_ms)),
             timeout_ms,
+            cores: 1,
         })
+    }
+
+    /// The same deadline for a query that may use `cores` threads.
+    pub fn on_cores(self, cores: usize) -> Deadline {
+        Deadline {
+            cores: cores.max(1),
+            ..self
+        }
     }
 }
 
@@ -50,9 +61,9 @@ impl QueryControl for Deadline {
         }
     }
 
-    /// A query may spread its segments over every core.
+    /// The query's share of the cores (see [`Deadline::on_cores`]).
     fn parallelism(&self) -> usize {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        self.cores
     }
 }
 

@@ -88,6 +88,8 @@ pub struct Node {
     tasks_dir: PathBuf,
     queries_running: AtomicUsize,
     tasks_running: AtomicUsize,
+    /// The machine's cores, which running queries share.
+    cores: usize,
     /// The last segment version handed out (ms), so versions strictly increase.
     last_version_ms: AtomicI64,
 }
@@ -115,6 +117,7 @@ impl Node {
             tasks_dir: dir.join("tasks"),
             queries_running: AtomicUsize::new(0),
             tasks_running: AtomicUsize::new(0),
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             last_version_ms: AtomicI64::new(0),
         };
         tasks::fail_interrupted(&node)?;
@@ -158,6 +161,11 @@ impl<'a> Slot<'a> {
             })
             .ok()
             .map(|_| Slot(counter))
+    }
+
+    /// Slots taken now, this one included.
+    fn taken(&self) -> usize {
+        self.0.load(Ordering::SeqCst).max(1)
     }
 }
 

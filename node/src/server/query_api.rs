@@ -38,7 +38,8 @@ async fn native(
             return Err(ApiError::malformed("a native query must be a JSON object"));
         }
         let deadline = Deadline::from_context(query.get("context"), timeout_default(&node))?;
-        let result = run_query(&node, move |node| {
+        let result = run_query(&node, move |node, cores| {
+            let deadline = deadline.on_cores(cores);
             let result = run_native(&query, node.segments.as_ref(), &deadline)?;
             // A query that ran past its deadline fails even if the engine did not notice.
             deadline.check().map(|()| result)
@@ -94,7 +95,8 @@ async fn sql_query(node: web::Data<Node>, payload: web::Payload) -> Result<HttpR
         let context = Value::Object(http.request.context.clone());
         let deadline = Deadline::from_context(Some(&context), timeout_default(&node))?;
         let request = http.request;
-        let result = run_query(&node, move |node| {
+        let result = run_query(&node, move |node, cores| {
+            let deadline = deadline.on_cores(cores);
             let segments = node.segments.as_ref();
             let result = sql::execute(&request, segments, segments, &deadline)?;
             deadline.check().map(|()| result)
@@ -114,19 +116,22 @@ fn timeout_default(node: &Node) -> u64 {
     node.config.query_timeout_ms_default
 }
 
-/// Runs `query` on a blocking thread, holding one of the server's query slots.
+/// Runs `query` on a blocking thread, holding one of the server's query slots, with its share
+/// of the cores: all of them for a query alone, one each when as many queries run as there
+/// are cores (more threads would only take turns, at the cost of spawning them).
 async fn run_query<T: Send + 'static>(
     node: &web::Data<Node>,
-    query: impl FnOnce(&Node) -> Result<T, QueryError> + Send + 'static,
+    query: impl FnOnce(&Node, usize) -> Result<T, QueryError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let max = node.config.queries_running_max;
-    let _slot = Slot::take(&node.queries_running, max).ok_or_else(|| {
+    let slot = Slot::take(&node.queries_running, max).ok_or_else(|| {
         ApiError::capacity(format!(
             "{max} queries are already running (the limit, queries_running_max); retry later"
         ))
     })?;
+    let cores = (node.cores / slot.taken()).max(1);
     let shared = node.clone().into_inner();
-    let result = web::block(move || query(&shared))
+    let result = web::block(move || query(&shared, cores))
         .await
         .map_err(|e| ApiError::internal(format!("the query thread failed: {e}")))?;
     Ok(result?)
