@@ -156,17 +156,17 @@ fn eval_post<'v>(
 }
 
 /// A dimension value as it appears in results, converted to the spec's output type.
-pub fn key_json(value: &KeyValue, output: OutputType) -> Json {
+pub fn key_json(value: KeyValue, output: OutputType) -> Json {
     match (value, output) {
         (KeyValue::Null, _) => Json::Null,
         (v, OutputType::Long) => v.as_f64().map(|f| (f as i64).into()).unwrap_or(Json::Null),
         (v, OutputType::Double | OutputType::Float) => {
             v.as_f64().map(double_json).unwrap_or(Json::Null)
         }
-        (KeyValue::String(s), OutputType::String) => Json::String(s.clone()),
+        (KeyValue::String(s), OutputType::String) => Json::String(s),
         (KeyValue::Long(v), OutputType::String) => Json::String(v.to_string()),
         (KeyValue::Double(v), OutputType::String) => {
-            Json::String(grove_segment::row::format_double(*v))
+            Json::String(grove_segment::row::format_double(v))
         }
     }
 }

@@ -4,7 +4,8 @@
 //! or the in-memory snapshot of an incremental index), with one associative merge path shared by
 //! historicals and brokers, and SQL translated to native queries (no second engine).
 //!
-//! Entry points: [`run_native`] (a native query's JSON in, Druid's result JSON out) and
+//! Entry points: [`run_native`] (a native query's JSON in, Druid's result out as a
+//! [`QueryResult`], which serializes to Druid's JSON) and
 //! [`sql::execute`]. Both read segments through [`SegmentProvider`] and check for timeouts and
 //! cancellation through [`QueryControl`], so the same code runs in a server, a test and the
 //! simulator.
@@ -19,6 +20,7 @@ pub mod finalize;
 pub mod granularity;
 pub mod group;
 pub mod model;
+pub mod result;
 mod run;
 pub mod snapshot;
 pub mod sql;
@@ -29,6 +31,7 @@ use grove_segment::format::Segment;
 use grove_segment::time::Interval;
 
 pub use error::{ErrorKind, QueryError, Result};
+pub use result::QueryResult;
 
 /// Where queries find their data: the visible (not overshadowed) segments of a datasource.
 pub trait SegmentProvider: Send + Sync {
@@ -65,7 +68,7 @@ pub fn run_native(
     query: &serde_json::Value,
     provider: &dyn SegmentProvider,
     control: &dyn QueryControl,
-) -> Result<serde_json::Value> {
+) -> Result<QueryResult> {
     let query = model::Query::parse(query)?;
     run::run(&query, provider, control)
 }

@@ -6,7 +6,7 @@ use serde_json::{Map, Value as Json, json};
 
 use grove_segment::format::Segment;
 use grove_segment::row::Value;
-use grove_segment::time::{Granularity, Interval};
+use grove_segment::time::{Granularity, Interval, format_iso};
 
 use crate::aggregate::{AggDef, compare_numbers};
 use crate::column::{Column, TIME_COLUMN, value_json};
@@ -19,6 +19,7 @@ use crate::group::{
     row_range, too_many_groups,
 };
 use crate::model::{self, MAX_GROUPS_DEFAULT, Ordering, Query, ScanOrder, TopNMetric};
+use crate::result::{EventTable, QueryResult};
 use crate::{QueryControl, SegmentProvider};
 
 /// The fewest groups each segment keeps for a topN ranked by an aggregator (Druid's default
@@ -33,17 +34,18 @@ pub fn run(
     query: &Query,
     provider: &dyn SegmentProvider,
     control: &dyn QueryControl,
-) -> Result<Json> {
-    match query {
+) -> Result<QueryResult> {
+    let json = match query {
+        Query::GroupBy(q) => return group_by(q, provider, control),
         Query::Timeseries(q) => timeseries(q, provider, control),
         Query::TopN(q) => top_n(q, provider, control),
-        Query::GroupBy(q) => group_by(q, provider, control),
         Query::Scan(q) => scan(q, provider, control),
         Query::Search(q) => search(q, provider, control),
         Query::TimeBoundary(q) => time_boundary(q, provider, control),
         Query::SegmentMetadata(q) => segment_metadata(q, provider, control),
         Query::DataSourceMetadata(q) => data_source_metadata(q, provider, control),
-    }
+    };
+    json.map(QueryResult::Json)
 }
 
 /// The segments of a query, in time order (then by id, for a stable order).
@@ -82,7 +84,11 @@ fn all_timestamp(intervals: &[Interval], segments: &[Arc<Segment>]) -> i64 {
 }
 
 fn bucket_timestamp(bucket: i64, all_ts: i64) -> Json {
-    timestamp(if bucket == ALL_BUCKET { all_ts } else { bucket })
+    Json::String(bucket_text(bucket, all_ts))
+}
+
+fn bucket_text(bucket: i64, all_ts: i64) -> String {
+    format_iso(if bucket == ALL_BUCKET { all_ts } else { bucket })
 }
 
 struct Grouping<'q> {
@@ -354,7 +360,7 @@ fn top_n(
             flush(current, &mut bucket_rows);
             current = Some(key.bucket);
         }
-        let value = key_json(&key.dims[0], q.dimension.output_type);
+        let value = key_json(key.dims[0].clone(), q.dimension.output_type);
         if let TopNMetric::Dimension {
             previous_stop: Some(stop),
             ..
@@ -410,7 +416,7 @@ fn group_by(
     q: &model::GroupBy,
     provider: &dyn SegmentProvider,
     control: &dyn QueryControl,
-) -> Result<Json> {
+) -> Result<QueryResult> {
     let aggs = AggDef::resolve(&q.aggregations)?;
     check_names(
         q.dimensions
@@ -431,6 +437,47 @@ fn group_by(
     };
     let (merged, segments) = group_all(&grouping, &aggs, provider, control)?;
     let all_ts = all_timestamp(&q.intervals.0, &segments);
+    if let Some(kind) = q
+        .limit_spec
+        .as_ref()
+        .and_then(|l| l.kind.as_deref())
+        .filter(|k| *k != "default")
+    {
+        return Err(QueryError::unsupported(format!("limitSpec type '{kind}'")));
+    }
+    let (offset, limit) = q
+        .limit_spec
+        .as_ref()
+        .map_or((0, None), |l| (l.offset.unwrap_or(0), l.limit));
+    // Rows that need no map of their own (nothing reads a row by name before it is written):
+    // a table of values, written out without a map per row.
+    if q.subtotals_spec.is_none()
+        && q.having.is_none()
+        && q.post_aggregations.is_empty()
+        && q.limit_spec.as_ref().is_none_or(|l| l.columns.is_empty())
+    {
+        let columns = q
+            .dimensions
+            .iter()
+            .map(|d| d.output_name.clone())
+            .chain(aggs.iter().map(|a| a.name.clone()))
+            .collect();
+        let mut table = EventTable::new(columns);
+        for (n, (key, values)) in merged.into_iter().enumerate() {
+            if n % 1024 == 1023 {
+                control.check()?;
+            }
+            let dims = q
+                .dimensions
+                .iter()
+                .zip(key.dims)
+                .map(|(d, v)| key_json(v, d.output_type));
+            let metrics = aggs.iter().zip(&values).map(|(def, v)| def.finalize(v));
+            table.push(key.bucket, |b| bucket_text(b, all_ts), dims.chain(metrics));
+        }
+        table.keep(offset, limit);
+        return Ok(QueryResult::Events(table));
+    }
     let subtotals: Vec<Option<Vec<usize>>> = match &q.subtotals_spec {
         None => vec![None],
         Some(specs) => specs
@@ -498,7 +545,7 @@ fn group_by(
             let mut event = Map::new();
             for (i, (d, v)) in q.dimensions.iter().zip(&key.dims).enumerate() {
                 if subset.as_ref().is_none_or(|keep| keep.contains(&i)) {
-                    event.insert(d.output_name.clone(), key_json(v, d.output_type));
+                    event.insert(d.output_name.clone(), key_json(v.clone(), d.output_type));
                 }
             }
             finish_row(&mut event, &aggs, &values, &q.post_aggregations)?;
@@ -509,32 +556,26 @@ fn group_by(
             }
             rows.push((key.bucket, event));
         }
-        if let Some(limit) = &q.limit_spec {
-            if let Some(kind) = limit.kind.as_deref().filter(|k| *k != "default") {
-                return Err(QueryError::unsupported(format!("limitSpec type '{kind}'")));
+        if let Some(limit) = q.limit_spec.as_ref().filter(|l| !l.columns.is_empty()) {
+            // Rows stay in time order across buckets unless granularity is all.
+            let mut sorted: Vec<Map<String, Json>> = Vec::with_capacity(rows.len());
+            let mut buckets: Vec<i64> = Vec::with_capacity(rows.len());
+            let mut start = 0;
+            while start < rows.len() {
+                let b = rows[start].0;
+                let end = start + rows[start..].iter().take_while(|r| r.0 == b).count();
+                let mut chunk: Vec<Map<String, Json>> =
+                    rows[start..end].iter().map(|r| r.1.clone()).collect();
+                sort_rows(&mut chunk, &limit.columns, &metric_names);
+                buckets.extend(std::iter::repeat_n(b, chunk.len()));
+                sorted.extend(chunk);
+                start = end;
             }
-            if !limit.columns.is_empty() {
-                // Rows stay in time order across buckets unless granularity is all.
-                let mut sorted: Vec<Map<String, Json>> = Vec::with_capacity(rows.len());
-                let mut buckets: Vec<i64> = Vec::with_capacity(rows.len());
-                let mut start = 0;
-                while start < rows.len() {
-                    let b = rows[start].0;
-                    let end = start + rows[start..].iter().take_while(|r| r.0 == b).count();
-                    let mut chunk: Vec<Map<String, Json>> =
-                        rows[start..end].iter().map(|r| r.1.clone()).collect();
-                    sort_rows(&mut chunk, &limit.columns, &metric_names);
-                    buckets.extend(std::iter::repeat_n(b, chunk.len()));
-                    sorted.extend(chunk);
-                    start = end;
-                }
-                rows = buckets.into_iter().zip(sorted).collect();
-            }
-            let offset = limit.offset.unwrap_or(0);
-            rows.drain(..offset.min(rows.len()));
-            if let Some(n) = limit.limit {
-                rows.truncate(n);
-            }
+            rows = buckets.into_iter().zip(sorted).collect();
+        }
+        rows.drain(..offset.min(rows.len()));
+        if let Some(n) = limit {
+            rows.truncate(n);
         }
         // Rows of one bucket are adjacent: format each bucket's timestamp once.
         let mut stamp: Option<(i64, Json)> = None;
@@ -553,7 +594,7 @@ fn group_by(
             }));
         }
     }
-    Ok(Json::Array(out))
+    Ok(QueryResult::Json(Json::Array(out)))
 }
 
 /// The columns a scan returns by default: `__time`, dimensions, metrics of every segment.

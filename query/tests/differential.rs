@@ -11,8 +11,9 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 use serde_json::{Value as Json, json};
 
+use common::native as run_native;
 use common::{DAY, Event, Fixed, Parallel, schema, sorted_segments, ts};
-use grove_query::{Unbounded, run_native};
+use grove_query::Unbounded;
 use grove_segment::filter::Filter;
 use grove_segment::row::{RowLayout, format_double};
 use grove_segment::time::{Granularity, format_iso};

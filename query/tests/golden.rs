@@ -6,8 +6,9 @@ mod common;
 
 use serde_json::Value as Json;
 
+use common::native as run_native;
 use common::{Fixed, segments};
-use grove_query::{Unbounded, run_native};
+use grove_query::Unbounded;
 
 #[test]
 fn every_golden_case_gives_its_expected_result() {

@@ -10,7 +10,8 @@ use serde_json::{Value as Json, json};
 use common::{Fixed, segments, ts};
 
 use common::events::events;
-use grove_query::{ErrorKind, Unbounded, run_native};
+use common::native as run_native;
+use grove_query::{ErrorKind, Unbounded};
 
 fn provider() -> Fixed {
     Fixed(segments(&events(), |day| day == 0))

@@ -184,7 +184,7 @@ pub fn execute(
     match plan(request, catalog)? {
         Plan::System(plan) => system::run(&plan, catalog),
         Plan::Native(plan) => {
-            let result = crate::run_native(&plan.query, provider, control)?;
+            let result = crate::run_native(&plan.query, provider, control)?.into_json();
             shape(&plan, &result)
         }
     }

@@ -198,3 +198,21 @@ impl grove_query::QueryControl for Parallel {
     }
 }
 pub mod events;
+
+/// Runs a native query and returns its result as JSON, checking on the way that the text the
+/// server would write from the result is byte for byte the text of its JSON tree.
+pub fn native(
+    query: &serde_json::Value,
+    provider: &dyn SegmentProvider,
+    control: &dyn grove_query::QueryControl,
+) -> grove_query::Result<serde_json::Value> {
+    let result = grove_query::run_native(query, provider, control)?;
+    let text = serde_json::to_string(&result).expect("results serialize");
+    let json = result.into_json();
+    assert_eq!(
+        text,
+        serde_json::to_string(&json).expect("JSON serializes"),
+        "the result's text is not its tree's"
+    );
+    Ok(json)
+}

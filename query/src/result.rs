@@ -1,0 +1,237 @@
+//! A native query's result: Druid's JSON, as a tree, or as an [`EventTable`] — groupBy rows kept
+//! as values under column names given once, which serialize straight to the same text as the
+//! tree would. A dashboard's groupBy can return thousands of rows per query; building a map per
+//! row (and a key string per cell) only to write it out and free it cost more than the rows.
+
+use serde::Serialize;
+use serde::ser::{SerializeMap, SerializeSeq, Serializer};
+use serde_json::{Map, Value as Json};
+
+/// What [`crate::run_native`] returns. Serializes as Druid's result JSON either way.
+#[derive(Debug)]
+pub enum QueryResult {
+    Json(Json),
+    Events(EventTable),
+}
+
+impl QueryResult {
+    /// The result as a JSON tree.
+    pub fn into_json(self) -> Json {
+        match self {
+            QueryResult::Json(json) => json,
+            QueryResult::Events(table) => table.into_json(),
+        }
+    }
+}
+
+impl Serialize for QueryResult {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            QueryResult::Json(json) => json.serialize(s),
+            QueryResult::Events(table) => table.serialize(s),
+        }
+    }
+}
+
+/// Rows shaped `{"event": {..}, "timestamp": "..", "version": "v1"}` (groupBy's), their event
+/// columns named once. Keys are written in the order of a JSON map's (sorted), so the text is
+/// the same as the tree's.
+#[derive(Debug)]
+pub struct EventTable {
+    /// Event column names, sorted.
+    names: Vec<String>,
+    /// Where each column, in the order rows are given, is stored.
+    slot_of: Vec<usize>,
+    /// Timestamp texts by bucket, each formatted once for the adjacent rows that share it.
+    stamps: Vec<(i64, String)>,
+    /// Each row's index into `stamps`.
+    row_stamps: Vec<u32>,
+    /// Row after row, `names.len()` values each, in `names` order.
+    values: Vec<Json>,
+}
+
+impl EventTable {
+    /// A table of rows whose event columns are `columns` (distinct), in the order
+    /// [`EventTable::push`] is given their values.
+    pub fn new(columns: Vec<String>) -> EventTable {
+        let mut order: Vec<usize> = (0..columns.len()).collect();
+        order.sort_by(|&a, &b| columns[a].cmp(&columns[b]));
+        let mut slot_of = vec![0; columns.len()];
+        for (slot, &column) in order.iter().enumerate() {
+            slot_of[column] = slot;
+        }
+        let mut names = columns;
+        names.sort();
+        EventTable {
+            names,
+            slot_of,
+            stamps: Vec::new(),
+            row_stamps: Vec::new(),
+            values: Vec::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.row_stamps.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.row_stamps.is_empty()
+    }
+
+    /// Appends a row of bucket `bucket` (its timestamp text from `stamp`, called once per run
+    /// of rows of one bucket) with `values` in the columns' order. Panics if the number of
+    /// values is not the number of columns.
+    pub fn push(
+        &mut self,
+        bucket: i64,
+        stamp: impl FnOnce(i64) -> String,
+        values: impl IntoIterator<Item = Json>,
+    ) {
+        if self.stamps.last().is_none_or(|(b, _)| *b != bucket) {
+            self.stamps.push((bucket, stamp(bucket)));
+        }
+        self.row_stamps.push((self.stamps.len() - 1) as u32);
+        let width = self.names.len();
+        let start = self.values.len();
+        self.values.resize(start + width, Json::Null);
+        let mut given = 0;
+        for (column, value) in values.into_iter().enumerate() {
+            self.values[start + self.slot_of[column]] = value;
+            given += 1;
+        }
+        assert_eq!(given, width, "a row needs one value per column");
+    }
+
+    /// Keeps rows `offset..offset + limit` (limitSpec's offset and limit).
+    pub fn keep(&mut self, offset: usize, limit: Option<usize>) {
+        let width = self.names.len();
+        let start = offset.min(self.len());
+        let end = limit.map_or(self.len(), |n| start.saturating_add(n).min(self.len()));
+        self.row_stamps.truncate(end);
+        self.row_stamps.drain(..start);
+        self.values.truncate(end * width);
+        self.values.drain(..start * width);
+    }
+
+    fn row(&self, r: usize) -> &[Json] {
+        let width = self.names.len();
+        &self.values[r * width..(r + 1) * width]
+    }
+
+    fn stamp(&self, r: usize) -> &str {
+        &self.stamps[self.row_stamps[r] as usize].1
+    }
+
+    fn into_json(self) -> Json {
+        let rows = (0..self.len())
+            .map(|r| {
+                let event: Map<String, Json> = self
+                    .names
+                    .iter()
+                    .cloned()
+                    .zip(self.row(r).iter().cloned())
+                    .collect();
+                let mut row = Map::new();
+                row.insert("event".into(), Json::Object(event));
+                row.insert("timestamp".into(), Json::String(self.stamp(r).to_owned()));
+                row.insert("version".into(), Json::String("v1".into()));
+                Json::Object(row)
+            })
+            .collect();
+        Json::Array(rows)
+    }
+}
+
+impl Serialize for EventTable {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut rows = s.serialize_seq(Some(self.len()))?;
+        for r in 0..self.len() {
+            rows.serialize_element(&Row(self, r))?;
+        }
+        rows.end()
+    }
+}
+
+/// Row `.1` of a table, as its JSON object.
+struct Row<'t>(&'t EventTable, usize);
+
+/// The event of row `.1` of a table.
+struct Event<'t>(&'t EventTable, usize);
+
+impl Serialize for Row<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(3))?;
+        map.serialize_entry("event", &Event(self.0, self.1))?;
+        map.serialize_entry("timestamp", self.0.stamp(self.1))?;
+        map.serialize_entry("version", "v1")?;
+        map.end()
+    }
+}
+
+impl Serialize for Event<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.names.len()))?;
+        for (name, value) in self.0.names.iter().zip(self.0.row(self.1)) {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn table() -> EventTable {
+        let mut t = EventTable::new(vec!["zeta".into(), "alpha".into(), "mid\"q".into()]);
+        let stamp = |b: i64| format!("t{b}");
+        t.push(1, stamp, [json!(1), json!("a"), json!(null)]);
+        t.push(1, stamp, [json!(2.5), json!("b\n"), json!(-3)]);
+        t.push(7, stamp, [json!(3), json!(null), json!("x")]);
+        t
+    }
+
+    /// The text equals the tree's (keys sorted, one timestamp per bucket), and rows keep their
+    /// columns whatever order they were given in.
+    #[test]
+    fn text_equals_the_tree() {
+        let t = table();
+        let text = serde_json::to_string(&t).unwrap();
+        let tree = t.into_json();
+        assert_eq!(text, serde_json::to_string(&tree).unwrap());
+        assert_eq!(
+            tree[1],
+            json!({"event": {"zeta": 2.5, "alpha": "b\n", "mid\"q": -3}, "timestamp": "t1",
+                   "version": "v1"})
+        );
+        assert_eq!(tree[2]["timestamp"], "t7");
+        let empty = EventTable::new(vec!["a".into()]);
+        assert_eq!(serde_json::to_string(&empty).unwrap(), "[]");
+    }
+
+    #[test]
+    fn keep_cuts_offset_and_limit() {
+        for (offset, limit, expected) in [
+            (0, None, vec![1, 2, 3]),
+            (1, None, vec![2, 3]),
+            (1, Some(1), vec![2]),
+            (0, Some(0), vec![]),
+            (5, Some(2), vec![]),
+            (2, Some(9), vec![3]),
+        ] {
+            let mut t = table();
+            t.keep(offset, limit);
+            let json = t.into_json();
+            let zetas: Vec<f64> = json
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["event"]["zeta"].as_f64().unwrap())
+                .collect();
+            let expected: Vec<f64> = expected.iter().map(|&v| [1.0, 2.5, 3.0][v - 1]).collect();
+            assert_eq!(zetas, expected, "{offset} {limit:?}");
+        }
+    }
+}
