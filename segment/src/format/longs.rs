@@ -548,7 +548,9 @@ mod tests {
             ] {
                 let got = column.fold_in_block(start..end, 0, i64::wrapping_add);
                 let delta = end > start && column.block(start / BLOCK_ROWS).mode == MODE_DELTA;
-                let expected = values[start..end].iter().fold(0i64, |a, &v| a.wrapping_add(v));
+                let expected = values[start..end]
+                    .iter()
+                    .fold(0i64, |a, &v| a.wrapping_add(v));
                 assert_eq!(got, (!delta).then_some(expected), "{start}..{end}");
                 let max = column.fold_in_block(start..end, i64::MIN, i64::max);
                 let expected = values[start..end].iter().copied().fold(i64::MIN, i64::max);
