@@ -117,6 +117,10 @@ struct ServeArgs {
     /// Queries running at once; more are refused.
     #[arg(long, default_value_t = server::NodeConfig::default().queries_running_max)]
     queries_running_max: usize,
+    /// Of the running queries, those processing at once (0: one more than the cores); the rest
+    /// wait their turn in arrival order.
+    #[arg(long, default_value_t = server::NodeConfig::default().queries_processing_max)]
+    queries_processing_max: usize,
     /// Longest a metadata read or write waits for the metadata group (ms); past it the API
     /// answers 503.
     #[arg(long, default_value_t = server::NodeConfig::default().metadata_timeout_ms)]
@@ -129,6 +133,7 @@ impl ServeArgs {
             query_timeout_ms_default: self.query_timeout_ms,
             tasks_running_max: self.tasks_running_max.max(1),
             queries_running_max: self.queries_running_max.max(1),
+            queries_processing_max: self.queries_processing_max,
             metadata_timeout_ms: self.metadata_timeout_ms.max(1),
             ..server::NodeConfig::default()
         }

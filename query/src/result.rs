@@ -15,6 +15,15 @@ pub enum QueryResult {
 }
 
 impl QueryResult {
+    /// The result's JSON text, as `serde_json::to_string` writes it; a table's keys and
+    /// timestamps are escaped once rather than once per row.
+    pub fn to_text(&self) -> String {
+        match self {
+            QueryResult::Json(json) => json.to_string(),
+            QueryResult::Events(table) => table.to_text(),
+        }
+    }
+
     /// The result as a JSON tree.
     pub fn into_json(self) -> Json {
         match self {
@@ -123,6 +132,34 @@ impl EventTable {
         &self.stamps[self.row_stamps[r] as usize].1
     }
 
+    fn to_text(&self) -> String {
+        let quoted = |text: &str| Json::from(text).to_string();
+        let keys: Vec<String> = self.names.iter().map(|n| quoted(n)).collect();
+        let stamps: Vec<String> = self.stamps.iter().map(|(_, s)| quoted(s)).collect();
+        let row_bytes = 48 + keys.iter().map(|k| k.len() + 12).sum::<usize>();
+        let mut out = Vec::with_capacity(2 + self.len() * row_bytes);
+        out.push(b'[');
+        for r in 0..self.len() {
+            if r > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"event\":{");
+            for (i, (key, value)) in keys.iter().zip(self.row(r)).enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(key.as_bytes());
+                out.push(b':');
+                serde_json::to_writer(&mut out, value).expect("JSON values write to memory");
+            }
+            out.extend_from_slice(b"},\"timestamp\":");
+            out.extend_from_slice(stamps[self.row_stamps[r] as usize].as_bytes());
+            out.extend_from_slice(b",\"version\":\"v1\"}");
+        }
+        out.push(b']');
+        String::from_utf8(out).expect("JSON text is UTF-8")
+    }
+
     fn into_json(self) -> Json {
         let rows = (0..self.len())
             .map(|r| {
@@ -199,6 +236,7 @@ mod tests {
     fn text_equals_the_tree() {
         let t = table();
         let text = serde_json::to_string(&t).unwrap();
+        assert_eq!(t.to_text(), text);
         let tree = t.into_json();
         assert_eq!(text, serde_json::to_string(&tree).unwrap());
         assert_eq!(
@@ -209,6 +247,7 @@ mod tests {
         assert_eq!(tree[2]["timestamp"], "t7");
         let empty = EventTable::new(vec!["a".into()]);
         assert_eq!(serde_json::to_string(&empty).unwrap(), "[]");
+        assert_eq!(empty.to_text(), "[]");
     }
 
     #[test]

@@ -51,10 +51,10 @@ async fn native(
             .any(|pair| pair == "pretty" || pair.starts_with("pretty="));
         let text = if pretty {
             serde_json::to_string_pretty(&result)
+                .map_err(|e| ApiError::internal(format!("writing the result: {e}")))?
         } else {
-            serde_json::to_string(&result)
-        }
-        .map_err(|e| ApiError::internal(format!("writing the result: {e}")))?;
+            result.to_text()
+        };
         Ok(HttpResponse::Ok()
             .content_type("application/json")
             .body(text))
@@ -130,6 +130,11 @@ async fn run_query<T: Send + 'static>(
         ))
     })?;
     let cores = (node.cores / slot.taken()).max(1);
+    let _turn = node
+        .processing
+        .acquire()
+        .await
+        .map_err(|_| ApiError::internal("the query queue is closed"))?;
     let shared = node.clone().into_inner();
     let result = web::block(move || query(&shared, cores))
         .await

@@ -208,6 +208,11 @@ pub fn native(
 ) -> grove_query::Result<serde_json::Value> {
     let result = grove_query::run_native(query, provider, control)?;
     let text = serde_json::to_string(&result).expect("results serialize");
+    assert_eq!(
+        result.to_text(),
+        text,
+        "the result's text differs from its serialization"
+    );
     let json = result.into_json();
     assert_eq!(
         text,
