@@ -331,6 +331,26 @@ pub fn group_segment(
     let mut ids: Vec<u32> = vec![0; dims.len()];
     let mut row_buckets: Vec<Option<(i64, usize)>> = Vec::with_capacity(BATCH);
 
+    // An exact filter on the leading sort column that matches one value: only that value's
+    // run of rows can pass (in time order within when time sorts second).
+    let lead_run: Option<Range<u32>> = match spec.filter {
+        Some(f) if !time_sorted => match f.id_rows(segment)? {
+            Some(by) if by.in_runs() && by.ids.len() <= 1 => Some(match by.ids.first() {
+                Some(&id) => by.run(id, &(0..n as u32))?.unwrap_or(0..0),
+                None => 0..0,
+            }),
+            _ => None,
+        },
+        _ => None,
+    };
+    // The passes over rows in time order: one per bucket.
+    let ranged = |range: Range<u32>| -> Vec<Pass> {
+        buckets(&time, &spec.granularity, range)
+            .into_iter()
+            .map(|(bucket, rows)| Pass::Range { bucket, rows })
+            .collect()
+    };
+
     for interval in spec.intervals {
         if !interval.overlaps(&data) {
             continue;
@@ -342,13 +362,12 @@ pub fn group_segment(
         // The rows to visit and how each finds its bucket.
         let (range, passes) = if time_sorted {
             let range = row_range(&time, clipped);
-            let passes = buckets(&time, &spec.granularity, range.clone())
-                .into_iter()
-                .map(|(bucket, rows)| Pass::Range { bucket, rows })
-                .collect();
-            (range, passes)
+            (range.clone(), ranged(range))
+        } else if let (Some(run), 1) = (&lead_run, meta.schema.time_position) {
+            let range = row_range_in(&time, run.clone(), clipped);
+            (range.clone(), ranged(range))
         } else {
-            let all = 0..n as u32;
+            let all = lead_run.clone().unwrap_or(0..n as u32);
             let pass = match one_bucket(&spec.granularity, clipped, data) {
                 Some(bucket) => Pass::Range {
                     bucket,

@@ -328,6 +328,24 @@ proptest! {
         check_group_by(&events, Some(filter), &["country"], granularity, (start_h, len_h), (disk_mask, time_at), 3)?;
     }
 
+    /// One value (or none, or null) of the leading sort column: each segment narrows to that
+    /// value's run, and to the interval by binary search when time sorts second, whatever the
+    /// grouping and aggregators.
+    #[test]
+    fn one_value_of_the_leading_sort_column_equals_the_oracle(
+        events in proptest::collection::vec(event(), 0..250),
+        values in proptest::collection::vec(proptest::option::weighted(0.85, proptest::sample::select(COUNTRIES)), 0..2),
+        dims in proptest::sample::subsequence(&["country", "tags", "device", "user"][..], 0..2),
+        granularity in proptest::sample::select(&["all", "none", "hour", "day"][..]),
+        start_h in 0i64..48,
+        len_h in 1i64..72,
+        disk_mask in any::<u8>(),
+        time_at in 1usize..=5,
+    ) {
+        let filter = json!({"type": "in", "dimension": "country", "values": values});
+        check_group_by(&events, Some(filter), &dims, granularity, (start_h, len_h), (disk_mask, time_at), AGGS.len())?;
+    }
+
     #[test]
     fn timeseries_counts_equal_the_oracle(
         events in proptest::collection::vec(event(), 1..200),
