@@ -745,11 +745,17 @@ impl<'a> Acc<'a> {
             }
             Input::Double(column, nulls) => {
                 self.scratch_double.clear();
-                for (i, &r) in rows.iter().enumerate() {
-                    if nulls.is_some_and(|n| n.contains(r)) {
-                        null[i] = true;
+                if nulls.is_none() && n > 0 && rows.windows(2).all(|w| w[1] == w[0] + 1) {
+                    // Consecutive rows: one copy out of the column.
+                    self.scratch_double.resize(n, 0.0);
+                    column.decode(rows[0] as usize, &mut self.scratch_double);
+                } else {
+                    for (i, &r) in rows.iter().enumerate() {
+                        if nulls.is_some_and(|n| n.contains(r)) {
+                            null[i] = true;
+                        }
+                        self.scratch_double.push(column.get(r as usize));
                     }
-                    self.scratch_double.push(column.get(r as usize));
                 }
                 if matches!(self.state, State::Long(..) | State::TimedLong(..)) {
                     self.scratch_long.clear();
@@ -829,47 +835,18 @@ impl<'a> Acc<'a> {
                         }
                     }
                     AggKind::LongSum => {
-                        for i in 0..n {
-                            let g = groups[i] as usize;
-                            if valid[i] {
-                                v[g] = v[g].wrapping_add(vals[i]);
-                                seen[g] = true;
-                            }
-                        }
+                        fold_groups(v, seen, vals, valid, groups, i64::wrapping_add)
                     }
-                    AggKind::LongMin => {
-                        for i in 0..n {
-                            let g = groups[i] as usize;
-                            if valid[i] {
-                                v[g] = v[g].min(vals[i]);
-                                seen[g] = true;
-                            }
-                        }
-                    }
-                    _ => {
-                        for i in 0..n {
-                            let g = groups[i] as usize;
-                            if valid[i] {
-                                v[g] = v[g].max(vals[i]);
-                                seen[g] = true;
-                            }
-                        }
-                    }
+                    AggKind::LongMin => fold_groups(v, seen, vals, valid, groups, i64::min),
+                    _ => fold_groups(v, seen, vals, valid, groups, i64::max),
                 }
             }
             State::Double(v, seen) => {
                 let vals = &self.scratch_double;
-                let op: fn(f64, f64) -> f64 = match self.def.kind {
-                    AggKind::DoubleMin => f64::min,
-                    AggKind::DoubleMax => f64::max,
-                    _ => |a, b| a + b,
-                };
-                for i in 0..n {
-                    let g = groups[i] as usize;
-                    if valid[i] {
-                        v[g] = op(v[g], vals[i]);
-                        seen[g] = true;
-                    }
+                match self.def.kind {
+                    AggKind::DoubleMin => fold_groups(v, seen, vals, valid, groups, f64::min),
+                    AggKind::DoubleMax => fold_groups(v, seen, vals, valid, groups, f64::max),
+                    _ => fold_groups(v, seen, vals, valid, groups, |a, b| a + b),
                 }
             }
             State::TimedLong(v) => {
@@ -1145,6 +1122,26 @@ pub fn compare_numbers(a: Option<f64>, b: Option<f64>) -> Ordering {
         (None, Some(_)) => Ordering::Less,
         (Some(_), None) => Ordering::Greater,
         (Some(x), Some(y)) => x.total_cmp(&y),
+    }
+}
+
+/// Folds each valid value into its group with `op` (one monomorphic loop per operator: no call
+/// through a function pointer per row).
+#[inline]
+fn fold_groups<T: Copy>(
+    v: &mut [T],
+    seen: &mut [bool],
+    vals: &[T],
+    valid: &[bool],
+    groups: &[u32],
+    op: impl Fn(T, T) -> T,
+) {
+    for ((&g, &value), &ok) in groups.iter().zip(vals).zip(valid) {
+        if ok {
+            let g = g as usize;
+            v[g] = op(v[g], value);
+            seen[g] = true;
+        }
     }
 }
 

@@ -839,8 +839,11 @@ struct RowBuckets {
     granularity: QueryGranularity,
     /// The starts of the buckets covering `interval`, when there are few enough to number.
     starts: Option<Vec<i64>>,
-    /// Fixed-length UTC buckets: a row's bucket number is a division, not a search.
+    /// Fixed-length UTC buckets: a row's bucket number is a multiplication by the period's
+    /// reciprocal (corrected by one step where rounding lands on a neighbour), not a search.
     period_ms: Option<i64>,
+    /// `1 / period_ms`.
+    per_ms: f64,
 }
 
 impl RowBuckets {
@@ -866,6 +869,7 @@ impl RowBuckets {
             granularity: granularity.clone(),
             starts,
             period_ms,
+            per_ms: period_ms.map_or(0.0, |p| 1.0 / p as f64),
         }
     }
 
@@ -885,7 +889,17 @@ impl RowBuckets {
             Some(starts) if starts.len() == 1 => (starts[0], 0),
             Some(starts) => {
                 let i = match self.period_ms {
-                    Some(p) => ((ms - starts[0]) / p) as usize,
+                    Some(_) => {
+                        // An integer division per row costs more than the rest of bucketing.
+                        let guess = ((ms - starts[0]) as f64 * self.per_ms) as usize;
+                        let mut i = guess.min(starts.len() - 1);
+                        if starts[i] > ms {
+                            i -= 1;
+                        } else if i + 1 < starts.len() && starts[i + 1] <= ms {
+                            i += 1;
+                        }
+                        i
+                    }
                     None => starts.partition_point(|&s| s <= ms) - 1,
                 };
                 (starts[i], i)
@@ -1002,6 +1016,42 @@ impl GroupTable {
 mod tests {
     use super::*;
     use crate::model::Aggregator;
+
+    /// Numbered fixed-period buckets (found by a multiplication and a one-step correction) equal
+    /// integer division, at and around every boundary and at odd spots between.
+    #[test]
+    fn numbered_buckets_equal_division() {
+        for (granularity, start, end) in [
+            (
+                Granularity::HOUR,
+                1_717_200_000_123,
+                1_717_200_000_123 + 3 * 86_400_000,
+            ),
+            (Granularity::DAY, -86_400_000 * 40 + 7, 86_400_000 * 400),
+            (Granularity::MINUTE, 0, 3_600_000 * 5 + 1),
+        ] {
+            let g = QueryGranularity {
+                base: granularity,
+                zone: None,
+            };
+            let buckets = RowBuckets::new(&g, Interval::new(start, end));
+            let starts = buckets.starts.clone().expect("numbered");
+            let p = match granularity {
+                Granularity::Fixed { period_ms, .. } => period_ms,
+                _ => unreachable!(),
+            };
+            let mut probes = vec![start, end - 1];
+            for &s in &starts {
+                probes.extend([s - 1, s, s + 1, s + p / 2, s + p - 1]);
+            }
+            for ms in probes.into_iter().filter(|&ms| start <= ms && ms < end) {
+                let i = ((ms - starts[0]) / p) as usize;
+                assert_eq!(buckets.bucket(ms), Some((starts[i], i)), "{ms}");
+            }
+            assert_eq!(buckets.bucket(end), None);
+            assert_eq!(buckets.bucket(start - 1), None);
+        }
+    }
 
     fn grouped(keys: impl Iterator<Item = u32>, value: i64) -> Grouped {
         keys.map(|k| {
