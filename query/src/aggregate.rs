@@ -823,6 +823,7 @@ impl<'a> Acc<'a> {
         }
         let valid = &self.scratch_valid;
         let null = &self.scratch_null;
+        let ok = |i: usize, _: u32| valid[i];
         match &mut self.state {
             State::Long(v, seen) => {
                 let vals = &self.scratch_long;
@@ -834,19 +835,17 @@ impl<'a> Acc<'a> {
                             seen[g] = true;
                         }
                     }
-                    AggKind::LongSum => {
-                        fold_groups(v, seen, vals, valid, groups, i64::wrapping_add)
-                    }
-                    AggKind::LongMin => fold_groups(v, seen, vals, valid, groups, i64::min),
-                    _ => fold_groups(v, seen, vals, valid, groups, i64::max),
+                    AggKind::LongSum => fold_groups(v, seen, vals, groups, ok, i64::wrapping_add),
+                    AggKind::LongMin => fold_groups(v, seen, vals, groups, ok, i64::min),
+                    _ => fold_groups(v, seen, vals, groups, ok, i64::max),
                 }
             }
             State::Double(v, seen) => {
                 let vals = &self.scratch_double;
                 match self.def.kind {
-                    AggKind::DoubleMin => fold_groups(v, seen, vals, valid, groups, f64::min),
-                    AggKind::DoubleMax => fold_groups(v, seen, vals, valid, groups, f64::max),
-                    _ => fold_groups(v, seen, vals, valid, groups, |a, b| a + b),
+                    AggKind::DoubleMin => fold_groups(v, seen, vals, groups, ok, f64::min),
+                    AggKind::DoubleMax => fold_groups(v, seen, vals, groups, ok, f64::max),
+                    _ => fold_groups(v, seen, vals, groups, ok, |a, b| a + b),
                 }
             }
             State::TimedLong(v) => {
@@ -881,6 +880,63 @@ impl<'a> Acc<'a> {
                 | (State::Ids(_), Input::Ids(_)) => true,
                 _ => false,
             }
+    }
+
+    /// Folds the consecutive rows `start..start + groups.len()`, row `start + i` into group
+    /// `groups[i]` ([`SKIP_ROW`]: none), reading values block-wise with no per-row lookups. Only
+    /// for aggregators that fold ranges ([`Acc::folds_ranges`]); an error otherwise.
+    pub fn add_consecutive(&mut self, start: u32, groups: &[u32]) -> Result<()> {
+        let keep = |_: usize, g: u32| g != SKIP_ROW;
+        let n = groups.len();
+        let unfiltered = self.filter.is_none();
+        match (&mut self.state, &mut self.input) {
+            (State::Long(v, seen), Input::None)
+                if unfiltered && self.def.kind == AggKind::Count =>
+            {
+                for &g in groups.iter().filter(|&&g| g != SKIP_ROW) {
+                    v[g as usize] += 1;
+                    seen[g as usize] = true;
+                }
+            }
+            (State::Long(v, seen), Input::Long(cursor, None)) if unfiltered => {
+                cursor.set_sparse(false);
+                self.scratch_long.clear();
+                self.scratch_long
+                    .extend((start..start + n as u32).map(|r| cursor.get(r)));
+                let vals = &self.scratch_long;
+                match self.def.kind {
+                    AggKind::LongMin => fold_groups(v, seen, vals, groups, keep, i64::min),
+                    AggKind::LongMax => fold_groups(v, seen, vals, groups, keep, i64::max),
+                    _ => fold_groups(v, seen, vals, groups, keep, i64::wrapping_add),
+                }
+            }
+            (State::Double(v, seen), Input::Double(column, None)) if unfiltered => {
+                self.scratch_double.clear();
+                self.scratch_double.resize(n, 0.0);
+                column.decode(start as usize, &mut self.scratch_double);
+                let vals = &self.scratch_double;
+                match self.def.kind {
+                    AggKind::DoubleMin => fold_groups(v, seen, vals, groups, keep, f64::min),
+                    AggKind::DoubleMax => fold_groups(v, seen, vals, groups, keep, f64::max),
+                    _ => fold_groups(v, seen, vals, groups, keep, |a, b| a + b),
+                }
+            }
+            (State::Ids(sets), Input::Ids(cursor)) if unfiltered => {
+                cursor.set_sparse(false);
+                for (i, &g) in groups.iter().enumerate() {
+                    if g != SKIP_ROW {
+                        sets.insert(g as usize, cursor.get(start + i as u32)?);
+                    }
+                }
+            }
+            _ => {
+                return Err(QueryError::internal(format!(
+                    "aggregator '{}' cannot fold consecutive rows",
+                    self.def.name
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Folds the contiguous rows `rows` into group `g` in one pass when this aggregator can
@@ -1125,19 +1181,22 @@ pub fn compare_numbers(a: Option<f64>, b: Option<f64>) -> Ordering {
     }
 }
 
-/// Folds each valid value into its group with `op` (one monomorphic loop per operator: no call
-/// through a function pointer per row).
+/// A row that belongs to no group in [`Acc::add_consecutive`].
+pub const SKIP_ROW: u32 = u32::MAX;
+
+/// Folds value `i` into group `groups[i]` with `op` where `keep(i, groups[i])` (one monomorphic
+/// loop per operator: no call through a function pointer per row).
 #[inline]
 fn fold_groups<T: Copy>(
     v: &mut [T],
     seen: &mut [bool],
     vals: &[T],
-    valid: &[bool],
     groups: &[u32],
+    keep: impl Fn(usize, u32) -> bool,
     op: impl Fn(T, T) -> T,
 ) {
-    for ((&g, &value), &ok) in groups.iter().zip(vals).zip(valid) {
-        if ok {
+    for (i, (&g, &value)) in groups.iter().zip(vals).enumerate() {
+        if keep(i, g) {
             let g = g as usize;
             v[g] = op(v[g], value);
             seen[g] = true;

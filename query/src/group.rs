@@ -27,7 +27,7 @@ use grove_segment::format::{LongColumn, Segment, StringColumn};
 use grove_segment::time::{Granularity, Interval};
 
 use crate::QueryControl;
-use crate::aggregate::{Acc, AggDef, AggKind, AggValue};
+use crate::aggregate::{Acc, AggDef, AggKind, AggValue, SKIP_ROW};
 use crate::column::{Column, IdCursor, LongCursor};
 use crate::error::{QueryError, Result};
 use crate::filter::{PreparedFilter, filter_rows};
@@ -461,6 +461,43 @@ pub fn group_segment(
                 if batched.is_empty() {
                     continue;
                 }
+            }
+            // No dimensions and no filter, rows bucketed one by one (not in time order), every
+            // aggregator folding plainly: each batch's buckets become group numbers in one pass
+            // and the aggregators read the batch's values block-wise.
+            if let (true, None, Bucketing::PerRow(rb), Some(_)) =
+                (dims.is_empty(), spec.filter, &bucketing, dense_now)
+                && rb.count().is_some()
+                && accs.iter().all(Acc::folds_ranges)
+            {
+                time_cursor.set_sparse(false);
+                let mut start = rows.start;
+                while start < rows.end {
+                    let end = (start + BATCH as u32).min(rows.end);
+                    pair_groups.clear();
+                    for r in start..end {
+                        pair_groups.push(match rb.bucket(time_cursor.get(r)) {
+                            None => SKIP_ROW,
+                            Some((bucket, index)) => {
+                                let slot = &mut slots[index];
+                                if *slot == u32::MAX {
+                                    *slot = table.len() as u32;
+                                    touched.push(index as u32);
+                                    key[0] = bucket as u64;
+                                    table.push_unchecked(&key);
+                                }
+                                *slot
+                            }
+                        });
+                    }
+                    for acc in accs.iter_mut() {
+                        acc.reserve(table.len());
+                        acc.add_consecutive(start, &pair_groups)?;
+                    }
+                    control.check()?;
+                    start = end;
+                }
+                continue;
             }
             // `known`: the ids of one dimension for the batch's rows, when the filter gave them.
             let mut emit = |batch: &[u32], known: Option<(usize, &[u32])>| -> Result<()> {
