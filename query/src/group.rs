@@ -879,8 +879,8 @@ struct RowBuckets {
     /// Fixed-length UTC buckets: a row's bucket number is a multiplication by the period's
     /// reciprocal (corrected by one step where rounding lands on a neighbour), not a search.
     period_ms: Option<i64>,
-    /// `1 / period_ms`.
-    per_ms: f64,
+    /// `2^64 / period_ms`, rounded down: `(d * reciprocal) >> 64` is `d / period_ms` or one less.
+    reciprocal: u64,
 }
 
 impl RowBuckets {
@@ -906,7 +906,7 @@ impl RowBuckets {
             granularity: granularity.clone(),
             starts,
             period_ms,
-            per_ms: period_ms.map_or(0.0, |p| 1.0 / p as f64),
+            reciprocal: period_ms.map_or(0, |p| (u128::from(u64::MAX) / p.max(1) as u128) as u64),
         }
     }
 
@@ -928,11 +928,10 @@ impl RowBuckets {
                 let i = match self.period_ms {
                     Some(_) => {
                         // An integer division per row costs more than the rest of bucketing.
-                        let guess = ((ms - starts[0]) as f64 * self.per_ms) as usize;
+                        let d = (ms - starts[0]) as u64;
+                        let guess = ((u128::from(d) * u128::from(self.reciprocal)) >> 64) as usize;
                         let mut i = guess.min(starts.len() - 1);
-                        if starts[i] > ms {
-                            i -= 1;
-                        } else if i + 1 < starts.len() && starts[i + 1] <= ms {
+                        if i + 1 < starts.len() && starts[i + 1] <= ms {
                             i += 1;
                         }
                         i
