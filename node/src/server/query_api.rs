@@ -38,23 +38,24 @@ async fn native(
             return Err(ApiError::malformed("a native query must be a JSON object"));
         }
         let deadline = Deadline::from_context(query.get("context"), timeout_default(&node))?;
-        let result = run_query(&node, move |node, cores| {
-            let deadline = deadline.on_cores(cores);
-            let result = run_native(&query, node.segments.as_ref(), &deadline)?;
-            // A query that ran past its deadline fails even if the engine did not notice.
-            deadline.check().map(|()| result)
-        })
-        .await?;
         let pretty = request
             .query_string()
             .split('&')
             .any(|pair| pair == "pretty" || pair.starts_with("pretty="));
-        let text = if pretty {
-            serde_json::to_string_pretty(&result)
-                .map_err(|e| ApiError::internal(format!("writing the result: {e}")))?
-        } else {
-            result.to_text()
-        };
+        // The answer is written on the query's turn too: its cost is part of the query's.
+        let text = run_query(&node, move |node, cores| {
+            let deadline = deadline.on_cores(cores);
+            let result = run_native(&query, node.segments.as_ref(), &deadline)?;
+            // A query that ran past its deadline fails even if the engine did not notice.
+            deadline.check()?;
+            if pretty {
+                serde_json::to_string_pretty(&result)
+                    .map_err(|e| QueryError::internal(format!("writing the result: {e}")))
+            } else {
+                Ok(result.to_text())
+            }
+        })
+        .await?;
         Ok(HttpResponse::Ok()
             .content_type("application/json")
             .body(text))
