@@ -311,39 +311,29 @@ proptest! {
         check_group_by(&events, Some(filter), &dims, granularity, (start_h, len_h), (disk_mask, time_at), aggs)?;
     }
 
-    /// Rows sorted by country first (`__time` later in the sort order), an IN filter on country
-    /// grouped by country alone and aggregators that fold ranges: each country's rows are one
-    /// run, split per bucket by binary search on time when time sorts second.
+    /// An IN filter on the leading sort column (country; `__time` later in the sort order).
+    /// Grouped by country alone with aggregators that fold ranges, each country's rows are one
+    /// run folded whole, split per bucket by binary search on time when time sorts second. With
+    /// one value (or none, or null), each segment narrows to that value's run, then to the
+    /// interval, whatever the grouping and aggregators.
     #[test]
-    fn group_by_runs_of_the_leading_sort_column_equal_the_oracle(
+    fn in_filters_on_the_leading_sort_column_equal_the_oracle(
         events in proptest::collection::vec(event(), 0..250),
-        values in proptest::collection::vec(proptest::option::weighted(0.85, proptest::sample::select(COUNTRIES)), 1..4),
+        values in proptest::collection::vec(proptest::option::weighted(0.85, proptest::sample::select(COUNTRIES)), 0..4),
+        dims in prop_oneof![
+            3 => Just(vec!["country"]),
+            1 => proptest::sample::subsequence(&["country", "tags", "device", "user"][..], 0..2),
+        ],
         granularity in proptest::sample::select(&["all", "none", "hour", "day"][..]),
         start_h in 0i64..48,
         len_h in 1i64..72,
         disk_mask in any::<u8>(),
         time_at in 1usize..=5,
+        range_aggs in proptest::bool::weighted(0.75),
     ) {
         let filter = json!({"type": "in", "dimension": "country", "values": values});
-        check_group_by(&events, Some(filter), &["country"], granularity, (start_h, len_h), (disk_mask, time_at), 3)?;
-    }
-
-    /// One value (or none, or null) of the leading sort column: each segment narrows to that
-    /// value's run, and to the interval by binary search when time sorts second, whatever the
-    /// grouping and aggregators.
-    #[test]
-    fn one_value_of_the_leading_sort_column_equals_the_oracle(
-        events in proptest::collection::vec(event(), 0..250),
-        values in proptest::collection::vec(proptest::option::weighted(0.85, proptest::sample::select(COUNTRIES)), 0..2),
-        dims in proptest::sample::subsequence(&["country", "tags", "device", "user"][..], 0..2),
-        granularity in proptest::sample::select(&["all", "none", "hour", "day"][..]),
-        start_h in 0i64..48,
-        len_h in 1i64..72,
-        disk_mask in any::<u8>(),
-        time_at in 1usize..=5,
-    ) {
-        let filter = json!({"type": "in", "dimension": "country", "values": values});
-        check_group_by(&events, Some(filter), &dims, granularity, (start_h, len_h), (disk_mask, time_at), AGGS.len())?;
+        let aggs = if range_aggs { 3 } else { AGGS.len() };
+        check_group_by(&events, Some(filter), &dims, granularity, (start_h, len_h), (disk_mask, time_at), aggs)?;
     }
 
     /// No dimensions, no filter, rows out of time order (time sorts after a dimension): each
@@ -451,58 +441,6 @@ proptest! {
         let expected: BTreeMap<String, i64> = expected.into_iter().map(|(b, s)| (b, s.len() as i64)).collect();
         prop_assert_eq!(got, expected);
     }
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
-
-    /// topN is exact: the oracle's groups ranked by clicks (ties by value, null first).
-    #[test]
-    fn top_n_equals_the_oracle_ranking(
-        events in proptest::collection::vec(event(), 0..250),
-        dim in proptest::sample::select(&["country", "device", "tags"][..]),
-        threshold in 1usize..5,
-        ascending in any::<bool>(),
-        time_at in 0usize..=5,
-    ) {
-        let provider = Fixed(sorted_segments(&events, |i| i % 2 == 1, time_at));
-        let metric = if ascending {
-            json!({"type": "inverted", "metric": "clicks"})
-        } else {
-            json!("clicks")
-        };
-        let query = json!({
-            "queryType": "topN", "dataSource": "events", "intervals": ["2024-03-01/2024-03-04"],
-            "dimension": dim, "metric": metric, "threshold": threshold,
-            "aggregations": [{"type": "longSum", "name": "clicks", "fieldName": "clicks"}]
-        });
-        let result = run_native(&query, &provider, &Parallel(2)).unwrap();
-        let got: Vec<(String, i64)> = result
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|b| b["result"].as_array().unwrap().clone())
-            .map(|r| (key_text(&r[dim]), r["clicks"].as_i64().unwrap()))
-            .collect();
-        let all = oracle(&events, None, &[dim], Granularity::All,
-            (ts("2024-03-01T00:00:00Z"), ts("2024-03-04T00:00:00Z")));
-        let mut expected: Vec<(String, i64)> = all
-            .into_iter()
-            .map(|((_, k), v)| (k[0].clone(), v[1].as_i64().unwrap()))
-            .collect();
-        // The oracle's key text of null is "null"; order nulls first, then by value.
-        let rank = |s: &String| (s != "null", s.clone());
-        expected.sort_by(|a, b| {
-            let by = if ascending { a.1.cmp(&b.1) } else { b.1.cmp(&a.1) };
-            by.then_with(|| rank(&a.0).cmp(&rank(&b.0)))
-        });
-        expected.truncate(threshold);
-        prop_assert_eq!(got, expected);
-    }
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     /// scan returns exactly the rows within the interval that pass the filter (in time order
     /// when asked), and timeBoundary their first and last timestamps.
@@ -570,5 +508,53 @@ proptest! {
             .zip(times.max())
             .map(|(a, b)| (format_iso(a), format_iso(b)));
         prop_assert_eq!(got, want);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// topN is exact: the oracle's groups ranked by clicks (ties by value, null first).
+    #[test]
+    fn top_n_equals_the_oracle_ranking(
+        events in proptest::collection::vec(event(), 0..250),
+        dim in proptest::sample::select(&["country", "device", "tags"][..]),
+        threshold in 1usize..5,
+        ascending in any::<bool>(),
+        time_at in 0usize..=5,
+    ) {
+        let provider = Fixed(sorted_segments(&events, |i| i % 2 == 1, time_at));
+        let metric = if ascending {
+            json!({"type": "inverted", "metric": "clicks"})
+        } else {
+            json!("clicks")
+        };
+        let query = json!({
+            "queryType": "topN", "dataSource": "events", "intervals": ["2024-03-01/2024-03-04"],
+            "dimension": dim, "metric": metric, "threshold": threshold,
+            "aggregations": [{"type": "longSum", "name": "clicks", "fieldName": "clicks"}]
+        });
+        let result = run_native(&query, &provider, &Parallel(2)).unwrap();
+        let got: Vec<(String, i64)> = result
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|b| b["result"].as_array().unwrap().clone())
+            .map(|r| (key_text(&r[dim]), r["clicks"].as_i64().unwrap()))
+            .collect();
+        let all = oracle(&events, None, &[dim], Granularity::All,
+            (ts("2024-03-01T00:00:00Z"), ts("2024-03-04T00:00:00Z")));
+        let mut expected: Vec<(String, i64)> = all
+            .into_iter()
+            .map(|((_, k), v)| (k[0].clone(), v[1].as_i64().unwrap()))
+            .collect();
+        // The oracle's key text of null is "null"; order nulls first, then by value.
+        let rank = |s: &String| (s != "null", s.clone());
+        expected.sort_by(|a, b| {
+            let by = if ascending { a.1.cmp(&b.1) } else { b.1.cmp(&a.1) };
+            by.then_with(|| rank(&a.0).cmp(&rank(&b.0)))
+        });
+        expected.truncate(threshold);
+        prop_assert_eq!(got, expected);
     }
 }
