@@ -178,6 +178,25 @@ impl LongCursor<'_> {
     }
 }
 
+impl LongCursor<'_> {
+    /// Appends the values of the contiguous rows `rows` to `out`, a decoded block at a time.
+    pub fn extend_range(&mut self, rows: std::ops::Range<u32>, out: &mut Vec<i64>) {
+        let mut row = rows.start as usize;
+        let end = rows.end as usize;
+        while row < end {
+            let b = row / BLOCK_ROWS;
+            if b != self.block {
+                self.column.decode_block(b, &mut self.buf);
+                self.block = b;
+            }
+            let from = row % BLOCK_ROWS;
+            let to = (end - b * BLOCK_ROWS).min(BLOCK_ROWS);
+            out.extend_from_slice(&self.buf[from..to]);
+            row = b * BLOCK_ROWS + to;
+        }
+    }
+}
+
 /// Rows of a block below which [`LongCursor::fold_range`] reads values in place rather than
 /// decoding the block.
 const IN_PLACE_ROWS: usize = 192;

@@ -470,25 +470,24 @@ pub fn group_segment(
                 && rb.count().is_some()
                 && accs.iter().all(Acc::folds_ranges)
             {
-                time_cursor.set_sparse(false);
+                let starts = rb.starts.as_deref().expect("numbered buckets");
                 let mut start = rows.start;
                 while start < rows.end {
                     let end = (start + BATCH as u32).min(rows.end);
+                    // Times, then bucket numbers, then groups: three tight loops.
+                    times.clear();
+                    time_cursor.extend_range(start..end, &mut times);
                     pair_groups.clear();
-                    for r in start..end {
-                        pair_groups.push(match rb.bucket(time_cursor.get(r)) {
-                            None => SKIP_ROW,
-                            Some((bucket, index)) => {
-                                let slot = &mut slots[index];
-                                if *slot == u32::MAX {
-                                    *slot = table.len() as u32;
-                                    touched.push(index as u32);
-                                    key[0] = bucket as u64;
-                                    table.push_unchecked(&key);
-                                }
-                                *slot
-                            }
-                        });
+                    rb.numbers(&times, &mut pair_groups);
+                    for number in pair_groups.iter_mut().filter(|n| **n != SKIP_ROW) {
+                        let slot = &mut slots[*number as usize];
+                        if *slot == u32::MAX {
+                            *slot = table.len() as u32;
+                            touched.push(*number);
+                            key[0] = starts[*number as usize] as u64;
+                            table.push_unchecked(&key);
+                        }
+                        *number = *slot;
                     }
                     for acc in accs.iter_mut() {
                         acc.reserve(table.len());
@@ -915,6 +914,30 @@ impl RowBuckets {
         self.starts.as_ref().map(Vec::len)
     }
 
+    /// The bucket numbers of rows at `times` ([`SKIP_ROW`] outside the interval), appended to
+    /// `out`: [`RowBuckets::bucket`]'s arithmetic with everything about the buckets read once.
+    /// Panics if the buckets are not numbered ([`RowBuckets::count`] is `None`).
+    fn numbers(&self, times: &[i64], out: &mut Vec<u32>) {
+        let starts = self.starts.as_deref().expect("numbered buckets");
+        let (lo, hi) = (self.interval.start_ms, self.interval.end_ms);
+        let outside = move |t: i64| t < lo || t >= hi;
+        match (starts.len(), self.period_ms) {
+            (1, _) => out.extend(times.iter().map(|&t| if outside(t) { SKIP_ROW } else { 0 })),
+            (_, Some(_)) => out.extend(times.iter().map(|&t| {
+                if outside(t) {
+                    SKIP_ROW
+                } else {
+                    fixed_number(starts, self.reciprocal, t) as u32
+                }
+            })),
+            _ => out.extend(
+                times
+                    .iter()
+                    .map(|&t| self.bucket(t).map_or(SKIP_ROW, |(_, i)| i as u32)),
+            ),
+        }
+    }
+
     /// The bucket (its key and, when numbered, its number) of a row at `ms`; `None` outside the
     /// interval.
     #[inline]
@@ -926,16 +949,7 @@ impl RowBuckets {
             Some(starts) if starts.len() == 1 => (starts[0], 0),
             Some(starts) => {
                 let i = match self.period_ms {
-                    Some(_) => {
-                        // An integer division per row costs more than the rest of bucketing.
-                        let d = (ms - starts[0]) as u64;
-                        let guess = ((u128::from(d) * u128::from(self.reciprocal)) >> 64) as usize;
-                        let mut i = guess.min(starts.len() - 1);
-                        if i + 1 < starts.len() && starts[i + 1] <= ms {
-                            i += 1;
-                        }
-                        i
-                    }
+                    Some(_) => fixed_number(starts, self.reciprocal, ms),
                     None => starts.partition_point(|&s| s <= ms) - 1,
                 };
                 (starts[i], i)
@@ -943,6 +957,18 @@ impl RowBuckets {
             None => (self.granularity.truncate(ms), 0),
         })
     }
+}
+
+/// The number of the fixed-period bucket holding `t` (at or after `starts[0]`, before the end
+/// of the last bucket): an integer division per row costs more than the rest of bucketing, so
+/// the quotient comes from a multiply-high by the period's reciprocal, which is exact or one
+/// short, and one comparison corrects it.
+#[inline]
+fn fixed_number(starts: &[i64], reciprocal: u64, t: i64) -> usize {
+    let last = starts.len() - 1;
+    let d = (t - starts[0]) as u64;
+    let i = (((u128::from(d) * u128::from(reciprocal)) >> 64) as usize).min(last);
+    i + usize::from(i < last && starts[i + 1] <= t)
 }
 
 /// The one bucket of a segment's data (`data`, its time range) when `interval` covers it all and
@@ -1080,9 +1106,15 @@ mod tests {
             for &s in &starts {
                 probes.extend([s - 1, s, s + 1, s + p / 2, s + p - 1]);
             }
-            for ms in probes.into_iter().filter(|&ms| start <= ms && ms < end) {
+            for &ms in probes.iter().filter(|&&ms| start <= ms && ms < end) {
                 let i = ((ms - starts[0]) / p) as usize;
                 assert_eq!(buckets.bucket(ms), Some((starts[i], i)), "{ms}");
+            }
+            let mut numbers = Vec::new();
+            buckets.numbers(&probes, &mut numbers);
+            for (&ms, &number) in probes.iter().zip(&numbers) {
+                let expected = buckets.bucket(ms).map_or(SKIP_ROW, |(_, i)| i as u32);
+                assert_eq!(number, expected, "{ms}");
             }
             assert_eq!(buckets.bucket(end), None);
             assert_eq!(buckets.bucket(start - 1), None);
