@@ -118,7 +118,7 @@ struct ServeArgs {
     #[arg(long, default_value_t = server::NodeConfig::default().queries_running_max)]
     queries_running_max: usize,
     /// Of the running queries, those processing at once (0: one more than the cores); the rest
-    /// wait their turn in arrival order.
+    /// wait their turn by `context.priority` (higher first), then in arrival order.
     #[arg(long, default_value_t = server::NodeConfig::default().queries_processing_max)]
     queries_processing_max: usize,
     /// Longest a metadata read or write waits for the metadata group (ms); past it the API

@@ -15,8 +15,8 @@
 //!
 //! Limits: request bodies ([`NodeConfig::request_bytes_max`]), concurrent queries
 //! ([`NodeConfig::queries_running_max`], a 429 past it; of those,
-//! [`NodeConfig::queries_processing_max`] process at once and the rest wait their turn in
-//! arrival order), running tasks
+//! [`NodeConfig::queries_processing_max`] process at once and the rest wait their turn by
+//! `context.priority`, then in arrival order), running tasks
 //! ([`NodeConfig::tasks_running_max`], a 429 past it), and the default query timeout. Queries
 //! and ingestion run on blocking threads so the HTTP workers stay responsive.
 
@@ -29,6 +29,7 @@ pub mod segments;
 mod sql_format;
 mod task_api;
 mod tasks;
+mod turns;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -54,11 +55,12 @@ pub struct NodeConfig {
     /// Queries running at once; more are refused with a 429.
     pub queries_running_max: usize,
     /// Of the running queries, those processing at once (0: one more than the cores); the
-    /// rest wait in arrival order. Time-slicing every running query over the cores makes each
-    /// take as long as all of them; taking turns keeps the slowest answers close to the
-    /// typical ones (on two cores with eight dashboard clients, p99 fell by about a fifth for
-    /// a few percent of throughput). The one extra keeps a core busy while a finishing query
-    /// writes its answer. A long query holds its turn until it ends.
+    /// rest wait by `context.priority` (higher first), then in arrival order. Time-slicing
+    /// every running query over the cores makes each take as long as all of them; taking turns
+    /// keeps the slowest answers close to the typical ones (on two cores with eight dashboard
+    /// clients, p99 fell by a fifth to a quarter for about the same throughput). The one extra
+    /// keeps a core busy while a finishing query writes its answer. A long query holds its
+    /// turn until it ends; priorities decide who goes next, not who stops.
     pub queries_processing_max: usize,
     /// Ingestion tasks running at once; more are refused with a 429.
     pub tasks_running_max: usize,
@@ -100,9 +102,9 @@ pub struct Node {
     tasks_running: AtomicUsize,
     /// The machine's cores, which running queries share.
     cores: usize,
-    /// Turns to process a query ([`NodeConfig::queries_processing_max`]), taken in arrival
-    /// order.
-    processing: tokio::sync::Semaphore,
+    /// Turns to process a query ([`NodeConfig::queries_processing_max`]), taken by priority,
+    /// then in arrival order.
+    processing: turns::Turns,
     /// The last segment version handed out (ms), so versions strictly increase.
     last_version_ms: AtomicI64,
 }
@@ -136,7 +138,7 @@ impl Node {
             queries_running: AtomicUsize::new(0),
             tasks_running: AtomicUsize::new(0),
             cores,
-            processing: tokio::sync::Semaphore::new(turns),
+            processing: turns::Turns::new(turns),
             last_version_ms: AtomicI64::new(0),
         };
         tasks::fail_interrupted(&node)?;

@@ -2,7 +2,8 @@
 //! (a Druid SQL request with `resultFormat`, `header`, `typesHeader`, `sqlTypesHeader`), and
 //! `GET /druid/v2/datasources[/{ds}]`.
 //!
-//! A query runs on a blocking thread under a [`Deadline`] from its `context.timeout`, within the
+//! A query waits its turn (by `context.priority`, then arrival) and runs on a blocking thread
+//! under a [`Deadline`] from its `context.timeout`, within the
 //! server's bound on concurrent queries. Failures use the engine's Druid error bodies.
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -43,7 +44,8 @@ async fn native(
             .split('&')
             .any(|pair| pair == "pretty" || pair.starts_with("pretty="));
         // The answer is written on the query's turn too: its cost is part of the query's.
-        let text = run_query(&node, move |node, cores| {
+        let priority = priority(query.get("context"));
+        let text = run_query(&node, priority, move |node, cores| {
             let deadline = deadline.on_cores(cores);
             let result = run_native(&query, node.segments.as_ref(), &deadline)?;
             // A query that ran past its deadline fails even if the engine did not notice.
@@ -96,7 +98,8 @@ async fn sql_query(node: web::Data<Node>, payload: web::Payload) -> Result<HttpR
         let context = Value::Object(http.request.context.clone());
         let deadline = Deadline::from_context(Some(&context), timeout_default(&node))?;
         let request = http.request;
-        let result = run_query(&node, move |node, cores| {
+        let priority = priority(Some(&context));
+        let result = run_query(&node, priority, move |node, cores| {
             let deadline = deadline.on_cores(cores);
             let segments = node.segments.as_ref();
             let result = sql::execute(&request, segments, segments, &deadline)?;
@@ -113,6 +116,16 @@ async fn sql_query(node: web::Data<Node>, payload: web::Payload) -> Result<HttpR
     answer.await.map_err(|e: ApiError| e.with_host(&node.host))
 }
 
+/// A query's `context.priority` (a whole number, or a string of one, as Druid takes it; 0 when
+/// absent). Only orders the wait for a turn; a malformed one is the query model's to refuse.
+fn priority(context: Option<&Value>) -> i64 {
+    match context.and_then(|c| c.get("priority")) {
+        Some(Value::Number(n)) => n.as_i64().unwrap_or(0),
+        Some(Value::String(s)) => s.trim().parse().unwrap_or(0),
+        _ => 0,
+    }
+}
+
 fn timeout_default(node: &Node) -> u64 {
     node.config.query_timeout_ms_default
 }
@@ -122,6 +135,7 @@ fn timeout_default(node: &Node) -> u64 {
 /// are cores (more threads would only take turns, at the cost of spawning them).
 async fn run_query<T: Send + 'static>(
     node: &web::Data<Node>,
+    priority: i64,
     query: impl FnOnce(&Node, usize) -> Result<T, QueryError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let max = node.config.queries_running_max;
@@ -131,11 +145,7 @@ async fn run_query<T: Send + 'static>(
         ))
     })?;
     let cores = (node.cores / slot.taken()).max(1);
-    let _turn = node
-        .processing
-        .acquire()
-        .await
-        .map_err(|_| ApiError::internal("the query queue is closed"))?;
+    let _turn = node.processing.take(priority).await;
     let shared = node.clone().into_inner();
     let result = web::block(move || query(&shared, cores))
         .await
