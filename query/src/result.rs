@@ -1,13 +1,12 @@
 //! A native query's result: Druid's JSON, as a tree, or as an [`EventTable`] — groupBy rows kept
-//! as values under column names given once, which serialize straight to the same text as the
-//! tree would. A dashboard's groupBy can return thousands of rows per query; building a map per
+//! as values under column names given once, written straight to the same text as the tree
+//! would be ([`QueryResult::to_text`]). A dashboard's groupBy can return thousands of rows per query; building a map per
 //! row (and a key string per cell) only to write it out and free it cost more than the rows.
 
-use serde::Serialize;
-use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Map, Value as Json};
 
-/// What [`crate::run_native`] returns. Serializes as Druid's result JSON either way.
+/// What [`crate::run_native`] returns: Druid's result JSON, as text ([`QueryResult::to_text`])
+/// or as a tree ([`QueryResult::into_json`]).
 #[derive(Debug)]
 pub enum QueryResult {
     Json(Json),
@@ -29,15 +28,6 @@ impl QueryResult {
         match self {
             QueryResult::Json(json) => json,
             QueryResult::Events(table) => table.into_json(),
-        }
-    }
-}
-
-impl Serialize for QueryResult {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            QueryResult::Json(json) => json.serialize(s),
-            QueryResult::Events(table) => table.serialize(s),
         }
     }
 }
@@ -180,42 +170,6 @@ impl EventTable {
     }
 }
 
-impl Serialize for EventTable {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut rows = s.serialize_seq(Some(self.len()))?;
-        for r in 0..self.len() {
-            rows.serialize_element(&Row(self, r))?;
-        }
-        rows.end()
-    }
-}
-
-/// Row `.1` of a table, as its JSON object.
-struct Row<'t>(&'t EventTable, usize);
-
-/// The event of row `.1` of a table.
-struct Event<'t>(&'t EventTable, usize);
-
-impl Serialize for Row<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(3))?;
-        map.serialize_entry("event", &Event(self.0, self.1))?;
-        map.serialize_entry("timestamp", self.0.stamp(self.1))?;
-        map.serialize_entry("version", "v1")?;
-        map.end()
-    }
-}
-
-impl Serialize for Event<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(self.0.names.len()))?;
-        for (name, value) in self.0.names.iter().zip(self.0.row(self.1)) {
-            map.serialize_entry(name, value)?;
-        }
-        map.end()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,8 +189,7 @@ mod tests {
     #[test]
     fn text_equals_the_tree() {
         let t = table();
-        let text = serde_json::to_string(&t).unwrap();
-        assert_eq!(t.to_text(), text);
+        let text = t.to_text();
         let tree = t.into_json();
         assert_eq!(text, serde_json::to_string(&tree).unwrap());
         assert_eq!(
@@ -246,7 +199,6 @@ mod tests {
         );
         assert_eq!(tree[2]["timestamp"], "t7");
         let empty = EventTable::new(vec!["a".into()]);
-        assert_eq!(serde_json::to_string(&empty).unwrap(), "[]");
         assert_eq!(empty.to_text(), "[]");
     }
 

@@ -51,7 +51,7 @@ async fn native(
             // A query that ran past its deadline fails even if the engine did not notice.
             deadline.check()?;
             if pretty {
-                serde_json::to_string_pretty(&result)
+                serde_json::to_string_pretty(&result.into_json())
                     .map_err(|e| QueryError::internal(format!("writing the result: {e}")))
             } else {
                 Ok(result.to_text())
