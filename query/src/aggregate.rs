@@ -886,23 +886,24 @@ impl<'a> Acc<'a> {
     /// `groups[i]` ([`SKIP_ROW`]: none), reading values block-wise with no per-row lookups. Only
     /// for aggregators that fold ranges ([`Acc::folds_ranges`]); an error otherwise.
     pub fn add_consecutive(&mut self, start: u32, groups: &[u32]) -> Result<()> {
+        if !self.folds_ranges() {
+            return Err(QueryError::internal(format!(
+                "aggregator '{}' cannot fold consecutive rows",
+                self.def.name
+            )));
+        }
         let keep = |_: usize, g: u32| g != SKIP_ROW;
         let n = groups.len();
-        let unfiltered = self.filter.is_none();
         match (&mut self.state, &mut self.input) {
-            (State::Long(v, seen), Input::None)
-                if unfiltered && self.def.kind == AggKind::Count =>
-            {
+            (State::Long(v, seen), Input::None) => {
                 for &g in groups.iter().filter(|&&g| g != SKIP_ROW) {
                     v[g as usize] += 1;
                     seen[g as usize] = true;
                 }
             }
-            (State::Long(v, seen), Input::Long(cursor, None)) if unfiltered => {
-                cursor.set_sparse(false);
+            (State::Long(v, seen), Input::Long(cursor, _)) => {
                 self.scratch_long.clear();
-                self.scratch_long
-                    .extend((start..start + n as u32).map(|r| cursor.get(r)));
+                cursor.extend_range(start..start + n as u32, &mut self.scratch_long);
                 let vals = &self.scratch_long;
                 match self.def.kind {
                     AggKind::LongMin => fold_groups(v, seen, vals, groups, keep, i64::min),
@@ -910,7 +911,7 @@ impl<'a> Acc<'a> {
                     _ => fold_groups(v, seen, vals, groups, keep, i64::wrapping_add),
                 }
             }
-            (State::Double(v, seen), Input::Double(column, None)) if unfiltered => {
+            (State::Double(v, seen), Input::Double(column, _)) => {
                 self.scratch_double.clear();
                 self.scratch_double.resize(n, 0.0);
                 column.decode(start as usize, &mut self.scratch_double);
@@ -921,7 +922,7 @@ impl<'a> Acc<'a> {
                     _ => fold_groups(v, seen, vals, groups, keep, |a, b| a + b),
                 }
             }
-            (State::Ids(sets), Input::Ids(cursor)) if unfiltered => {
+            (State::Ids(sets), Input::Ids(cursor)) => {
                 cursor.set_sparse(false);
                 for (i, &g) in groups.iter().enumerate() {
                     if g != SKIP_ROW {
@@ -929,12 +930,7 @@ impl<'a> Acc<'a> {
                     }
                 }
             }
-            _ => {
-                return Err(QueryError::internal(format!(
-                    "aggregator '{}' cannot fold consecutive rows",
-                    self.def.name
-                )));
-            }
+            _ => unreachable!("folds_ranges admits only the shapes above"),
         }
         Ok(())
     }

@@ -176,9 +176,7 @@ impl LongCursor<'_> {
         }
         acc
     }
-}
 
-impl LongCursor<'_> {
     /// Appends the values of the contiguous rows `rows` to `out`, a decoded block at a time.
     pub fn extend_range(&mut self, rows: std::ops::Range<u32>, out: &mut Vec<i64>) {
         let mut row = rows.start as usize;

@@ -722,18 +722,17 @@ pub fn group_segment(
         groups.sort_by(|a, b| a.0.cmp(&b.0));
     }
     // The same bucket can come back in a later interval: combine, do not overwrite.
-    let mut combined: Vec<(GroupKey, Vec<AggValue>)> = Vec::with_capacity(groups.len());
-    for (key, aggs) in groups {
-        match combined.last_mut() {
-            Some((last, existing)) if *last == key => {
-                for ((def, a), b) in spec.aggregators.iter().zip(existing.iter_mut()).zip(aggs) {
-                    def.combine(a, b);
-                }
+    groups.dedup_by(|later, kept| {
+        let same = later.0 == kept.0;
+        if same {
+            let values = std::mem::take(&mut later.1);
+            for ((def, a), b) in spec.aggregators.iter().zip(kept.1.iter_mut()).zip(values) {
+                def.combine(a, b);
             }
-            _ => combined.push((key, aggs)),
         }
-    }
-    Ok(combined.into_iter().collect())
+        same
+    });
+    Ok(groups.into_iter().collect())
 }
 
 /// The error of a query past its group limit (context `maxResults`).
