@@ -331,16 +331,25 @@ pub fn group_segment(
     let mut ids: Vec<u32> = vec![0; dims.len()];
     let mut row_buckets: Vec<Option<(i64, usize)>> = Vec::with_capacity(BATCH);
 
+    // An exact filter's rows by dictionary id, its values looked up once per segment: for
+    // narrowing to one value's run below and for handing rows over by id.
+    let id_rows = match spec.filter {
+        Some(f)
+            if f.exact_field().is_some_and(|field| {
+                !time_sorted || spec.dimensions.iter().any(|d| d.as_str() == field)
+            }) =>
+        {
+            f.id_rows(segment)?
+        }
+        _ => None,
+    };
     // An exact filter on the leading sort column that matches one value: only that value's
     // run of rows can pass (in time order within when time sorts second).
-    let lead_run: Option<Range<u32>> = match spec.filter {
-        Some(f) if !time_sorted => match f.id_rows(segment)? {
-            Some(by) if by.in_runs() && by.ids.len() <= 1 => Some(match by.ids.first() {
-                Some(&id) => by.run(id, &(0..n as u32))?.unwrap_or(0..0),
-                None => 0..0,
-            }),
-            _ => None,
-        },
+    let lead_run: Option<Range<u32>> = match &id_rows {
+        Some(by) if by.in_runs() && by.ids.len() <= 1 => Some(match by.ids.first() {
+            Some(&id) => by.run(id, &(0..n as u32))?.unwrap_or(0..0),
+            None => 0..0,
+        }),
         _ => None,
     };
     // The passes over rows in time order: one per bucket.
@@ -406,7 +415,7 @@ pub fn group_segment(
                     .exact_field()
                     .and_then(|field| spec.dimensions.iter().position(|d| d.as_str() == field))
                 {
-                    Some(k) => f.id_rows(segment)?.map(|by| (k, by)),
+                    Some(k) => id_rows.as_ref().map(|by| (k, by)),
                     None => None,
                 }
             }
