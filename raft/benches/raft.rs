@@ -45,6 +45,10 @@ use grove_segment::time::{Granularity, Interval, MS_PER_DAY};
 use openraft::storage::RaftStateMachine;
 use openraft::{Entry, EntryPayload, LogId, RaftSnapshotBuilder};
 
+/// The allocator the `grove` binary runs the metadata store under.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const CLUSTER: &str = "raft-bench";
 const DAY0: i64 = 19_723 * MS_PER_DAY;
 
@@ -249,23 +253,41 @@ fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
     sorted[rank - 1].as_secs_f64() * 1e3
 }
 
-async fn publishes(
-    node: &RaftNode,
-    prefix: &str,
-    writers: usize,
-    count: usize,
-) -> (f64, Vec<Duration>) {
+/// What one publish phase measured.
+struct Phase {
+    per_s: f64,
+    /// Sorted.
+    latencies: Vec<Duration>,
+    /// Process CPU (all three members, their transports, the writers) per publish.
+    cpu_ms_per_publish: f64,
+    /// Cores busy on average during the phase.
+    cores_busy: f64,
+    /// Publishes per log entry (the leader's group commit).
+    per_entry: f64,
+}
+
+async fn publishes(node: &RaftNode, prefix: &str, writers: usize, count: usize) -> Phase {
     create_tasks(node, prefix, count).await;
     let owned = prefix.to_string();
     let base = if prefix == "c1" { 0 } else { 1 << 20 };
+    let cpu_before = common::process_cpu_seconds().unwrap_or(f64::NAN);
+    let index_before = node.metrics().last_log_index.unwrap_or(0);
     let started = Instant::now();
     let mut latencies = run_writers(node, writers, count, move |i| {
         publish(&format!("{owned}-{i}"), vec![segment(base + i as u64)])
     })
     .await;
-    let rate = count as f64 / started.elapsed().as_secs_f64();
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = common::process_cpu_seconds().unwrap_or(f64::NAN) - cpu_before;
+    let entries = node.metrics().last_log_index.unwrap_or(0) - index_before;
     latencies.sort();
-    (rate, latencies)
+    Phase {
+        per_s: count as f64 / elapsed,
+        latencies,
+        cpu_ms_per_publish: cpu * 1e3 / count as f64,
+        cores_busy: cpu / elapsed,
+        per_entry: count as f64 / entries.max(1) as f64,
+    }
 }
 
 /// Builds a snapshot of `rows` segment rows and installs it elsewhere; (build ms, install ms).
@@ -350,10 +372,11 @@ fn main() {
         let follower = *group.keys().find(|id| **id != leader).unwrap();
         let client = group[&follower].node.clone();
 
-        let (rate_c1, _) = publishes(&client, "c1", 1, (count / 10).max(100)).await;
-        let (rate_c64, latencies) = publishes(&client, "c64", 64, count).await;
-        let p50 = percentile_ms(&latencies, 0.50);
-        let p99 = percentile_ms(&latencies, 0.99);
+        let c1 = publishes(&client, "c1", 1, (count / 10).max(100)).await;
+        let c64 = publishes(&client, "c64", 64, count).await;
+        let (rate_c1, rate_c64) = (c1.per_s, c64.per_s);
+        let p50 = percentile_ms(&c64.latencies, 0.50);
+        let p99 = percentile_ms(&c64.latencies, 0.99);
 
         // Failover: kill the leader, then time the next write from the follower's client.
         let writer = client.clone();
@@ -380,37 +403,31 @@ fn main() {
         let (build_ms, install_ms) = snapshot_figures(root.path(), rows).await;
 
         println!();
+        let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+        let table: [(&str, f64, usize, String); 13] = [
+            ("sled flush p50 ms", flush_p50, 3, "reference".into()),
+            ("sled flush p99 ms", flush_p99, 3, "reference".into()),
+            ("publishes/s, 1 writer", rate_c1, 0, "-".into()),
+            ("publishes/s, 64 writers", rate_c64, 0, ">= 5000".into()),
+            ("p50 ms, 64 writers", p50, 2, "-".into()),
+            ("p99 ms, 64 writers", p99, 2, "< 25".into()),
+            ("CPU ms/publish, 64", c64.cpu_ms_per_publish, 3, "-".into()),
+            (
+                "cores busy, 64 writers",
+                c64.cores_busy,
+                2,
+                format!("of {cores}"),
+            ),
+            ("publishes/entry, 64", c64.per_entry, 1, "-".into()),
+            ("CPU ms/publish, 1", c1.cpu_ms_per_publish, 3, "-".into()),
+            ("failover ms", failover_ms, 0, "< 1000".into()),
+            ("snapshot 1M build ms", build_ms, 0, "-".into()),
+            ("snapshot 1M install ms", install_ms, 0, "-".into()),
+        ];
         println!("{:<26} {:>12} {:>12}", "figure", "measured", "goal");
-        println!(
-            "{:<26} {:>12.3} {:>12}",
-            "sled flush p50 ms", flush_p50, "reference"
-        );
-        println!(
-            "{:<26} {:>12.3} {:>12}",
-            "sled flush p99 ms", flush_p99, "reference"
-        );
-        println!(
-            "{:<26} {:>12.0} {:>12}",
-            "publishes/s, 1 writer", rate_c1, "-"
-        );
-        println!(
-            "{:<26} {:>12.0} {:>12}",
-            "publishes/s, 64 writers", rate_c64, ">= 5000"
-        );
-        println!("{:<26} {:>12.2} {:>12}", "p50 ms, 64 writers", p50, "-");
-        println!("{:<26} {:>12.2} {:>12}", "p99 ms, 64 writers", p99, "< 25");
-        println!(
-            "{:<26} {:>12.0} {:>12}",
-            "failover ms", failover_ms, "< 1000"
-        );
-        println!(
-            "{:<26} {:>12.0} {:>12}",
-            "snapshot 1M build ms", build_ms, "-"
-        );
-        println!(
-            "{:<26} {:>12.0} {:>12}",
-            "snapshot 1M install ms", install_ms, "-"
-        );
+        for (name, value, decimals, goal) in table {
+            println!("{name:<26} {value:>12.decimals$} {goal:>12}");
+        }
         let path = common::write_bench_json(
             "raft",
             &[
@@ -420,6 +437,10 @@ fn main() {
                 ("publishes_per_s_c64", rate_c64),
                 ("p50_ms_c64", p50),
                 ("p99_ms_c64", p99),
+                ("cpu_ms_per_publish_c64", c64.cpu_ms_per_publish),
+                ("cores_busy_c64", c64.cores_busy),
+                ("publishes_per_entry_c64", c64.per_entry),
+                ("cpu_ms_per_publish_c1", c1.cpu_ms_per_publish),
                 ("failover_ms", failover_ms),
                 ("snapshot_1m_build_ms", build_ms),
                 ("snapshot_1m_install_ms", install_ms),

@@ -5,8 +5,9 @@
 //! - [`types`]: the openraft type config ([`TypeConfig`]), log payload ([`WriteBatch`] of
 //!   [`ClientRequest`]s with their [`RequestId`]s), apply result ([`Verdict`]), member
 //!   address ([`GroveNode`]).
-//! - [`batcher`]: group commit on the leader: the writes that arrive while earlier entries
-//!   are written share the next entry ([`batcher::WriteBatcher`]).
+//! - [`batcher`]: group commit ([`batcher::Combiner`]): on the leader the writes that arrive
+//!   while earlier entries are written share the next entry; a member forwarding writes to
+//!   the leader sends those made while earlier forwards are in flight in one call.
 //! - [`runtime`]: tokio with a seeded election-timeout draw ([`SeededRuntime`]).
 //! - [`disk`]: the storage seam under log and snapshots ([`Disk`]; [`SledDisk`] in
 //!   production, the simulator's disk under `grove-sim`).

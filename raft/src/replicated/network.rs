@@ -7,10 +7,11 @@
 //! - `raft.append_entries`, `raft.vote`, `raft.install_snapshot` (snapshot chunks of
 //!   `Config::snapshot_max_chunk_size`, kept under the transport's `frame_bytes_max`): the
 //!   Raft protocol itself;
-//! - `raft.client_write`, `raft.read_index`, `raft.admin`: what a member asks the leader (a
-//!   write to apply, the log index a linearizable read must wait for, a membership change).
-//!   A member that is not the leader answers [`LeaderReply::NotLeader`] with the leader it
-//!   knows; requests are never forwarded twice.
+//! - `raft.client_writes`, `raft.read_index`, `raft.admin`: what a member asks the leader
+//!   (writes to apply, gathered while its earlier forwards were in flight; the log index a
+//!   linearizable read must wait for; a membership change). A member that is not the
+//!   leader answers [`LeaderReply::NotLeader`] with the leader it knows; requests are never
+//!   forwarded twice.
 //!
 //! Errors: a peer that cannot be reached becomes openraft's `Unreachable` (it backs off); a
 //! frame over the limit becomes `PayloadTooLarge` with half the entries as the hint (openraft
@@ -93,11 +94,13 @@ impl Method for InstallSnapshot {
     type Response = Compat<Result<InstallSnapshotResponse<RaftNodeId>, InstallSnapshotFailure>>;
 }
 
-pub struct ClientWrite;
-impl Method for ClientWrite {
-    const NAME: &'static str = "raft.client_write";
-    type Request = Compat<ClientRequest>;
-    type Response = Compat<LeaderReply<Verdict>>;
+/// Writes a member forwards to the leader, gathered while its earlier forwards were in
+/// flight (`super::batcher`): one reply per request, in order.
+pub struct ClientWrites;
+impl Method for ClientWrites {
+    const NAME: &'static str = "raft.client_writes";
+    type Request = Compat<Vec<ClientRequest>>;
+    type Response = Compat<Vec<LeaderReply<Verdict>>>;
 }
 
 /// Asks the leader for the log index up to which a replica must have applied before a read

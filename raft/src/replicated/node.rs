@@ -38,11 +38,11 @@ use openraft::error::{
 use openraft::{ChangeMembers, Raft, RaftMetrics, SnapshotPolicy};
 use tokio::time::Instant;
 
-use super::batcher::WriteBatcher;
+use super::batcher::{Combiner, propose};
 use super::disk::{Disk, SledDisk};
 use super::log_store::LogStore;
 use super::network::{
-    Admin, AdminRequest, AppendEntries, ClientWrite, GroveNetwork, InstallSnapshot,
+    Admin, AdminRequest, AppendEntries, ClientWrites, GroveNetwork, InstallSnapshot,
     InstallSnapshotFailure, LeaderReply, PeerHook, ReadIndex, Vote,
 };
 use super::runtime::seed_thread_rng;
@@ -160,7 +160,8 @@ impl From<ReplicaError> for MetadataError {
 /// What is asked of the leader.
 #[derive(Clone, Debug)]
 enum LeaderOp {
-    Write(Box<ClientRequest>),
+    /// A write and the size of its encoding (bounds the batches it travels in).
+    Write(Box<ClientRequest>, usize),
     ReadIndex,
     Admin(AdminRequest),
 }
@@ -189,7 +190,9 @@ struct Inner {
     request_timeout: Duration,
     attempt_timeout: Duration,
     /// Gathers the writes this member takes as leader into shared entries.
-    batcher: WriteBatcher,
+    batcher: Combiner,
+    /// Gathers the writes this member forwards to the leader into shared calls.
+    forwarder: Combiner,
     /// One clone per live storage handle (log store, readers, state machine, snapshot
     /// builders) plus this one.
     storage_open: Arc<()>,
@@ -229,7 +232,9 @@ impl RaftNode {
             .validate()
             .map_err(|e| start(format!("raft config: {e}")))?;
         let storage_open = Arc::new(());
-        let log = LogStore::on_disk(Arc::clone(&disk)).track(&storage_open);
+        let log = LogStore::on_disk(Arc::clone(&disk))
+            .of_member(config.id)
+            .track(&storage_open);
         let machine = StateMachineStore::on_disk(disk, on_apply)
             .map_err(|e| start(e.to_string()))?
             .track(&storage_open);
@@ -252,7 +257,8 @@ impl RaftNode {
                 next_serial: AtomicU64::new(0),
                 request_timeout: config.request_timeout,
                 attempt_timeout: config.attempt_timeout,
-                batcher: WriteBatcher::default(),
+                batcher: Combiner::leader(),
+                forwarder: Combiner::forwarder(),
                 storage_open,
             }),
         })
@@ -314,15 +320,9 @@ impl RaftNode {
                     Ok(Compat(reply))
                 }
             })
-            .unary::<ClientWrite, _, _>(move |_: RequestContext, Compat(request)| {
+            .unary::<ClientWrites, _, _>(move |_: RequestContext, Compat(requests)| {
                 let inner = Arc::clone(&writes);
-                async move {
-                    let reply = inner.lead(&LeaderOp::Write(Box::new(request))).await;
-                    Ok(Compat(reply.map(|done| match done {
-                        LeaderDone::Write(verdict) => verdict,
-                        other => unreachable!("a write answered {other:?}"),
-                    })))
-                }
+                async move { Ok(Compat(inner.lead_writes(requests).await)) }
             })
             .unary::<ReadIndex, _, _>(move |_, ()| {
                 let inner = Arc::clone(&reads);
@@ -407,10 +407,10 @@ impl RaftNode {
     /// be read back would stop every member that tried to apply it, so such a command is
     /// refused here, before it reaches the log.
     pub async fn submit(&self, request: ClientRequest) -> Result<Verdict, ReplicaError> {
-        check_round_trip(&request)?;
+        let bytes = check_round_trip(&request)?;
         match self
             .inner
-            .on_leader(LeaderOp::Write(Box::new(request)))
+            .on_leader(LeaderOp::Write(Box::new(request), bytes))
             .await?
         {
             LeaderDone::Write(verdict) => Ok(verdict),
@@ -636,22 +636,34 @@ impl Inner {
             hook(&peer, &node);
         }
         let transport = &self.transport;
-        let failed = |method: &str, e: RpcError| {
+        fn failed<T>(leader: RaftNodeId, method: &str, e: RpcError) -> LeaderReply<T> {
             LeaderReply::Failed(format!("{method} to leader {leader}: {e}"))
-        };
+        }
         match op {
-            LeaderOp::Write(request) => {
-                match transport
-                    .call::<ClientWrite>(&peer, &Compat((**request).clone()), deadline)
-                    .await
-                {
-                    Ok(Compat(reply)) => reply.map(LeaderDone::Write),
-                    Err(e) => failed(ClientWrite::NAME, e),
-                }
+            LeaderOp::Write(request, bytes) => {
+                let peer = &peer;
+                let send = |batch: Vec<ClientRequest>| async move {
+                    let count = batch.len();
+                    match transport
+                        .call::<ClientWrites>(peer, &Compat(batch), deadline)
+                        .await
+                    {
+                        Ok(Compat(replies)) => replies,
+                        Err(e) => vec![failed(leader, ClientWrites::NAME, e); count],
+                    }
+                };
+                let mut replies = self
+                    .forwarder
+                    .submit(leader, vec![((**request).clone(), *bytes)], send)
+                    .await;
+                replies
+                    .pop()
+                    .expect("one reply per request")
+                    .map(LeaderDone::Write)
             }
             LeaderOp::ReadIndex => match transport.call::<ReadIndex>(&peer, &(), deadline).await {
                 Ok(Compat(reply)) => reply.map(LeaderDone::ReadIndex),
-                Err(e) => failed(ReadIndex::NAME, e),
+                Err(e) => failed(leader, ReadIndex::NAME, e),
             },
             LeaderOp::Admin(request) => {
                 match transport
@@ -659,7 +671,7 @@ impl Inner {
                     .await
                 {
                     Ok(Compat(reply)) => reply.map(|()| LeaderDone::Admin),
-                    Err(e) => failed(Admin::NAME, e),
+                    Err(e) => failed(leader, Admin::NAME, e),
                 }
             }
         }
@@ -669,11 +681,16 @@ impl Inner {
     async fn lead(&self, op: &LeaderOp) -> LeaderReply<LeaderDone> {
         let raft = &self.raft;
         match op {
-            LeaderOp::Write(request) => {
-                let bytes = encode(&**request).map_or(0, |bytes| bytes.len());
-                self.batcher
-                    .write(raft, (**request).clone(), bytes)
-                    .await
+            LeaderOp::Write(request, bytes) => {
+                let mut replies = self
+                    .batcher
+                    .submit(0, vec![((**request).clone(), *bytes)], |batch| {
+                        propose(raft, batch)
+                    })
+                    .await;
+                replies
+                    .pop()
+                    .expect("one reply per request")
                     .map(LeaderDone::Write)
             }
             LeaderOp::ReadIndex => match raft.get_read_log_id().await {
@@ -726,6 +743,24 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// Writes forwarded by another member as one batch: proposed here, as the leader, with
+    /// whatever else is queued; one reply per request, in order.
+    async fn lead_writes(&self, requests: Vec<ClientRequest>) -> Vec<LeaderReply<Verdict>> {
+        let sized = requests
+            .into_iter()
+            .map(|request| {
+                let bytes = encode(&request).map_or(0, |bytes| bytes.len());
+                (request, bytes)
+            })
+            .collect();
+        let raft = &self.raft;
+        self.batcher
+            .submit(0, sized, |batch| propose(raft, batch))
+            .await
+    }
+}
+
 impl<T> LeaderReply<T> {
     fn map<U>(self, f: impl FnOnce(T) -> U) -> LeaderReply<U> {
         match self {
@@ -767,8 +802,9 @@ fn check_name(config: &RaftNodeConfig, transport: &dyn Transport) -> Result<(), 
     Ok(())
 }
 
-/// Refuses a request whose log encoding does not decode back to it.
-fn check_round_trip(request: &ClientRequest) -> Result<(), ReplicaError> {
+/// Refuses a request whose log encoding does not decode back to it; the encoding's size
+/// otherwise.
+fn check_round_trip(request: &ClientRequest) -> Result<usize, ReplicaError> {
     let refuse = |why: String| {
         ReplicaError::Command(MetadataError::Refused(format!(
             "request {}: the command cannot be stored in the log: {why}",
@@ -780,7 +816,7 @@ fn check_round_trip(request: &ClientRequest) -> Result<(), ReplicaError> {
     if decoded != *request {
         return Err(refuse("it reads back as a different command".into()));
     }
-    Ok(())
+    Ok(bytes.len())
 }
 
 fn stopped(error: impl std::fmt::Display) -> ReplicaError {

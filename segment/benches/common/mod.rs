@@ -16,6 +16,19 @@ pub fn bench_dir() -> PathBuf {
     }
 }
 
+/// CPU time (user + system, every thread) this process has used so far, in seconds, from
+/// `/proc/self/stat` (Linux; 10 ms clock ticks); `None` where that file cannot be read.
+pub fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) close with ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ');
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let utime: f64 = fields.nth(11)?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
 /// Writes `figures` as one flat JSON object (keys in the given order; non-finite numbers as
 /// `null`) to `<bench_dir>/<name>.json` and returns the path. Panics with the path if the file
 /// cannot be written: a benchmark that cannot report its figures has failed.
