@@ -364,3 +364,89 @@ fn log_write_error(message: impl Into<String>) -> StorageError<RaftNodeId> {
 fn vote_error(message: String) -> StorageError<RaftNodeId> {
     StorageIOError::write_vote(&std::io::Error::other(message)).into()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::CommittedLeaderId;
+    use std::sync::atomic::AtomicUsize;
+
+    /// A sled disk that counts its syncs.
+    struct CountingDisk {
+        inner: SledDisk,
+        syncs: AtomicUsize,
+    }
+
+    impl Disk for CountingDisk {
+        fn get(&self, tree: Tree, key: &[u8]) -> std::io::Result<Option<Vec<u8>>> {
+            self.inner.get(tree, key)
+        }
+        fn range(
+            &self,
+            tree: Tree,
+            start: Bound<&[u8]>,
+            end: Bound<&[u8]>,
+        ) -> std::io::Result<Vec<super::super::disk::KeyValue>> {
+            self.inner.range(tree, start, end)
+        }
+        fn last(&self, tree: Tree) -> std::io::Result<Option<super::super::disk::KeyValue>> {
+            self.inner.last(tree)
+        }
+        fn write(
+            &self,
+            tree: Tree,
+            batch: Vec<super::super::disk::BatchOp>,
+        ) -> std::io::Result<()> {
+            self.inner.write(tree, batch)
+        }
+        fn sync(&self) -> std::io::Result<()> {
+            self.syncs.fetch_add(1, Ordering::Relaxed);
+            self.inner.sync()
+        }
+    }
+
+    fn committed(index: u64) -> Option<LogId<RaftNodeId>> {
+        Some(LogId::new(CommittedLeaderId::new(1, 1), index))
+    }
+
+    #[tokio::test]
+    async fn a_commit_index_is_synced_only_while_the_members_own_vote_is_the_last_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let disk = Arc::new(CountingDisk {
+            inner: SledDisk::open(&db).unwrap(),
+            syncs: AtomicUsize::new(0),
+        });
+        let syncs = || disk.syncs.load(Ordering::Relaxed);
+        let mut log = LogStore::on_disk(Arc::clone(&disk) as Arc<dyn Disk>).of_member(1);
+
+        // Before any vote is known the store syncs.
+        log.save_committed(committed(1)).await.unwrap();
+        assert_eq!(syncs(), 1);
+        // Following member 2: written, not synced, and readable.
+        log.save_vote(&Vote::new_committed(1, 2)).await.unwrap();
+        let before = syncs();
+        log.save_committed(committed(2)).await.unwrap();
+        assert_eq!(syncs(), before);
+        assert_eq!(log.read_committed().await.unwrap(), committed(2));
+        // Leading (its own vote): synced again.
+        log.save_vote(&Vote::new_committed(2, 1)).await.unwrap();
+        let before = syncs();
+        log.save_committed(committed(3)).await.unwrap();
+        assert_eq!(syncs(), before + 1);
+
+        // A store reopened on a follower's vote learns it from the stored vote.
+        log.save_vote(&Vote::new(3, 2)).await.unwrap();
+        let mut reopened = LogStore::on_disk(Arc::clone(&disk) as Arc<dyn Disk>).of_member(1);
+        assert_eq!(reopened.read_vote().await.unwrap(), Some(Vote::new(3, 2)));
+        let before = syncs();
+        reopened.save_committed(committed(4)).await.unwrap();
+        assert_eq!(syncs(), before);
+        // A store that does not know its member syncs every commit index.
+        let mut unknown = LogStore::on_disk(Arc::clone(&disk) as Arc<dyn Disk>);
+        unknown.read_vote().await.unwrap();
+        let before = syncs();
+        unknown.save_committed(committed(5)).await.unwrap();
+        assert_eq!(syncs(), before + 1);
+    }
+}
