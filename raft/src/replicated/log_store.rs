@@ -8,12 +8,12 @@
 //!
 //! Durability: `append` writes its entries in one batch and syncs before it reports the
 //! entries written (openraft counts an entry towards a quorum only after that report);
-//! `save_vote` syncs before it returns, and so does `save_committed` on a member whose last
-//! saved vote names itself. That commit index must survive a crash: a leader that restarts
-//! resumes leading without a new blank entry (openraft 0.9 `Engine::startup`) and answers
-//! read-index requests with its stored commit index, so a lost commit index would let a read
-//! miss a write that leader had acknowledged. A follower's is written and left to its next
-//! sync: it restarts as a follower and learns the commit index from the leader. `purge` records
+//! `save_vote` syncs before it returns. `save_committed` writes the commit index and leaves it
+//! to the next sync: a member restarts as a follower even if it led (its own committed vote
+//! reads back uncommitted), so it never answers a read index from a commit index a crash
+//! set back (openraft 0.9 restores a member whose committed vote names itself as leader
+//! without a new blank entry). A store not told its member syncs the commit index instead
+//! and reads the vote as stored. `purge` records
 //! the new `last_purged` (synced) before it deletes entries, so a crash in between leaves
 //! entries that are already covered, never a gap.
 //!
@@ -36,7 +36,6 @@
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
@@ -60,11 +59,9 @@ pub const RECENT_ENTRIES_MAX: usize = 4_096;
 pub struct LogStore {
     disk: Arc<dyn Disk>,
     recent: Arc<Mutex<BTreeMap<u64, Entry<TypeConfig>>>>,
-    /// The member this log belongs to, when known ([`LogStore::of_member`]): decides whether
-    /// a new commit index must be synced (see `save_committed`).
+    /// The member this log belongs to, when known ([`LogStore::of_member`]); see
+    /// `read_vote` and `save_committed`.
     member: Option<RaftNodeId>,
-    /// Whether the last vote saved names this member (it leads or campaigns).
-    own_vote: Arc<AtomicBool>,
     /// Held by every clone, so the owner can tell when the last one is gone (and with it the
     /// database's file lock).
     open: Option<Arc<()>>,
@@ -83,22 +80,16 @@ impl LogStore {
             disk,
             recent: Arc::default(),
             member: None,
-            own_vote: Arc::new(AtomicBool::new(true)),
             open: None,
         }
     }
 
-    /// Tells the store which member it serves: its commit index is then synced only while
-    /// the last vote it saved names that member (see `save_committed`). A store that does
-    /// not know syncs every commit index.
+    /// Tells the store which member it serves: that member then restarts as a follower even
+    /// if it led, and its commit index is written without a sync of its own (see
+    /// `read_vote`). A store that does not know syncs every commit index.
     pub fn of_member(mut self, member: RaftNodeId) -> Self {
         self.member = Some(member);
         self
-    }
-
-    fn note_vote(&self, vote: &Vote<RaftNodeId>) {
-        let own = self.member.is_none() || vote.leader_id().voted_for() == self.member;
-        self.own_vote.store(own, Ordering::Release);
     }
 
     /// Makes every clone of this store hold `token` (see [`super::RaftNode::shutdown`]).
@@ -249,32 +240,40 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .sync_async()
             .await
             .map_err(|e| vote_error(format!("flushing the vote: {e}")))?;
-        self.note_vote(vote);
         Ok(())
     }
 
+    /// The stored vote, except that this member's own committed vote (it led when it
+    /// stopped) reads as the same vote uncommitted: openraft 0.9 restores a member whose
+    /// committed vote names itself as leader at once, without a new blank entry, and would
+    /// then answer read-index requests from its stored commit index, which is not synced
+    /// (`save_committed`). Uncommitted, the vote keeps the member from voting for anyone
+    /// else in that term, and it leads again only by winning an election, whose blank
+    /// entry every read index then covers. openraft reads the vote once, at start.
     async fn read_vote(&mut self) -> StorageResult<Option<Vote<RaftNodeId>>> {
-        let vote = self.get_meta("vote")?;
-        if let Some(vote) = &vote {
-            self.note_vote(vote);
-        }
-        Ok(vote)
+        let vote: Option<Vote<RaftNodeId>> = self.get_meta("vote")?;
+        Ok(vote.map(|vote| {
+            let own = self.member.is_some() && vote.leader_id().voted_for() == self.member;
+            if own && vote.is_committed() {
+                Vote::new(vote.leader_id().term, self.member.expect("checked above"))
+            } else {
+                vote
+            }
+        }))
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<RaftNodeId>>) -> StorageResult<()> {
         self.put_meta("committed", &committed)?;
-        // Synced while this member's own vote is the last one saved: a leader that restarts
-        // resumes leading without a new blank entry (openraft 0.9 `Engine::startup`), and
-        // its read index is then this stored commit index; had it lost a commit it had
-        // acknowledged, reads through it would miss that write (found by grove-sim: without
-        // this sync about one seed in 100 read stale offsets). A member whose last saved
-        // vote names another restarts as a follower, which learns the commit index from the
-        // leader: its commit index is written unsynced and made durable by its next sync
-        // (half the flushes of a follower under load).
-        if self.own_vote.load(Ordering::Acquire) {
-            self.flush().await
-        } else {
+        // A member that knows itself writes its commit index without a sync of its own (the
+        // next append's sync makes it durable): after a crash it restarts as a follower
+        // (`read_vote`) and learns the commit index from the leader, so a lost one only
+        // delays applying. Had it restarted as the leader it was, a lost commit index it
+        // had acknowledged would let a read miss that write (found by grove-sim when the
+        // member resumed leading: about one seed in 100 read stale offsets).
+        if self.member.is_some() {
             Ok(())
+        } else {
+            self.flush().await
         }
     }
 
@@ -369,7 +368,7 @@ fn vote_error(message: String) -> StorageError<RaftNodeId> {
 mod tests {
     use super::*;
     use openraft::CommittedLeaderId;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A sled disk that counts its syncs.
     struct CountingDisk {
@@ -410,7 +409,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_commit_index_is_synced_only_while_the_members_own_vote_is_the_last_saved() {
+    async fn a_member_restarts_as_a_follower_and_leaves_its_commit_index_to_the_next_sync() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
         let disk = Arc::new(CountingDisk {
@@ -418,35 +417,37 @@ mod tests {
             syncs: AtomicUsize::new(0),
         });
         let syncs = || disk.syncs.load(Ordering::Relaxed);
-        let mut log = LogStore::on_disk(Arc::clone(&disk) as Arc<dyn Disk>).of_member(1);
+        let store = |member: Option<RaftNodeId>| {
+            let store = LogStore::on_disk(Arc::clone(&disk) as Arc<dyn Disk>);
+            match member {
+                Some(member) => store.of_member(member),
+                None => store,
+            }
+        };
 
-        // Before any vote is known the store syncs.
-        log.save_committed(committed(1)).await.unwrap();
-        assert_eq!(syncs(), 1);
-        // Following member 2: written, not synced, and readable.
-        log.save_vote(&Vote::new_committed(1, 2)).await.unwrap();
-        let before = syncs();
-        log.save_committed(committed(2)).await.unwrap();
-        assert_eq!(syncs(), before);
-        assert_eq!(log.read_committed().await.unwrap(), committed(2));
-        // Leading (its own vote): synced again.
+        // Member 1 leads term 2: its vote is synced, its commit index written unsynced.
+        let mut log = store(Some(1));
         log.save_vote(&Vote::new_committed(2, 1)).await.unwrap();
         let before = syncs();
         log.save_committed(committed(3)).await.unwrap();
-        assert_eq!(syncs(), before + 1);
-
-        // A store reopened on a follower's vote learns it from the stored vote.
-        log.save_vote(&Vote::new(3, 2)).await.unwrap();
-        let mut reopened = LogStore::on_disk(Arc::clone(&disk) as Arc<dyn Disk>).of_member(1);
-        assert_eq!(reopened.read_vote().await.unwrap(), Some(Vote::new(3, 2)));
+        assert_eq!(syncs(), before, "no sync of its own");
+        assert_eq!(log.read_committed().await.unwrap(), committed(3));
+        // Restarted, it reads its own vote uncommitted: it must win an election to lead.
+        let mut restarted = store(Some(1));
+        assert_eq!(restarted.read_vote().await.unwrap(), Some(Vote::new(2, 1)));
+        // A store not told its member reads the vote as stored and syncs commit indexes.
+        let mut unknown = store(None);
+        assert_eq!(
+            unknown.read_vote().await.unwrap(),
+            Some(Vote::new_committed(2, 1))
+        );
         let before = syncs();
-        reopened.save_committed(committed(4)).await.unwrap();
-        assert_eq!(syncs(), before);
-        // A store that does not know its member syncs every commit index.
-        let mut unknown = LogStore::on_disk(Arc::clone(&disk) as Arc<dyn Disk>);
-        unknown.read_vote().await.unwrap();
-        let before = syncs();
-        unknown.save_committed(committed(5)).await.unwrap();
+        unknown.save_committed(committed(4)).await.unwrap();
         assert_eq!(syncs(), before + 1);
+        // Another member's vote, committed or not, reads as stored.
+        for vote in [Vote::new_committed(5, 2), Vote::new(6, 3)] {
+            log.save_vote(&vote).await.unwrap();
+            assert_eq!(store(Some(1)).read_vote().await.unwrap(), Some(vote));
+        }
     }
 }

@@ -209,25 +209,40 @@ impl StateMachineStore {
         Arc::clone(&self.state)
     }
 
+    /// The stored snapshot: one value under key `snapshot` (its metadata's length as 4
+    /// big-endian bytes, the metadata as JSON, then the data), or, as builds before it stored
+    /// it, keys `meta` and `data`.
     fn stored_snapshot(&self) -> StorageResult<Option<(Meta, Vec<u8>)>> {
         let read = |key: &str| {
             self.disk
                 .get(Tree::Snapshot, key.as_bytes())
                 .map_err(|e| read_error(format!("reading the snapshot: {e}")))
         };
-        let (meta, data) = (read("meta")?, read("data")?);
-        match (meta, data) {
-            (Some(meta), Some(data)) => {
-                let meta = serde_json::from_slice(&meta)
-                    .map_err(|e| read_error(format!("undecodable snapshot metadata: {e}")))?;
-                Ok(Some((meta, data)))
-            }
+        let undecodable =
+            |e: serde_json::Error| read_error(format!("undecodable snapshot metadata: {e}"));
+        if let Some(mut value) = read("snapshot")? {
+            let meta_len = value
+                .get(..4)
+                .map(|len| u32::from_be_bytes(len.try_into().expect("4 bytes")) as usize)
+                .filter(|len| 4 + len <= value.len())
+                .ok_or_else(|| read_error("the stored snapshot is cut short"))?;
+            let meta = serde_json::from_slice(&value[4..4 + meta_len]).map_err(undecodable)?;
+            value.drain(..4 + meta_len);
+            return Ok(Some((meta, value)));
+        }
+        match (read("meta")?, read("data")?) {
+            (Some(meta), Some(data)) => Ok(Some((
+                serde_json::from_slice(&meta).map_err(undecodable)?,
+                data,
+            ))),
             (None, None) => Ok(None),
             _ => Err(read_error("snapshot metadata and data are not both stored")),
         }
     }
 
-    /// Stores a snapshot (metadata and data in one batch) and flushes it.
+    /// Stores a snapshot as one value (metadata and data together: a crash keeps both or
+    /// neither, whatever the disk tears) and flushes it; then drops the two keys of the
+    /// older layout, if any (after the sync: a torn write never leaves neither).
     fn store_snapshot(
         &self,
         meta: &SnapshotMeta<RaftNodeId, GroveNode>,
@@ -235,16 +250,34 @@ impl StateMachineStore {
     ) -> StorageResult<()> {
         let meta_bytes = serde_json::to_vec(meta)
             .map_err(|e| write_error(format!("encoding snapshot metadata: {e}")))?;
-        let batch = vec![
-            (b"meta".to_vec(), Some(meta_bytes)),
-            (b"data".to_vec(), Some(data.to_vec())),
-        ];
+        let meta_len = u32::try_from(meta_bytes.len())
+            .map_err(|_| write_error("snapshot metadata over 4 GiB"))?;
+        let mut value = Vec::with_capacity(4 + meta_bytes.len() + data.len());
+        value.extend_from_slice(&meta_len.to_be_bytes());
+        value.extend_from_slice(&meta_bytes);
+        value.extend_from_slice(data);
         self.disk
-            .write(Tree::Snapshot, batch)
+            .write(Tree::Snapshot, vec![(b"snapshot".to_vec(), Some(value))])
             .map_err(|e| write_error(format!("writing the snapshot: {e}")))?;
         self.disk
             .sync()
             .map_err(|e| write_error(format!("flushing the snapshot: {e}")))?;
+        let older = [b"meta".to_vec(), b"data".to_vec()];
+        let mut stale = Vec::new();
+        for key in older {
+            let stored = self
+                .disk
+                .get(Tree::Snapshot, &key)
+                .map_err(|e| read_error(format!("reading the snapshot: {e}")))?;
+            if stored.is_some() {
+                stale.push((key, None));
+            }
+        }
+        if !stale.is_empty() {
+            self.disk
+                .write(Tree::Snapshot, stale)
+                .map_err(|e| write_error(format!("dropping the older snapshot layout: {e}")))?;
+        }
         Ok(())
     }
 }
@@ -399,4 +432,105 @@ fn read_error(message: impl Into<String>) -> StorageError<RaftNodeId> {
 
 fn write_error(message: impl Into<String>) -> StorageError<RaftNodeId> {
     StorageIOError::write_state_machine(&std::io::Error::other(message.into())).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::{Command, TaskRecord, TaskState};
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, RaftSnapshotBuilder};
+
+    fn create_task(index: u64, id: &str) -> Entry<TypeConfig> {
+        let task = TaskRecord {
+            id: id.into(),
+            task_type: "index".into(),
+            data_source: "wiki".into(),
+            spec: serde_json::json!({"type": "index"}),
+            state: TaskState::Running,
+            error: None,
+            created_ms: 1,
+            started_ms: None,
+            ended_ms: None,
+            report: None,
+        };
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(super::super::types::WriteBatch {
+                requests: vec![ClientRequest::new(
+                    RequestId {
+                        client: 1,
+                        serial: index,
+                    },
+                    Command::CreateTask { task },
+                )],
+            }),
+        }
+    }
+
+    fn task_ids(store: &StateMachineStore) -> usize {
+        store.state().read().unwrap().tables.tasks().len()
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_is_one_value_and_the_older_two_key_layout_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let disk: Arc<dyn Disk> = Arc::new(SledDisk::open(&db).unwrap());
+        let mut store = StateMachineStore::on_disk(Arc::clone(&disk), None).unwrap();
+        store.apply([create_task(1, "a")]).await.unwrap();
+        store
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        let value = disk
+            .get(Tree::Snapshot, b"snapshot")
+            .unwrap()
+            .expect("one value");
+        assert_eq!(disk.get(Tree::Snapshot, b"meta").unwrap(), None);
+        assert_eq!(
+            task_ids(&StateMachineStore::on_disk(Arc::clone(&disk), None).unwrap()),
+            1
+        );
+
+        // Rewrite it as an older build stored it: metadata and data under two keys.
+        let meta_len = u32::from_be_bytes(value[..4].try_into().unwrap()) as usize;
+        disk.write(
+            Tree::Snapshot,
+            vec![
+                (b"snapshot".to_vec(), None),
+                (b"meta".to_vec(), Some(value[4..4 + meta_len].to_vec())),
+                (b"data".to_vec(), Some(value[4 + meta_len..].to_vec())),
+            ],
+        )
+        .unwrap();
+        let mut reopened = StateMachineStore::on_disk(Arc::clone(&disk), None).unwrap();
+        assert_eq!(task_ids(&reopened), 1);
+        // The next snapshot takes the one-value layout and drops the two keys.
+        reopened.apply([create_task(2, "b")]).await.unwrap();
+        reopened
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        assert_eq!(disk.get(Tree::Snapshot, b"meta").unwrap(), None);
+        assert_eq!(disk.get(Tree::Snapshot, b"data").unwrap(), None);
+        assert_eq!(
+            task_ids(&StateMachineStore::on_disk(Arc::clone(&disk), None).unwrap()),
+            2
+        );
+
+        // A value cut short is a clear error, not a panic.
+        disk.write(
+            Tree::Snapshot,
+            vec![(b"snapshot".to_vec(), Some(vec![0, 0, 9]))],
+        )
+        .unwrap();
+        let error = StateMachineStore::on_disk(disk, None)
+            .err()
+            .expect("refused");
+        assert!(error.to_string().contains("cut short"), "{error}");
+    }
 }
