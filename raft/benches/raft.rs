@@ -7,6 +7,9 @@
 //!   timed) from 1 and 64 concurrent writers. Writers are clients on a follower, so every
 //!   publish takes the forward hop a client on a non-leader takes.
 //! - `p50_ms_c64`, `p99_ms_c64`: commit latency (submit to applied on the leader) at 64.
+//! - `cpu_ms_per_publish_c64`, `cores_busy_c64`, `cpu_ms_per_publish_c1`: the process's CPU
+//!   time (every member, transport and writer) per publish and on average during the phase;
+//!   `publishes_per_entry_c64`: publishes per log entry (group commit at work).
 //! - `failover_ms`: from killing the leader (Raft stopped, endpoint closed) to the next write
 //!   committed by the survivors, issued right after the kill.
 //! - `snapshot_1m_build_ms`, `snapshot_1m_install_ms`: building a snapshot of a state machine
@@ -16,6 +19,8 @@
 //!
 //! - `sled_flush_p50_ms`, `sled_flush_p99_ms`: one small sled write and flush on the same
 //!   disk, the floor under every append (reference).
+//!
+//! Runs under mimalloc, the allocator of the `grove` binary that hosts a member.
 //!
 //! Reference in the same run: the goals (5,000 publishes/s, p99 under 25 ms, failover
 //! under 1 s) are printed beside the figures. `GROVE_BENCH_PUBLISHES` sets the publishes at

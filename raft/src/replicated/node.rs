@@ -4,7 +4,8 @@
 //!
 //! Writes: a [`ClientRequest`] gets a [`RequestId`] (this node's client id, a serial) once and
 //! keeps it across retries. The member applies it through openraft if it leads, or forwards it
-//! to the leader it knows (`raft.client_write`); a member that turns out not to lead answers
+//! to the leader it knows, with the other writes its writers make meanwhile
+//! (`raft.client_writes`, see `super::batcher`); a member that turns out not to lead answers
 //! with the leader it knows, and the writer tries there. Retries back off (10 ms doubling to
 //! 200 ms, tokio time) until `request_timeout`. A retry of a write that did commit is answered
 //! from the state machine's request log with the first verdict (`duplicate: true`), so a
