@@ -9,13 +9,17 @@
 //! - `p50_ms_c64`, `p99_ms_c64`: commit latency (submit to applied on the leader) at 64.
 //! - `cpu_ms_per_publish_c64`, `cores_busy_c64`, `cpu_ms_per_publish_c1`: the process's CPU
 //!   time (every member, transport and writer) per publish and on average during the phase;
-//!   `publishes_per_entry_c64`: publishes per log entry (group commit at work).
+//!   `publishes_per_entry_c64`: publishes per log entry (group commit at work);
+//!   `cpu_steal_pct_c64`: the share of the machine's CPU a hypervisor gave to other guests
+//!   meanwhile (reference: on a shared VM it moves every other figure).
 //! - `failover_ms`: from killing the leader (Raft stopped, endpoint closed) to the next write
 //!   committed by the survivors, issued right after the kill.
 //! - `snapshot_1m_build_ms`, `snapshot_1m_install_ms`: building a snapshot of a state machine
 //!   holding 1M segment rows (copy, encode, write and flush to sled) and installing it into an
 //!   empty one (decode, rebuild the tables, write and flush). Measured on the state machine
-//!   directly; the transfer between members is not included.
+//!   directly; the transfer between members is not included. `snapshot_1m_apply_held_ms`:
+//!   the part of the build the apply loop waits for (the copy of the state; openraft runs
+//!   the rest on a task of its own).
 //!
 //! - `sled_flush_p50_ms`, `sled_flush_p99_ms`: one small sled write and flush on the same
 //!   disk, the floor under every append (reference).
@@ -269,6 +273,8 @@ struct Phase {
     cores_busy: f64,
     /// Publishes per log entry (the leader's group commit).
     per_entry: f64,
+    /// Share of the machine's CPU time the hypervisor gave to other guests, in percent.
+    steal_pct: f64,
 }
 
 async fn publishes(node: &RaftNode, prefix: &str, writers: usize, count: usize) -> Phase {
@@ -276,6 +282,7 @@ async fn publishes(node: &RaftNode, prefix: &str, writers: usize, count: usize) 
     let owned = prefix.to_string();
     let base = if prefix == "c1" { 0 } else { 1 << 20 };
     let cpu_before = common::process_cpu_seconds().unwrap_or(f64::NAN);
+    let machine_before = common::machine_cpu_ticks();
     let index_before = node.metrics().last_log_index.unwrap_or(0);
     let started = Instant::now();
     let mut latencies = run_writers(node, writers, count, move |i| {
@@ -285,6 +292,12 @@ async fn publishes(node: &RaftNode, prefix: &str, writers: usize, count: usize) 
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = common::process_cpu_seconds().unwrap_or(f64::NAN) - cpu_before;
     let entries = node.metrics().last_log_index.unwrap_or(0) - index_before;
+    let steal_pct = match (machine_before, common::machine_cpu_ticks()) {
+        (Some((stolen0, total0)), Some((stolen1, total1))) if total1 > total0 => {
+            100.0 * (stolen1 - stolen0) as f64 / (total1 - total0) as f64
+        }
+        _ => f64::NAN,
+    };
     latencies.sort();
     Phase {
         per_s: count as f64 / elapsed,
@@ -292,11 +305,13 @@ async fn publishes(node: &RaftNode, prefix: &str, writers: usize, count: usize) 
         cpu_ms_per_publish: cpu * 1e3 / count as f64,
         cores_busy: cpu / elapsed,
         per_entry: count as f64 / entries.max(1) as f64,
+        steal_pct,
     }
 }
 
-/// Builds a snapshot of `rows` segment rows and installs it elsewhere; (build ms, install ms).
-async fn snapshot_figures(root: &std::path::Path, rows: usize) -> (f64, f64) {
+/// Builds a snapshot of `rows` segment rows and installs it elsewhere; (build ms, of which
+/// the apply loop waits, install ms).
+async fn snapshot_figures(root: &std::path::Path, rows: usize) -> (f64, f64, f64) {
     let source_db = sled::open(root.join("snapshot-source")).unwrap();
     let mut source = StateMachineStore::open(&source_db).unwrap();
     let per_publish = 1_000usize;
@@ -339,6 +354,8 @@ async fn snapshot_figures(root: &std::path::Path, rows: usize) -> (f64, f64) {
     }
     let started = Instant::now();
     let mut builder = source.get_snapshot_builder().await;
+    // The part the apply loop waits for: openraft builds the rest on a task of its own.
+    let copy_ms = started.elapsed().as_secs_f64() * 1e3;
     let snapshot = builder.build_snapshot().await.unwrap();
     let build_ms = started.elapsed().as_secs_f64() * 1e3;
     let bytes = snapshot.snapshot.get_ref().len();
@@ -354,10 +371,11 @@ async fn snapshot_figures(root: &std::path::Path, rows: usize) -> (f64, f64) {
     let installed = target.state().read().unwrap().tables.segment_count();
     assert_eq!(installed, rows, "installed snapshot holds every row");
     println!(
-        "snapshot of {rows} segment rows: {:.1} MB, build {build_ms:.0} ms, install {install_ms:.0} ms",
+        "snapshot of {rows} segment rows: {:.1} MB, build {build_ms:.0} ms (apply loop held \
+         {copy_ms:.0} ms), install {install_ms:.0} ms",
         bytes as f64 / 1e6
     );
-    (build_ms, install_ms)
+    (build_ms, copy_ms, install_ms)
 }
 
 fn main() {
@@ -405,11 +423,11 @@ fn main() {
             member.transport.shutdown().await;
         }
 
-        let (build_ms, install_ms) = snapshot_figures(root.path(), rows).await;
+        let (build_ms, copy_ms, install_ms) = snapshot_figures(root.path(), rows).await;
 
         println!();
         let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-        let table: [(&str, f64, usize, String); 13] = [
+        let table: [(&str, f64, usize, String); 15] = [
             ("sled flush p50 ms", flush_p50, 3, "reference".into()),
             ("sled flush p99 ms", flush_p99, 3, "reference".into()),
             ("publishes/s, 1 writer", rate_c1, 0, "-".into()),
@@ -424,9 +442,11 @@ fn main() {
                 format!("of {cores}"),
             ),
             ("publishes/entry, 64", c64.per_entry, 1, "-".into()),
+            ("CPU stolen %, 64", c64.steal_pct, 1, "reference".into()),
             ("CPU ms/publish, 1", c1.cpu_ms_per_publish, 3, "-".into()),
             ("failover ms", failover_ms, 0, "< 1000".into()),
             ("snapshot 1M build ms", build_ms, 0, "-".into()),
+            ("snapshot 1M apply held ms", copy_ms, 0, "-".into()),
             ("snapshot 1M install ms", install_ms, 0, "-".into()),
         ];
         println!("{:<26} {:>12} {:>12}", "figure", "measured", "goal");
@@ -445,9 +465,11 @@ fn main() {
                 ("cpu_ms_per_publish_c64", c64.cpu_ms_per_publish),
                 ("cores_busy_c64", c64.cores_busy),
                 ("publishes_per_entry_c64", c64.per_entry),
+                ("cpu_steal_pct_c64", c64.steal_pct),
                 ("cpu_ms_per_publish_c1", c1.cpu_ms_per_publish),
                 ("failover_ms", failover_ms),
                 ("snapshot_1m_build_ms", build_ms),
+                ("snapshot_1m_apply_held_ms", copy_ms),
                 ("snapshot_1m_install_ms", install_ms),
             ],
         );

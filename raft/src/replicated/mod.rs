@@ -26,6 +26,7 @@
 //! rebuilt at start from the snapshot and the log.
 
 pub mod batcher;
+pub mod chunked;
 pub mod disk;
 pub mod log_store;
 pub mod network;

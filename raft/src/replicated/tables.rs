@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
+use super::chunked::ChunkedMap;
 use super::types::{RequestId, Verdict};
 use crate::metadata::apply::Tables;
 use crate::metadata::{
@@ -29,9 +30,12 @@ pub const REQUESTS_REMEMBERED_MAX: usize = 100_000;
 /// The tables [`crate::metadata::apply::apply`] changes, in memory.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct MemoryTables {
-    tasks: BTreeMap<String, TaskRecord>,
-    /// Keyed by (datasource, segment id text), like the sled store's `<ds>\0<id>`.
-    segments: BTreeMap<(String, String), SegmentRecord>,
+    /// Chunked ([`ChunkedMap`]) like the segments: a snapshot's copy of them is cheap.
+    tasks: ChunkedMap<String, TaskRecord>,
+    /// Keyed by (datasource, segment id text), like the sled store's `<ds>\0<id>`. Chunked
+    /// ([`ChunkedMap`]): a snapshot starts with a copy of the tables, which every apply
+    /// waits for, and a plain map of 1M rows took ~0.7 s to copy.
+    segments: ChunkedMap<(String, String), SegmentRecord>,
     data_sources: BTreeMap<String, DataSourceRecord>,
     /// Stream offsets by datasource.
     offsets: BTreeMap<String, StreamOffsets>,
@@ -118,7 +122,7 @@ impl MemoryTables {
     /// The used segments of `data_source`, by segment id.
     pub fn used_segments(&self, data_source: &str) -> Vec<SegmentRecord> {
         self.segments
-            .range((data_source.to_owned(), String::new())..)
+            .range_from(&(data_source.to_owned(), String::new()))
             .take_while(|((ds, _), _)| ds == data_source)
             .filter(|(_, segment)| segment.used)
             .map(|(_, segment)| segment.clone())
@@ -139,7 +143,7 @@ impl MemoryTables {
 
     /// Every task, by id.
     pub fn tasks(&self) -> Vec<TaskRecord> {
-        self.tasks.values().cloned().collect()
+        self.tasks.iter().map(|(_, task)| task.clone()).collect()
     }
 
     /// Locks, rules, config, supervisors, nodes, assignments and the audit log.

@@ -29,6 +29,22 @@ pub fn process_cpu_seconds() -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
+/// The machine's CPU time so far as (stolen, total) clock ticks over every core, from the
+/// first line of `/proc/stat` (Linux): the share a hypervisor gave to other guests is the
+/// difference in stolen over the difference in total between two reads. `None` where the
+/// file cannot be read.
+pub fn machine_cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .map(|field| field.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal [guest guest_nice, counted in user].
+    let total = ticks.iter().take(8).sum();
+    Some((*ticks.get(7)?, total))
+}
+
 /// Writes `figures` as one flat JSON object (keys in the given order; non-finite numbers as
 /// `null`) to `<bench_dir>/<name>.json` and returns the path. Panics with the path if the file
 /// cannot be written: a benchmark that cannot report its figures has failed.
