@@ -437,22 +437,12 @@ fn write_error(message: impl Into<String>) -> StorageError<RaftNodeId> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metadata::{Command, TaskRecord, TaskState};
+    use crate::metadata::Command;
+    use crate::replicated::types::running_task;
     use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, RaftSnapshotBuilder};
 
     fn create_task(index: u64, id: &str) -> Entry<TypeConfig> {
-        let task = TaskRecord {
-            id: id.into(),
-            task_type: "index".into(),
-            data_source: "wiki".into(),
-            spec: serde_json::json!({"type": "index"}),
-            state: TaskState::Running,
-            error: None,
-            created_ms: 1,
-            started_ms: None,
-            ended_ms: None,
-            report: None,
-        };
+        let task = running_task(id, serde_json::json!({"type": "index"}));
         Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
             payload: EntryPayload::Normal(super::super::types::WriteBatch {
@@ -467,6 +457,11 @@ mod tests {
         }
     }
 
+    async fn snapshot(store: &mut StateMachineStore) {
+        let mut builder = store.get_snapshot_builder().await;
+        builder.build_snapshot().await.unwrap();
+    }
+
     fn task_ids(store: &StateMachineStore) -> usize {
         store.state().read().unwrap().tables.tasks().len()
     }
@@ -478,12 +473,7 @@ mod tests {
         let disk: Arc<dyn Disk> = Arc::new(SledDisk::open(&db).unwrap());
         let mut store = StateMachineStore::on_disk(Arc::clone(&disk), None).unwrap();
         store.apply([create_task(1, "a")]).await.unwrap();
-        store
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .unwrap();
+        snapshot(&mut store).await;
         let value = disk
             .get(Tree::Snapshot, b"snapshot")
             .unwrap()
@@ -509,12 +499,7 @@ mod tests {
         assert_eq!(task_ids(&reopened), 1);
         // The next snapshot takes the one-value layout and drops the two keys.
         reopened.apply([create_task(2, "b")]).await.unwrap();
-        reopened
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .unwrap();
+        snapshot(&mut reopened).await;
         assert_eq!(disk.get(Tree::Snapshot, b"meta").unwrap(), None);
         assert_eq!(disk.get(Tree::Snapshot, b"data").unwrap(), None);
         assert_eq!(

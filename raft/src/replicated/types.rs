@@ -154,6 +154,23 @@ pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, RpcErro
     grove_rpc::codec::decode_serde(bytes)
 }
 
+/// A RUNNING `index` task of datasource `wiki` with `spec` (unit tests).
+#[cfg(test)]
+pub(crate) fn running_task(id: &str, spec: serde_json::Value) -> crate::metadata::TaskRecord {
+    crate::metadata::TaskRecord {
+        id: id.into(),
+        task_type: "index".into(),
+        data_source: "wiki".into(),
+        spec,
+        state: crate::metadata::TaskState::Running,
+        error: None,
+        created_ms: 1,
+        started_ms: None,
+        ended_ms: None,
+        report: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,18 +185,10 @@ mod tests {
                 serial: 9,
             },
             command: Command::CreateTask {
-                task: TaskRecord {
-                    id: "t1".into(),
-                    task_type: "index".into(),
-                    data_source: "wiki".into(),
-                    spec: serde_json::json!({"nested": [1, "two", {"three": null}]}),
-                    state: TaskState::Running,
-                    error: None,
-                    created_ms: 1,
-                    started_ms: None,
-                    ended_ms: None,
-                    report: None,
-                },
+                task: running_task(
+                    "t1",
+                    serde_json::json!({"nested": [1, "two", {"three": null}]}),
+                ),
             },
         };
         let bytes = encode(&request).unwrap();
