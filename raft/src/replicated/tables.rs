@@ -78,14 +78,20 @@ impl MemoryTables {
         let duplicate = |what: &str, key: &str| {
             MetadataError::Storage(format!("snapshot holds {what} '{key}' twice"))
         };
+        // Rows come in key order: each is appended to the last chunk; one out of order (or
+        // repeated) goes through an ordinary insert, which finds a repeat.
         for task in rows.tasks {
-            if let Some(old) = tables.tasks.insert(task.id.clone(), task) {
+            if let Err((key, task)) = tables.tasks.push_last(task.id.clone(), task)
+                && let Some(old) = tables.tasks.insert(key, task)
+            {
                 return Err(duplicate("task", &old.id));
             }
         }
         for segment in rows.segments {
             let key = (segment.id.data_source.clone(), segment.id_text());
-            if let Some(old) = tables.segments.insert(key, segment) {
+            if let Err((key, segment)) = tables.segments.push_last(key, segment)
+                && let Some(old) = tables.segments.insert(key, segment)
+            {
                 return Err(duplicate("segment", &old.id_text()));
             }
         }
@@ -293,5 +299,30 @@ mod tests {
         assert!(kept.duplicate);
         assert_eq!(kept.result, Err(MetadataError::Refused("no 3".into())));
         assert_eq!(RequestLog::from_entries(log.entries()), log);
+    }
+
+    #[test]
+    fn tables_rebuild_from_rows_in_any_order_and_refuse_a_repeated_row() {
+        use crate::replicated::types::running_task;
+        let mut tables = MemoryTables::default();
+        for id in ["c", "a", "b"] {
+            tables
+                .put_task(&running_task(id, serde_json::json!({})))
+                .unwrap();
+        }
+        let mut rows = tables.clone().into_rows();
+        assert_eq!(MemoryTables::from_rows(rows).unwrap(), tables);
+        // Out of key order still rebuilds the same tables.
+        rows = tables.clone().into_rows();
+        rows.tasks.reverse();
+        assert_eq!(MemoryTables::from_rows(rows).unwrap(), tables);
+        // A row twice is refused, wherever the repeat is.
+        for at in [0, 2] {
+            let mut rows = tables.clone().into_rows();
+            let repeat = rows.tasks[at].clone();
+            rows.tasks.insert(at, repeat);
+            let error = MemoryTables::from_rows(rows).unwrap_err();
+            assert!(error.to_string().contains("twice"), "{error}");
+        }
     }
 }
