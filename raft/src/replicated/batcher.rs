@@ -56,6 +56,9 @@ pub const FORWARD_BYTES_MAX: usize = 1 << 20;
 /// One answer per request of a batch, in order.
 pub type Reply = LeaderReply<Verdict>;
 
+/// A request and the size of its encoding (what the batch bounds count).
+pub type SizedRequest = (ClientRequest, usize);
+
 struct Queued {
     request: ClientRequest,
     bytes: usize,
@@ -98,17 +101,17 @@ impl Combiner {
     }
 
     /// Sends `requests` (each with its encoded size) to `destination` in batches with whatever
-    /// else is queued for it, `send` carrying each batch; returns one answer per request, in
-    /// order. `send` must answer each request of the batch it is given, in order (a missing
-    /// answer reads as [`LeaderReply::Failed`]).
+    /// else is queued for it, `send` carrying each batch (sizes kept); returns one answer per
+    /// request, in order. `send` must answer each request of the batch it is given, in order
+    /// (a missing answer reads as [`LeaderReply::Failed`]).
     pub async fn submit<F, Fut>(
         &self,
         destination: u64,
-        requests: Vec<(ClientRequest, usize)>,
+        requests: Vec<SizedRequest>,
         send: F,
     ) -> Vec<Reply>
     where
-        F: Fn(Vec<ClientRequest>) -> Fut,
+        F: Fn(Vec<SizedRequest>) -> Fut,
         Fut: Future<Output = Vec<Reply>>,
     {
         let owner = self.next_owner.fetch_add(1, Ordering::Relaxed);
@@ -157,13 +160,16 @@ impl Combiner {
     /// Takes a batch for `destination` and sends it with `send`.
     async fn send_queued<F, Fut>(&self, destination: u64, send: &F)
     where
-        F: Fn(Vec<ClientRequest>) -> Fut,
+        F: Fn(Vec<SizedRequest>) -> Fut,
         Fut: Future<Output = Vec<Reply>>,
     {
         let (requests, replies): (Vec<_>, Vec<_>) = self
             .take_batch(destination)
             .into_iter()
-            .map(|queued| (queued.request, (queued.position, queued.reply)))
+            .map(|queued| {
+                let reply = (queued.position, queued.reply);
+                ((queued.request, queued.bytes), reply)
+            })
             .unzip();
         if requests.is_empty() {
             return;
@@ -214,8 +220,9 @@ impl Combiner {
 
 /// Proposes `requests` through `raft` as one entry: one verdict per request, or the same
 /// failure for all if the entry did not commit here.
-pub async fn propose(raft: &Raft<TypeConfig>, requests: Vec<ClientRequest>) -> Vec<Reply> {
+pub async fn propose(raft: &Raft<TypeConfig>, requests: Vec<SizedRequest>) -> Vec<Reply> {
     let count = requests.len();
+    let requests = requests.into_iter().map(|(request, _)| request).collect();
     match raft.client_write(WriteBatch { requests }).await {
         Ok(response) => {
             debug_assert_eq!(response.data.len(), count, "one verdict per request");
@@ -248,8 +255,8 @@ mod tests {
         (ClientRequest::new(id, command), 100)
     }
 
-    fn echo(serial_of: &ClientRequest) -> Reply {
-        LeaderReply::Failed(format!("answer {}", serial_of.id.serial))
+    fn echo((request, _): &SizedRequest) -> Reply {
+        LeaderReply::Failed(format!("answer {}", request.id.serial))
     }
 
     #[tokio::test(start_paused = true)]
@@ -259,7 +266,7 @@ mod tests {
         let writers = (0..20u64).map(|serial| {
             let (combiner, sends) = (Arc::clone(&combiner), Arc::clone(&sends));
             async move {
-                let send = |batch: Vec<ClientRequest>| {
+                let send = |batch: Vec<SizedRequest>| {
                     let sends = Arc::clone(&sends);
                     async move {
                         sends.fetch_add(1, Ordering::Relaxed);
@@ -287,7 +294,7 @@ mod tests {
         let combiner = Combiner::new(2, 3, 1 << 20);
         let requests = (0..10).map(request).collect();
         let answers = combiner
-            .submit(0, requests, |batch: Vec<ClientRequest>| async move {
+            .submit(0, requests, |batch: Vec<SizedRequest>| async move {
                 assert!(batch.len() <= 3, "a batch of {}", batch.len());
                 batch.iter().map(echo).collect()
             })
@@ -336,7 +343,7 @@ mod tests {
         let spawn_writer = |serial: u64| {
             let combiner = Arc::clone(&combiner);
             tokio::spawn(async move {
-                let stall = |_batch: Vec<ClientRequest>| async move {
+                let stall = |_batch: Vec<SizedRequest>| async move {
                     std::future::pending::<()>().await;
                     Vec::new()
                 };

@@ -39,7 +39,7 @@ use openraft::error::{
 use openraft::{ChangeMembers, Raft, RaftMetrics, SnapshotPolicy};
 use tokio::time::Instant;
 
-use super::batcher::{Combiner, propose};
+use super::batcher::{Combiner, SizedRequest, propose};
 use super::disk::{Disk, SledDisk};
 use super::log_store::LogStore;
 use super::network::{
@@ -643,7 +643,7 @@ impl Inner {
         match op {
             LeaderOp::Write(request, bytes) => {
                 let peer = &peer;
-                let send = |batch: Vec<ClientRequest>| async move {
+                let send = |batch: Vec<SizedRequest>| async move {
                     let count = batch.len();
                     match transport
                         .call::<ClientWrites>(peer, &Compat(batch), deadline)
@@ -678,17 +678,22 @@ impl Inner {
         }
     }
 
+    /// Writes (each with the size of its encoding) proposed here, as the leader, with
+    /// whatever else is queued: a local writer's one, or a batch another member forwarded.
+    /// One reply per request, in order.
+    async fn lead_writes(&self, requests: Vec<SizedRequest>) -> Vec<LeaderReply<Verdict>> {
+        let raft = &self.raft;
+        self.batcher
+            .submit(0, requests, |batch| propose(raft, batch))
+            .await
+    }
+
     /// Does `op` here, as the leader (openraft says so if this member is not).
     async fn lead(&self, op: &LeaderOp) -> LeaderReply<LeaderDone> {
         let raft = &self.raft;
         match op {
             LeaderOp::Write(request, bytes) => {
-                let mut replies = self
-                    .batcher
-                    .submit(0, vec![((**request).clone(), *bytes)], |batch| {
-                        propose(raft, batch)
-                    })
-                    .await;
+                let mut replies = self.lead_writes(vec![((**request).clone(), *bytes)]).await;
                 replies
                     .pop()
                     .expect("one reply per request")
@@ -741,24 +746,6 @@ impl Inner {
                 }
             }
         }
-    }
-}
-
-impl Inner {
-    /// Writes forwarded by another member as one batch: proposed here, as the leader, with
-    /// whatever else is queued; one reply per request, in order.
-    async fn lead_writes(&self, requests: Vec<ClientRequest>) -> Vec<LeaderReply<Verdict>> {
-        let sized = requests
-            .into_iter()
-            .map(|request| {
-                let bytes = encode(&request).map_or(0, |bytes| bytes.len());
-                (request, bytes)
-            })
-            .collect();
-        let raft = &self.raft;
-        self.batcher
-            .submit(0, sized, |batch| propose(raft, batch))
-            .await
     }
 }
 
