@@ -8,7 +8,8 @@
 //! How: entries live in chunks (ordered maps of at most [`CHUNK_MAX`] entries) behind `Arc`s,
 //! keyed in an outer map by their smallest key. A clone shares every chunk; a write copies the
 //! one chunk it touches if a clone still shares it (`Arc::make_mut`), so after a snapshot copy
-//! the apply loop pays one chunk copy per chunk it writes to, not one copy of everything.
+//! the apply loop pays one chunk copy per chunk it writes to, not one copy of everything. A
+//! key past every key held is appended without a search (rows rebuilt in key order).
 //!
 //! Invariants: no chunk is empty; each chunk's outer key is its smallest key, so chunk `i`
 //! holds exactly the keys in `[key_i, key_{i+1})`; `len` is the sum of the chunks' lengths.
@@ -69,6 +70,24 @@ impl<K: Ord + Clone, V: Clone> ChunkedMap<K, V> {
 
     /// Inserts `value` under `key`; the value it replaces, if any.
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
+        // Past every key held: appended to the last chunk, or to a new one once that is three
+        // quarters full, so rows that come in key order (a snapshot's, newer segments') fill
+        // chunks without a search per row or a split.
+        if let Some(last) = self.chunks.values_mut().next_back()
+            && last
+                .keys()
+                .next_back()
+                .is_some_and(|greatest| *greatest < key)
+        {
+            if last.len() < CHUNK_MAX * 3 / 4 {
+                Arc::make_mut(last).insert(key, value);
+            } else {
+                let chunk = Arc::new(BTreeMap::from([(key.clone(), value)]));
+                self.chunks.insert(key, chunk);
+            }
+            self.len += 1;
+            return None;
+        }
         let Some(first) = self.chunk_key(&key).cloned() else {
             // Before every chunk (or none yet): the first chunk takes it and its key.
             let mut chunk = match self.chunks.pop_first() {
@@ -88,27 +107,6 @@ impl<K: Ord + Clone, V: Clone> ChunkedMap<K, V> {
             self.split_if_full(Some(first));
         }
         replaced
-    }
-
-    /// Appends `value` under `key` if `key` is greater than every key held (filling chunks to
-    /// three quarters, so later inserts seldom split them): how a map is rebuilt from rows in
-    /// key order without a search per row. Gives them back otherwise.
-    pub fn push_last(&mut self, key: K, value: V) -> Result<(), (K, V)> {
-        let last = self.chunks.values_mut().next_back();
-        match last {
-            Some(chunk) if chunk.keys().next_back().is_some_and(|last| *last >= key) => {
-                return Err((key, value));
-            }
-            Some(chunk) if chunk.len() < CHUNK_MAX * 3 / 4 => {
-                Arc::make_mut(chunk).insert(key, value);
-            }
-            _ => {
-                self.chunks
-                    .insert(key.clone(), Arc::new(BTreeMap::from([(key, value)])));
-            }
-        }
-        self.len += 1;
-        Ok(())
     }
 
     /// Removes `key`; its value, if it was there.
@@ -199,7 +197,8 @@ mod tests {
     #[derive(Clone, Debug)]
     enum Op {
         Insert(u16, u32),
-        PushLast(u16, u32),
+        /// Inserts just past the greatest key held.
+        Append(u32),
         Remove(u16),
         Clone,
     }
@@ -207,7 +206,7 @@ mod tests {
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
             8 => (0u16..3000, any::<u32>()).prop_map(|(k, v)| Op::Insert(k, v)),
-            4 => (0u16..3000, any::<u32>()).prop_map(|(k, v)| Op::PushLast(k, v)),
+            4 => any::<u32>().prop_map(Op::Append),
             3 => (0u16..3000).prop_map(Op::Remove),
             1 => Just(Op::Clone),
         ]
@@ -250,12 +249,9 @@ mod tests {
             for op in ops {
                 match op {
                     Op::Insert(k, v) => prop_assert_eq!(map.insert(k, v), model.insert(k, v)),
-                    Op::PushLast(k, v) => {
-                        let greatest = model.keys().next_back().is_none_or(|last| *last < k);
-                        prop_assert_eq!(map.push_last(k, v).is_ok(), greatest);
-                        if greatest {
-                            model.insert(k, v);
-                        }
+                    Op::Append(v) => {
+                        let k = model.keys().next_back().map_or(0, |last| last.saturating_add(1));
+                        prop_assert_eq!(map.insert(k, v), model.insert(k, v));
                     }
                     Op::Remove(k) => prop_assert_eq!(map.remove(&k), model.remove(&k)),
                     Op::Clone => clones.push((map.clone(), model.clone())),
@@ -278,15 +274,20 @@ mod tests {
     }
 
     #[test]
-    fn rows_pushed_in_order_fill_chunks_without_splits() {
+    fn rows_inserted_in_order_fill_chunks_without_splits() {
         let mut map = ChunkedMap::default();
         for k in 0..10_000u32 {
-            map.push_last(k, k).unwrap();
+            assert_eq!(map.insert(k, k), None);
         }
         check_u32(&map);
         assert_eq!(map.len(), 10_000);
         assert_eq!(map.chunks.len(), 10_000usize.div_ceil(CHUNK_MAX * 3 / 4));
-        assert_eq!(map.push_last(9_999, 0), Err((9_999, 0)), "not greater");
+        assert_eq!(
+            map.insert(9_999, 0),
+            Some(9_999),
+            "the greatest key is replaced"
+        );
+        map.insert(9_999, 9_999);
         assert!(map.iter().map(|(k, _)| *k).eq(0..10_000));
     }
 

@@ -252,13 +252,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     /// entry every read index then covers. openraft reads the vote once, at start.
     async fn read_vote(&mut self) -> StorageResult<Option<Vote<RaftNodeId>>> {
         let vote: Option<Vote<RaftNodeId>> = self.get_meta("vote")?;
-        Ok(vote.map(|vote| {
-            let own = self.member.is_some() && vote.leader_id().voted_for() == self.member;
-            if own && vote.is_committed() {
-                Vote::new(vote.leader_id().term, self.member.expect("checked above"))
-            } else {
-                vote
+        Ok(vote.map(|vote| match self.member {
+            Some(me) if vote.is_committed() && vote.leader_id().voted_for() == Some(me) => {
+                Vote::new(vote.leader_id().term, me)
             }
+            _ => vote,
         }))
     }
 

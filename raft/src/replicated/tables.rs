@@ -78,20 +78,14 @@ impl MemoryTables {
         let duplicate = |what: &str, key: &str| {
             MetadataError::Storage(format!("snapshot holds {what} '{key}' twice"))
         };
-        // Rows come in key order: each is appended to the last chunk; one out of order (or
-        // repeated) goes through an ordinary insert, which finds a repeat.
         for task in rows.tasks {
-            if let Err((key, task)) = tables.tasks.push_last(task.id.clone(), task)
-                && let Some(old) = tables.tasks.insert(key, task)
-            {
+            if let Some(old) = tables.tasks.insert(task.id.clone(), task) {
                 return Err(duplicate("task", &old.id));
             }
         }
         for segment in rows.segments {
             let key = (segment.id.data_source.clone(), segment.id_text());
-            if let Err((key, segment)) = tables.segments.push_last(key, segment)
-                && let Some(old) = tables.segments.insert(key, segment)
-            {
+            if let Some(old) = tables.segments.insert(key, segment) {
                 return Err(duplicate("segment", &old.id_text()));
             }
         }
