@@ -13,7 +13,7 @@ use crate::time::{Interval, format_iso};
 /// Identifies one segment. Ordering is (datasource, namespace, interval, version, partition), so a
 /// sorted list groups a datasource's segments by time chunk.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SegmentId {
     pub data_source: String,
     /// Several pipelines may write different metrics with the same dimensions into one datasource,

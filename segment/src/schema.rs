@@ -28,7 +28,7 @@ pub enum MultiValueHandling {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DimensionSchema {
     pub name: String,
     pub value_type: ValueType,
@@ -64,7 +64,7 @@ impl DimensionSchema {
 }
 
 /// A metric's aggregator at ingestion time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase", tag = "kind")]
 pub enum MetricKind {
     Count,
@@ -79,6 +79,39 @@ pub enum MetricKind {
     HllSketch {
         lg_k: u8,
     },
+}
+
+impl<'de> Deserialize<'de> for MetricKind {
+    /// As derived, but refusing unknown fields in every variant: serde lets the unit variants
+    /// of an internally tagged enum ignore extra fields even under `deny_unknown_fields`, so
+    /// they are read as empty struct variants.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase", tag = "kind", deny_unknown_fields)]
+        enum Stored {
+            Count {},
+            LongSum {},
+            LongMin {},
+            LongMax {},
+            DoubleSum {},
+            DoubleMin {},
+            DoubleMax {},
+            #[serde(rename_all = "camelCase")]
+            HllSketch {
+                lg_k: u8,
+            },
+        }
+        Ok(match Stored::deserialize(d)? {
+            Stored::Count {} => MetricKind::Count,
+            Stored::LongSum {} => MetricKind::LongSum,
+            Stored::LongMin {} => MetricKind::LongMin,
+            Stored::LongMax {} => MetricKind::LongMax,
+            Stored::DoubleSum {} => MetricKind::DoubleSum,
+            Stored::DoubleMin {} => MetricKind::DoubleMin,
+            Stored::DoubleMax {} => MetricKind::DoubleMax,
+            Stored::HllSketch { lg_k } => MetricKind::HllSketch { lg_k },
+        })
+    }
 }
 
 /// How a metric's values are stored in a segment column.
@@ -113,7 +146,7 @@ impl MetricKind {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MetricSchema {
     pub name: String,
     /// The input field aggregated; `None` for `count`.
@@ -121,9 +154,12 @@ pub struct MetricSchema {
     pub kind: MetricKind,
 }
 
-/// Everything needed to roll rows up and lay them out in a segment.
+/// Everything needed to roll rows up and lay them out in a segment. Stored in segment footers
+/// and metadata records; like the other stored schema objects it refuses fields it does not
+/// know, so a reader never takes a file or record that means more than it understands for one
+/// that does not (see `format::FORMAT_VERSION`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Schema {
     pub data_source: String,
     pub dimensions: Vec<DimensionSchema>,

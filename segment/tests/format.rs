@@ -822,3 +822,173 @@ proptest! {
         }
     }
 }
+
+// ---- Format versions ------------------------------------------------------------------------
+//
+// `tests/fixtures/format_v{N}_{time_first,dimension_first}.seg` were written by the build whose
+// `FORMAT_VERSION` was N. Every version this build reads must still read back as the same
+// columns; the current version's fixtures must be what this build writes byte for byte, so a
+// change to the written bytes cannot go unnoticed: when it fails, decide whether an older reader
+// would read the new bytes differently (then bump `FORMAT_VERSION`, see its doc comment) and
+// rewrite the current fixtures with `GROVE_WRITE_FIXTURES=1 cargo test -p grove-segment --test
+// format fixtures`.
+
+fn fixture_path(version: u32, name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(format!("format_v{version}_{name}.seg"))
+}
+
+/// The fixtures' contents: every column type sorted by time first, and a string dimension that
+/// sorts before `__time` (`timePosition` 1), whose rows are therefore not in time order.
+fn fixture_segments() -> Vec<(&'static str, SegmentMeta, SegmentColumns)> {
+    let (time_first, columns) = sample(40, 7);
+    let time = vec![T0 + 5, T0 + 9, T0 + 1, T0 + 7, T0 + 3, T0 + 4];
+    let dictionary = vec![None, Some("a".into()), Some("b".into()), Some("c".into())];
+    let (mut dimension_first, dims_columns) =
+        single_string_dim("advertiser", dictionary, vec![0, 1, 1, 2, 3, 3], time);
+    dimension_first.schema.time_position = 1;
+    dimension_first.time_min_ms = T0 + 1;
+    dimension_first.time_max_ms = T0 + 9;
+    vec![
+        ("time_first", time_first, columns),
+        ("dimension_first", dimension_first, dims_columns),
+    ]
+}
+
+#[test]
+fn fixtures_of_every_readable_version_read_back_and_the_current_ones_are_what_this_build_writes() {
+    use grove_segment::format::{FORMAT_VERSION, FORMAT_VERSION_OLDEST_READ};
+    let rewrite = std::env::var_os("GROVE_WRITE_FIXTURES").is_some();
+    for (name, meta, columns) in fixture_segments() {
+        let written = write(&meta, &columns, Compression::None);
+        let current = fixture_path(FORMAT_VERSION, name);
+        if rewrite {
+            std::fs::create_dir_all(current.parent().unwrap()).unwrap();
+            std::fs::write(&current, &written).unwrap();
+        }
+        let stored =
+            std::fs::read(&current).unwrap_or_else(|e| panic!("{}: {e}", current.display()));
+        assert!(
+            stored == written,
+            "this build writes {name} differently from {}: if a reader of version \
+             {FORMAT_VERSION} would read the new bytes differently, bump FORMAT_VERSION; then \
+             rewrite the fixtures (GROVE_WRITE_FIXTURES=1)",
+            current.display()
+        );
+        for version in FORMAT_VERSION_OLDEST_READ..=FORMAT_VERSION {
+            let path = fixture_path(version, name);
+            let bytes = std::fs::read(&path).unwrap_or_else(|e| {
+                panic!(
+                    "{}: {e} (every version this build reads keeps its fixtures)",
+                    path.display()
+                )
+            });
+            assert_eq!(bytes[8..12], version.to_le_bytes(), "{}", path.display());
+            let segment = Segment::from_bytes(bytes, name)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            segment.verify().unwrap();
+            assert_eq!(segment.meta(), &meta, "{}", path.display());
+            assert_eq!(
+                &segment.to_columns().unwrap(),
+                &columns,
+                "{}",
+                path.display()
+            );
+            check_accessors(&segment, &columns);
+        }
+    }
+}
+
+/// `bytes` with its footer JSON changed by `edit` (the trailer rewritten to match).
+fn with_footer(bytes: &[u8], edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+    let trailer = bytes.len() - 32;
+    let offset = u64::from_le_bytes(bytes[trailer..trailer + 8].try_into().unwrap()) as usize;
+    let mut footer: serde_json::Value = serde_json::from_slice(&bytes[offset..trailer]).unwrap();
+    edit(&mut footer);
+    let footer = serde_json::to_vec(&footer).unwrap();
+    let mut out = bytes[..offset].to_vec();
+    out.extend_from_slice(&footer);
+    out.extend_from_slice(&(offset as u64).to_le_bytes());
+    out.extend_from_slice(&(footer.len() as u64).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&footer).to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(b"GROVESEG");
+    out
+}
+
+/// A reader of version 1 (this build, playing an older one) refuses a version-2 file, so a
+/// dimension-first segment is never read as time-sorted; this build reads both, and refuses a
+/// version from the future by number.
+#[test]
+fn an_older_reader_refuses_a_newer_file_by_its_version() {
+    use grove_segment::format::FORMAT_VERSION;
+    use grove_segment::format::footer::{Layout, LayoutError};
+    const { assert!(FORMAT_VERSION >= 2, "dimension-first files need version 2") };
+    for (name, meta, columns) in fixture_segments() {
+        let new = write(&meta, &columns, Compression::None);
+        let old_reader = 1..=FORMAT_VERSION - 1;
+        assert_eq!(
+            Layout::parse_as_reader_of(&new, old_reader.clone()).err(),
+            Some(LayoutError::UnsupportedVersion(FORMAT_VERSION)),
+            "{name}"
+        );
+        let old = std::fs::read(fixture_path(1, name)).unwrap();
+        assert!(
+            Layout::parse_as_reader_of(&old, old_reader).is_ok(),
+            "{name}"
+        );
+        let mut future = new.clone();
+        future[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+        let err = Segment::from_bytes(future, name).unwrap_err();
+        assert!(
+            err.to_string().contains(&format!(
+                "format version {} is not supported",
+                FORMAT_VERSION + 1
+            )),
+            "{err}"
+        );
+    }
+}
+
+/// A footer field this build does not know, at any level of the directory, is refused as a
+/// corrupt footer naming the field (a newer build's meaning is never read as if absent).
+#[test]
+fn unknown_footer_fields_are_refused_at_every_level() {
+    let (meta, columns) = sample(30, 11);
+    let bytes = write(&meta, &columns, Compression::None);
+    assert!(Segment::from_bytes(with_footer(&bytes, |_| {}), "same").is_ok());
+    type Edit = fn(&mut serde_json::Value);
+    let edits: [(&str, Edit); 9] = [
+        ("footer", |f| f["sortOrder"] = "dimensions".into()),
+        ("meta", |f| f["meta"]["nullHandling"] = "sql".into()),
+        ("id", |f| f["meta"]["id"]["shard"] = 1.into()),
+        ("schema", |f| {
+            f["meta"]["schema"]["sortedBy"] = "page".into()
+        }),
+        ("dimension", |f| {
+            f["meta"]["schema"]["dimensions"][0]["encoding"] = "x".into()
+        }),
+        ("metric", |f| {
+            f["meta"]["schema"]["metrics"][1]["nullable"] = true.into()
+        }),
+        ("metric kind", |f| {
+            f["meta"]["schema"]["metrics"][4]["kind"]["tgtHllType"] = "HLL_8".into()
+        }),
+        ("unit metric kind", |f| {
+            f["meta"]["schema"]["metrics"][0]["kind"]["round"] = true.into()
+        }),
+        ("blob", |f| f["blobs"][0]["filter"] = "bloom".into()),
+    ];
+    for (level, edit) in edits {
+        let err = Segment::from_bytes(with_footer(&bytes, edit), "edited")
+            .err()
+            .unwrap_or_else(|| panic!("{level}: an unknown field was read"));
+        let text = err.to_string();
+        assert!(
+            matches!(&err, SegmentError::Corrupt { column, .. } if column == "(footer)")
+                && text.contains("unknown field"),
+            "{level}: {text}"
+        );
+    }
+}

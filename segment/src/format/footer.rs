@@ -19,8 +19,29 @@ use super::SegmentMeta;
 use super::codec::{Cursor, put_u32, put_u64};
 
 pub const MAGIC: [u8; 8] = *b"GROVESEG";
-/// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this build writes. It reads every version from
+/// [`FORMAT_VERSION_OLDEST_READ`] to this one and refuses the others by number.
+///
+/// The rule: a change that would make a reader of the previous version read a file differently
+/// from what it means bumps this number: a new or changed encoding, part, compression or blob
+/// layout, a new footer field, or a new meaning for an existing field or value (a row order, a
+/// null convention). Older readers then refuse the file by its version instead of misreading it;
+/// this build keeps reading the older versions (their fixtures in `tests/fixtures` must read
+/// back) unless [`FORMAT_VERSION_OLDEST_READ`] is raised on purpose. As a second line, every
+/// object of the footer refuses fields it does not know, so a forgotten bump that adds a field
+/// still cannot be read as if the field were absent. A change to the bytes that every reader
+/// of the current version reads the same way (a better choice within an existing encoding)
+/// keeps the number.
+///
+/// Versions:
+/// - 1: the first format. Rows sorted by `__time` first, or, in files written since
+///   dimension-first sorting (`meta.schema.timePosition` > 0), by the dimensions before it: a
+///   reader from before that field would have read such a file as time-sorted.
+/// - 2: the layout of 1; a file may sort dimensions before `__time` (`timePosition`), and
+///   every footer object refuses unknown fields.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version this build reads.
+pub const FORMAT_VERSION_OLDEST_READ: u32 = 1;
 pub const HEADER_BYTES: usize = 16;
 pub const TRAILER_BYTES: usize = 32;
 /// Blobs start at multiples of this.
@@ -171,8 +192,18 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// Checks magic, version, flags, trailer, footer checksum and blob tiling.
+    /// Checks magic, version, flags, trailer, footer checksum and blob tiling, as a reader of
+    /// the versions this build reads.
     pub fn parse(file: &[u8]) -> Result<Layout, LayoutError> {
+        Layout::parse_as_reader_of(file, FORMAT_VERSION_OLDEST_READ..=FORMAT_VERSION)
+    }
+
+    /// [`Layout::parse`] as a reader of `versions` would: how tests play an older or newer
+    /// build.
+    pub fn parse_as_reader_of(
+        file: &[u8],
+        versions: std::ops::RangeInclusive<u32>,
+    ) -> Result<Layout, LayoutError> {
         if file.len() >= MAGIC.len() && file[..MAGIC.len()] != MAGIC {
             return Err(corrupt("(header)", "bad magic: not a grove segment file"));
         }
@@ -193,7 +224,7 @@ impl Layout {
             return Err(corrupt("(header)", "bad magic: not a grove segment file"));
         }
         let version = header.u32("version").map_err(|m| corrupt("(header)", m))?;
-        if version != FORMAT_VERSION {
+        if !versions.contains(&version) {
             return Err(LayoutError::UnsupportedVersion(version));
         }
         let flags = header.u32("flags").map_err(|m| corrupt("(header)", m))?;

@@ -41,7 +41,10 @@ mod writer;
 use serde::{Deserialize, Serialize};
 
 pub use doubles::DoubleColumn;
-pub use footer::{BlobCompression, BlobEntry, ColumnType, Encoding, FORMAT_VERSION, Part};
+pub use footer::{
+    BlobCompression, BlobEntry, ColumnType, Encoding, FORMAT_VERSION, FORMAT_VERSION_OLDEST_READ,
+    Part,
+};
 pub use longs::{BLOCK_ROWS, LongColumn};
 pub use reader::{DimensionReader, MetricReader, Segment};
 pub use sketches::SketchColumn;
@@ -50,9 +53,10 @@ pub use writer::{write_segment, write_segment_to};
 
 use crate::error::SegmentError;
 
-/// What a segment is, stored in its footer.
+/// What a segment is, stored in its footer. Like every footer object it refuses fields it does
+/// not know (see [`FORMAT_VERSION`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SegmentMeta {
     pub id: crate::id::SegmentId,
     /// Dimensions, metrics, granularities, roll-up, datasource.

@@ -154,7 +154,10 @@ fn layout_error(segment: &str, error: LayoutError) -> SegmentError {
         LayoutError::UnsupportedVersion(found) => SegmentError::UnsupportedVersion {
             segment: segment.to_string(),
             found,
-            supported: super::FORMAT_VERSION.to_string(),
+            supported: match (super::FORMAT_VERSION_OLDEST_READ, super::FORMAT_VERSION) {
+                (oldest, newest) if oldest == newest => newest.to_string(),
+                (oldest, newest) => format!("{oldest} to {newest}"),
+            },
         },
     }
 }
