@@ -345,3 +345,47 @@ fn a_ten_thousand_value_in_filter_parses_plans_and_runs() {
     assert_eq!(total, 3);
     assert_eq!(run(query)[0]["result"]["n"], 3);
 }
+
+/// A timestamp whose year does not fit (past Druid's eternity or past `i64` milliseconds) is a
+/// bad query naming it, in intervals and granularity origins; a period that carries an interval
+/// past the eternity too. Never a wrapped time or a panic.
+#[test]
+fn timestamps_whose_year_does_not_fit_are_bad_queries() {
+    let timeseries = |intervals: Json, granularity: Json| {
+        run_err(json!({
+            "queryType": "timeseries", "dataSource": "events", "intervals": intervals,
+            "granularity": granularity, "aggregations": [{"type": "count", "name": "n"}]
+        }))
+    };
+    for (intervals, granularity, needle) in [
+        (
+            json!(["2024-01-01/440000000-01-01"]),
+            json!("all"),
+            "440000000-01-01",
+        ),
+        (
+            json!(["-440000000-01-01/2024-01-01"]),
+            json!("all"),
+            "-440000000-01-01",
+        ),
+        (
+            json!(["146140482-01-01/P1000000Y"]),
+            json!("all"),
+            "eternity",
+        ),
+        (
+            json!(["P1000000Y/-146136543-12-31"]),
+            json!("all"),
+            "eternity",
+        ),
+        (
+            json!(["2024-01-01/2024-01-02"]),
+            json!({"type": "period", "period": "P1D", "origin": "440000000-01-01"}),
+            "440000000-01-01",
+        ),
+    ] {
+        let e = timeseries(intervals.clone(), granularity);
+        assert_eq!(e.kind, ErrorKind::BadQuery, "{intervals}: {e}");
+        assert!(e.message.contains(needle), "{intervals}: {e}");
+    }
+}

@@ -262,3 +262,44 @@ fn unsupported_sql_is_a_clear_error() {
     let e = err("SELEC 1");
     assert_eq!(e.http_status(), 400);
 }
+
+/// A timestamp literal whose year does not fit, and interval arithmetic that leaves Druid's
+/// eternity, are bad queries, not wrapped times or panics.
+#[test]
+fn timestamp_literals_whose_year_does_not_fit_are_errors() {
+    let catalog = EventsCatalog(Fixed(segments(&common::events::events(), |d| d == 0)));
+    let err = |sql: &str| {
+        execute(
+            &SqlRequest {
+                query: sql.into(),
+                ..SqlRequest::default()
+            },
+            &catalog,
+            &catalog.0,
+            &Unbounded,
+        )
+        .expect_err(sql)
+    };
+    for (sql, needle) in [
+        (
+            "SELECT COUNT(*) FROM events WHERE __time >= TIMESTAMP '440000000-01-01'",
+            "440000000-01-01",
+        ),
+        (
+            "SELECT COUNT(*) FROM events WHERE __time < '-440000000-01-01'",
+            "-440000000-01-01",
+        ),
+        (
+            "SELECT COUNT(*) FROM events WHERE __time < TIMESTAMP '146140482-01-01' + INTERVAL '1000000' YEAR",
+            "eternity",
+        ),
+        (
+            "SELECT COUNT(*) FROM events WHERE __time > TIMESTAMP '-146136543-12-31' - INTERVAL '1000000' YEAR",
+            "eternity",
+        ),
+    ] {
+        let e = err(sql);
+        assert_eq!(e.http_status(), 400, "{sql}: {e}");
+        assert!(e.message.contains(needle), "{sql}: {e}");
+    }
+}

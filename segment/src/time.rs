@@ -52,10 +52,24 @@ fn digits(bytes: &[u8], at: usize, count: usize) -> Option<i64> {
     Some(value)
 }
 
+/// Whether `ms` lies within Druid's eternity ([`Interval::ETERNITY`], both ends included): the
+/// instants Grove represents. Every parsed timestamp is one, so adding a bucket or an offset to
+/// it cannot overflow.
+pub fn in_eternity(ms: i64) -> bool {
+    (Interval::ETERNITY.start_ms..=Interval::ETERNITY.end_ms).contains(&ms)
+}
+
+/// `Some(ms)` when `ms` is within Druid's eternity.
+fn within_eternity(ms: i64) -> Option<i64> {
+    in_eternity(ms).then_some(ms)
+}
+
 /// Parses an ISO-8601 timestamp: `YYYY-MM-DD` (the year may be signed and longer, as in
 /// Druid's eternity), optionally followed by `T` (or a space) and
 /// `HH[:MM[:SS[.fraction]]]`, optionally followed by `Z` or an offset `±HH[:MM]`. Without a zone the
-/// time is UTC, as Druid assumes. Returns milliseconds since the epoch.
+/// time is UTC, as Druid assumes. Returns milliseconds since the epoch; `None` for text that is
+/// not such a timestamp or an instant outside Druid's eternity (years -146136543 to 146140482),
+/// so no year can wrap around.
 pub fn parse_iso_timestamp(text: &str) -> Option<i64> {
     let b = text.as_bytes();
     let (sign, start) = match b.first()? {
@@ -87,7 +101,8 @@ pub fn parse_iso_timestamp(text: &str) -> Option<i64> {
     if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month as u32) as i64 {
         return None;
     }
-    let mut ms = days_from_civil(year, month as u32, day as u32) * MS_PER_DAY;
+    // At most nine year digits: the days fit easily; their milliseconds may not.
+    let mut ms = days_from_civil(year, month as u32, day as u32).checked_mul(MS_PER_DAY)?;
     if matches!(b.get(i), Some(b'T') | Some(b' ')) {
         i += 1;
         let hour = digits(b, i, 2)?;
@@ -121,11 +136,13 @@ pub fn parse_iso_timestamp(text: &str) -> Option<i64> {
         if (hour > 23 && !end_of_day) || minute > 59 || second > 59 {
             return None;
         }
-        ms += hour * MS_PER_HOUR + minute * MS_PER_MINUTE + second * MS_PER_SECOND + millis;
+        ms = ms.checked_add(
+            hour * MS_PER_HOUR + minute * MS_PER_MINUTE + second * MS_PER_SECOND + millis,
+        )?;
     }
-    match b.get(i) {
-        None => Some(ms),
-        Some(b'Z') | Some(b'z') if i + 1 == b.len() => Some(ms),
+    let ms = match b.get(i) {
+        None => ms,
+        Some(b'Z') | Some(b'z') if i + 1 == b.len() => ms,
         Some(&s @ (b'+' | b'-')) => {
             let hours = digits(b, i + 1, 2)?;
             let mut j = i + 3;
@@ -140,10 +157,15 @@ pub fn parse_iso_timestamp(text: &str) -> Option<i64> {
                 return None;
             }
             let offset = hours * MS_PER_HOUR + minutes * MS_PER_MINUTE;
-            Some(if s == b'+' { ms - offset } else { ms + offset })
+            if s == b'+' {
+                ms.checked_sub(offset)?
+            } else {
+                ms.checked_add(offset)?
+            }
         }
-        _ => None,
-    }
+        _ => return None,
+    };
+    within_eternity(ms)
 }
 
 /// Formats milliseconds since the epoch as Druid does: `2024-01-01T00:00:00.000Z`.
@@ -203,14 +225,22 @@ impl Interval {
             .split_once('/')
             .ok_or_else(|| format!("interval '{text}' is not of the form start/end"))?;
         let bad = |part: &str| format!("interval '{text}': cannot parse '{part}'");
+        let beyond = |period: &str| {
+            format!(
+                "interval '{text}': {period} reaches past Druid's eternity (years -146136543 to \
+                 146140482)"
+            )
+        };
         let interval = if a.starts_with('P') {
             let end = parse_iso_timestamp(b).ok_or_else(|| bad(b))?;
             let period = Period::parse(a)?;
-            Interval::new(period.subtract_from(end), end)
+            let start = period.subtract_from(end).ok_or_else(|| beyond(a))?;
+            Interval::new(start, end)
         } else if b.starts_with('P') {
             let start = parse_iso_timestamp(a).ok_or_else(|| bad(a))?;
             let period = Period::parse(b)?;
-            Interval::new(start, period.add_to(start))
+            let end = period.add_to(start).ok_or_else(|| beyond(b))?;
+            Interval::new(start, end)
         } else {
             let start = parse_iso_timestamp(a).ok_or_else(|| bad(a))?;
             let end = parse_iso_timestamp(b).ok_or_else(|| bad(b))?;
@@ -304,12 +334,19 @@ impl Period {
         Ok(period)
     }
 
-    pub fn add_to(&self, ms: i64) -> i64 {
-        add_months(ms, self.months) + self.fixed_ms
+    /// `ms` plus this period (months on the calendar, then the fixed part); `None` when `ms` or
+    /// the result is outside Druid's eternity, so the arithmetic never overflows.
+    pub fn add_to(&self, ms: i64) -> Option<i64> {
+        let ms = within_eternity(ms)?;
+        within_eternity(add_months(ms, self.months)?.checked_add(self.fixed_ms)?)
     }
 
-    pub fn subtract_from(&self, ms: i64) -> i64 {
-        add_months(ms - self.fixed_ms, -self.months)
+    /// `ms` minus this period (the fixed part, then months on the calendar); `None` when `ms`
+    /// or the result is outside Druid's eternity.
+    pub fn subtract_from(&self, ms: i64) -> Option<i64> {
+        let ms = within_eternity(ms)?;
+        let back = within_eternity(ms.checked_sub(self.fixed_ms)?)?;
+        within_eternity(add_months(back, self.months.checked_neg()?)?)
     }
 }
 
@@ -351,17 +388,28 @@ impl fmt::Display for Period {
     }
 }
 
-fn add_months(ms: i64, months: i64) -> i64 {
+/// `ms` moved by `months` calendar months (the day clamped to the new month's length); `None`
+/// on overflow.
+fn add_months(ms: i64, months: i64) -> Option<i64> {
     if months == 0 {
-        return ms;
+        return Some(ms);
     }
     let days = ms.div_euclid(MS_PER_DAY);
     let time_of_day = ms.rem_euclid(MS_PER_DAY);
     let (y, m, d) = civil_from_days(days);
-    let total = y * 12 + (m as i64 - 1) + months;
+    let total = y
+        .checked_mul(12)?
+        .checked_add(m as i64 - 1)?
+        .checked_add(months)?;
     let (ny, nm) = (total.div_euclid(12), total.rem_euclid(12) as u32 + 1);
+    // Years beyond ±2^40 cannot be instants; stopping here keeps the day arithmetic in range.
+    if ny.unsigned_abs() > 1 << 40 {
+        return None;
+    }
     let nd = d.min(days_in_month(ny, nm));
-    days_from_civil(ny, nm, nd) * MS_PER_DAY + time_of_day
+    days_from_civil(ny, nm, nd)
+        .checked_mul(MS_PER_DAY)?
+        .checked_add(time_of_day)
 }
 
 /// The start of the month bucket `skip` buckets after the one holding `ms`. Buckets start at
@@ -374,7 +422,14 @@ fn month_bucket_start(ms: i64, months: i64, origin_ms: i64, skip: i64) -> i64 {
         let (y, m, _) = civil_from_days(t.div_euclid(MS_PER_DAY));
         y * 12 + m as i64 - 1
     };
-    let start_of = |k: i64| add_months(origin_ms, k * months);
+    // Inside the eternity (origin included) every bucket start is a few buckets from one, so
+    // the calendar arithmetic fits; a start past it clamps to its edge.
+    let origin_ms = origin_ms.clamp(Interval::ETERNITY.start_ms, Interval::ETERNITY.end_ms);
+    let start_of = |k: i64| {
+        k.checked_mul(months)
+            .and_then(|m| add_months(origin_ms, m))
+            .unwrap_or(if k < 0 { i64::MIN } else { i64::MAX })
+    };
     let mut k = (month_index(ms) - month_index(origin_ms)).div_euclid(months);
     while start_of(k) > ms {
         k -= 1;
@@ -706,7 +761,8 @@ impl TimestampFormat {
         }
     }
 
-    /// Interprets a number in this format.
+    /// Interprets a number in this format (saturating: the ingestion readers refuse instants
+    /// outside Druid's eternity with an error naming the value as written).
     pub fn from_number(&self, value: f64) -> Option<i64> {
         if !value.is_finite() {
             return None;
@@ -888,6 +944,43 @@ mod tests {
         );
     }
 
+    /// A year that does not fit (Druid's eternity ends in year 146140482; 440000000-01-01 is
+    /// past `i64` milliseconds) is not a timestamp, in every form that reaches the parser;
+    /// period arithmetic that leaves the eternity is an error, not a wrapped instant.
+    #[test]
+    fn years_that_do_not_fit_are_parse_errors_not_wrapped_instants() {
+        for text in [
+            "440000000-01-01",
+            "-440000000-01-01",
+            "292278995-01-01T00:00:00Z",
+            "146140482-04-24T15:36:27.904Z",
+            "-146136543-09-08T08:23:32.095Z",
+            "146140482-04-24T15:36:27.903-01:00",
+            "999999999-12-31T23:59:59.999Z",
+        ] {
+            assert_eq!(parse_iso_timestamp(text), None, "{text}");
+            assert_eq!(TimestampFormat::Iso.from_text(text), None, "{text}");
+            assert_eq!(TimestampFormat::Auto.from_text(text), None, "{text}");
+            assert!(
+                Interval::parse(&format!("2024-01-01/{text}")).is_err(),
+                "{text}"
+            );
+            assert!(Interval::parse(&format!("{text}/P1D")).is_err(), "{text}");
+            assert!(
+                Granularity::period("P1D", None, Some(text)).is_err(),
+                "{text}"
+            );
+        }
+        let end = Interval::ETERNITY.end_ms;
+        assert_eq!(Period::parse("P1D").unwrap().add_to(end), None);
+        assert_eq!(Period::parse("P1M").unwrap().add_to(end), None);
+        assert_eq!(Period::parse("P1M").unwrap().add_to(i64::MAX), None);
+        assert_eq!(Period::parse("P1D").unwrap().subtract_from(i64::MIN), None);
+        let err = Interval::parse("146140482-01-01/P1000000Y").unwrap_err();
+        assert!(err.contains("eternity"), "{err}");
+        assert!(Interval::parse("P1000000Y/-146136543-12-31").is_err());
+    }
+
     #[test]
     fn huge_periods_and_extreme_times_do_not_overflow() {
         assert!(Period::parse("P99999999999999999W").is_err());
@@ -989,6 +1082,129 @@ mod tests {
             let json = serde_json::to_string(&g).unwrap();
             let back: Granularity = serde_json::from_str(&json).unwrap();
             assert_eq!(back, g, "{json}");
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn eternity_i128() -> std::ops::RangeInclusive<i128> {
+            Interval::ETERNITY.start_ms as i128..=Interval::ETERNITY.end_ms as i128
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+            /// Every well-formed ISO timestamp, whatever its year (up to nine digits) and
+            /// offset, parses to exactly its instant when that is inside the eternity and to
+            /// `None` otherwise: never a wrapped value, never a panic.
+            #[test]
+            fn iso_timestamps_parse_exactly_or_not_at_all(
+                year in -999_999_999i64..=999_999_999,
+                month in 1u32..=12,
+                day in 1u32..=28,
+                hour in 0i64..24,
+                minute in 0i64..60,
+                second in 0i64..60,
+                millis in 0i64..1000,
+                offset_minutes in -18 * 60i64..=18 * 60,
+            ) {
+                let sign = if year < 0 { "-" } else { "" };
+                let zone = if offset_minutes == 0 {
+                    "Z".to_string()
+                } else {
+                    let a = offset_minutes.abs();
+                    format!("{}{:02}:{:02}", if offset_minutes < 0 { '-' } else { '+' }, a / 60, a % 60)
+                };
+                let text = format!(
+                    "{sign}{:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{millis:03}{zone}",
+                    year.abs()
+                );
+                let exact = days_from_civil(year, month, day) as i128 * MS_PER_DAY as i128
+                    + (hour * MS_PER_HOUR + minute * MS_PER_MINUTE + second * 1000 + millis) as i128
+                    - offset_minutes as i128 * MS_PER_MINUTE as i128;
+                let expected = eternity_i128().contains(&exact).then_some(exact as i64);
+                prop_assert_eq!(parse_iso_timestamp(&text), expected, "{}", text);
+            }
+
+            /// Arbitrary text (digits, signs, separators) never panics the timestamp, interval,
+            /// period or granularity parsers, and whatever they accept is inside the eternity.
+            #[test]
+            fn time_text_never_panics_and_stays_in_the_eternity(
+                text in "[-+0-9PTYMWDHS:./ Z]{0,40}"
+            ) {
+                if let Some(ms) = parse_iso_timestamp(&text) {
+                    prop_assert!(in_eternity(ms));
+                }
+                for format in [TimestampFormat::Auto, TimestampFormat::Millis, TimestampFormat::Posix, TimestampFormat::Nano] {
+                    let _ = format.from_text(&text);
+                }
+                if let Some(ms) = TimestampFormat::Iso.from_text(&text) {
+                    prop_assert!(in_eternity(ms));
+                }
+                if let Ok(interval) = Interval::parse(&text) {
+                    prop_assert!(interval.start_ms <= interval.end_ms);
+                    prop_assert!(in_eternity(interval.start_ms) && in_eternity(interval.end_ms));
+                }
+                if let Ok(period) = Period::parse(&text) {
+                    for ms in [0, i64::MIN, i64::MAX, Interval::ETERNITY.start_ms, Interval::ETERNITY.end_ms] {
+                        if let Some(moved) = period.add_to(ms) {
+                            prop_assert!(in_eternity(moved));
+                        }
+                        if let Some(moved) = period.subtract_from(ms) {
+                            prop_assert!(in_eternity(moved));
+                        }
+                    }
+                }
+                let _ = Granularity::period(&text, None, None);
+            }
+
+            /// Period arithmetic from any instant: exact for fixed periods (checked against
+            /// 128-bit arithmetic), inside the eternity or `None` for calendar ones, and adding
+            /// then subtracting a fixed period comes back.
+            #[test]
+            fn period_arithmetic_is_exact_or_an_error(
+                ms in any::<i64>(),
+                months in 0i64..=12_000_000,
+                fixed_ms in 0i64..=i64::MAX / 2,
+            ) {
+                let fixed = Period { months: 0, fixed_ms };
+                let exact = ms as i128 + fixed_ms as i128;
+                let expected = (in_eternity(ms) && eternity_i128().contains(&exact)).then_some(exact as i64);
+                prop_assert_eq!(fixed.add_to(ms), expected);
+                if let Some(later) = fixed.add_to(ms) {
+                    prop_assert_eq!(fixed.subtract_from(later), Some(ms));
+                }
+                let calendar = Period { months, fixed_ms: 0 };
+                for moved in [calendar.add_to(ms), calendar.subtract_from(ms)].into_iter().flatten() {
+                    prop_assert!(in_eternity(moved));
+                }
+                if months > 0
+                    && let Some(later) = calendar.add_to(ms)
+                {
+                    prop_assert!(later > ms);
+                }
+            }
+
+            /// Bucketing any instant with any granularity never panics, and a bucket's next
+            /// start is after it.
+            #[test]
+            fn granularities_bucket_any_instant(
+                ms in any::<i64>(),
+                months in 1i64..=12_000_000,
+                period_ms in 1i64..=i64::MAX / 4,
+                origin in -(1i64 << 62)..(1i64 << 62),
+            ) {
+                for g in [
+                    Granularity::Months { months, origin_ms: origin },
+                    Granularity::Fixed { period_ms, origin_ms: origin },
+                ] {
+                    let start = g.truncate(ms);
+                    let next = g.next(start);
+                    prop_assert!(next >= start);
+                }
+            }
         }
     }
 }

@@ -527,6 +527,45 @@ fn json_timestamps_outside_the_supported_range_are_parse_errors() {
     assert_eq!(out.times(), vec![1000]);
 }
 
+/// An ISO timestamp whose year does not fit (past Druid's eternity, or past `i64`
+/// milliseconds) is a parse error at its row in every input format, never a wrapped time.
+#[test]
+fn iso_timestamps_whose_year_does_not_fit_are_parse_errors() {
+    let text = concat!(
+        "{\"t\":\"440000000-01-01\",\"a\":\"past i64\"}\n",
+        "{\"t\":\"2024-01-01\",\"a\":\"good\"}\n",
+        "{\"t\":\"-440000000-01-01T00:00:00Z\",\"a\":\"before i64\"}\n",
+        "{\"t\":\"200000000-01-01\",\"a\":\"past the eternity\"}\n",
+    );
+    for format in [TimestampFormat::Auto, TimestampFormat::Iso] {
+        let out = read_json_text(text, &["a"], &ts("t", format));
+        assert_eq!(out.values(), vec![vec![s("good")]], "{:?}", out.errors);
+        let lines: Vec<u64> = out.error_lines().iter().map(|e| e.1).collect();
+        assert_eq!(lines, vec![1, 3, 4]);
+        assert!(
+            out.errors[0]
+                .message
+                .contains("unparseable timestamp '440000000-01-01'"),
+            "{}",
+            out.errors[0]
+        );
+    }
+    let io = io_config(json!({
+        "inputSource": {"type": "inline", "data": "440000000-01-01,a\n2024-01-01,b\n"},
+        "inputFormat": {"type": "csv", "columns": ["ts", "x"]}
+    }));
+    let mut out = Collect::default();
+    read_input(
+        &io,
+        &layout(&["x"]),
+        &ts("ts", TimestampFormat::Iso),
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(out.values(), vec![vec![s("b")]]);
+    assert_eq!(out.error_lines(), vec![("inline".into(), 1)]);
+}
+
 #[test]
 fn csv_timestamps_outside_the_supported_range_are_parse_errors() {
     let data = "9223372036854775807,a\n1700000000000,b\n-9223372036854775808,c\n1700000001000,d\n";

@@ -155,11 +155,16 @@ pub(crate) fn literal(expr: &Expr) -> Result<Option<Literal>> {
                 unreachable!("matched above");
             };
             let period = interval_period(interval)?;
-            Ok(Some(Literal::Timestamp(if *op == BinaryOperator::Plus {
+            let moved = if *op == BinaryOperator::Plus {
                 period.add_to(ms)
             } else {
                 period.subtract_from(ms)
-            })))
+            };
+            moved.map(|ms| Some(Literal::Timestamp(ms))).ok_or_else(|| {
+                QueryError::bad(format!(
+                    "SQL: {expr} reaches past Druid's eternity (years -146136543 to 146140482)"
+                ))
+            })
         }
         _ => Ok(None),
     }
