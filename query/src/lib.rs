@@ -22,6 +22,7 @@ pub mod group;
 pub mod model;
 pub mod result;
 mod run;
+mod scan;
 pub mod snapshot;
 pub mod sql;
 
@@ -40,11 +41,45 @@ pub trait SegmentProvider: Send + Sync {
     fn segments(&self, data_source: &str, intervals: &[Interval]) -> Vec<Arc<Segment>>;
 }
 
-/// How a running query learns that it must stop. The engine calls [`QueryControl::check`]
-/// between segments and every few thousand rows.
+/// Bounds on one query's answer, set by whoever runs it (a server from its flags); a query
+/// past one fails with a resource-limit error that names it and how to raise it, before the
+/// answer outgrows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueryLimits {
+    /// Rows a scan may return when its context sets no `maxScanRows` (which may raise it).
+    pub scan_rows_max: u64,
+    /// Rows a time-ordered scan may hold to order them (its offset + limit) when its context
+    /// sets no `maxRowsQueuedForOrdering` (Druid's name and default, 100,000).
+    pub rows_queued_for_ordering_max: u64,
+    /// Bytes of an answer's JSON text. Scans stop building an answer past it; other answers
+    /// are refused before their text outgrows it. Not raised by the query.
+    pub result_bytes_max: u64,
+}
+
+impl QueryLimits {
+    pub const DEFAULT: QueryLimits = QueryLimits {
+        scan_rows_max: 1_000_000,
+        rows_queued_for_ordering_max: 100_000,
+        result_bytes_max: 64 << 20,
+    };
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        QueryLimits::DEFAULT
+    }
+}
+
+/// How a running query learns that it must stop, and how large its answer may grow. The
+/// engine calls [`QueryControl::check`] between segments and every few thousand rows.
 pub trait QueryControl: Send + Sync {
     /// `Err` (a timeout or a cancellation) when the query must stop.
     fn check(&self) -> Result<()>;
+
+    /// The bounds on this query's answer.
+    fn limits(&self) -> QueryLimits {
+        QueryLimits::DEFAULT
+    }
 
     /// How many segments one query may process at once on scoped threads. The default, 1, runs
     /// everything on the caller's thread (what the deterministic simulator needs); a server

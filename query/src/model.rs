@@ -168,6 +168,17 @@ pub struct QueryContext {
     /// groupBy: the most groups a query may build (default [`MAX_GROUPS_DEFAULT`]).
     #[serde(default, deserialize_with = "lenient_u64")]
     pub max_results: Option<u64>,
+    /// Scan: the most rows it may return (default `QueryLimits::scan_rows_max`).
+    #[serde(default, deserialize_with = "lenient_u64")]
+    pub max_scan_rows: Option<u64>,
+    /// Time-ordered scan: the most rows it may hold to order them, its offset + limit
+    /// (Druid's; default `QueryLimits::rows_queued_for_ordering_max`).
+    #[serde(default, deserialize_with = "lenient_u64")]
+    pub max_rows_queued_for_ordering: Option<u64>,
+    /// Time-ordered scan past `maxRowsQueuedForOrdering`: the most segments one time chunk
+    /// may have (Druid's; default 50).
+    #[serde(default, deserialize_with = "lenient_u64")]
+    pub max_segment_partitions_ordered_in_memory: Option<u64>,
     #[serde(flatten)]
     pub other: serde_json::Map<String, serde_json::Value>,
 }

@@ -11,6 +11,9 @@ use serde_json::{Map, Value as Json};
 pub enum QueryResult {
     Json(Json),
     Events(EventTable),
+    /// Written straight to text as it was built (a scan's rows, bounded in bytes as they
+    /// grow); the tree is parsed back only when asked for.
+    Text(String),
 }
 
 impl QueryResult {
@@ -20,7 +23,35 @@ impl QueryResult {
         match self {
             QueryResult::Json(json) => json.to_string(),
             QueryResult::Events(table) => table.to_text(),
+            QueryResult::Text(text) => text.clone(),
         }
+    }
+
+    /// [`QueryResult::to_text`], refused (with a resource-limit error naming the bound) once
+    /// the text passes `bytes_max`: the answer is never held past its bound, however it was
+    /// built.
+    pub fn into_text_bounded(self, bytes_max: u64) -> crate::Result<String> {
+        let text = match self {
+            QueryResult::Text(text) => Some(text),
+            QueryResult::Events(table) => table.write_text(bytes_max),
+            QueryResult::Json(json) => {
+                let mut out = Capped {
+                    bytes: Vec::new(),
+                    max: bytes_max,
+                };
+                serde_json::to_writer(&mut out, &json)
+                    .ok()
+                    .map(|()| String::from_utf8(out.bytes).expect("JSON text is UTF-8"))
+            }
+        };
+        text.filter(|t| t.len() as u64 <= bytes_max).ok_or_else(|| {
+            crate::QueryError::resource_limit(format!(
+                "the query's result is larger than {} bytes (the server's result-bytes-max): \
+                 narrow the query (a limit, fewer groups or columns, shorter intervals) or \
+                 raise --result-bytes-max",
+                crate::error::thousands(bytes_max)
+            ))
+        })
     }
 
     /// The result as a JSON tree.
@@ -28,7 +59,30 @@ impl QueryResult {
         match self {
             QueryResult::Json(json) => json,
             QueryResult::Events(table) => table.into_json(),
+            QueryResult::Text(text) => {
+                serde_json::from_str(&text).expect("a result's text is valid JSON")
+            }
         }
+    }
+}
+
+/// A writer into memory that fails once it holds more than `max` bytes.
+struct Capped {
+    bytes: Vec<u8>,
+    max: u64,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if (self.bytes.len() + buf.len()) as u64 > self.max {
+            return Err(std::io::Error::other("result-bytes-max"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -123,6 +177,11 @@ impl EventTable {
     }
 
     fn to_text(&self) -> String {
+        self.write_text(u64::MAX).expect("no bound")
+    }
+
+    /// The text, or `None` as soon as it passes `bytes_max`.
+    fn write_text(&self, bytes_max: u64) -> Option<String> {
         let quoted = |text: &str| Json::from(text).to_string();
         let keys: Vec<String> = self.names.iter().map(|n| quoted(n)).collect();
         let stamps: Vec<String> = self.stamps.iter().map(|(_, s)| quoted(s)).collect();
@@ -145,9 +204,12 @@ impl EventTable {
             out.extend_from_slice(b"},\"timestamp\":");
             out.extend_from_slice(stamps[self.row_stamps[r] as usize].as_bytes());
             out.extend_from_slice(b",\"version\":\"v1\"}");
+            if out.len() as u64 > bytes_max {
+                return None;
+            }
         }
         out.push(b']');
-        String::from_utf8(out).expect("JSON text is UTF-8")
+        Some(String::from_utf8(out).expect("JSON text is UTF-8"))
     }
 
     fn into_json(self) -> Json {

@@ -5,11 +5,10 @@ use std::sync::Arc;
 use serde_json::{Map, Value as Json, json};
 
 use grove_segment::format::Segment;
-use grove_segment::row::Value;
 use grove_segment::time::{Granularity, Interval, format_iso};
 
 use crate::aggregate::{AggDef, compare_numbers};
-use crate::column::{Column, TIME_COLUMN, value_json};
+use crate::column::{Column, TIME_COLUMN};
 use crate::error::{QueryError, Result};
 use crate::filter::PreparedFilter;
 use crate::finalize::{finish_row, having_passes, key_json, sort_rows, timestamp};
@@ -18,7 +17,7 @@ use crate::group::{
     ALL_BUCKET, GroupKey, GroupSpec, Grouped, KeyValue, TopGroups, group_segment, merge_grouped,
     row_range, too_many_groups,
 };
-use crate::model::{self, MAX_GROUPS_DEFAULT, Ordering, Query, ScanOrder, TopNMetric};
+use crate::model::{self, MAX_GROUPS_DEFAULT, Ordering, Query, TopNMetric};
 use crate::result::{EventTable, QueryResult};
 use crate::{QueryControl, SegmentProvider};
 
@@ -39,7 +38,7 @@ pub fn run(
         Query::GroupBy(q) => return group_by(q, provider, control),
         Query::Timeseries(q) => timeseries(q, provider, control),
         Query::TopN(q) => top_n(q, provider, control),
-        Query::Scan(q) => scan(q, provider, control),
+        Query::Scan(q) => return crate::scan::scan(q, provider, control),
         Query::Search(q) => search(q, provider, control),
         Query::TimeBoundary(q) => time_boundary(q, provider, control),
         Query::SegmentMetadata(q) => segment_metadata(q, provider, control),
@@ -49,7 +48,7 @@ pub fn run(
 }
 
 /// The segments of a query, in time order (then by id, for a stable order).
-fn segments_of(
+pub(crate) fn segments_of(
     provider: &dyn SegmentProvider,
     data_source: &str,
     intervals: &[Interval],
@@ -597,139 +596,9 @@ fn group_by(
     Ok(QueryResult::Json(Json::Array(out)))
 }
 
-/// The columns a scan returns by default: `__time`, dimensions, metrics of every segment.
-fn default_columns(segments: &[Arc<Segment>]) -> Vec<String> {
-    let mut out = vec![TIME_COLUMN.to_string()];
-    for s in segments {
-        let schema = &s.meta().schema;
-        for name in schema
-            .dimensions
-            .iter()
-            .map(|d| &d.name)
-            .chain(schema.metrics.iter().map(|m| &m.name))
-        {
-            if !out.contains(name) {
-                out.push(name.clone());
-            }
-        }
-    }
-    out
-}
-
-fn scan(
-    q: &model::Scan,
-    provider: &dyn SegmentProvider,
-    control: &dyn QueryControl,
-) -> Result<Json> {
-    let compacted = match q.result_format.as_deref() {
-        None | Some("list") => false,
-        Some("compactedList") => true,
-        Some(other) => {
-            return Err(QueryError::bad(format!(
-                "scan resultFormat '{other}' (list or compactedList)"
-            )));
-        }
-    };
-    let segments = segments_of(provider, &q.data_source.0, &q.intervals.0);
-    let columns = if q.columns.is_empty() {
-        default_columns(&segments)
-    } else {
-        q.columns.clone()
-    };
-    let order = q.order.unwrap_or(ScanOrder::None);
-    let offset = q.offset.unwrap_or(0) as usize;
-    let limit = q.limit.map_or(usize::MAX, |l| l as usize);
-    let filter = q.filter.as_ref().map(PreparedFilter::new).transpose()?;
-    // Matching rows per segment, in row order.
-    let mut selections: Vec<(usize, Vec<u32>)> = Vec::new();
-    let mut wanted = offset.saturating_add(limit);
-    for (i, segment) in segments.iter().enumerate() {
-        if wanted == 0 && order == ScanOrder::None {
-            break;
-        }
-        control.check()?;
-        let rows = matching_rows(segment, &q.intervals.0, filter.as_ref())?;
-        if order == ScanOrder::None {
-            let take = rows.len().min(wanted);
-            wanted -= take;
-            selections.push((i, rows.into_iter().take(take).collect()));
-        } else {
-            selections.push((i, rows));
-        }
-    }
-    // Order by time across segments: (time, segment, row), then cut offset/limit.
-    let mut picked: Vec<(usize, u32)> = Vec::new();
-    if order == ScanOrder::None {
-        for (i, rows) in &selections {
-            picked.extend(rows.iter().map(|&r| (*i, r)));
-        }
-    } else {
-        let mut keyed: Vec<(i64, usize, u32)> = Vec::new();
-        for (i, rows) in &selections {
-            let time = segments[*i].time()?;
-            let mut cursor = crate::column::LongCursor::new(time);
-            keyed.extend(rows.iter().map(|&r| (cursor.get(r), *i, r)));
-        }
-        keyed.sort_unstable();
-        if order == ScanOrder::Descending {
-            keyed.reverse();
-        }
-        picked.extend(keyed.into_iter().map(|(_, i, r)| (i, r)));
-    }
-    let picked: Vec<(usize, u32)> = picked.into_iter().skip(offset).take(limit).collect();
-    // Emit consecutive runs from one segment as one batch, as Druid does.
-    let mut out = Vec::new();
-    let mut start = 0;
-    while start < picked.len() {
-        let seg = picked[start].0;
-        let end = start + picked[start..].iter().take_while(|p| p.0 == seg).count();
-        let segment = &segments[seg];
-        let mut cursors = columns
-            .iter()
-            .map(|c| Column::of(segment, c).map(|col| (col, col.values())))
-            .collect::<Result<Vec<_>>>()?;
-        let mut value = Value::Null;
-        let mut events = Vec::with_capacity(end - start);
-        for &(_, row) in &picked[start..end] {
-            let mut event = Map::new();
-            let mut list = Vec::new();
-            for (name, (column, cursor)) in columns.iter().zip(cursors.iter_mut()) {
-                let v = match column {
-                    Column::Sketch(s) => Json::String(hex(s.get(row as usize))),
-                    _ => {
-                        cursor.read(row, &mut value)?;
-                        value_json(&value)
-                    }
-                };
-                if compacted {
-                    list.push(v);
-                } else {
-                    event.insert(name.clone(), v);
-                }
-            }
-            events.push(if compacted {
-                Json::Array(list)
-            } else {
-                Json::Object(event)
-            });
-        }
-        out.push(json!({
-            "segmentId": segment.meta().id.to_string(),
-            "columns": columns,
-            "events": events,
-        }));
-        start = end;
-    }
-    Ok(Json::Array(out))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The rows of `segment` within `intervals` that pass `filter`, ascending per interval (ascending
 /// overall when its rows are not in time order: each row's timestamp is checked instead).
-fn matching_rows(
+pub(crate) fn matching_rows(
     segment: &Segment,
     intervals: &[Interval],
     filter: Option<&PreparedFilter>,

@@ -389,3 +389,127 @@ fn timestamps_whose_year_does_not_fit_are_bad_queries() {
         assert!(e.message.contains(needle), "{intervals}: {e}");
     }
 }
+
+/// A [`grove_query::QueryControl`] with the given answer bounds.
+struct Limited(grove_query::QueryLimits);
+
+impl grove_query::QueryControl for Limited {
+    fn check(&self) -> grove_query::Result<()> {
+        Ok(())
+    }
+
+    fn limits(&self) -> grove_query::QueryLimits {
+        self.0
+    }
+}
+
+/// The events of a scan's batches, in order.
+fn scan_events(result: &Json) -> Vec<Json> {
+    result
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|b| b["events"].as_array().unwrap().clone())
+        .collect()
+}
+
+/// Scans are bounded by rows (`maxScanRows`, counted before anything is written), time
+/// ordering by the rows it may queue (`maxRowsQueuedForOrdering`, past which every row is
+/// ordered unless a time chunk has more than `maxSegmentPartitionsOrderedInMemory` segments,
+/// as Druid), and every answer by its bytes: each a resource-limit error naming the knob.
+#[test]
+fn scans_and_answers_are_bounded_with_errors_naming_the_limit() {
+    let scan = |extra: Json| {
+        let mut q = json!({
+            "queryType": "scan", "dataSource": "events", "intervals": ["2024-01-01/2024-01-03"],
+            "columns": ["__time", "country", "clicks"]
+        });
+        q.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        q
+    };
+    let all = scan_events(&run(scan(json!({}))));
+    assert_eq!(all.len(), 8);
+    // Rows: past the bound with no limit, within it with one, or with the bound raised.
+    let e = run_err(scan(json!({"context": {"maxScanRows": 5}})));
+    assert_eq!(e.kind, ErrorKind::ResourceLimit);
+    assert!(e.message.contains("more than 5 rows (maxScanRows)"), "{e}");
+    assert_eq!(
+        scan_events(&run(scan(
+            json!({"limit": 5, "context": {"maxScanRows": 5}})
+        ))),
+        all[..5]
+    );
+    assert_eq!(
+        scan_events(&run(scan(
+            json!({"offset": 4, "context": {"maxScanRows": 4}})
+        ))),
+        all[4..]
+    );
+    let bounded = Limited(grove_query::QueryLimits {
+        scan_rows_max: 7,
+        ..grove_query::QueryLimits::DEFAULT
+    });
+    let e = run_native(&scan(json!({"order": "ascending"})), &provider(), &bounded).unwrap_err();
+    assert!(e.message.contains("more than 7 rows"), "{e}");
+    let raised = scan(json!({"context": {"maxScanRows": "8"}}));
+    assert_eq!(
+        scan_events(&run_native(&raised, &provider(), &bounded).unwrap()),
+        all
+    );
+
+    // Time ordering: the queue (limit within maxRowsQueuedForOrdering) and the full sort past
+    // it give the same rows; a time chunk with too many segments is refused as Druid does.
+    for order in ["ascending", "descending"] {
+        let mut expected = all.clone();
+        expected.sort_by_key(|e| e["__time"].as_i64().unwrap());
+        if order == "descending" {
+            expected.reverse();
+        }
+        let queued = run(scan(json!({"order": order, "limit": 3, "offset": 2})));
+        let sorted = run(scan(json!({"order": order, "limit": 3, "offset": 2,
+            "context": {"maxRowsQueuedForOrdering": 4}})));
+        assert_eq!(scan_events(&queued), scan_events(&sorted), "{order}");
+        let times = |events: Vec<Json>| -> Vec<Json> {
+            events.iter().map(|e| e["__time"].clone()).collect()
+        };
+        assert_eq!(times(scan_events(&queued)), times(expected[2..5].to_vec()));
+        let unlimited = run(scan(json!({"order": order})));
+        assert_eq!(times(scan_events(&unlimited)), times(expected.clone()));
+    }
+    let e = run_err(scan(json!({"order": "ascending", "limit": 10,
+        "context": {"maxRowsQueuedForOrdering": 5, "maxSegmentPartitionsOrderedInMemory": 0}})));
+    assert_eq!(e.kind, ErrorKind::ResourceLimit);
+    assert!(
+        e.message.starts_with(
+            "Time ordering is not supported for a Scan query with 1 segments per time chunk \
+             and a row limit of 10."
+        ) && e.message.contains("maxRowsQueuedForOrdering (currently 5)"),
+        "{e}"
+    );
+
+    // Bytes: a scan stops building past the bound; other answers are refused before their
+    // text outgrows it.
+    let small = Limited(grove_query::QueryLimits {
+        result_bytes_max: 400,
+        ..grove_query::QueryLimits::DEFAULT
+    });
+    let e = run_native(&scan(json!({})), &provider(), &small).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::ResourceLimit);
+    assert!(e.message.contains("larger than 400 bytes"), "{e}");
+    assert!(e.message.contains("--result-bytes-max"), "{e}");
+    assert!(run_native(&scan(json!({"limit": 1})), &provider(), &small).is_ok());
+    let per_hour = json!({
+        "queryType": "timeseries", "dataSource": "events", "granularity": "hour",
+        "intervals": ["2024-01-01/2024-01-03"], "aggregations": [{"type": "count", "name": "n"}]
+    });
+    for query in [per_hour, scan(json!({}))] {
+        let answer = || grove_query::run_native(&query, &provider(), &Unbounded).unwrap();
+        let text = answer().to_text();
+        let bound = text.len() as u64;
+        assert_eq!(answer().into_text_bounded(bound).unwrap(), text);
+        let e = answer().into_text_bounded(bound - 1).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::ResourceLimit);
+    }
+}
