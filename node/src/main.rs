@@ -108,9 +108,27 @@ struct ServeArgs {
     /// The address the API binds to.
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
-    /// Query timeout when a query's context sets none (ms; 0 = none).
+    /// Query timeout when a query's context sets none (ms; 0 = the maximum).
     #[arg(long, default_value_t = server::NodeConfig::default().query_timeout_ms_default)]
     query_timeout_ms: u64,
+    /// The longest any query may run (ms): `timeout: 0` (none) runs until it, a larger
+    /// `context.timeout` is refused.
+    #[arg(long, default_value_t = server::NodeConfig::default().query_timeout_ms_max)]
+    query_timeout_max_ms: u64,
+    /// Rows a scan may return unless its context raises `maxScanRows`.
+    #[arg(long, default_value_t = server::NodeConfig::default().scan_rows_max)]
+    scan_rows_max: u64,
+    /// Bytes of one query's answer (its JSON, CSV or lines text); a query whose answer would
+    /// be larger fails naming this limit.
+    #[arg(long, default_value_t = server::NodeConfig::default().result_bytes_max)]
+    result_bytes_max: u64,
+    /// The largest request body (bytes); larger ones are refused (413).
+    #[arg(long, default_value_t = server::NodeConfig::default().request_bytes_max)]
+    request_bytes_max: usize,
+    /// Bytes of request bodies held at once, being read, parsed or run; a body that does not
+    /// fit is refused (429).
+    #[arg(long, default_value_t = server::NodeConfig::default().request_bytes_in_flight_max)]
+    request_bytes_in_flight_max: u64,
     /// Ingestion tasks running at once; more are refused.
     #[arg(long, default_value_t = server::NodeConfig::default().tasks_running_max)]
     tasks_running_max: usize,
@@ -131,6 +149,11 @@ impl ServeArgs {
     fn config(&self) -> server::NodeConfig {
         server::NodeConfig {
             query_timeout_ms_default: self.query_timeout_ms,
+            query_timeout_ms_max: self.query_timeout_max_ms.max(1),
+            scan_rows_max: self.scan_rows_max,
+            result_bytes_max: self.result_bytes_max,
+            request_bytes_max: self.request_bytes_max,
+            request_bytes_in_flight_max: self.request_bytes_in_flight_max,
             tasks_running_max: self.tasks_running_max.max(1),
             queries_running_max: self.queries_running_max.max(1),
             queries_processing_max: self.queries_processing_max,

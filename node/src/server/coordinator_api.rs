@@ -94,10 +94,10 @@ async fn set_rules(
     request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = read_body(payload, node.config.request_bytes_max)
+    let body = read_body(&node, &request, payload)
         .await
         .map_err(|e| e.with_host(&node.host))?;
-    let rules: Vec<Value> = match serde_json::from_str(&body) {
+    let rules: Vec<Value> = match serde_json::from_str(&body.text) {
         Ok(Value::Array(rules)) => rules,
         Ok(_) => {
             return Err(ApiError::malformed("the rules must be a JSON array").with_host(&node.host));

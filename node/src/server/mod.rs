@@ -13,18 +13,25 @@
 //! `GET /druid/indexer/v1/task/{id}/reports`, `GET /druid/indexer/v1/tasks`,
 //! `GET|POST /druid/coordinator/v1/rules[/{ds}]`, `GET .../rules[/{ds}]/history`.
 //!
-//! Limits: request bodies ([`NodeConfig::request_bytes_max`]), concurrent queries
+//! Limits: request bodies one by one ([`NodeConfig::request_bytes_max`], a 413) and together
+//! ([`NodeConfig::request_bytes_in_flight_max`], a 429; see [`body`]), concurrent queries
 //! ([`NodeConfig::queries_running_max`], a 429 past it; of those,
 //! [`NodeConfig::queries_processing_max`] process at once and the rest wait their turn by
-//! `context.priority`, then in arrival order), running tasks
-//! ([`NodeConfig::tasks_running_max`], a 429 past it), and the default query timeout. Queries
-//! and ingestion run on blocking threads so the HTTP workers stay responsive.
+//! `context.priority`, then in arrival order, until their deadline), running tasks
+//! ([`NodeConfig::tasks_running_max`], a 429 past it), the default and maximum query timeouts,
+//! and each answer's rows and bytes ([`NodeConfig::scan_rows_max`],
+//! [`NodeConfig::result_bytes_max`]). Queries and ingestion run on blocking threads so the HTTP
+//! workers stay responsive; a query's slot and turn stay with its work until it stops (see
+//! [`running`]), which `DELETE /druid/v2/{queryId}` or its client going away asks it to do.
+//! Unknown routes and malformed query strings or paths answer with Druid's error body.
 
+mod body;
 mod control;
 mod coordinator_api;
 mod error;
 pub mod metadata;
 mod query_api;
+mod running;
 pub mod segments;
 mod sql_format;
 mod task_api;
@@ -36,7 +43,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use anyhow::Context;
 use grove_raft::metadata::{MetadataError, MetadataStore};
 use grove_segment::deep_storage::LocalDeepStorage;
@@ -52,6 +59,9 @@ pub use tasks::submit as submit_task;
 pub struct NodeConfig {
     /// The largest request body accepted (a 413 past it).
     pub request_bytes_max: usize,
+    /// Bytes of request bodies the server holds at once, being read, parsed or run (a 429 for
+    /// a body that does not fit).
+    pub request_bytes_in_flight_max: u64,
     /// Queries running at once; more are refused with a 429.
     pub queries_running_max: usize,
     /// Of the running queries, those processing at once (0: one more than the cores); the
@@ -64,8 +74,15 @@ pub struct NodeConfig {
     pub queries_processing_max: usize,
     /// Ingestion tasks running at once; more are refused with a 429.
     pub tasks_running_max: usize,
-    /// The timeout of a query whose context sets none (ms; 0 = none).
+    /// The timeout of a query whose context sets none (ms; 0 = the maximum).
     pub query_timeout_ms_default: u64,
+    /// The longest any query may run (ms), `timeout: 0` included; a larger `context.timeout`
+    /// is refused (a 400).
+    pub query_timeout_ms_max: u64,
+    /// Rows a scan may return unless its context raises `maxScanRows`.
+    pub scan_rows_max: u64,
+    /// Bytes of one answer's text; a query whose answer would pass it fails naming it.
+    pub result_bytes_max: u64,
     /// HTTP worker threads.
     pub http_workers: usize,
     /// Longest a metadata read or write waits for the metadata group (ms); past it the call
@@ -77,10 +94,14 @@ impl Default for NodeConfig {
     fn default() -> Self {
         NodeConfig {
             request_bytes_max: 64 << 20,
+            request_bytes_in_flight_max: 256 << 20,
             queries_running_max: 64,
             queries_processing_max: 0,
             tasks_running_max: 2,
             query_timeout_ms_default: 300_000,
+            query_timeout_ms_max: 3_600_000,
+            scan_rows_max: grove_query::QueryLimits::DEFAULT.scan_rows_max,
+            result_bytes_max: grove_query::QueryLimits::DEFAULT.result_bytes_max,
             http_workers: 2,
             metadata_timeout_ms: 5_000,
         }
@@ -98,13 +119,18 @@ pub struct Node {
     /// `host:port` the API listens on, for error bodies and task locations.
     pub host: String,
     tasks_dir: PathBuf,
-    queries_running: AtomicUsize,
+    /// Query slots taken ([`NodeConfig::queries_running_max`]), held by each query's work.
+    queries_running: Arc<AtomicUsize>,
+    /// Running queries by id, for `DELETE /druid/v2/{queryId}`.
+    running: Arc<running::RunningQueries>,
+    /// Bytes of request bodies held ([`NodeConfig::request_bytes_in_flight_max`]).
+    bodies: Arc<body::BodyBudget>,
     tasks_running: AtomicUsize,
     /// The machine's cores, which running queries share.
     cores: usize,
     /// Turns to process a query ([`NodeConfig::queries_processing_max`]), taken by priority,
     /// then in arrival order.
-    processing: turns::Turns,
+    processing: Arc<turns::Turns>,
     /// The last segment version handed out (ms), so versions strictly increase.
     last_version_ms: AtomicI64,
 }
@@ -132,13 +158,15 @@ impl Node {
             _metadata: metadata,
             deep_storage,
             segments,
-            config,
             host,
             tasks_dir: dir.join("tasks"),
-            queries_running: AtomicUsize::new(0),
+            queries_running: Arc::default(),
+            running: Arc::default(),
+            bodies: body::BodyBudget::new(config.request_bytes_in_flight_max),
+            config,
             tasks_running: AtomicUsize::new(0),
             cores,
-            processing: turns::Turns::new(turns),
+            processing: Arc::new(turns::Turns::new(turns)),
             last_version_ms: AtomicI64::new(0),
         };
         tasks::fail_interrupted(&node)?;
@@ -183,11 +211,6 @@ impl<'a> Slot<'a> {
             .ok()
             .map(|_| Slot(counter))
     }
-
-    /// Slots taken now, this one included.
-    fn taken(&self) -> usize {
-        self.0.load(Ordering::SeqCst).max(1)
-    }
 }
 
 impl Drop for Slot<'_> {
@@ -196,19 +219,20 @@ impl Drop for Slot<'_> {
     }
 }
 
-/// The request body as text, refused past [`NodeConfig::request_bytes_max`].
-pub(crate) async fn read_body(payload: web::Payload, bytes_max: usize) -> Result<String, ApiError> {
-    let bytes = payload
-        .to_bytes_limited(bytes_max)
-        .await
-        .map_err(|_| {
-            ApiError::too_large(format!(
-                "the request body is larger than {bytes_max} bytes (the limit, request_bytes_max)"
-            ))
-        })?
-        .map_err(|e| ApiError::malformed(format!("reading the request body: {e}")))?;
-    String::from_utf8(bytes.to_vec())
-        .map_err(|_| ApiError::malformed("the request body is not UTF-8 text"))
+/// The request body, within [`NodeConfig::request_bytes_max`] and the server's budget for
+/// bodies in flight; its share of the budget is held as long as the returned [`body::Body`].
+pub(crate) async fn read_body(
+    node: &Node,
+    request: &HttpRequest,
+    payload: web::Payload,
+) -> Result<body::Body, ApiError> {
+    body::read_body(
+        request,
+        payload,
+        node.config.request_bytes_max,
+        &node.bodies,
+    )
+    .await
 }
 
 /// Runs a (blocking) metadata call on a blocking thread; its error carries the node's host.
@@ -251,6 +275,10 @@ pub fn run(
         let data = web::Data::from(node.clone());
         let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(routes))
             .workers(workers)
+            // A client that closes its connection while its query runs ends the handler, which
+            // cancels the query (clients do not half-close HTTP/1 connections to wait for an
+            // answer).
+            .h1_allow_half_closed(false)
             .listen(listener)?
             .run();
         println!(
@@ -268,11 +296,41 @@ pub fn run(
 
 fn routes(config: &mut web::ServiceConfig) {
     config
+        .app_data(web::QueryConfig::default().error_handler(|e, request| {
+            druid_error(
+                request,
+                ApiError::malformed(format!("the query string: {e}")),
+            )
+        }))
+        .app_data(web::PathConfig::default().error_handler(|e, request| {
+            druid_error(request, ApiError::malformed(format!("the path: {e}")))
+        }))
         .route("/status", web::get().to(status))
         .route("/status/health", web::get().to(health))
         .configure(query_api::routes)
         .configure(task_api::routes)
-        .configure(coordinator_api::routes);
+        .configure(coordinator_api::routes)
+        .default_service(web::to(unknown_route));
+}
+
+/// `error` with this server's host, as an extractor's error.
+fn druid_error(request: &HttpRequest, error: ApiError) -> actix_web::Error {
+    match request.app_data::<web::Data<Node>>() {
+        Some(node) => error.with_host(&node.host).into(),
+        None => error.into(),
+    }
+}
+
+/// Any path or method no route serves: Druid's error body, 404.
+async fn unknown_route(request: HttpRequest) -> Result<HttpResponse, actix_web::Error> {
+    Err(druid_error(
+        &request,
+        ApiError::not_found(format!(
+            "no endpoint serves {} {}",
+            request.method(),
+            request.path()
+        )),
+    ))
 }
 
 async fn status(node: web::Data<Node>) -> HttpResponse {
@@ -404,6 +462,123 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// A node under `dir` with `config`, opened on a blocking thread.
+    async fn open_node(dir: &Path, config: NodeConfig) -> Node {
+        let path = dir.to_owned();
+        web::block(move || Node::open(&path, config, "localhost:0".into()).unwrap())
+            .await
+            .unwrap()
+    }
+
+    /// Unknown paths and methods, and paths or query strings that do not decode, answer with
+    /// Druid's error body (not actix's empty or plain-text ones).
+    #[actix_web::test]
+    async fn unknown_routes_and_undecodable_requests_answer_with_druids_error_body() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = open_node(dir.path(), NodeConfig::default()).await;
+        // A route with typed query and path parameters, as endpoints that take numbers have.
+        async fn typed(
+            _: web::Path<u32>,
+            _: web::Query<std::collections::BTreeMap<String, u32>>,
+        ) -> HttpResponse {
+            HttpResponse::Ok().finish()
+        }
+        let app = init_service(
+            App::new()
+                .app_data(web::Data::new(node))
+                .route("/typed/{n}", web::get().to(typed))
+                .configure(routes),
+        )
+        .await;
+        let cases = [
+            (
+                TestRequest::get().uri("/druid/v3/nothing"),
+                404,
+                "GET /druid/v3/nothing",
+            ),
+            (TestRequest::get().uri("/druid/v2"), 404, "GET /druid/v2"),
+            (TestRequest::put().uri("/status"), 404, "PUT /status"),
+            (
+                TestRequest::get().uri("/typed/7?count=x"),
+                400,
+                "the query string",
+            ),
+            (TestRequest::get().uri("/typed/seven"), 400, "the path"),
+            (TestRequest::get().uri("/typed/7?count=3"), 200, ""),
+            (
+                TestRequest::get().uri("/druid/coordinator/v1/rules/history?count=x"),
+                400,
+                "count 'x'",
+            ),
+        ];
+        for (request, status, needle) in cases {
+            let response = call_service(&app, request.to_request()).await;
+            assert_eq!(response.status().as_u16(), status, "{needle}");
+            if status == 200 {
+                continue;
+            }
+            let body: Value = read_body_json(response).await;
+            for field in ["error", "errorMessage", "errorClass"] {
+                assert!(body[field].is_string(), "{needle}: {body}");
+            }
+            assert_eq!(body["host"], "localhost:0", "{body}");
+            let message = body["errorMessage"].as_str().unwrap();
+            assert!(message.contains(needle), "{needle}: {body}");
+        }
+    }
+
+    /// Bodies are bounded one by one (413) and together: while bodies holding the budget are
+    /// in flight, another that does not fit is refused (429) before it is read; once they are
+    /// done it fits again.
+    #[actix_web::test]
+    async fn request_bodies_are_bounded_in_aggregate() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = NodeConfig {
+            request_bytes_max: 1_000,
+            request_bytes_in_flight_max: 1_500,
+            ..NodeConfig::default()
+        };
+        let node = web::Data::new(open_node(dir.path(), config).await);
+        let app = init_service(App::new().app_data(node.clone()).configure(routes)).await;
+        let post = |body: String| {
+            TestRequest::post()
+                .uri("/druid/v2/sql")
+                .insert_header(("Content-Type", "application/json"))
+                .set_payload(body)
+                .to_request()
+        };
+        let sql = |pad: usize| {
+            format!(
+                r#"{{"query": "SELECT 1 FROM missing", "context": {{"pad": "{}"}}}}"#,
+                "x".repeat(pad)
+            )
+        };
+        let response = call_service(&app, post(sql(1_200))).await;
+        assert_eq!(response.status().as_u16(), 413);
+        let body: Value = read_body_json(response).await;
+        assert!(
+            body["errorMessage"]
+                .as_str()
+                .unwrap()
+                .contains("--request-bytes-max"),
+            "{body}"
+        );
+        // Another request holds 900 bytes of the budget (as a body being read or run would).
+        let mut holding = node.bodies.share();
+        let held = body::tests::grow(&mut holding, 900);
+        assert!(held.is_ok());
+        let response = call_service(&app, post(sql(700))).await;
+        assert_eq!(response.status().as_u16(), 429);
+        let body: Value = read_body_json(response).await;
+        let message = body["errorMessage"].as_str().unwrap();
+        assert!(message.contains("--request-bytes-in-flight-max"), "{body}");
+        assert!(message.contains("hold 900 bytes"), "{body}");
+        drop(holding);
+        let response = call_service(&app, post(sql(700))).await;
+        assert_eq!(response.status().as_u16(), 400, "the query itself is bad");
+        assert_eq!(node.bodies.held(), 0, "every share came back");
     }
 
     /// With its metadata group unable to answer, the API answers 503 with Druid's error body

@@ -135,7 +135,19 @@ fn object_text(columns: &[ColumnInfo], values: impl Iterator<Item = Value>) -> S
 }
 
 /// Writes `result` in `format` with the requested headers.
+#[cfg(test)]
 pub fn render(result: &SqlResult, format: ResultFormat, headers: Headers) -> String {
+    render_bounded(result, format, headers, u64::MAX).expect("no bound")
+}
+
+/// [`render`], or `None` as soon as the text passes `bytes_max` (the answer is never held past
+/// the server's bound).
+pub fn render_bounded(
+    result: &SqlResult,
+    format: ResultFormat,
+    headers: Headers,
+    bytes_max: u64,
+) -> Option<String> {
     let columns = &result.columns;
     match format {
         ResultFormat::Object | ResultFormat::ObjectLines => {
@@ -145,14 +157,14 @@ pub fn render(result: &SqlResult, format: ResultFormat, headers: Headers) -> Str
                     .iter()
                     .map(|row| object_text(columns, row.iter().cloned())),
             );
-            json_values(values, format == ResultFormat::ObjectLines)
+            json_values(values, format == ResultFormat::ObjectLines, bytes_max)
         }
         ResultFormat::Array | ResultFormat::ArrayLines => {
             let values = header_rows(columns, headers)
                 .into_iter()
                 .chain(result.rows.iter().cloned())
                 .map(|row| Value::Array(row).to_string());
-            json_values(values, format == ResultFormat::ArrayLines)
+            json_values(values, format == ResultFormat::ArrayLines, bytes_max)
         }
         ResultFormat::Csv => {
             let mut out = String::new();
@@ -160,27 +172,41 @@ pub fn render(result: &SqlResult, format: ResultFormat, headers: Headers) -> Str
                 let cells: Vec<String> = row.iter().map(csv_cell).collect();
                 out.push_str(&cells.join(","));
                 out.push('\n');
+                if out.len() as u64 > bytes_max {
+                    return None;
+                }
             }
             out.push('\n');
-            out
+            (out.len() as u64 <= bytes_max).then_some(out)
         }
     }
 }
 
-/// A JSON array of `values` (JSON texts), or one value per line followed by an empty line.
-fn json_values(values: impl Iterator<Item = String>, lines: bool) -> String {
-    if lines {
-        let mut out = String::new();
-        for value in values {
-            out.push_str(&value);
+/// A JSON array of `values` (JSON texts), or one value per line followed by an empty line;
+/// `None` once past `bytes_max`.
+fn json_values(
+    values: impl Iterator<Item = String>,
+    lines: bool,
+    bytes_max: u64,
+) -> Option<String> {
+    let mut out = String::new();
+    if !lines {
+        out.push('[');
+    }
+    for (i, value) in values.enumerate() {
+        if !lines && i > 0 {
+            out.push(',');
+        }
+        out.push_str(&value);
+        if lines {
             out.push('\n');
         }
-        out.push('\n');
-        out
-    } else {
-        let texts: Vec<String> = values.collect();
-        format!("[{}]", texts.join(","))
+        if out.len() as u64 > bytes_max {
+            return None;
+        }
     }
+    out.push(if lines { '\n' } else { ']' });
+    (out.len() as u64 <= bytes_max).then_some(out)
 }
 
 /// One CSV cell: null is empty, strings are raw, other values are their JSON text; quoted only
@@ -202,6 +228,28 @@ fn csv_cell(value: &Value) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Every format stops at the bound: the whole text when it fits exactly, nothing past it.
+    #[test]
+    fn rendering_stops_at_the_bound() {
+        let all = Headers {
+            names: true,
+            types: true,
+            sql_types: true,
+        };
+        for format in [
+            ResultFormat::Object,
+            ResultFormat::Array,
+            ResultFormat::ObjectLines,
+            ResultFormat::ArrayLines,
+            ResultFormat::Csv,
+        ] {
+            let text = render(&result(), format, all);
+            let bound = text.len() as u64;
+            assert_eq!(render_bounded(&result(), format, all, bound), Some(text));
+            assert_eq!(render_bounded(&result(), format, all, bound - 1), None);
+        }
+    }
 
     fn result() -> SqlResult {
         let column = |name: &str, sql_type| ColumnInfo {

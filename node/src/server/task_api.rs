@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::tasks::{report_json, status_json, submit};
 use super::{ApiError, Node, metadata_call, read_body};
@@ -26,12 +26,13 @@ pub fn routes(config: &mut web::ServiceConfig) {
 
 async fn submit_task(
     node: web::Data<Node>,
+    request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let answer = async {
-        let body = read_body(payload, node.config.request_bytes_max).await?;
+        let body = read_body(&node, &request, payload).await?;
         let shared = node.clone().into_inner();
-        let id = web::block(move || submit(&shared, &body))
+        let id = web::block(move || submit(&shared, &body.text))
             .await
             .map_err(|e| ApiError::internal(format!("the submitting thread failed: {e}")))??;
         Ok(HttpResponse::Ok().json(serde_json::json!({ "task": id })))

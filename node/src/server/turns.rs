@@ -1,11 +1,13 @@
 //! [`Turns`]: at most `n` queries process at once; the rest wait by priority (higher first,
 //! Druid's `context.priority`, default 0), then in arrival order. A waiter dropped before its
 //! turn (its client went away) leaves the queue, and a turn handed to a waiter that is dropped
-//! before it saw it passes on, so no turn is ever lost.
+//! before it saw it passes on, so no turn is ever lost. A [`Turn`] is owned (it holds the
+//! `Arc<Turns>`), so it moves with the work onto the thread that runs it and comes back only
+//! when that work has stopped.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
@@ -47,9 +49,9 @@ impl PartialEq for Waiter {
 impl Eq for Waiter {}
 
 /// A turn, given back on drop.
-pub struct Turn<'a>(&'a Turns);
+pub struct Turn(Arc<Turns>);
 
-impl Drop for Turn<'_> {
+impl Drop for Turn {
     fn drop(&mut self) {
         self.0.release();
     }
@@ -87,13 +89,14 @@ impl Turns {
         }
     }
 
-    /// Waits for a turn at `priority`.
-    pub async fn take(&self, priority: i64) -> Turn<'_> {
+    /// Waits for a turn at `priority`. Dropping the wait leaves the queue (and passes on a
+    /// turn handed to it meanwhile).
+    pub async fn take(self: &Arc<Self>, priority: i64) -> Turn {
         let mut waiting = {
             let mut state = self.state.lock().expect("turns lock");
             if state.free > 0 && state.waiting.is_empty() {
                 state.free -= 1;
-                return Turn(self);
+                return Turn(self.clone());
             }
             let (wake, woken) = oneshot::channel();
             state.arrivals += 1;
@@ -113,7 +116,7 @@ impl Turns {
         let handed = (&mut waiting.wake).await.is_ok();
         debug_assert!(handed, "a waiter's sender is dropped only after sending");
         waiting.served = true;
-        Turn(self)
+        Turn(self.clone())
     }
 
     /// Hands the turn to the best waiter still waiting, or frees it.
@@ -177,7 +180,7 @@ mod tests {
     /// A waiter handed a turn but dropped before it saw it passes the turn on.
     #[tokio::test(flavor = "current_thread")]
     async fn a_turn_handed_to_a_dropped_waiter_passes_on() {
-        let turns = Turns::new(1);
+        let turns = Arc::new(Turns::new(1));
         let first = turns.take(0).await;
         let mut waiter = Box::pin(turns.take(0));
         // Queue it, then hand it the turn without letting it run.

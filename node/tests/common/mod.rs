@@ -27,10 +27,16 @@ pub struct Server {
 impl Server {
     /// Starts `grove <command> --dir <dir> --port 0` and waits until `/status/health` is true.
     pub fn start(command: &str, dir: &Path) -> Server {
+        Server::start_with(command, dir, &[])
+    }
+
+    /// [`Server::start`] with more command-line arguments (limits).
+    pub fn start_with(command: &str, dir: &Path, args: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_grove"))
             .args([command, "--dir"])
             .arg(dir)
             .args(["--port", "0"])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -81,6 +87,37 @@ impl Server {
     /// The lines the server printed so far.
     pub fn printed(&self) -> Vec<String> {
         self.stdout.lock().expect("stdout lines").clone()
+    }
+
+    /// Waits (up to a minute) until the server prints a line containing `needle`; returns it.
+    pub fn wait_printed(&self, needle: &str) -> String {
+        let started = Instant::now();
+        loop {
+            if let Some(line) = self.printed().into_iter().find(|l| l.contains(needle)) {
+                return line;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the server never printed '{needle}'; it printed {:#?}",
+                self.printed()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The server's process id (its resident memory is read from `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `DELETE`s `path`; returns the status.
+    pub fn delete(&self, path: &str) -> u16 {
+        self.agent
+            .delete(&format!("{}{path}", self.url))
+            .call()
+            .expect("DELETE")
+            .status()
+            .as_u16()
     }
 
     fn try_get(&self, path: &str) -> Result<(u16, Value), ureq::Error> {
@@ -215,4 +252,59 @@ pub fn assert_druid_error(body: &Value, needle: &str) {
         message.contains(needle),
         "'{message}' does not mention '{needle}'"
     );
+}
+
+/// Writes `rows` rows of one day (2024-01-01) to `dir/rows.csv` — `ts,user,session,v` with
+/// about `rows / 2` users and `rows / 3` sessions, so grouping by both makes about one group
+/// per row — and returns the task that ingests them (roll-up off) into `data_source`, cut into
+/// `segment_granularity` segments.
+pub fn high_cardinality_task(
+    dir: &Path,
+    data_source: &str,
+    rows: u64,
+    segment_granularity: &str,
+) -> Value {
+    use std::io::Write;
+    let path = dir.join("rows.csv");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path).expect("rows.csv"));
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move |below: u64| {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) % below.max(1)
+    };
+    let day_ms = 86_400_000u64;
+    for i in 0..rows {
+        let ts = 1_704_067_200_000 + i * day_ms / rows.max(1);
+        let user = next(rows / 2 + 1);
+        let session = next(rows / 3 + 1);
+        writeln!(out, "{ts},u{user},s{session},{}", next(1000)).expect("writing rows.csv");
+    }
+    out.flush().expect("writing rows.csv");
+    json!({
+        "type": "index_parallel",
+        "spec": {
+            "dataSchema": {
+                "dataSource": data_source,
+                "timestampSpec": {"column": "ts", "format": "millis"},
+                "dimensionsSpec": {"dimensions": ["user", "session"]},
+                "metricsSpec": [
+                    {"type": "count", "name": "count"},
+                    {"type": "longSum", "name": "v", "fieldName": "v"}
+                ],
+                "granularitySpec": {
+                    "segmentGranularity": segment_granularity,
+                    "queryGranularity": "none",
+                    "rollup": false
+                }
+            },
+            "ioConfig": {
+                "type": "index_parallel",
+                "inputSource": {"type": "local", "baseDir": dir, "filter": "rows.csv"},
+                "inputFormat": {"type": "csv", "columns": ["ts", "user", "session", "v"]}
+            },
+            "tuningConfig": {"type": "index_parallel", "maxRowsPerSegment": 5_000_000}
+        }
+    })
 }
