@@ -5,12 +5,11 @@
 //! - **rows**: a scan returns at most `maxScanRows` rows (context; default
 //!   `scan_rows_max`, 1,000,000). Rows are counted before any is written, so a scan over
 //!   millions of rows without a limit fails at once instead of building its answer.
-//! - **ordering**: a time-ordered scan whose offset + limit is at most
-//!   `maxRowsQueuedForOrdering` (Druid's name and default, 100,000) keeps that many best rows
-//!   in a bounded heap as rows stream past. A larger or absent limit orders every matching row
-//!   (where Druid merges its time-sorted segments), so it is bounded by the row bound, and, as
-//!   in Druid, refused when a time chunk has more segments than
-//!   `maxSegmentPartitionsOrderedInMemory` (default 50), in Druid's words.
+//! - **ordering**: a time-ordered scan keeps its offset + limit best rows (at most the row
+//!   bound + 1 past its offset, which may not pass the row bound) in a heap as rows stream
+//!   past. Past `maxRowsQueuedForOrdering` (Druid's name and default, 100,000), where Druid
+//!   merges its time-sorted segments, it is refused as Druid refuses it when a time chunk has
+//!   more segments than `maxSegmentPartitionsOrderedInMemory` (default 50), in Druid's words.
 //! - **bytes**: the answer is written straight to its JSON text (keys in the order a JSON map
 //!   would sort them, so it is the text the tree would give) and stops as soon as it passes
 //!   `result_bytes_max`.
@@ -56,26 +55,30 @@ pub(crate) fn scan(
     let offset = q.offset.unwrap_or(0);
     let limit = q.limit.unwrap_or(u64::MAX);
     let filter = q.filter.as_ref().map(PreparedFilter::new).transpose()?;
+    // One row past the bound is enough to know it is passed.
+    let taken = limit.min(rows_max.saturating_add(1));
     let picked = if order == ScanOrder::None {
-        // One row past the bound is enough to know it is passed.
-        let wanted = offset.saturating_add(limit.min(rows_max.saturating_add(1)));
-        pick_in_storage_order(q, &segments, filter.as_ref(), wanted, control)?
+        pick_in_storage_order(q, &segments, filter.as_ref(), offset, taken, control)?
     } else {
-        let wanted = offset.saturating_add(limit);
-        // Rows to sort when the queue is not used: past this many the row bound is passed.
-        let sort_max = offset.saturating_add(rows_max);
-        pick_in_time_order(q, &segments, filter.as_ref(), wanted, sort_max, control)?
+        if offset > rows_max {
+            return Err(QueryError::resource_limit(format!(
+                "a time-ordered Scan query holds its offset's rows to order them: an offset of \
+                 {} is more than maxScanRows ({}); lower the offset or raise maxScanRows in the \
+                 query context",
+                thousands(offset),
+                thousands(rows_max)
+            )));
+        }
+        let picked = pick_in_time_order(q, &segments, filter.as_ref(), offset + taken, control)?;
+        picked[offset.min(picked.len() as u64) as usize..].to_vec()
     };
-    let picked = picked
-        .get(offset.min(picked.len() as u64) as usize..)
-        .unwrap_or(&[]);
     if picked.len() as u64 > rows_max {
         return Err(too_many_rows(rows_max));
     }
     write_batches(
         &segments,
         &columns,
-        picked,
+        &picked,
         compacted,
         limits.result_bytes_max,
         control,
@@ -83,39 +86,47 @@ pub(crate) fn scan(
     .map(QueryResult::Text)
 }
 
-/// The first `wanted` matching rows as (segment, row), segments in time order, rows in storage
-/// order.
+/// The `taken` matching rows after the first `offset` as (segment, row), segments in time
+/// order, rows in storage order; the skipped rows are counted, not held.
 fn pick_in_storage_order(
     q: &model::Scan,
     segments: &[Arc<Segment>],
     filter: Option<&PreparedFilter>,
-    wanted: u64,
+    mut offset: u64,
+    taken: u64,
     control: &dyn QueryControl,
 ) -> Result<Vec<(usize, u32)>> {
     let mut picked = Vec::new();
     for (i, segment) in segments.iter().enumerate() {
-        let left = wanted - picked.len() as u64;
+        let left = taken - picked.len() as u64;
         if left == 0 {
             break;
         }
         control.check()?;
         let rows = matching_rows(segment, &q.intervals.0, filter)?;
-        picked.extend(rows.into_iter().take(left as usize).map(|r| (i, r)));
+        let skipped = offset.min(rows.len() as u64);
+        offset -= skipped;
+        picked.extend(
+            rows.into_iter()
+                .skip(skipped as usize)
+                .take(left as usize)
+                .map(|r| (i, r)),
+        );
     }
     Ok(picked)
 }
 
 /// The first `wanted` matching rows in time order (ties by segment, then row; descending
-/// reverses all three). Up to `maxRowsQueuedForOrdering` of them are kept in a bounded heap
-/// while the rows stream past; beyond it, as Druid merges its time-sorted segments, every
-/// matching row is ordered, refused past `sort_max` rows or when a time chunk has more
-/// segments than `maxSegmentPartitionsOrderedInMemory`.
+/// reverses all three), kept in a heap of at most `wanted` rows as the rows stream past, so
+/// its memory is bounded by the row bound whatever the number of matching rows. Past
+/// `maxRowsQueuedForOrdering`, where Druid merges time-sorted segments instead, the query is
+/// refused as Druid refuses it when a time chunk has more segments than
+/// `maxSegmentPartitionsOrderedInMemory`.
 fn pick_in_time_order(
     q: &model::Scan,
     segments: &[Arc<Segment>],
     filter: Option<&PreparedFilter>,
     wanted: u64,
-    sort_max: u64,
     control: &dyn QueryControl,
 ) -> Result<Vec<(usize, u32)>> {
     let descending = q.order == Some(ScanOrder::Descending);
@@ -124,8 +135,11 @@ fn pick_in_time_order(
         .context
         .max_rows_queued_for_ordering
         .unwrap_or(limits.rows_queued_for_ordering_max);
-    let queued = wanted <= queued_max;
-    if !queued {
+    let asked = q
+        .offset
+        .unwrap_or(0)
+        .saturating_add(q.limit.unwrap_or(u64::MAX));
+    if asked > queued_max {
         let partitions_max = q
             .context
             .max_segment_partitions_ordered_in_memory
@@ -151,52 +165,35 @@ fn pick_in_time_order(
     if wanted == 0 {
         return Ok(Vec::new());
     }
-    // Queued: a heap of the best rows so far whose top is the first to give way (`Reverse`d
-    // for a descending scan, whose best rows are the latest).
-    let mut heap: BinaryHeap<Reverse<(i64, usize, u32)>> = BinaryHeap::new();
-    let mut heap_up: BinaryHeap<(i64, usize, u32)> = BinaryHeap::new();
-    let mut all: Vec<(i64, usize, u32)> = Vec::new();
+    // A heap of the best rows so far whose top is the first to give way (`Reverse`d for a
+    // descending scan, whose best rows are the latest).
+    let mut earliest: BinaryHeap<(i64, usize, u32)> = BinaryHeap::new();
+    let mut latest: BinaryHeap<Reverse<(i64, usize, u32)>> = BinaryHeap::new();
     for (i, segment) in segments.iter().enumerate() {
         control.check()?;
         let rows = matching_rows(segment, &q.intervals.0, filter)?;
         let mut time = LongCursor::new(segment.time()?);
-        if !queued {
-            if (all.len() + rows.len()) as u64 > sort_max {
-                return Err(too_many_rows(
-                    sort_max.saturating_sub(q.offset.unwrap_or(0)),
-                ));
-            }
-            all.extend(rows.into_iter().map(|r| (time.get(r), i, r)));
-            continue;
-        }
         for (n, row) in rows.into_iter().enumerate() {
-            let t = time.get(row);
+            let key = (time.get(row), i, row);
             if descending {
-                keep_best(&mut heap, Reverse((t, i, row)), wanted);
+                keep_best(&mut latest, Reverse(key), wanted);
             } else {
-                keep_best(&mut heap_up, (t, i, row), wanted);
+                keep_best(&mut earliest, key, wanted);
             }
             if n % 65_536 == 65_535 {
                 control.check()?;
             }
         }
     }
-    let mut keys: Vec<(i64, usize, u32)> = if !queued {
-        all.sort_unstable();
-        if descending {
-            all.reverse();
-        }
-        all.truncate(wanted);
-        all
-    } else if descending {
-        heap.into_sorted_vec()
+    let keys: Vec<(i64, usize, u32)> = if descending {
+        latest
+            .into_sorted_vec()
             .into_iter()
             .map(|Reverse(key)| key)
             .collect()
     } else {
-        heap_up.into_sorted_vec()
+        earliest.into_sorted_vec()
     };
-    keys.truncate(wanted);
     Ok(keys.into_iter().map(|(_, i, r)| (i, r)).collect())
 }
 

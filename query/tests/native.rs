@@ -478,6 +478,17 @@ fn scans_and_answers_are_bounded_with_errors_naming_the_limit() {
         let unlimited = run(scan(json!({"order": order})));
         assert_eq!(times(scan_events(&unlimited)), times(expected.clone()));
     }
+    let e = run_err(scan(json!({"order": "ascending", "offset": 6, "limit": 1,
+        "context": {"maxScanRows": 5}})));
+    assert!(
+        e.message
+            .contains("an offset of 6 is more than maxScanRows (5)"),
+        "{e}"
+    );
+    let e = run_err(scan(
+        json!({"order": "descending", "context": {"maxScanRows": 7}}),
+    ));
+    assert!(e.message.contains("more than 7 rows (maxScanRows)"), "{e}");
     let e = run_err(scan(json!({"order": "ascending", "limit": 10,
         "context": {"maxRowsQueuedForOrdering": 5, "maxSegmentPartitionsOrderedInMemory": 0}})));
     assert_eq!(e.kind, ErrorKind::ResourceLimit);
