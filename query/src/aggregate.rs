@@ -89,6 +89,18 @@ impl AggDef {
     fn from_model(a: &Aggregator, outer_name: Option<&str>) -> Result<AggDef> {
         let name = outer_name.unwrap_or(a.name()).to_string();
         let field = |f: &String| Some(f.clone());
+        // `fieldName`, or an `expression` that `Query::parse` turned into a virtual column.
+        let input = |f: &String, expression: &Option<String>| -> Result<Option<String>> {
+            match (f.is_empty(), expression) {
+                (false, _) => Ok(Some(f.clone())),
+                (true, Some(_)) => Err(QueryError::unsupported(format!(
+                    "aggregator '{name}': expression inputs are not supported yet (use fieldName)"
+                ))),
+                (true, None) => Err(QueryError::bad(format!(
+                    "aggregator '{name}' needs a fieldName or an expression"
+                ))),
+            }
+        };
         let time_column = |t: &Option<String>| -> Result<()> {
             match t.as_deref() {
                 None | Some("__time") => Ok(()),
@@ -99,12 +111,36 @@ impl AggDef {
         };
         let (kind, field) = match a {
             Aggregator::Count { .. } => (AggKind::Count, None),
-            Aggregator::LongSum { field_name, .. } => (AggKind::LongSum, field(field_name)),
-            Aggregator::LongMin { field_name, .. } => (AggKind::LongMin, field(field_name)),
-            Aggregator::LongMax { field_name, .. } => (AggKind::LongMax, field(field_name)),
-            Aggregator::DoubleSum { field_name, .. } => (AggKind::DoubleSum, field(field_name)),
-            Aggregator::DoubleMin { field_name, .. } => (AggKind::DoubleMin, field(field_name)),
-            Aggregator::DoubleMax { field_name, .. } => (AggKind::DoubleMax, field(field_name)),
+            Aggregator::LongSum {
+                field_name,
+                expression,
+                ..
+            } => (AggKind::LongSum, input(field_name, expression)?),
+            Aggregator::LongMin {
+                field_name,
+                expression,
+                ..
+            } => (AggKind::LongMin, input(field_name, expression)?),
+            Aggregator::LongMax {
+                field_name,
+                expression,
+                ..
+            } => (AggKind::LongMax, input(field_name, expression)?),
+            Aggregator::DoubleSum {
+                field_name,
+                expression,
+                ..
+            } => (AggKind::DoubleSum, input(field_name, expression)?),
+            Aggregator::DoubleMin {
+                field_name,
+                expression,
+                ..
+            } => (AggKind::DoubleMin, input(field_name, expression)?),
+            Aggregator::DoubleMax {
+                field_name,
+                expression,
+                ..
+            } => (AggKind::DoubleMax, input(field_name, expression)?),
             Aggregator::LongFirst {
                 field_name,
                 time_column: t,

@@ -1,13 +1,19 @@
 //! The native query model: Druid's query JSON as Grove accepts it, parsed with serde.
 //!
 //! Main types: [`Query`] (tagged by `queryType`), [`Aggregator`], [`PostAggregator`],
-//! [`DimensionSpec`], [`LimitSpec`], [`Having`]. Unknown fields are refused with an error naming
-//! them (a misspelt `fliter` must not silently return every row), except the handful Druid clients
-//! send that do not change results (see [`QueryContext`] and `virtualColumns: []`).
+//! [`DimensionSpec`], [`LimitSpec`], [`Having`].
+//!
+//! Unknown properties follow Druid's JSON mapper: a property Grove does not know is ignored
+//! (logged at debug level with its path), as Druid ignores it — clients rely on that (pydruid's
+//! `count` aggregator sends a `fieldName`). A property Druid honours that Grove does not
+//! implement, where ignoring it would change the answer, is refused with an error naming it
+//! (context flags such as `finalize: false`, `alphaNumeric` bounds, lookups...), and a malformed
+//! value of a known property is an error naming its path (`aggregations[0].fieldName: ...`).
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
-use grove_segment::filter::Filter;
+use grove_segment::filter::{ExtractionFn, Filter};
 use grove_segment::time::Interval;
 
 use crate::granularity::QueryGranularity;
@@ -51,16 +57,105 @@ impl Query {
                 )));
             }
         }
-        serde_path_to_error::deserialize(json).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            if path == "." || path.is_empty() {
-                QueryError::bad(format!("malformed query: {inner}"))
-            } else {
-                QueryError::bad(format!("malformed query at '{path}': {inner}"))
-            }
-        })
+        let query = match kind {
+            Some("timeseries") => Query::Timeseries(deserialize(json)?),
+            Some("topN") => Query::TopN(deserialize(json)?),
+            Some("groupBy") => Query::GroupBy(deserialize(json)?),
+            Some("scan") => Query::Scan(scan_order(deserialize(json)?)?),
+            Some("search") => Query::Search(deserialize(json)?),
+            Some("timeBoundary") => Query::TimeBoundary(deserialize(json)?),
+            Some("segmentMetadata") => Query::SegmentMetadata(deserialize(json)?),
+            _ => Query::DataSourceMetadata(deserialize(json)?),
+        };
+        query.context().check()?;
+        query.refuse_unimplemented()?;
+        Ok(query)
     }
+
+    /// Refuses what the model reads but the engine does not run yet.
+    fn refuse_unimplemented(&self) -> Result<()> {
+        let dims: Vec<&DimensionSpec> = match self {
+            Query::TopN(q) => vec![&q.dimension],
+            Query::GroupBy(q) => q.dimensions.iter().collect(),
+            Query::Search(q) => q.search_dimensions.iter().collect(),
+            _ => Vec::new(),
+        };
+        if let Some(d) = dims.iter().find(|d| d.extraction_fn.is_some()) {
+            return Err(QueryError::unsupported(format!(
+                "extraction dimension spec on '{}' is not supported yet",
+                d.dimension
+            )));
+        }
+        Ok(())
+    }
+
+    /// The query's context.
+    pub fn context(&self) -> &QueryContext {
+        match self {
+            Query::Timeseries(q) => &q.context,
+            Query::TopN(q) => &q.context,
+            Query::GroupBy(q) => &q.context,
+            Query::Scan(q) => &q.context,
+            Query::Search(q) => &q.context,
+            Query::TimeBoundary(q) => &q.context,
+            Query::SegmentMetadata(q) => &q.context,
+            Query::DataSourceMetadata(q) => &q.context,
+        }
+    }
+}
+
+/// Folds a scan's `orderBy` into `order`: Grove orders scans by `__time` only.
+fn scan_order(mut scan: Scan) -> Result<Scan> {
+    let Some(keys) = scan.order_by.take() else {
+        return Ok(scan);
+    };
+    match keys.as_slice() {
+        [] => {}
+        [key] if key.column_name == grove_segment::filter::TIME_COLUMN => {
+            let order = key.order.unwrap_or(ScanOrder::Ascending);
+            match scan.order {
+                Some(existing) if existing != order => {
+                    return Err(QueryError::bad(
+                        "scan 'order' and 'orderBy' disagree; give one of them",
+                    ));
+                }
+                _ => scan.order = Some(order),
+            }
+        }
+        _ => {
+            return Err(QueryError::unsupported(
+                "scan orderBy other than one __time key is not supported (Grove orders scans \
+                 by __time only)",
+            ));
+        }
+    }
+    Ok(scan)
+}
+
+/// Deserializes one query type from its JSON: errors name the path of the offending value,
+/// properties nobody reads are ignored and logged (Druid's JSON mapper ignores them too).
+fn deserialize<T: DeserializeOwned>(json: &serde_json::Value) -> Result<T> {
+    let mut ignored: Vec<String> = Vec::new();
+    let mut record = |path: serde_ignored::Path<'_>| {
+        let path = path.to_string();
+        if path != "queryType" {
+            ignored.push(path);
+        }
+    };
+    let tracked = serde_ignored::Deserializer::new(json, &mut record);
+    let parsed = serde_path_to_error::deserialize(tracked).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            QueryError::bad(format!("malformed query: {inner}"))
+        } else {
+            QueryError::bad(format!("malformed query at '{path}': {inner}"))
+        }
+    })?;
+    if !ignored.is_empty() {
+        tracing::debug!(properties = ?ignored, "native query: ignored unknown properties");
+    }
+    Ok(parsed)
 }
 
 /// `"dataSource": "name"` or `{"type": "table", "name": "name"}`.
@@ -172,6 +267,47 @@ pub struct QueryContext {
     pub other: serde_json::Map<String, serde_json::Value>,
 }
 
+/// Context flags Druid honours that change an answer's content or shape, with the value that
+/// needs no work (Druid's default); any other value is refused.
+const CONTEXT_DEFAULTS: &[(&str, bool)] = &[
+    ("finalize", true),
+    ("serializeDateTimeAsLong", false),
+    ("serializeDateTimeAsLongInner", false),
+    ("grandTotal", false),
+    ("sortByDimsFirst", false),
+    ("resultAsArray", false),
+];
+
+impl QueryContext {
+    /// Refuses context flags that would change the answer in a way Grove does not implement.
+    pub fn check(&self) -> Result<()> {
+        for (key, default) in CONTEXT_DEFAULTS {
+            let Some(value) = self.other.get(*key) else {
+                continue;
+            };
+            let set = value
+                .as_bool()
+                .or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()));
+            match set {
+                None if value.is_null() => {}
+                None => {
+                    return Err(QueryError::bad(format!(
+                        "malformed query at 'context.{key}': expected a boolean, got {value}"
+                    )));
+                }
+                Some(v) if v == *default => {}
+                Some(v) => {
+                    return Err(QueryError::unsupported(format!(
+                        "context.{key} = {v} is not supported by Grove (it would change the \
+                         answer; leave it {default})"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// How many groups a groupBy may hold before it fails with a resource-limit error.
 pub const MAX_GROUPS_DEFAULT: u64 = 5_000_000;
 
@@ -228,7 +364,7 @@ fn no_virtual_columns<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<()
 }
 
 #[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Timeseries {
     pub data_source: DataSource,
     #[serde(default)]
@@ -252,7 +388,7 @@ pub struct Timeseries {
 }
 
 #[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct TopN {
     pub data_source: DataSource,
     #[serde(default)]
@@ -296,7 +432,7 @@ impl<'de> Deserialize<'de> for TopNMetric {
             Object(Object),
         }
         #[derive(Deserialize)]
-        #[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
+        #[serde(tag = "type", rename_all = "camelCase")]
         enum Object {
             Numeric {
                 metric: String,
@@ -333,7 +469,7 @@ impl<'de> Deserialize<'de> for TopNMetric {
 }
 
 #[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct GroupBy {
     pub data_source: DataSource,
     #[serde(default)]
@@ -361,7 +497,7 @@ pub struct GroupBy {
 }
 
 #[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Scan {
     pub data_source: DataSource,
     #[serde(default)]
@@ -377,6 +513,10 @@ pub struct Scan {
     pub offset: Option<u64>,
     #[serde(default)]
     pub order: Option<ScanOrder>,
+    /// Druid's newer spelling of `order`: `[{"columnName": "__time", "order": "descending"}]`;
+    /// [`Query::parse`] folds it into `order` (ordering by other columns is refused).
+    #[serde(default)]
+    pub order_by: Option<Vec<ScanOrderBy>>,
     #[serde(default)]
     pub result_format: Option<String>,
     #[serde(default)]
@@ -391,6 +531,15 @@ pub struct Scan {
     pub context: QueryContext,
 }
 
+/// One key of a scan's `orderBy`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScanOrderBy {
+    pub column_name: String,
+    #[serde(default)]
+    pub order: Option<ScanOrder>,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum ScanOrder {
@@ -400,7 +549,7 @@ pub enum ScanOrder {
 }
 
 #[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Search {
     pub data_source: DataSource,
     #[serde(default)]
@@ -427,38 +576,17 @@ fn search_limit() -> usize {
     1000
 }
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum SearchSpec {
-    #[serde(rename_all = "camelCase")]
-    Contains {
-        value: String,
-        #[serde(default)]
-        case_sensitive: bool,
-    },
-    InsensitiveContains {
-        value: String,
-    },
-    #[serde(rename_all = "camelCase")]
-    Fragment {
-        values: Vec<String>,
-        #[serde(default)]
-        case_sensitive: bool,
-    },
-    Regex {
-        pattern: String,
-    },
-}
+/// What a search query matches: Druid's search query spec (the model `search` filters share).
+pub use grove_segment::filter::SearchQuerySpec as SearchSpec;
 
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SearchSort {
     #[serde(rename = "type")]
     pub ordering: Ordering,
 }
 
 #[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct TimeBoundary {
     pub data_source: DataSource,
     #[serde(default)]
@@ -474,7 +602,7 @@ pub struct TimeBoundary {
 }
 
 #[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct SegmentMetadata {
     pub data_source: DataSource,
     #[serde(default)]
@@ -496,7 +624,7 @@ pub struct SegmentMetadata {
 }
 
 #[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct DataSourceMetadata {
     pub data_source: DataSource,
     #[serde(default)]
@@ -509,12 +637,17 @@ fn granularity_all() -> QueryGranularity {
     QueryGranularity::ALL
 }
 
-/// A dimension to group on: `"name"` or `{"type":"default","dimension":..,"outputName":..}`.
+/// A dimension to group on: `"name"`, `{"type":"default","dimension":..,"outputName":..}` or
+/// `{"type":"extraction",...,"extractionFn":...}`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DimensionSpec {
+    /// The input column (for an extraction spec, after [`Query::parse`]: the virtual column
+    /// holding the extracted values).
     pub dimension: String,
     pub output_name: String,
     pub output_type: OutputType,
+    /// An `extraction` spec's function (applied through a virtual column).
+    pub extraction_fn: Option<ExtractionFn>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -526,17 +659,15 @@ pub enum OutputType {
     Double,
 }
 
+/// Dimension spec types Druid has and Grove refuses (they filter or look values up).
+const REFUSED_DIMENSION_SPECS: &[&str] =
+    &["listFiltered", "regexFiltered", "prefixFiltered", "lookup"];
+
 impl<'de> Deserialize<'de> for DimensionSpec {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         use serde::de::Error;
         #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Form {
-            Name(String),
-            Object(Object),
-        }
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase", deny_unknown_fields)]
+        #[serde(rename_all = "camelCase")]
         struct Object {
             #[serde(rename = "type", default)]
             kind: Option<String>,
@@ -545,31 +676,57 @@ impl<'de> Deserialize<'de> for DimensionSpec {
             output_name: Option<String>,
             #[serde(default)]
             output_type: Option<OutputType>,
+            #[serde(default)]
+            extraction_fn: Option<ExtractionFn>,
         }
-        match Form::deserialize(d).map_err(|_| {
-            D::Error::custom(
-                "dimension must be a name or {\"type\":\"default\",\"dimension\":..,\"outputName\":..} \
-                 (extraction and lookup dimension specs are not supported)",
-            )
-        })? {
-            Form::Name(n) => Ok(DimensionSpec {
-                output_name: n.clone(),
-                dimension: n,
-                output_type: OutputType::String,
-            }),
-            Form::Object(o) => {
-                if let Some(kind) = o.kind.as_deref().filter(|k| *k != "default") {
-                    return Err(D::Error::custom(format!(
-                        "dimension spec type '{kind}' is not supported (only default)"
-                    )));
-                }
-                Ok(DimensionSpec {
-                    output_name: o.output_name.unwrap_or_else(|| o.dimension.clone()),
-                    dimension: o.dimension,
-                    output_type: o.output_type.unwrap_or(OutputType::String),
-                })
+        let value = serde_json::Value::deserialize(d)?;
+        let object = match value {
+            serde_json::Value::String(n) => {
+                return Ok(DimensionSpec {
+                    output_name: n.clone(),
+                    dimension: n,
+                    output_type: OutputType::String,
+                    extraction_fn: None,
+                });
             }
+            serde_json::Value::Object(o) => o,
+            other => {
+                return Err(D::Error::custom(format!(
+                    "a dimension must be a name or a dimension spec object, got {other}"
+                )));
+            }
+        };
+        match object.get("type").and_then(serde_json::Value::as_str) {
+            Some(kind) if REFUSED_DIMENSION_SPECS.contains(&kind) => {
+                return Err(D::Error::custom(format!(
+                    "dimension spec type '{kind}' is not supported by Grove (use default or \
+                     extraction, and a filter)"
+                )));
+            }
+            _ => {}
         }
+        let o: Object =
+            serde_json::from_value(serde_json::Value::Object(object)).map_err(D::Error::custom)?;
+        let extraction_fn = match (o.kind.as_deref(), o.extraction_fn) {
+            (None | Some("default"), _) => None,
+            (Some("extraction"), Some(f)) => Some(f),
+            (Some("extraction"), None) => {
+                return Err(D::Error::custom(
+                    "an extraction dimension spec needs an extractionFn",
+                ));
+            }
+            (Some(kind), _) => {
+                return Err(D::Error::custom(format!(
+                    "dimension spec type '{kind}' is not supported (default or extraction)"
+                )));
+            }
+        };
+        Ok(DimensionSpec {
+            output_name: o.output_name.unwrap_or_else(|| o.dimension.clone()),
+            dimension: o.dimension,
+            output_type: o.output_type.unwrap_or(OutputType::String),
+            extraction_fn,
+        })
     }
 }
 
@@ -613,7 +770,7 @@ impl<'de> Deserialize<'de> for Ordering {
 
 /// An aggregator. `float*` aggregators compute in `f64` and are reported as doubles.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
+#[serde(tag = "type", rename_all = "camelCase")]
 pub enum Aggregator {
     Count {
         name: String,
@@ -621,34 +778,65 @@ pub enum Aggregator {
     #[serde(rename_all = "camelCase")]
     LongSum {
         name: String,
+        /// The input column; empty when `expression` is given instead.
+        #[serde(default)]
         field_name: String,
+        /// An inline expression instead of `fieldName` (read through a virtual column).
+        #[serde(default)]
+        expression: Option<String>,
     },
     #[serde(rename_all = "camelCase")]
     LongMin {
         name: String,
+        /// The input column; empty when `expression` is given instead.
+        #[serde(default)]
         field_name: String,
+        /// An inline expression instead of `fieldName` (read through a virtual column).
+        #[serde(default)]
+        expression: Option<String>,
     },
     #[serde(rename_all = "camelCase")]
     LongMax {
         name: String,
+        /// The input column; empty when `expression` is given instead.
+        #[serde(default)]
         field_name: String,
+        /// An inline expression instead of `fieldName` (read through a virtual column).
+        #[serde(default)]
+        expression: Option<String>,
     },
     #[serde(rename_all = "camelCase", alias = "floatSum")]
     DoubleSum {
         name: String,
+        /// The input column; empty when `expression` is given instead.
+        #[serde(default)]
         field_name: String,
+        /// An inline expression instead of `fieldName` (read through a virtual column).
+        #[serde(default)]
+        expression: Option<String>,
     },
-    #[serde(rename_all = "camelCase", alias = "floatMin")]
+    #[serde(rename_all = "camelCase", alias = "floatMin", alias = "min")]
     DoubleMin {
         name: String,
+        /// The input column; empty when `expression` is given instead.
+        #[serde(default)]
         field_name: String,
+        /// An inline expression instead of `fieldName` (read through a virtual column).
+        #[serde(default)]
+        expression: Option<String>,
     },
-    #[serde(rename_all = "camelCase", alias = "floatMax")]
+    #[serde(rename_all = "camelCase", alias = "floatMax", alias = "max")]
     DoubleMax {
         name: String,
+        /// The input column; empty when `expression` is given instead.
+        #[serde(default)]
         field_name: String,
+        /// An inline expression instead of `fieldName` (read through a virtual column).
+        #[serde(default)]
+        expression: Option<String>,
     },
-    #[serde(rename_all = "camelCase")]
+    /// `longAny` reads as `longFirst`: the earliest row's value is one of "any" values.
+    #[serde(rename_all = "camelCase", alias = "longAny")]
     LongFirst {
         name: String,
         field_name: String,
@@ -662,7 +850,12 @@ pub enum Aggregator {
         #[serde(default)]
         time_column: Option<String>,
     },
-    #[serde(rename_all = "camelCase", alias = "floatFirst")]
+    #[serde(
+        rename_all = "camelCase",
+        alias = "floatFirst",
+        alias = "doubleAny",
+        alias = "floatAny"
+    )]
     DoubleFirst {
         name: String,
         field_name: String,
@@ -676,7 +869,7 @@ pub enum Aggregator {
         #[serde(default)]
         time_column: Option<String>,
     },
-    #[serde(rename_all = "camelCase")]
+    #[serde(rename_all = "camelCase", alias = "stringAny")]
     StringFirst {
         name: String,
         field_name: String,
@@ -705,6 +898,8 @@ pub enum Aggregator {
     #[serde(rename_all = "camelCase")]
     Cardinality {
         name: String,
+        /// The dimensions (Druid's legacy `fieldNames`, a list of names, is read into it).
+        #[serde(default, alias = "fieldNames")]
         fields: Vec<DimensionSpec>,
         #[serde(default)]
         by_row: bool,
@@ -784,7 +979,7 @@ impl Aggregator {
 
 /// A post-aggregator: computed per result row from aggregator outputs.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
+#[serde(tag = "type", rename_all = "camelCase")]
 pub enum PostAggregator {
     Arithmetic {
         name: String,
@@ -862,7 +1057,7 @@ impl PostAggregator {
 
 /// groupBy's `limitSpec`.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct LimitSpec {
     #[serde(rename = "type", default)]
     pub kind: Option<String>,
@@ -891,7 +1086,7 @@ impl<'de> Deserialize<'de> for OrderByColumn {
             Object(Object),
         }
         #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase", deny_unknown_fields)]
+        #[serde(rename_all = "camelCase")]
         struct Object {
             dimension: String,
             #[serde(default)]
@@ -928,7 +1123,7 @@ impl<'de> Deserialize<'de> for OrderByColumn {
 
 /// groupBy's `having`: evaluated on result rows (after post-aggregators).
 #[derive(Clone, Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
+#[serde(tag = "type", rename_all = "camelCase")]
 pub enum Having {
     #[serde(rename_all = "camelCase")]
     GreaterThan { aggregation: String, value: f64 },
