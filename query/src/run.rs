@@ -42,7 +42,7 @@ fn context_bool(context: &model::QueryContext, key: &str) -> Option<bool> {
 }
 
 /// The bytes the merged groups may take: context `maxMergingDictionarySize`, or the default.
-fn max_merge_bytes(context: &model::QueryContext) -> Result<usize> {
+pub(crate) fn max_merge_bytes(context: &model::QueryContext) -> Result<usize> {
     match context.other.get("maxMergingDictionarySize") {
         None | Some(Json::Null) => Ok(MERGE_BYTES_DEFAULT),
         Some(v) => v
@@ -65,6 +65,19 @@ pub fn run(
     provider: &dyn SegmentProvider,
     control: &dyn QueryControl,
 ) -> Result<QueryResult> {
+    let nested = match query {
+        Query::Scan(q) => q.data_source.1.is_some(),
+        Query::Search(q) => q.data_source.1.is_some(),
+        Query::TimeBoundary(q) => q.data_source.1.is_some(),
+        Query::SegmentMetadata(q) => q.data_source.1.is_some(),
+        Query::DataSourceMetadata(q) => q.data_source.1.is_some(),
+        Query::GroupBy(_) | Query::Timeseries(_) | Query::TopN(_) => false,
+    };
+    if nested {
+        return Err(QueryError::unsupported(
+            "a query datasource under this query type (groupBy, timeseries and topN take one)",
+        ));
+    }
     let json = match query {
         Query::GroupBy(q) => return group_by(q, provider, control),
         Query::Timeseries(q) => timeseries(q, provider, control),
@@ -106,7 +119,7 @@ fn span(segments: &[Arc<Segment>]) -> Option<Interval> {
 
 /// The timestamp Druid gives granularity `all` results: the query's start, or the data's start
 /// when that is later.
-fn all_timestamp(intervals: &[Interval], segments: &[Arc<Segment>]) -> i64 {
+pub(crate) fn all_timestamp(intervals: &[Interval], segments: &[Arc<Segment>]) -> i64 {
     let query_start = intervals
         .first()
         .map_or(Interval::ETERNITY.start_ms, |i| i.start_ms);
@@ -121,21 +134,24 @@ fn bucket_text(bucket: i64, all_ts: i64) -> String {
     format_iso(if bucket == ALL_BUCKET { all_ts } else { bucket })
 }
 
-struct Grouping<'q> {
-    data_source: &'q str,
-    intervals: &'q [Interval],
-    granularity: QueryGranularity,
-    filter: Option<&'q grove_segment::filter::Filter>,
-    dimensions: Vec<String>,
-    max_groups: u64,
+pub(crate) struct Grouping<'q> {
+    pub(crate) data_source: &'q str,
+    /// The inner query of a query datasource.
+    pub(crate) inner: Option<&'q Query>,
+    pub(crate) intervals: &'q [Interval],
+    pub(crate) granularity: QueryGranularity,
+    pub(crate) filter: Option<&'q grove_segment::filter::Filter>,
+    /// Input columns (of the inner query's rows, for a query datasource).
+    pub(crate) dimensions: Vec<String>,
+    pub(crate) max_groups: u64,
     /// Bytes the merged groups may take (context `maxMergingDictionarySize`).
-    max_bytes: usize,
-    top: Option<TopGroups>,
+    pub(crate) max_bytes: usize,
+    pub(crate) top: Option<TopGroups>,
 }
 
 impl<'q> Grouping<'q> {
     /// Grouping by `dimensions` with no group limit and no topN pruning.
-    fn new(
+    pub(crate) fn new(
         data_source: &'q model::DataSource,
         intervals: &'q model::Intervals,
         granularity: &QueryGranularity,
@@ -144,6 +160,7 @@ impl<'q> Grouping<'q> {
     ) -> Grouping<'q> {
         Grouping {
             data_source: &data_source.0,
+            inner: data_source.1.as_deref(),
             intervals: &intervals.0,
             granularity: granularity.clone(),
             filter,
@@ -156,12 +173,15 @@ impl<'q> Grouping<'q> {
 }
 
 /// Groups every segment of the query and merges the results by hash, in partitions.
-fn group_all(
+pub(crate) fn group_all(
     g: &Grouping<'_>,
     aggs: &[AggDef],
     provider: &dyn SegmentProvider,
     control: &dyn QueryControl,
 ) -> Result<(Merged, Vec<Arc<Segment>>)> {
+    if let Some(inner) = g.inner {
+        return crate::nested::group_nested(inner, g, aggs, provider, control);
+    }
     let segments = segments_of(provider, g.data_source, g.intervals);
     let filter = g.filter.map(PreparedFilter::new).transpose()?;
     let spec = GroupSpec {
@@ -235,13 +255,16 @@ fn timeseries(
             .map(|a| a.name.as_str())
             .chain(q.post_aggregations.iter().map(|p| p.name())),
     )?;
-    let grouping = Grouping::new(
-        &q.data_source,
-        &q.intervals,
-        &q.granularity,
-        q.filter.as_ref(),
-        Vec::new(),
-    );
+    let grouping = Grouping {
+        max_groups: q.context.max_results.unwrap_or(MAX_GROUPS_DEFAULT),
+        ..Grouping::new(
+            &q.data_source,
+            &q.intervals,
+            &q.granularity,
+            q.filter.as_ref(),
+            Vec::new(),
+        )
+    };
     let (merged, segments) = group_all(&grouping, &aggs, provider, control)?;
     let mut merged = merged.into_grouped();
     if !q.context.skip_empty_buckets.unwrap_or(false)

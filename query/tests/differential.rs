@@ -702,3 +702,125 @@ fn top_n_combines_a_segments_intervals_before_pruning() {
     let error = run_native(&zero, &provider, &Unbounded).unwrap_err();
     assert!(error.to_string().contains("threshold"), "{error}");
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// Exact distinct counts as Druid plans them, a groupBy (or timeseries) over a query
+    /// datasource: the inner groupBy by (device, country) under a filter, the outer one counting
+    /// its rows with a non-null country per device (and summing the inner clicks), equal the
+    /// oracle's exact sets.
+    #[test]
+    fn nested_group_by_counts_distinct_values_exactly(
+        events in proptest::collection::vec(event(), 0..250),
+        filter in proptest::option::of(filter()),
+        outer_dims in prop_oneof![Just(vec![]), Just(vec!["device"])],
+        granularity in proptest::sample::select(&["all", "day"][..]),
+        threads in 1usize..=3,
+        time_at in 0usize..=5,
+    ) {
+        let provider = Fixed(sorted_segments(&events, |i| i % 2 == 0, time_at));
+        let mut inner = json!({
+            "queryType": "groupBy", "dataSource": "events", "granularity": granularity,
+            "intervals": ["2024-03-01/2024-03-04"],
+            "aggregations": [{"type": "longSum", "name": "clicks", "fieldName": "clicks"}]
+        });
+        let mut inner_dims: Vec<Json> = outer_dims.iter().map(|d| json!(d)).collect();
+        inner_dims.push(json!({"type": "default", "dimension": "country", "outputName": "c"}));
+        inner["dimensions"] = Json::Array(inner_dims);
+        if let Some(f) = &filter {
+            inner["filter"] = f.clone();
+        }
+        let mut query = json!({
+            "queryType": if outer_dims.is_empty() { "timeseries" } else { "groupBy" },
+            "dataSource": {"type": "query", "query": inner},
+            "granularity": granularity, "intervals": ["2024-03-01/2024-03-04"],
+            "aggregations": [
+                {"type": "filtered", "name": "n",
+                 "filter": {"type": "not", "field": {"type": "null", "column": "c"}},
+                 "aggregator": {"type": "count", "name": "n"}},
+                {"type": "longSum", "name": "clicks", "fieldName": "clicks"}
+            ],
+            "context": {"skipEmptyBuckets": true}
+        });
+        if !outer_dims.is_empty() {
+            query["dimensions"] = json!(outer_dims);
+        }
+        let result = run_native(&query, &provider, &Parallel(threads)).unwrap();
+        let got: BTreeMap<(String, String), (i64, i64)> = result
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let row = if outer_dims.is_empty() { &r["result"] } else { &r["event"] };
+                let bucket = if granularity == "all" { "all".to_string() } else { r["timestamp"].as_str().unwrap().to_string() };
+                let device = if outer_dims.is_empty() { String::new() } else { key_text(&row["device"]) };
+                ((bucket, device), (row["n"].as_i64().unwrap(), row["clicks"].as_i64().unwrap_or(0)))
+            })
+            .collect();
+        let parsed: Option<Filter> = filter.map(|f| serde_json::from_value(f).unwrap());
+        let layout = RowLayout::new(&schema(), &[]);
+        let matcher = parsed.as_ref().map(|f| f.compile(&layout).unwrap());
+        let g = Granularity::named(granularity).unwrap();
+        let mut want: BTreeMap<(String, String), (std::collections::BTreeSet<&str>, i64)> = BTreeMap::new();
+        for e in &events {
+            if matcher.as_ref().is_some_and(|m| !m.matches(&e.input_row(&layout))) {
+                continue;
+            }
+            let bucket = match g {
+                Granularity::All => "all".to_string(),
+                g => format_iso(g.truncate(e.time)),
+            };
+            let device = if outer_dims.is_empty() { String::new() } else { text(e.device) };
+            let entry = want.entry((bucket, device)).or_default();
+            entry.1 += e.clicks;
+            if let Some(c) = e.country {
+                entry.0.insert(c);
+            }
+        }
+        let want: BTreeMap<(String, String), (i64, i64)> =
+            want.into_iter().map(|(k, (s, c))| (k, (s.len() as i64, c))).collect();
+        prop_assert_eq!(got, want);
+    }
+}
+
+/// A groupBy whose merged groups pass `maxMergingDictionarySize` fails with an error naming the
+/// limit (and a query datasource under a scan is refused by name).
+#[test]
+fn merged_groups_are_bounded_by_bytes() {
+    let t0 = ts("2024-03-01T00:00:00Z");
+    let events: Vec<Event> = (0..200)
+        .map(|i| Event {
+            time: t0 + i * 60_000,
+            country: Some(COUNTRIES[i as usize % COUNTRIES.len()]),
+            tags: Vec::new(),
+            device: None,
+            user: Some(i),
+            price: None,
+            clicks: i,
+            spend: 0.0,
+            uname: format!("u{i}"),
+        })
+        .collect();
+    let provider = Fixed(sorted_segments(&events, |_| true, 0));
+    let query = |bytes: u64| {
+        json!({
+            "queryType": "groupBy", "dataSource": "events", "granularity": "all",
+            "intervals": ["2024-03-01/2024-03-02"], "dimensions": ["user", "country"],
+            "aggregations": [{"type": "count", "name": "n"}],
+            "context": {"maxMergingDictionarySize": bytes}
+        })
+    };
+    let error = run_native(&query(1000), &provider, &Unbounded).unwrap_err();
+    assert!(
+        error.to_string().contains("maxMergingDictionarySize"),
+        "{error}"
+    );
+    let ok = run_native(&query(1 << 20), &provider, &Unbounded).unwrap();
+    assert_eq!(ok.as_array().unwrap().len(), 200);
+    let scan = json!({
+        "queryType": "scan", "intervals": ["2024-03-01/2024-03-02"],
+        "dataSource": {"type": "query", "query": query(1 << 20)}
+    });
+    assert!(run_native(&scan, &provider, &Unbounded).is_err());
+}
