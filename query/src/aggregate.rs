@@ -432,8 +432,8 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
-/// One group's mergeable aggregate value.
-#[derive(Clone, Debug)]
+/// One group's mergeable aggregate value (serializable: partial results carry them).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum AggValue {
     Long(Option<i64>),
     Double(Option<f64>),
@@ -441,7 +441,7 @@ pub enum AggValue {
     TimedLong(Option<(i64, Option<i64>)>),
     TimedDouble(Option<(i64, Option<f64>)>),
     TimedString(Option<(i64, Option<String>)>),
-    Sketch(Option<Box<HllSketch>>),
+    Sketch(#[serde(with = "crate::partial::sketch_bytes")] Option<Box<HllSketch>>),
 }
 
 /// Where an accumulator reads its input in one segment.
@@ -1051,6 +1051,28 @@ impl<'a> Acc<'a> {
             State::Double(v, seen) => Some(seen[g].then_some(v[g])),
             _ => None,
         }
+    }
+
+    /// The values of groups `0..groups` as a column, taken out of the state.
+    pub fn take_column(&mut self, groups: usize) -> Result<crate::partial::AggColumn> {
+        use crate::partial::AggColumn;
+        self.reserve(groups);
+        let count = self.def.kind == AggKind::Count;
+        Ok(match &mut self.state {
+            State::Long(v, seen) => AggColumn::Long(
+                v.iter()
+                    .zip(seen.iter())
+                    .map(|(&x, &s)| (s || count).then_some(x))
+                    .collect(),
+            ),
+            State::Double(v, seen) => AggColumn::Double(
+                v.iter()
+                    .zip(seen.iter())
+                    .map(|(&x, &s)| s.then_some(x))
+                    .collect(),
+            ),
+            _ => AggColumn::Values((0..groups).map(|g| self.take(g)).collect::<Result<_>>()?),
+        })
     }
 
     /// The value of group `g`, taking it out of the state.

@@ -158,9 +158,11 @@ fn deserialize<T: DeserializeOwned>(json: &serde_json::Value) -> Result<T> {
     Ok(parsed)
 }
 
-/// `"dataSource": "name"` or `{"type": "table", "name": "name"}`.
+/// `"dataSource": "name"`, `{"type": "table", "name": "name"}`, or a query datasource
+/// `{"type": "query", "query": {...}}` (then `.0` names the innermost table and `.1` holds the
+/// inner query).
 #[derive(Clone, Debug)]
-pub struct DataSource(pub String);
+pub struct DataSource(pub String, pub Option<Box<Query>>);
 
 impl<'de> Deserialize<'de> for DataSource {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
@@ -172,11 +174,32 @@ impl<'de> Deserialize<'de> for DataSource {
             Object(serde_json::Map<String, serde_json::Value>),
         }
         match Form::deserialize(d)? {
-            Form::Name(n) => Ok(DataSource(n)),
+            Form::Name(n) => Ok(DataSource(n, None)),
             Form::Object(o) => match (o.get("type").and_then(|t| t.as_str()), o.get("name")) {
-                (Some("table"), Some(serde_json::Value::String(n))) => Ok(DataSource(n.clone())),
+                (Some("table"), Some(serde_json::Value::String(n))) => {
+                    Ok(DataSource(n.clone(), None))
+                }
+                (Some("query"), _) => {
+                    let inner = o
+                        .get("query")
+                        .ok_or_else(|| D::Error::custom("a query dataSource needs its 'query'"))?;
+                    let inner = Query::parse(inner)
+                        .map_err(|e| D::Error::custom(format!("inner query: {e}")))?;
+                    let table = match &inner {
+                        Query::Timeseries(q) => &q.data_source.0,
+                        Query::TopN(q) => &q.data_source.0,
+                        Query::GroupBy(q) => &q.data_source.0,
+                        Query::Scan(q) => &q.data_source.0,
+                        Query::Search(q) => &q.data_source.0,
+                        Query::TimeBoundary(q) => &q.data_source.0,
+                        Query::SegmentMetadata(q) => &q.data_source.0,
+                        Query::DataSourceMetadata(q) => &q.data_source.0,
+                    }
+                    .clone();
+                    Ok(DataSource(table, Some(Box::new(inner))))
+                }
                 (Some(t), _) if t != "table" => Err(D::Error::custom(format!(
-                    "dataSource type '{t}' is not supported (only table datasources)"
+                    "dataSource type '{t}' is not supported (table or query datasources)"
                 ))),
                 _ => Err(D::Error::custom(
                     "dataSource must be a name or {\"type\":\"table\",\"name\":...}",
