@@ -28,7 +28,7 @@ use crate::rng::{fnv1a, stream};
 use crate::workload;
 
 /// What a run found.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct RunReport {
     pub config: SimConfig,
     pub trace_hash: u64,
