@@ -11,6 +11,7 @@ use grove_rpc::Faults as NetworkFaults;
 
 use crate::disk::DiskFaults;
 use crate::rng::{stream, uniform};
+use crate::watchdog::RUN_BUDGET_DEFAULT;
 
 /// A kind of fault the simulator can inject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -121,6 +122,26 @@ pub fn parse_faults(text: &str) -> Result<BTreeSet<Fault>, String> {
     }
 }
 
+/// Parses a wall-clock duration: a number with `ms`, `s`, `m` or `h` (`90s`, `10m`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration (a number and ms, s, m or h)"))?;
+    let ms = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(format!("'{text}': the unit must be ms, s, m or h")),
+    };
+    Ok(Duration::from_millis(number.saturating_mul(ms)))
+}
+
 /// Formats a fault set as [`parse_faults`] reads it.
 pub fn format_faults(faults: &BTreeSet<Fault>) -> String {
     if faults.is_empty() {
@@ -146,6 +167,12 @@ pub struct Overrides {
     pub faults: BTreeSet<Fault>,
     /// How long the liveness phase may take (default [`LIVENESS_BOUND_DEFAULT`]).
     pub liveness_bound: Option<Duration>,
+    /// The run's wall-clock budget (default [`RUN_BUDGET_DEFAULT`]); not part of the run
+    /// itself, so not in its reproduce line.
+    pub wall_budget: Option<Duration>,
+    /// At this step the driver starts a task that never lets time pass (a check of the
+    /// watchdog; in the reproduce line when set).
+    pub stall_at_step: Option<u64>,
 }
 
 impl Default for Overrides {
@@ -155,6 +182,8 @@ impl Default for Overrides {
             steps: None,
             faults: Fault::ALL.into_iter().collect(),
             liveness_bound: None,
+            wall_budget: None,
+            stall_at_step: None,
         }
     }
 }
@@ -206,6 +235,10 @@ pub struct SimConfig {
     pub think_ms: u64,
     /// How long the liveness phase may take to converge.
     pub liveness_bound: Duration,
+    /// Wall-clock time the run may take before the watchdog stops it.
+    pub wall_budget: Duration,
+    /// See [`Overrides::stall_at_step`].
+    pub stall_at_step: Option<u64>,
 }
 
 impl SimConfig {
@@ -289,6 +322,8 @@ impl SimConfig {
             readers: rng.between(1, 2) as usize,
             think_ms: rng.between(2, 30),
             liveness_bound: overrides.liveness_bound.unwrap_or(LIVENESS_BOUND_DEFAULT),
+            wall_budget: overrides.wall_budget.unwrap_or(RUN_BUDGET_DEFAULT),
+            stall_at_step: overrides.stall_at_step,
         }
     }
 
@@ -300,6 +335,8 @@ impl SimConfig {
             steps: Some(self.steps),
             faults: self.allowed.clone(),
             liveness_bound: Some(self.liveness_bound),
+            wall_budget: Some(self.wall_budget),
+            stall_at_step: self.stall_at_step,
         }
     }
 
@@ -350,6 +387,10 @@ impl SimConfig {
         if self.liveness_bound != LIVENESS_BOUND_DEFAULT {
             args.push("--liveness-ms".into());
             args.push(self.liveness_bound.as_millis().to_string());
+        }
+        if let Some(step) = self.stall_at_step {
+            args.push("--stall-at-step".into());
+            args.push(step.to_string());
         }
         args
     }
@@ -404,7 +445,14 @@ impl fmt::Display for SimConfig {
             f,
             "  buggify {:.3}; workload: {} datasources x {} replica writers, {} readers, think {} ms",
             self.buggify_probability, self.data_sources, self.replicas, self.readers, self.think_ms
-        )
+        )?;
+        if let Some(step) = self.stall_at_step {
+            write!(
+                f,
+                "\n  a task that never lets time pass starts at step {step}"
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -461,6 +509,11 @@ mod tests {
         assert_eq!(format_faults(&faults), "crash,loss,torn-write");
         assert_eq!(parse_faults("all").unwrap().len(), Fault::ALL.len());
         assert!(parse_faults("none").unwrap().is_empty());
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("10").unwrap_err().contains("unit"));
+        assert!(parse_duration("s").is_err());
         assert!(
             parse_faults("crash,gremlins")
                 .unwrap_err()
@@ -472,7 +525,7 @@ mod tests {
                 nodes: Some(4),
                 steps: Some(7),
                 faults,
-                liveness_bound: None,
+                ..Overrides::default()
             },
         );
         assert!(

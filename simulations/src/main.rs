@@ -1,7 +1,7 @@
 //! `grove-sim`: run one seed, or sweep a range of seeds.
 //!
 //! ```text
-//! grove-sim run --seed S [--nodes N] [--steps N] [--faults LIST] [--liveness-ms MS] [--trace] [--shrink]
+//! grove-sim run --seed S [--nodes N] [--steps N] [--faults LIST] [--liveness-ms MS] [--run-budget D] [--trace] [--shrink]
 //! grove-sim sweep --seeds A..B [--nodes N] [--steps N] [--faults LIST] [--liveness-ms MS]
 //! ```
 //! A run prints its configuration first and ends with `trace-hash: <hex>`. A failure prints
@@ -12,7 +12,7 @@
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use grove_sim::config::{Overrides, SimConfig, parse_faults};
+use grove_sim::config::{Overrides, SimConfig, parse_duration, parse_faults};
 use grove_sim::run::{RunReport, run};
 use grove_sim::shrink::shrink;
 
@@ -61,6 +61,13 @@ struct Shape {
     /// How long the liveness phase may take to converge, in ms (default 20,000).
     #[arg(long)]
     liveness_ms: Option<u64>,
+    /// Wall-clock time one run may take before the watchdog fails it (`90s`, `10m`; default
+    /// 5m).
+    #[arg(long)]
+    run_budget: Option<String>,
+    /// Start a task that never lets time pass at this step (checks the watchdog).
+    #[arg(long, hide = true)]
+    stall_at_step: Option<u64>,
 }
 
 impl Shape {
@@ -73,6 +80,8 @@ impl Shape {
             steps: self.steps,
             faults: parse_faults(&self.faults)?,
             liveness_bound: self.liveness_ms.map(std::time::Duration::from_millis),
+            wall_budget: self.run_budget.as_deref().map(parse_duration).transpose()?,
+            stall_at_step: self.stall_at_step,
         })
     }
 }

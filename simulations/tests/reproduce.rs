@@ -102,3 +102,39 @@ fn the_shrunk_run_fails_and_its_reproduce_line_replays_it() {
     assert!(stdout.contains("shrunk in"), "{stdout}");
     replay_each(&printed);
 }
+
+#[test]
+fn a_run_that_stops_time_fails_by_the_watchdog_and_replays() {
+    let stdout = grove_sim(&[
+        "run",
+        "--seed",
+        "3",
+        "--steps",
+        "40",
+        "--stall-at-step",
+        "10",
+    ]);
+    let printed = failures(&stdout);
+    assert_eq!(printed.len(), 1, "{stdout}");
+    assert!(
+        printed[0]
+            .violation
+            .starts_with("watchdog: simulated time stopped"),
+        "{stdout}"
+    );
+    assert!(printed[0].args.contains(&"--stall-at-step".to_string()));
+    replay_each(&printed);
+}
+
+#[test]
+fn a_run_past_its_wall_clock_budget_fails_by_the_watchdog() {
+    let stdout = grove_sim(&["run", "--seed", "3", "--steps", "40", "--run-budget", "0s"]);
+    let printed = failures(&stdout);
+    assert_eq!(printed.len(), 1, "{stdout}");
+    assert!(
+        printed[0]
+            .violation
+            .starts_with("watchdog: the wall-clock budget"),
+        "{stdout}"
+    );
+}
