@@ -89,6 +89,18 @@ impl AggDef {
     fn from_model(a: &Aggregator, outer_name: Option<&str>) -> Result<AggDef> {
         let name = outer_name.unwrap_or(a.name()).to_string();
         let field = |f: &String| Some(f.clone());
+        // `fieldName`, or an `expression` that `Query::parse` turned into a virtual column.
+        let input = |f: &String, expression: &Option<String>| -> Result<Option<String>> {
+            match (f.is_empty(), expression) {
+                (false, _) => Ok(Some(f.clone())),
+                (true, Some(_)) => Err(QueryError::unsupported(format!(
+                    "aggregator '{name}': expression inputs are not supported yet (use fieldName)"
+                ))),
+                (true, None) => Err(QueryError::bad(format!(
+                    "aggregator '{name}' needs a fieldName or an expression"
+                ))),
+            }
+        };
         let time_column = |t: &Option<String>| -> Result<()> {
             match t.as_deref() {
                 None | Some("__time") => Ok(()),
@@ -99,12 +111,36 @@ impl AggDef {
         };
         let (kind, field) = match a {
             Aggregator::Count { .. } => (AggKind::Count, None),
-            Aggregator::LongSum { field_name, .. } => (AggKind::LongSum, field(field_name)),
-            Aggregator::LongMin { field_name, .. } => (AggKind::LongMin, field(field_name)),
-            Aggregator::LongMax { field_name, .. } => (AggKind::LongMax, field(field_name)),
-            Aggregator::DoubleSum { field_name, .. } => (AggKind::DoubleSum, field(field_name)),
-            Aggregator::DoubleMin { field_name, .. } => (AggKind::DoubleMin, field(field_name)),
-            Aggregator::DoubleMax { field_name, .. } => (AggKind::DoubleMax, field(field_name)),
+            Aggregator::LongSum {
+                field_name,
+                expression,
+                ..
+            } => (AggKind::LongSum, input(field_name, expression)?),
+            Aggregator::LongMin {
+                field_name,
+                expression,
+                ..
+            } => (AggKind::LongMin, input(field_name, expression)?),
+            Aggregator::LongMax {
+                field_name,
+                expression,
+                ..
+            } => (AggKind::LongMax, input(field_name, expression)?),
+            Aggregator::DoubleSum {
+                field_name,
+                expression,
+                ..
+            } => (AggKind::DoubleSum, input(field_name, expression)?),
+            Aggregator::DoubleMin {
+                field_name,
+                expression,
+                ..
+            } => (AggKind::DoubleMin, input(field_name, expression)?),
+            Aggregator::DoubleMax {
+                field_name,
+                expression,
+                ..
+            } => (AggKind::DoubleMax, input(field_name, expression)?),
             Aggregator::LongFirst {
                 field_name,
                 time_column: t,
@@ -396,8 +432,8 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
-/// One group's mergeable aggregate value.
-#[derive(Clone, Debug)]
+/// One group's mergeable aggregate value (serializable: partial results carry them).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum AggValue {
     Long(Option<i64>),
     Double(Option<f64>),
@@ -405,7 +441,7 @@ pub enum AggValue {
     TimedLong(Option<(i64, Option<i64>)>),
     TimedDouble(Option<(i64, Option<f64>)>),
     TimedString(Option<(i64, Option<String>)>),
-    Sketch(Option<Box<HllSketch>>),
+    Sketch(#[serde(with = "crate::partial::sketch_bytes")] Option<Box<HllSketch>>),
 }
 
 /// Where an accumulator reads its input in one segment.
@@ -1015,6 +1051,28 @@ impl<'a> Acc<'a> {
             State::Double(v, seen) => Some(seen[g].then_some(v[g])),
             _ => None,
         }
+    }
+
+    /// The values of groups `0..groups` as a column, taken out of the state.
+    pub fn take_column(&mut self, groups: usize) -> Result<crate::partial::AggColumn> {
+        use crate::partial::AggColumn;
+        self.reserve(groups);
+        let count = self.def.kind == AggKind::Count;
+        Ok(match &mut self.state {
+            State::Long(v, seen) => AggColumn::Long(
+                v.iter()
+                    .zip(seen.iter())
+                    .map(|(&x, &s)| (s || count).then_some(x))
+                    .collect(),
+            ),
+            State::Double(v, seen) => AggColumn::Double(
+                v.iter()
+                    .zip(seen.iter())
+                    .map(|(&x, &s)| s.then_some(x))
+                    .collect(),
+            ),
+            _ => AggColumn::Values((0..groups).map(|g| self.take(g)).collect::<Result<_>>()?),
+        })
     }
 
     /// The value of group `g`, taking it out of the state.

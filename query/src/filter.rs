@@ -91,6 +91,22 @@ impl PreparedFilter {
                     .collect::<Result<_>>()?,
             ),
             Filter::Not { field } => PreparedFilter::Not(Box::new(PreparedFilter::new(field)?)),
+            Filter::ColumnComparison { .. } | Filter::Expression { .. } => {
+                return Err(QueryError::unsupported(
+                    "columnComparison and expression filters are not supported yet",
+                ));
+            }
+            Filter::Javascript(_) | Filter::Spatial(_) => {
+                return Err(QueryError::unsupported(
+                    "javascript and spatial filters are not supported by Grove",
+                ));
+            }
+            leaf if leaf.extraction_fn().is_some() => {
+                return Err(QueryError::unsupported(format!(
+                    "extractionFn on '{}' is not supported yet",
+                    leaf.leaf_column().unwrap_or_default()
+                )));
+            }
             leaf => {
                 let exact = exact_values(leaf).map(|(mut v, on_null)| {
                     v.sort_unstable();

@@ -1,19 +1,20 @@
 //! The grouping engine behind timeseries, topN and groupBy: one segment's rows, selected by
 //! intervals and filter, folded into groups keyed by (time bucket, dimension values), each holding
-//! one [`AggValue`] per aggregator. [`Grouped`] results of many segments (and of in-memory
-//! indexes) merge associatively with [`merge_grouped`]: the one merge path historicals and
-//! brokers share.
+//! one [`AggValue`] per aggregator, emitted as a serializable [`Partial`] that
+//! [`crate::partial`] merges by hash with other segments' (and in-memory indexes') partials: the
+//! one merge path historicals and brokers share.
 //!
 //! Per segment: when rows are sorted by time (the default order), each interval and each time
 //! bucket is a contiguous row range found by binary search (no per-row bucketing). A segment
 //! sorted by dimensions first (`forceSegmentSortByTime: false`) takes one pass per interval over
 //! all its rows (or its filter's rows) and buckets each row by its timestamp, unless its data lies
 //! in one bucket of an interval that covers it, when it is one range like a time-sorted bucket.
-//! The filter becomes a bitmap once per interval; rows are then processed in batches of up to 1,024 ids: a group index per row (a
-//! dense array on one single-value string dimension, else a hash table over fixed-width key words
-//! — dictionary ids and number bits — with multi-value rows exploded into one entry per value),
+//! The filter becomes a bitmap once per interval; rows are then processed in batches of up to
+//! 1,024 ids: a group index per row (dense slots indexed by the dimensions' dictionary ids in
+//! mixed radix when their product is small, else a hash table over fixed-width key words —
+//! dictionary ids and number bits — with multi-value rows exploded into one entry per value),
 //! then each aggregator folds the batch column-wise. Dictionary ids become strings only once per
-//! group, when the segment's result is emitted.
+//! group kept, in dictionary order, when the segment's partial is emitted.
 
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
@@ -32,6 +33,7 @@ use crate::column::{Column, IdCursor, LongCursor};
 use crate::error::{QueryError, Result};
 use crate::filter::{PreparedFilter, filter_rows};
 use crate::granularity::QueryGranularity;
+use crate::partial::{self, AggColumn, Partial};
 
 /// The bucket key of granularity `all`.
 pub const ALL_BUCKET: i64 = i64::MIN;
@@ -225,10 +227,10 @@ pub fn group_segment(
     segment: &Segment,
     spec: &GroupSpec<'_>,
     control: &dyn QueryControl,
-) -> Result<Grouped> {
+) -> Result<Partial> {
     let n = segment.num_rows();
     if n == 0 {
-        return Ok(Grouped::new());
+        return Ok(Partial::new(spec.aggregators));
     }
     let time = segment.time()?;
     let meta = segment.meta();
@@ -679,69 +681,121 @@ pub fn group_segment(
         }
     }
 
-    for acc in &mut accs {
-        acc.reserve(table.len());
+    emit_partial(&table, &dims, &mut accs, spec, &data)
+}
+
+/// The segment's groups as a [`Partial`]: duplicate keys (a bucket reached from two intervals)
+/// combined, topN's pruning applied, then the keys encoded (strings decoded in dictionary
+/// order, only for the groups kept).
+fn emit_partial(
+    table: &GroupTable,
+    dims: &[DimReader<'_>],
+    accs: &mut [Acc<'_>],
+    spec: &GroupSpec<'_>,
+    data: &Interval,
+) -> Result<Partial> {
+    let n = table.len();
+    let mut columns = accs
+        .iter_mut()
+        .map(|a| a.take_column(n))
+        .collect::<Result<Vec<AggColumn>>>()?;
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    // Sorted by key words: ids ascend within a bucket, so strings decode in dictionary order.
+    if !order.is_sorted_by(|&a, &b| table.key(a as usize) <= table.key(b as usize)) {
+        order.sort_unstable_by(|&a, &b| table.key(a as usize).cmp(table.key(b as usize)));
     }
-    let kept = match &spec.top {
-        Some(top) if table.len() > top.keep => top_groups(&table, &accs[top.aggregator], top)?,
-        _ => (0..table.len()).collect(),
-    };
-    let mut groups: Vec<(GroupKey, Vec<AggValue>)> = Vec::with_capacity(kept.len());
-    for g in kept {
-        let words = table.key(g);
-        let mut values = Vec::with_capacity(dims.len());
+    // Dense slots start afresh for each interval's passes, so a bucket reached from two
+    // intervals holds two groups: combine them before anything ranks them.
+    if spec.intervals.iter().filter(|i| i.overlaps(data)).count() > 1 {
+        let mut kept = 0;
+        for i in 0..order.len() {
+            let g = order[i] as usize;
+            if kept > 0 && table.key(order[kept - 1] as usize) == table.key(g) {
+                let at = order[kept - 1] as usize;
+                for (column, def) in columns.iter_mut().zip(spec.aggregators) {
+                    column.combine_within(at, g, def);
+                }
+            } else {
+                order[kept] = order[i];
+                kept += 1;
+            }
+        }
+        order.truncate(kept);
+    }
+    // Pruned only when that saves much: with at most a few times `keep` groups, the segment
+    // sends them all and the topN stays exact at about the same cost.
+    if let Some(top) = &spec.top
+        && order.len() > top.keep.saturating_mul(TOP_EXACT_FACTOR)
+    {
+        let def = &spec.aggregators[top.aggregator];
+        order = top_groups(table, &order, &columns[top.aggregator], def, top);
+    }
+    // String values of the kept groups, per string dimension, decoded in one ordered pass.
+    let mut texts: Vec<Option<(Vec<u8>, Vec<u32>)>> = Vec::with_capacity(dims.len());
+    let mut w = 1;
+    let mut ids: Vec<u32> = Vec::with_capacity(order.len());
+    for d in dims {
+        texts.push(match d {
+            DimReader::Ids(_, s) | DimReader::Multi(s) => {
+                ids.clear();
+                ids.extend(
+                    order
+                        .iter()
+                        .map(|&g| table.key(g as usize)[w])
+                        .map(|word| if word == NULL_WORD { 0 } else { word as u32 }),
+                );
+                let mut bytes = Vec::new();
+                let mut ends = Vec::with_capacity(ids.len());
+                s.values_of(&ids, |value| {
+                    if let Some(v) = value {
+                        bytes.extend_from_slice(v);
+                    }
+                    ends.push(bytes.len() as u32);
+                })?;
+                Some((bytes, ends))
+            }
+            _ => None,
+        });
+        w += d.width();
+    }
+    let mut keys = Vec::with_capacity(order.len() * (9 + 13 * dims.len()));
+    let mut ends = Vec::with_capacity(order.len());
+    for (pos, &g) in order.iter().enumerate() {
+        let words = table.key(g as usize);
+        partial::push_bucket(&mut keys, words[0] as i64);
         let mut w = 1;
-        for d in &dims {
-            values.push(match d {
+        for (d, text) in dims.iter().zip(&texts) {
+            match d {
                 DimReader::Ids(_, s) | DimReader::Multi(s) => {
-                    if words[w] == NULL_WORD {
-                        KeyValue::Null
+                    let (bytes, text_ends) = text.as_ref().expect("decoded strings");
+                    let null = words[w] == NULL_WORD || (s.has_null() && words[w] == 0);
+                    if null {
+                        partial::push_null(&mut keys);
                     } else {
-                        match s.value(words[w] as u32)? {
-                            None => KeyValue::Null,
-                            Some(v) => KeyValue::String(v.into_owned()),
-                        }
+                        let from = if pos == 0 {
+                            0
+                        } else {
+                            text_ends[pos - 1] as usize
+                        };
+                        partial::push_str(&mut keys, &bytes[from..text_ends[pos] as usize]);
                     }
                 }
                 DimReader::Long(..) => match words[w] {
-                    0 => KeyValue::Null,
-                    _ => KeyValue::Long(words[w + 1] as i64),
+                    0 => partial::push_null(&mut keys),
+                    _ => partial::push_long(&mut keys, words[w + 1] as i64),
                 },
                 DimReader::Double(..) => match words[w] {
-                    0 => KeyValue::Null,
-                    _ => KeyValue::Double(f64::from_bits(words[w + 1])),
+                    0 => partial::push_null(&mut keys),
+                    _ => partial::push_double(&mut keys, f64::from_bits(words[w + 1])),
                 },
-                DimReader::Missing => KeyValue::Null,
-            });
+                DimReader::Missing => partial::push_null(&mut keys),
+            }
             w += d.width();
         }
-        let aggs = accs
-            .iter_mut()
-            .map(|a| a.take(g))
-            .collect::<Result<Vec<_>>>()?;
-        let key = GroupKey {
-            bucket: words[0] as i64,
-            dims: values,
-        };
-        groups.push((key, aggs));
+        ends.push(keys.len() as u32);
     }
-    // Groups mostly come out in key order already (ids are sorted, buckets ascend), and a
-    // sorted sequence builds the map in one pass, without a search per group.
-    if !groups.is_sorted_by(|a, b| a.0 <= b.0) {
-        groups.sort_by(|a, b| a.0.cmp(&b.0));
-    }
-    // The same bucket can come back in a later interval: combine, do not overwrite.
-    groups.dedup_by(|later, kept| {
-        let same = later.0 == kept.0;
-        if same {
-            let values = std::mem::take(&mut later.1);
-            for ((def, a), b) in spec.aggregators.iter().zip(kept.1.iter_mut()).zip(values) {
-                def.combine(a, b);
-            }
-        }
-        same
-    });
-    Ok(groups.into_iter().collect())
+    let columns = columns.iter_mut().map(|c| c.gather(&order)).collect();
+    Ok(Partial::from_parts(keys, ends, columns))
 }
 
 /// The error of a query past its group limit (context `maxResults`).
@@ -754,6 +808,9 @@ pub(crate) fn too_many_groups(max: u64) -> QueryError {
 /// Most dense group slots (product of dictionary sizes) before grouping falls back to hashing.
 const DENSE_SLOTS_MAX: usize = 1 << 22;
 
+/// A segment prunes topN groups only when it has more than this many times `keep`.
+const TOP_EXACT_FACTOR: usize = 4;
+
 /// Keep only the best groups of each bucket by one aggregator (topN's per-segment pruning).
 #[derive(Clone, Copy, Debug)]
 pub struct TopGroups {
@@ -762,25 +819,34 @@ pub struct TopGroups {
     pub keep: usize,
 }
 
-/// The indexes of the `top.keep` best groups of each bucket, in table order.
-fn top_groups(table: &GroupTable, acc: &Acc<'_>, top: &TopGroups) -> Result<Vec<usize>> {
-    let mut ranked: Vec<(i64, f64, usize)> = Vec::with_capacity(table.len());
-    for g in 0..table.len() {
-        let Some(v) = acc.peek(g) else {
-            // Not a plain number: no pruning.
-            return Ok((0..table.len()).collect());
-        };
-        let v = v.unwrap_or(f64::NEG_INFINITY);
-        ranked.push((
-            table.key(g)[0] as i64,
-            if top.descending { -v } else { v },
-            g,
-        ));
+/// The groups of `order` among the `top.keep` best of their bucket by `column`, in the order
+/// of `order`. Columns that are not plain numbers are not pruned.
+fn top_groups(
+    table: &GroupTable,
+    order: &[u32],
+    column: &AggColumn,
+    def: &AggDef,
+    top: &TopGroups,
+) -> Vec<u32> {
+    if matches!(column, AggColumn::Values(_)) {
+        return order.to_vec();
     }
+    // (bucket, rank value, position in `order`)
+    let mut ranked: Vec<(i64, f64, u32)> = order
+        .iter()
+        .enumerate()
+        .map(|(pos, &g)| {
+            let v = column.number(g as usize, def).unwrap_or(f64::NEG_INFINITY);
+            (
+                table.key(g as usize)[0] as i64,
+                if top.descending { -v } else { v },
+                pos as u32,
+            )
+        })
+        .collect();
     // Per bucket: select the best `keep` without sorting the rest.
-    ranked.sort_unstable_by_key(|r| r.0);
-    let order =
-        |a: &(i64, f64, usize), b: &(i64, f64, usize)| a.1.total_cmp(&b.1).then(a.2.cmp(&b.2));
+    ranked.sort_by_key(|r| r.0);
+    let better = |a: &(i64, f64, u32), b: &(i64, f64, u32)| a.1.total_cmp(&b.1).then(a.2.cmp(&b.2));
     let mut kept = Vec::new();
     let mut start = 0;
     while start < ranked.len() {
@@ -788,13 +854,13 @@ fn top_groups(table: &GroupTable, acc: &Acc<'_>, top: &TopGroups) -> Result<Vec<
         let end = start + ranked[start..].iter().take_while(|r| r.0 == b).count();
         let bucket = &mut ranked[start..end];
         if bucket.len() > top.keep {
-            bucket.select_nth_unstable_by(top.keep - 1, order);
+            bucket.select_nth_unstable_by(top.keep - 1, better);
         }
         kept.extend(bucket.iter().take(top.keep).map(|r| r.2));
         start = end;
     }
     kept.sort_unstable();
-    Ok(kept)
+    kept.into_iter().map(|pos| order[pos as usize]).collect()
 }
 
 const BATCH: usize = 1024;

@@ -20,6 +20,8 @@ pub mod finalize;
 pub mod granularity;
 pub mod group;
 pub mod model;
+mod nested;
+pub mod partial;
 pub mod result;
 mod run;
 mod scan;

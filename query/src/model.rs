@@ -1,13 +1,19 @@
 //! The native query model: Druid's query JSON as Grove accepts it, parsed with serde.
 //!
 //! Main types: [`Query`] (tagged by `queryType`), [`Aggregator`], [`PostAggregator`],
-//! [`DimensionSpec`], [`LimitSpec`], [`Having`]. Unknown fields are refused with an error naming
-//! them (a misspelt `fliter` must not silently return every row), except the handful Druid clients
-//! send that do not change results (see [`QueryContext`] and `virtualColumns: []`).
+//! [`DimensionSpec`], [`LimitSpec`], [`Having`].
+//!
+//! Unknown properties follow Druid's JSON mapper: a property Grove does not know is ignored
+//! (logged at debug level with its path), as Druid ignores it — clients rely on that (pydruid's
+//! `count` aggregator sends a `fieldName`). A property Druid honours that Grove does not
+//! implement, where ignoring it would change the answer, is refused with an error naming it
+//! (context flags such as `finalize: false`, `alphaNumeric` bounds, lookups...), and a malformed
+//! value of a known property is an error naming its path (`aggregations[0].fieldName: ...`).
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
-use grove_segment::filter::Filter;
+use grove_segment::filter::{ExtractionFn, Filter};
 use grove_segment::time::Interval;
 
 use crate::granularity::QueryGranularity;
@@ -51,21 +57,112 @@ impl Query {
                 )));
             }
         }
-        serde_path_to_error::deserialize(json).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            if path == "." || path.is_empty() {
-                QueryError::bad(format!("malformed query: {inner}"))
-            } else {
-                QueryError::bad(format!("malformed query at '{path}': {inner}"))
-            }
-        })
+        let query = match kind {
+            Some("timeseries") => Query::Timeseries(deserialize(json)?),
+            Some("topN") => Query::TopN(deserialize(json)?),
+            Some("groupBy") => Query::GroupBy(deserialize(json)?),
+            Some("scan") => Query::Scan(scan_order(deserialize(json)?)?),
+            Some("search") => Query::Search(deserialize(json)?),
+            Some("timeBoundary") => Query::TimeBoundary(deserialize(json)?),
+            Some("segmentMetadata") => Query::SegmentMetadata(deserialize(json)?),
+            _ => Query::DataSourceMetadata(deserialize(json)?),
+        };
+        query.context().check()?;
+        query.refuse_unimplemented()?;
+        Ok(query)
+    }
+
+    /// Refuses what the model reads but the engine does not run yet.
+    fn refuse_unimplemented(&self) -> Result<()> {
+        let dims: Vec<&DimensionSpec> = match self {
+            Query::TopN(q) => vec![&q.dimension],
+            Query::GroupBy(q) => q.dimensions.iter().collect(),
+            Query::Search(q) => q.search_dimensions.iter().collect(),
+            _ => Vec::new(),
+        };
+        if let Some(d) = dims.iter().find(|d| d.extraction_fn.is_some()) {
+            return Err(QueryError::unsupported(format!(
+                "extraction dimension spec on '{}' is not supported yet",
+                d.dimension
+            )));
+        }
+        Ok(())
+    }
+
+    /// The query's context.
+    pub fn context(&self) -> &QueryContext {
+        match self {
+            Query::Timeseries(q) => &q.context,
+            Query::TopN(q) => &q.context,
+            Query::GroupBy(q) => &q.context,
+            Query::Scan(q) => &q.context,
+            Query::Search(q) => &q.context,
+            Query::TimeBoundary(q) => &q.context,
+            Query::SegmentMetadata(q) => &q.context,
+            Query::DataSourceMetadata(q) => &q.context,
+        }
     }
 }
 
-/// `"dataSource": "name"` or `{"type": "table", "name": "name"}`.
+/// Folds a scan's `orderBy` into `order`: Grove orders scans by `__time` only.
+fn scan_order(mut scan: Scan) -> Result<Scan> {
+    let Some(keys) = scan.order_by.take() else {
+        return Ok(scan);
+    };
+    match keys.as_slice() {
+        [] => {}
+        [key] if key.column_name == grove_segment::filter::TIME_COLUMN => {
+            let order = key.order.unwrap_or(ScanOrder::Ascending);
+            match scan.order {
+                Some(existing) if existing != order => {
+                    return Err(QueryError::bad(
+                        "scan 'order' and 'orderBy' disagree; give one of them",
+                    ));
+                }
+                _ => scan.order = Some(order),
+            }
+        }
+        _ => {
+            return Err(QueryError::unsupported(
+                "scan orderBy other than one __time key is not supported (Grove orders scans \
+                 by __time only)",
+            ));
+        }
+    }
+    Ok(scan)
+}
+
+/// Deserializes one query type from its JSON: errors name the path of the offending value,
+/// properties nobody reads are ignored and logged (Druid's JSON mapper ignores them too).
+fn deserialize<T: DeserializeOwned>(json: &serde_json::Value) -> Result<T> {
+    let mut ignored: Vec<String> = Vec::new();
+    let mut record = |path: serde_ignored::Path<'_>| {
+        let path = path.to_string();
+        if path != "queryType" {
+            ignored.push(path);
+        }
+    };
+    let tracked = serde_ignored::Deserializer::new(json, &mut record);
+    let parsed = serde_path_to_error::deserialize(tracked).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            QueryError::bad(format!("malformed query: {inner}"))
+        } else {
+            QueryError::bad(format!("malformed query at '{path}': {inner}"))
+        }
+    })?;
+    if !ignored.is_empty() {
+        tracing::debug!(properties = ?ignored, "native query: ignored unknown properties");
+    }
+    Ok(parsed)
+}
+
+/// `"dataSource": "name"`, `{"type": "table", "name": "name"}`, or a query datasource
+/// `{"type": "query", "query": {...}}` (then `.0` names the innermost table and `.1` holds the
+/// inner query).
 #[derive(Clone, Debug)]
-pub struct DataSource(pub String);
+pub struct DataSource(pub String, pub Option<Box<Query>>);
 
 impl<'de> Deserialize<'de> for DataSource {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
@@ -77,11 +174,32 @@ impl<'de> Deserialize<'de> for DataSource {
             Object(serde_json::Map<String, serde_json::Value>),
         }
         match Form::deserialize(d)? {
-            Form::Name(n) => Ok(DataSource(n)),
+            Form::Name(n) => Ok(DataSource(n, None)),
             Form::Object(o) => match (o.get("type").and_then(|t| t.as_str()), o.get("name")) {
-                (Some("table"), Some(serde_json::Value::String(n))) => Ok(DataSource(n.clone())),
+                (Some("table"), Some(serde_json::Value::String(n))) => {
+                    Ok(DataSource(n.clone(), None))
+                }
+                (Some("query"), _) => {
+                    let inner = o
+                        .get("query")
+                        .ok_or_else(|| D::Error::custom("a query dataSource needs its 'query'"))?;
+                    let inner = Query::parse(inner)
+                        .map_err(|e| D::Error::custom(format!("inner query: {e}")))?;
+                    let table = match &inner {
+                        Query::Timeseries(q) => &q.data_source.0,
+                        Query::TopN(q) => &q.data_source.0,
+                        Query::GroupBy(q) => &q.data_source.0,
+                        Query::Scan(q) => &q.data_source.0,
+                        Query::Search(q) => &q.data_source.0,
+                        Query::TimeBoundary(q) => &q.data_source.0,
+                        Query::SegmentMetadata(q) => &q.data_source.0,
+                        Query::DataSourceMetadata(q) => &q.data_source.0,
+                    }
+                    .clone();
+                    Ok(DataSource(table, Some(Box::new(inner))))
+                }
                 (Some(t), _) if t != "table" => Err(D::Error::custom(format!(
-                    "dataSource type '{t}' is not supported (only table datasources)"
+                    "dataSource type '{t}' is not supported (table or query datasources)"
                 ))),
                 _ => Err(D::Error::custom(
                     "dataSource must be a name or {\"type\":\"table\",\"name\":...}",
@@ -183,6 +301,47 @@ pub struct QueryContext {
     pub other: serde_json::Map<String, serde_json::Value>,
 }
 
+/// Context flags Druid honours that change an answer's content or shape, with the value that
+/// needs no work (Druid's default); any other value is refused.
+const CONTEXT_DEFAULTS: &[(&str, bool)] = &[
+    ("finalize", true),
+    ("serializeDateTimeAsLong", false),
+    ("serializeDateTimeAsLongInner", false),
+    ("grandTotal", false),
+    ("sortByDimsFirst", false),
+    ("resultAsArray", false),
+];
+
+impl QueryContext {
+    /// Refuses context flags that would change the answer in a way Grove does not implement.
+    pub fn check(&self) -> Result<()> {
+        for (key, default) in CONTEXT_DEFAULTS {
+            let Some(value) = self.other.get(*key) else {
+                continue;
+            };
+            let set = value
+                .as_bool()
+                .or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()));
+            match set {
+                None if value.is_null() => {}
+                None => {
+                    return Err(QueryError::bad(format!(
+                        "malformed query at 'context.{key}': expected a boolean, got {value}"
+                    )));
+                }
+                Some(v) if v == *default => {}
+                Some(v) => {
+                    return Err(QueryError::unsupported(format!(
+                        "context.{key} = {v} is not supported by Grove (it would change the \
+                         answer; leave it {default})"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// How many groups a groupBy may hold before it fails with a resource-limit error.
 pub const MAX_GROUPS_DEFAULT: u64 = 5_000_000;
 
@@ -239,7 +398,7 @@ fn no_virtual_columns<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<()
 }
 
 #[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Timeseries {
     pub data_source: DataSource,
     #[serde(default)]
@@ -263,7 +422,7 @@ pub struct Timeseries {
 }
 
 #[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct TopN {
     pub data_source: DataSource,
     #[serde(default)]
@@ -307,7 +466,7 @@ impl<'de> Deserialize<'de> for TopNMetric {
             Object(Object),
         }
         #[derive(Deserialize)]
-        #[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
+        #[serde(tag = "type", rename_all = "camelCase")]
         enum Object {
             Numeric {
                 metric: String,
@@ -344,7 +503,7 @@ impl<'de> Deserialize<'de> for TopNMetric {
 }
 
 #[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct GroupBy {
     pub data_source: DataSource,
     #[serde(default)]
@@ -372,7 +531,7 @@ pub struct GroupBy {
 }
 
 #[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Scan {
     pub data_source: DataSource,
     #[serde(default)]
@@ -388,6 +547,10 @@ pub struct Scan {
     pub offset: Option<u64>,
     #[serde(default)]
     pub order: Option<ScanOrder>,
+    /// Druid's newer spelling of `order`: `[{"columnName": "__time", "order": "descending"}]`;
+    /// [`Query::parse`] folds it into `order` (ordering by other columns is refused).
+    #[serde(default)]
+    pub order_by: Option<Vec<ScanOrderBy>>,
     #[serde(default)]
     pub result_format: Option<String>,
     #[serde(default)]
@@ -402,6 +565,15 @@ pub struct Scan {
     pub context: QueryContext,
 }
 
+/// One key of a scan's `orderBy`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScanOrderBy {
+    pub column_name: String,
+    #[serde(default)]
+    pub order: Option<ScanOrder>,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum ScanOrder {
@@ -411,7 +583,7 @@ pub enum ScanOrder {
 }
 
 #[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Search {
     pub data_source: DataSource,
     #[serde(default)]
@@ -438,38 +610,17 @@ fn search_limit() -> usize {
     1000
 }
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum SearchSpec {
-    #[serde(rename_all = "camelCase")]
-    Contains {
-        value: String,
-        #[serde(default)]
-        case_sensitive: bool,
-    },
-    InsensitiveContains {
-        value: String,
-    },
-    #[serde(rename_all = "camelCase")]
-    Fragment {
-        values: Vec<String>,
-        #[serde(default)]
-        case_sensitive: bool,
-    },
-    Regex {
-        pattern: String,
-    },
-}
+/// What a search query matches: Druid's search query spec (the model `search` filters share).
+pub use grove_segment::filter::SearchQuerySpec as SearchSpec;
 
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SearchSort {
     #[serde(rename = "type")]
     pub ordering: Ordering,
 }
 
 #[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct TimeBoundary {
     pub data_source: DataSource,
     #[serde(default)]
@@ -485,7 +636,7 @@ pub struct TimeBoundary {
 }
 
 #[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct SegmentMetadata {
     pub data_source: DataSource,
     #[serde(default)]
@@ -507,7 +658,7 @@ pub struct SegmentMetadata {
 }
 
 #[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct DataSourceMetadata {
     pub data_source: DataSource,
     #[serde(default)]
@@ -520,12 +671,17 @@ fn granularity_all() -> QueryGranularity {
     QueryGranularity::ALL
 }
 
-/// A dimension to group on: `"name"` or `{"type":"default","dimension":..,"outputName":..}`.
+/// A dimension to group on: `"name"`, `{"type":"default","dimension":..,"outputName":..}` or
+/// `{"type":"extraction",...,"extractionFn":...}`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DimensionSpec {
+    /// The input column (for an extraction spec, after [`Query::parse`]: the virtual column
+    /// holding the extracted values).
     pub dimension: String,
     pub output_name: String,
     pub output_type: OutputType,
+    /// An `extraction` spec's function (applied through a virtual column).
+    pub extraction_fn: Option<ExtractionFn>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -537,17 +693,15 @@ pub enum OutputType {
     Double,
 }
 
+/// Dimension spec types Druid has and Grove refuses (they filter or look values up).
+const REFUSED_DIMENSION_SPECS: &[&str] =
+    &["listFiltered", "regexFiltered", "prefixFiltered", "lookup"];
+
 impl<'de> Deserialize<'de> for DimensionSpec {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         use serde::de::Error;
         #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Form {
-            Name(String),
-            Object(Object),
-        }
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase", deny_unknown_fields)]
+        #[serde(rename_all = "camelCase")]
         struct Object {
             #[serde(rename = "type", default)]
             kind: Option<String>,
@@ -556,31 +710,57 @@ impl<'de> Deserialize<'de> for DimensionSpec {
             output_name: Option<String>,
             #[serde(default)]
             output_type: Option<OutputType>,
+            #[serde(default)]
+            extraction_fn: Option<ExtractionFn>,
         }
-        match Form::deserialize(d).map_err(|_| {
-            D::Error::custom(
-                "dimension must be a name or {\"type\":\"default\",\"dimension\":..,\"outputName\":..} \
-                 (extraction and lookup dimension specs are not supported)",
-            )
-        })? {
-            Form::Name(n) => Ok(DimensionSpec {
-                output_name: n.clone(),
-                dimension: n,
-                output_type: OutputType::String,
-            }),
-            Form::Object(o) => {
-                if let Some(kind) = o.kind.as_deref().filter(|k| *k != "default") {
-                    return Err(D::Error::custom(format!(
-                        "dimension spec type '{kind}' is not supported (only default)"
-                    )));
-                }
-                Ok(DimensionSpec {
-                    output_name: o.output_name.unwrap_or_else(|| o.dimension.clone()),
-                    dimension: o.dimension,
-                    output_type: o.output_type.unwrap_or(OutputType::String),
-                })
+        let value = serde_json::Value::deserialize(d)?;
+        let object = match value {
+            serde_json::Value::String(n) => {
+                return Ok(DimensionSpec {
+                    output_name: n.clone(),
+                    dimension: n,
+                    output_type: OutputType::String,
+                    extraction_fn: None,
+                });
             }
+            serde_json::Value::Object(o) => o,
+            other => {
+                return Err(D::Error::custom(format!(
+                    "a dimension must be a name or a dimension spec object, got {other}"
+                )));
+            }
+        };
+        match object.get("type").and_then(serde_json::Value::as_str) {
+            Some(kind) if REFUSED_DIMENSION_SPECS.contains(&kind) => {
+                return Err(D::Error::custom(format!(
+                    "dimension spec type '{kind}' is not supported by Grove (use default or \
+                     extraction, and a filter)"
+                )));
+            }
+            _ => {}
         }
+        let o: Object =
+            serde_json::from_value(serde_json::Value::Object(object)).map_err(D::Error::custom)?;
+        let extraction_fn = match (o.kind.as_deref(), o.extraction_fn) {
+            (None | Some("default"), _) => None,
+            (Some("extraction"), Some(f)) => Some(f),
+            (Some("extraction"), None) => {
+                return Err(D::Error::custom(
+                    "an extraction dimension spec needs an extractionFn",
+                ));
+            }
+            (Some(kind), _) => {
+                return Err(D::Error::custom(format!(
+                    "dimension spec type '{kind}' is not supported (default or extraction)"
+                )));
+            }
+        };
+        Ok(DimensionSpec {
+            output_name: o.output_name.unwrap_or_else(|| o.dimension.clone()),
+            dimension: o.dimension,
+            output_type: o.output_type.unwrap_or(OutputType::String),
+            extraction_fn,
+        })
     }
 }
 
@@ -624,7 +804,7 @@ impl<'de> Deserialize<'de> for Ordering {
 
 /// An aggregator. `float*` aggregators compute in `f64` and are reported as doubles.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
+#[serde(tag = "type", rename_all = "camelCase")]
 pub enum Aggregator {
     Count {
         name: String,
@@ -632,34 +812,65 @@ pub enum Aggregator {
     #[serde(rename_all = "camelCase")]
     LongSum {
         name: String,
+        /// The input column; empty when `expression` is given instead.
+        #[serde(default)]
         field_name: String,
+        /// An inline expression instead of `fieldName` (read through a virtual column).
+        #[serde(default)]
+        expression: Option<String>,
     },
     #[serde(rename_all = "camelCase")]
     LongMin {
         name: String,
+        /// The input column; empty when `expression` is given instead.
+        #[serde(default)]
         field_name: String,
+        /// An inline expression instead of `fieldName` (read through a virtual column).
+        #[serde(default)]
+        expression: Option<String>,
     },
     #[serde(rename_all = "camelCase")]
     LongMax {
         name: String,
+        /// The input column; empty when `expression` is given instead.
+        #[serde(default)]
         field_name: String,
+        /// An inline expression instead of `fieldName` (read through a virtual column).
+        #[serde(default)]
+        expression: Option<String>,
     },
     #[serde(rename_all = "camelCase", alias = "floatSum")]
     DoubleSum {
         name: String,
+        /// The input column; empty when `expression` is given instead.
+        #[serde(default)]
         field_name: String,
+        /// An inline expression instead of `fieldName` (read through a virtual column).
+        #[serde(default)]
+        expression: Option<String>,
     },
-    #[serde(rename_all = "camelCase", alias = "floatMin")]
+    #[serde(rename_all = "camelCase", alias = "floatMin", alias = "min")]
     DoubleMin {
         name: String,
+        /// The input column; empty when `expression` is given instead.
+        #[serde(default)]
         field_name: String,
+        /// An inline expression instead of `fieldName` (read through a virtual column).
+        #[serde(default)]
+        expression: Option<String>,
     },
-    #[serde(rename_all = "camelCase", alias = "floatMax")]
+    #[serde(rename_all = "camelCase", alias = "floatMax", alias = "max")]
     DoubleMax {
         name: String,
+        /// The input column; empty when `expression` is given instead.
+        #[serde(default)]
         field_name: String,
+        /// An inline expression instead of `fieldName` (read through a virtual column).
+        #[serde(default)]
+        expression: Option<String>,
     },
-    #[serde(rename_all = "camelCase")]
+    /// `longAny` reads as `longFirst`: the earliest row's value is one of "any" values.
+    #[serde(rename_all = "camelCase", alias = "longAny")]
     LongFirst {
         name: String,
         field_name: String,
@@ -673,7 +884,12 @@ pub enum Aggregator {
         #[serde(default)]
         time_column: Option<String>,
     },
-    #[serde(rename_all = "camelCase", alias = "floatFirst")]
+    #[serde(
+        rename_all = "camelCase",
+        alias = "floatFirst",
+        alias = "doubleAny",
+        alias = "floatAny"
+    )]
     DoubleFirst {
         name: String,
         field_name: String,
@@ -687,7 +903,7 @@ pub enum Aggregator {
         #[serde(default)]
         time_column: Option<String>,
     },
-    #[serde(rename_all = "camelCase")]
+    #[serde(rename_all = "camelCase", alias = "stringAny")]
     StringFirst {
         name: String,
         field_name: String,
@@ -716,6 +932,8 @@ pub enum Aggregator {
     #[serde(rename_all = "camelCase")]
     Cardinality {
         name: String,
+        /// The dimensions (Druid's legacy `fieldNames`, a list of names, is read into it).
+        #[serde(default, alias = "fieldNames")]
         fields: Vec<DimensionSpec>,
         #[serde(default)]
         by_row: bool,
@@ -795,7 +1013,7 @@ impl Aggregator {
 
 /// A post-aggregator: computed per result row from aggregator outputs.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
+#[serde(tag = "type", rename_all = "camelCase")]
 pub enum PostAggregator {
     Arithmetic {
         name: String,
@@ -873,7 +1091,7 @@ impl PostAggregator {
 
 /// groupBy's `limitSpec`.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct LimitSpec {
     #[serde(rename = "type", default)]
     pub kind: Option<String>,
@@ -902,7 +1120,7 @@ impl<'de> Deserialize<'de> for OrderByColumn {
             Object(Object),
         }
         #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase", deny_unknown_fields)]
+        #[serde(rename_all = "camelCase")]
         struct Object {
             dimension: String,
             #[serde(default)]
@@ -939,7 +1157,7 @@ impl<'de> Deserialize<'de> for OrderByColumn {
 
 /// groupBy's `having`: evaluated on result rows (after post-aggregators).
 #[derive(Clone, Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
+#[serde(tag = "type", rename_all = "camelCase")]
 pub enum Having {
     #[serde(rename_all = "camelCase")]
     GreaterThan { aggregation: String, value: f64 },

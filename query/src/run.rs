@@ -7,7 +7,7 @@ use serde_json::{Map, Value as Json, json};
 use grove_segment::format::Segment;
 use grove_segment::time::{Granularity, Interval, format_iso};
 
-use crate::aggregate::{AggDef, compare_numbers};
+use crate::aggregate::{AggDef, AggValue, compare_numbers};
 use crate::column::{Column, TIME_COLUMN};
 use crate::error::{QueryError, Result};
 use crate::filter::PreparedFilter;
@@ -15,9 +15,10 @@ use crate::finalize::{finish_row, having_passes, key_json, sort_rows, timestamp}
 use crate::granularity::QueryGranularity;
 use crate::group::{
     ALL_BUCKET, GroupKey, GroupSpec, Grouped, KeyValue, TopGroups, group_segment, merge_grouped,
-    row_range, too_many_groups,
+    row_range,
 };
 use crate::model::{self, MAX_GROUPS_DEFAULT, Ordering, Query, TopNMetric};
+use crate::partial::{GroupRef, Merged, Merger, finish_merge};
 use crate::result::{EventTable, QueryResult};
 use crate::{QueryControl, SegmentProvider};
 
@@ -25,6 +26,35 @@ use crate::{QueryControl, SegmentProvider};
 /// `minTopNThreshold`, which the query context may raise): like Druid's, the answer is exact
 /// unless a value outside one segment's best 1,000 would have made the merged top.
 const TOP_N_SEGMENT_MIN: usize = 1000;
+
+/// How many bytes the merged groups of one query may take unless its context says otherwise
+/// (`maxMergingDictionarySize`).
+pub const MERGE_BYTES_DEFAULT: usize = 1 << 30;
+
+/// A boolean context flag, as Druid reads them (JSON booleans or their text).
+fn context_bool(context: &model::QueryContext, key: &str) -> Option<bool> {
+    match context.other.get(key)? {
+        Json::Bool(b) => Some(*b),
+        Json::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// The bytes the merged groups may take: context `maxMergingDictionarySize`, or the default.
+pub(crate) fn max_merge_bytes(context: &model::QueryContext) -> Result<usize> {
+    match context.other.get("maxMergingDictionarySize") {
+        None | Some(Json::Null) => Ok(MERGE_BYTES_DEFAULT),
+        Some(v) => v
+            .as_u64()
+            .or_else(|| v.as_str()?.trim().parse().ok())
+            .map(|n| n as usize)
+            .ok_or_else(|| {
+                QueryError::bad(format!(
+                    "context maxMergingDictionarySize must be a number of bytes, got {v}"
+                ))
+            }),
+    }
+}
 
 /// Most empty buckets a timeseries fills in; beyond this only buckets with rows are returned.
 const FILL_BUCKETS_MAX: usize = 100_000;
@@ -34,6 +64,19 @@ pub fn run(
     provider: &dyn SegmentProvider,
     control: &dyn QueryControl,
 ) -> Result<QueryResult> {
+    let nested = match query {
+        Query::Scan(q) => q.data_source.1.is_some(),
+        Query::Search(q) => q.data_source.1.is_some(),
+        Query::TimeBoundary(q) => q.data_source.1.is_some(),
+        Query::SegmentMetadata(q) => q.data_source.1.is_some(),
+        Query::DataSourceMetadata(q) => q.data_source.1.is_some(),
+        Query::GroupBy(_) | Query::Timeseries(_) | Query::TopN(_) => false,
+    };
+    if nested {
+        return Err(QueryError::unsupported(
+            "a query datasource under this query type (groupBy, timeseries and topN take one)",
+        ));
+    }
     let json = match query {
         Query::GroupBy(q) => return group_by(q, provider, control),
         Query::Timeseries(q) => timeseries(q, provider, control),
@@ -75,7 +118,7 @@ fn span(segments: &[Arc<Segment>]) -> Option<Interval> {
 
 /// The timestamp Druid gives granularity `all` results: the query's start, or the data's start
 /// when that is later.
-fn all_timestamp(intervals: &[Interval], segments: &[Arc<Segment>]) -> i64 {
+pub(crate) fn all_timestamp(intervals: &[Interval], segments: &[Arc<Segment>]) -> i64 {
     let query_start = intervals
         .first()
         .map_or(Interval::ETERNITY.start_ms, |i| i.start_ms);
@@ -90,19 +133,24 @@ fn bucket_text(bucket: i64, all_ts: i64) -> String {
     format_iso(if bucket == ALL_BUCKET { all_ts } else { bucket })
 }
 
-struct Grouping<'q> {
-    data_source: &'q str,
-    intervals: &'q [Interval],
-    granularity: QueryGranularity,
-    filter: Option<&'q grove_segment::filter::Filter>,
-    dimensions: Vec<String>,
-    max_groups: u64,
-    top: Option<TopGroups>,
+pub(crate) struct Grouping<'q> {
+    pub(crate) data_source: &'q str,
+    /// The inner query of a query datasource.
+    pub(crate) inner: Option<&'q Query>,
+    pub(crate) intervals: &'q [Interval],
+    pub(crate) granularity: QueryGranularity,
+    pub(crate) filter: Option<&'q grove_segment::filter::Filter>,
+    /// Input columns (of the inner query's rows, for a query datasource).
+    pub(crate) dimensions: Vec<String>,
+    pub(crate) max_groups: u64,
+    /// Bytes the merged groups may take (context `maxMergingDictionarySize`).
+    pub(crate) max_bytes: usize,
+    pub(crate) top: Option<TopGroups>,
 }
 
 impl<'q> Grouping<'q> {
     /// Grouping by `dimensions` with no group limit and no topN pruning.
-    fn new(
+    pub(crate) fn new(
         data_source: &'q model::DataSource,
         intervals: &'q model::Intervals,
         granularity: &QueryGranularity,
@@ -111,23 +159,28 @@ impl<'q> Grouping<'q> {
     ) -> Grouping<'q> {
         Grouping {
             data_source: &data_source.0,
+            inner: data_source.1.as_deref(),
             intervals: &intervals.0,
             granularity: granularity.clone(),
             filter,
             dimensions,
             max_groups: u64::MAX,
+            max_bytes: usize::MAX,
             top: None,
         }
     }
 }
 
-/// Groups every segment of the query and merges the results.
-fn group_all(
+/// Groups every segment of the query and merges the results by hash, in partitions.
+pub(crate) fn group_all(
     g: &Grouping<'_>,
     aggs: &[AggDef],
     provider: &dyn SegmentProvider,
     control: &dyn QueryControl,
-) -> Result<(Grouped, Vec<Arc<Segment>>)> {
+) -> Result<(Merged, Vec<Arc<Segment>>)> {
+    if let Some(inner) = g.inner {
+        return crate::nested::group_nested(inner, g, aggs, provider, control);
+    }
     let segments = segments_of(provider, g.data_source, g.intervals);
     let filter = g.filter.map(PreparedFilter::new).transpose()?;
     let spec = GroupSpec {
@@ -140,26 +193,24 @@ fn group_all(
         top: g.top,
     };
     let threads = control.parallelism().clamp(1, segments.len().max(1));
-    let group_some = |part: &[Arc<Segment>]| -> Result<Grouped> {
-        let mut merged = Grouped::new();
+    // A few partitions per thread, so the final merge spreads evenly over the threads.
+    let partitions = if threads <= 1 { 1 } else { threads * 4 };
+    let group_some = |part: &[Arc<Segment>]| -> Result<Merger<'_>> {
+        let mut merger = Merger::new(aggs, partitions, g.max_groups, g.max_bytes);
         for segment in part {
             control.check()?;
-            let one = group_segment(segment, &spec, control)?;
-            merge_grouped(&mut merged, one, aggs);
-            if merged.len() as u64 > g.max_groups {
-                return Err(too_many_groups(g.max_groups));
-            }
+            merger.add(group_segment(segment, &spec, control)?)?;
         }
-        Ok(merged)
+        Ok(merger)
     };
-    let merged = if threads <= 1 {
-        group_some(&segments)?
+    let mergers = if threads <= 1 {
+        vec![group_some(&segments)?]
     } else {
         // Contiguous shares of the (time-ordered) segments, one per thread; merging is
         // associative, so the answer does not depend on how they are cut.
         let share = segments.len().div_ceil(threads);
         let group_some = &group_some;
-        let parts: Vec<Result<Grouped>> = std::thread::scope(|scope| {
+        let parts: Vec<Result<Merger<'_>>> = std::thread::scope(|scope| {
             let handles: Vec<_> = segments
                 .chunks(share)
                 .map(|part| scope.spawn(move || group_some(part)))
@@ -172,15 +223,9 @@ fn group_all(
                 })
                 .collect()
         });
-        let mut merged = Grouped::new();
-        for part in parts {
-            merge_grouped(&mut merged, part?, aggs);
-        }
-        merged
+        parts.into_iter().collect::<Result<Vec<_>>>()?
     };
-    if merged.len() as u64 > g.max_groups {
-        return Err(too_many_groups(g.max_groups));
-    }
+    let merged = finish_merge(mergers, aggs, threads, control)?;
     Ok((merged, segments))
 }
 
@@ -209,14 +254,18 @@ fn timeseries(
             .map(|a| a.name.as_str())
             .chain(q.post_aggregations.iter().map(|p| p.name())),
     )?;
-    let grouping = Grouping::new(
-        &q.data_source,
-        &q.intervals,
-        &q.granularity,
-        q.filter.as_ref(),
-        Vec::new(),
-    );
-    let (mut merged, segments) = group_all(&grouping, &aggs, provider, control)?;
+    let grouping = Grouping {
+        max_groups: q.context.max_results.unwrap_or(MAX_GROUPS_DEFAULT),
+        ..Grouping::new(
+            &q.data_source,
+            &q.intervals,
+            &q.granularity,
+            q.filter.as_ref(),
+            Vec::new(),
+        )
+    };
+    let (merged, segments) = group_all(&grouping, &aggs, provider, control)?;
+    let mut merged = merged.into_grouped();
     if !q.context.skip_empty_buckets.unwrap_or(false)
         && let Some(span) = span(&segments)
     {
@@ -311,23 +360,28 @@ fn top_n(
             "topN metric '{name}' is not an aggregator or post-aggregator of the query"
         )));
     }
+    if q.threshold == 0 {
+        return Err(QueryError::bad("topN threshold must be at least 1"));
+    }
+    let ranked_by = match metric {
+        TopNMetric::Numeric(name) => aggs.iter().position(|a| &a.name == name),
+        _ => None,
+    };
+    // Exact unless asked otherwise: each segment keeps every group, so nothing is pruned
+    // before the segments (and the intervals within each) are combined.
+    let approximate = context_bool(&q.context, "useApproximateTopN").unwrap_or(true);
     let grouping = Grouping {
-        top: match metric {
-            TopNMetric::Numeric(name) => {
-                aggs.iter()
-                    .position(|a| &a.name == name)
-                    .map(|i| TopGroups {
-                        aggregator: i,
-                        descending: !inverted,
-                        keep: q.threshold.max(
-                            q.context
-                                .min_top_n_threshold
-                                .map_or(TOP_N_SEGMENT_MIN, |k| k as usize),
-                        ),
-                    })
-            }
-            _ => None,
-        },
+        top: ranked_by.filter(|_| approximate).map(|i| TopGroups {
+            aggregator: i,
+            descending: !inverted,
+            keep: q.threshold.max(
+                q.context
+                    .min_top_n_threshold
+                    .map_or(TOP_N_SEGMENT_MIN, |k| k as usize),
+            ),
+        }),
+        max_groups: q.context.max_results.unwrap_or(MAX_GROUPS_DEFAULT),
+        max_bytes: max_merge_bytes(&q.context)?,
         ..Grouping::new(
             &q.data_source,
             &q.intervals,
@@ -336,7 +390,48 @@ fn top_n(
             vec![q.dimension.dimension.clone()],
         )
     };
-    let (merged, segments) = group_all(&grouping, &aggs, provider, control)?;
+    let (mut merged, segments) = group_all(&grouping, &aggs, provider, control)?;
+    // Per bucket, only the groups that can make the threshold (ties at its edge included)
+    // become rows; the rest are never finalized.
+    let mut refs = merged.refs();
+    refs.sort_unstable_by_key(|&r| merged.bucket(r));
+    let mut chosen: Vec<GroupRef> = Vec::new();
+    let mut start = 0;
+    while start < refs.len() {
+        let b = merged.bucket(refs[start]);
+        let end = start
+            + refs[start..]
+                .iter()
+                .take_while(|&&r| merged.bucket(r) == b)
+                .count();
+        let bucket = refs[start..end].to_vec();
+        match ranked_by {
+            Some(a) => {
+                let def = &aggs[a];
+                let by = |x: GroupRef, y: GroupRef| {
+                    let (u, v) = (merged.number(x, a, def), merged.number(y, a, def));
+                    if inverted {
+                        compare_numbers(u, v)
+                    } else {
+                        compare_numbers(v, u)
+                    }
+                };
+                chosen.extend(merged.candidates(bucket, q.threshold, by));
+            }
+            None => chosen.extend(bucket),
+        }
+        start = end;
+    }
+    merged.sort_by_key(&mut chosen);
+    let merged: Vec<(GroupKey, Vec<AggValue>)> = chosen
+        .into_iter()
+        .map(|r| {
+            (
+                crate::partial::group_key(merged.key(r)),
+                merged.take_values(r),
+            )
+        })
+        .collect();
     let all_ts = all_timestamp(&q.intervals.0, &segments);
     let mut out = Vec::new();
     let mut bucket_rows: Vec<Map<String, Json>> = Vec::new();
@@ -426,6 +521,7 @@ fn group_by(
     )?;
     let grouping = Grouping {
         max_groups: q.context.max_results.unwrap_or(MAX_GROUPS_DEFAULT),
+        max_bytes: max_merge_bytes(&q.context)?,
         ..Grouping::new(
             &q.data_source,
             &q.intervals,
@@ -449,34 +545,101 @@ fn group_by(
         .as_ref()
         .map_or((0, None), |l| (l.offset.unwrap_or(0), l.limit));
     // Rows that need no map of their own (nothing reads a row by name before it is written):
-    // a table of values, written out without a map per row.
+    // a table of values, written out without a map per row. Rows come in key order; with a
+    // limit only the first `offset + limit` keys are picked (a selection, then a sort of those).
     if q.subtotals_spec.is_none()
         && q.having.is_none()
         && q.post_aggregations.is_empty()
         && q.limit_spec.as_ref().is_none_or(|l| l.columns.is_empty())
     {
+        let mut merged = merged;
         let columns = q
             .dimensions
             .iter()
             .map(|d| d.output_name.clone())
             .chain(aggs.iter().map(|a| a.name.clone()))
             .collect();
+        let mut refs = merged.refs();
+        if let Some(n) = limit {
+            refs = merged.candidates(refs, offset.saturating_add(n), |a, b| {
+                crate::partial::compare_keys(merged.key(a), merged.key(b))
+            });
+        }
+        merged.sort_by_key(&mut refs);
+        let end = limit.map_or(refs.len(), |n| offset.saturating_add(n).min(refs.len()));
         let mut table = EventTable::new(columns);
-        for (n, (key, values)) in merged.into_iter().enumerate() {
+        for (n, &r) in refs[offset.min(end)..end].iter().enumerate() {
             if n % 1024 == 1023 {
                 control.check()?;
             }
+            let values = merged.take_values(r);
+            let key = merged.key(r);
             let dims = q
                 .dimensions
                 .iter()
-                .zip(key.dims)
-                .map(|(d, v)| key_json(v, d.output_type));
+                .zip(crate::partial::key_dims(key))
+                .map(|(d, v)| key_json(v.to_owned(), d.output_type));
+            let bucket = crate::partial::key_bucket(key);
             let metrics = aggs.iter().zip(&values).map(|(def, v)| def.finalize(v));
-            table.push(key.bucket, |b| bucket_text(b, all_ts), dims.chain(metrics));
+            table.push(bucket, |b| bucket_text(b, all_ts), dims.chain(metrics));
         }
-        table.keep(offset, limit);
         return Ok(QueryResult::Events(table));
     }
+    // Ordered by an aggregator first, with a limit and nothing that drops rows before it:
+    // only the groups that can make the limit in their bucket (ties at its edge included)
+    // become rows, and the usual sort below orders them.
+    let ranked_by = q
+        .limit_spec
+        .as_ref()
+        .filter(|l| l.limit.is_some() && q.having.is_none() && q.subtotals_spec.is_none())
+        .and_then(|l| l.columns.first())
+        .and_then(|c| {
+            let a = aggs.iter().position(|a| a.name == c.dimension)?;
+            let shadowed = q.post_aggregations.iter().any(|p| p.name() == c.dimension);
+            (!shadowed).then_some((a, c.descending))
+        });
+    let merged: Grouped = match (ranked_by, limit) {
+        (Some((a, descending)), Some(n)) => {
+            let mut merged = merged;
+            let def = &aggs[a];
+            let by = |x: GroupRef, y: GroupRef| {
+                let (u, v) = (merged.number(x, a, def), merged.number(y, a, def));
+                if descending {
+                    compare_numbers(v, u)
+                } else {
+                    compare_numbers(u, v)
+                }
+            };
+            let mut refs = merged.refs();
+            refs.sort_unstable_by_key(|&r| merged.bucket(r));
+            // Rows before the limit's end: buckets in time order, each cut to what it can add.
+            let mut need = offset.saturating_add(n);
+            let mut chosen = Vec::new();
+            let mut start = 0;
+            while start < refs.len() && need > 0 {
+                let b = merged.bucket(refs[start]);
+                let end = start
+                    + refs[start..]
+                        .iter()
+                        .take_while(|&&r| merged.bucket(r) == b)
+                        .count();
+                chosen.extend(merged.candidates(refs[start..end].to_vec(), need, by));
+                need = need.saturating_sub(end - start);
+                start = end;
+            }
+            merged.sort_by_key(&mut chosen);
+            chosen
+                .into_iter()
+                .map(|r| {
+                    (
+                        crate::partial::group_key(merged.key(r)),
+                        merged.take_values(r),
+                    )
+                })
+                .collect()
+        }
+        _ => merged.into_grouped(),
+    };
     let subtotals: Vec<Option<Vec<usize>>> = match &q.subtotals_spec {
         None => vec![None],
         Some(specs) => specs
@@ -670,6 +833,7 @@ fn search(
             vec![dim.clone()],
         );
         let (merged, _) = group_all(&grouping, &count, provider, control)?;
+        let merged = merged.into_grouped();
         for (key, values) in merged {
             let text = match &key.dims[0] {
                 KeyValue::Null => continue,

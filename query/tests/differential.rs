@@ -558,3 +558,269 @@ proptest! {
         prop_assert_eq!(got, expected);
     }
 }
+
+/// The oracle's groups of one bucket as (dimension texts, clicks), in the engine's orders:
+/// nulls first, then by text.
+fn rank_text(s: &str) -> (bool, String) {
+    (s != "null", s.to_string())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// groupBy with a limitSpec ordered by an aggregator (only the groups that can make the
+    /// limit become rows) and with a limit but no ordering columns (the first keys picked
+    /// without sorting them all): the oracle's rows sorted the same way, cut the same way.
+    #[test]
+    fn group_by_limits_equal_the_sorted_oracle(
+        events in proptest::collection::vec(event(), 0..250),
+        dims in proptest::sample::subsequence(&["country", "device"][..], 1..=2),
+        limit in 0usize..8,
+        offset in 0usize..4,
+        by_clicks in any::<bool>(),
+        descending in any::<bool>(),
+        threads in 1usize..=3,
+        time_at in 0usize..=5,
+    ) {
+        let provider = Fixed(sorted_segments(&events, |i| i % 2 == 0, time_at));
+        let mut columns: Vec<Json> = Vec::new();
+        if by_clicks {
+            columns.push(json!({"dimension": "clicks", "direction": if descending { "descending" } else { "ascending" }}));
+            columns.extend(dims.iter().map(|d| json!({"dimension": d})));
+        }
+        let query = json!({
+            "queryType": "groupBy", "dataSource": "events", "granularity": "all",
+            "intervals": ["2024-03-01/2024-03-04"], "dimensions": dims,
+            "aggregations": [{"type": "longSum", "name": "clicks", "fieldName": "clicks"}],
+            "limitSpec": {"type": "default", "columns": columns, "limit": limit, "offset": offset}
+        });
+        let result = run_native(&query, &provider, &Parallel(threads)).unwrap();
+        let got: Vec<(Vec<String>, i64)> = result
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (dims.iter().map(|d| key_text(&r["event"][*d])).collect(), r["event"]["clicks"].as_i64().unwrap()))
+            .collect();
+        let all = oracle(&events, None, &dims, Granularity::All,
+            (ts("2024-03-01T00:00:00Z"), ts("2024-03-04T00:00:00Z")));
+        let mut expected: Vec<(Vec<String>, i64)> = all
+            .into_iter()
+            .map(|((_, k), v)| (k, v[1].as_i64().unwrap()))
+            .collect();
+        let keys = |k: &Vec<String>| k.iter().map(|s| rank_text(s)).collect::<Vec<_>>();
+        expected.sort_by(|a, b| {
+            let by = if !by_clicks {
+                std::cmp::Ordering::Equal
+            } else if descending {
+                b.1.cmp(&a.1)
+            } else {
+                a.1.cmp(&b.1)
+            };
+            by.then_with(|| keys(&a.0).cmp(&keys(&b.0)))
+        });
+        let expected: Vec<(Vec<String>, i64)> = expected.into_iter().skip(offset).take(limit).collect();
+        prop_assert_eq!(got, expected);
+    }
+
+    /// topN with `useApproximateTopN: false` (no segment prunes its groups) over several
+    /// intervals equals the exact ranking, even with a per-segment threshold of 1.
+    #[test]
+    fn exact_top_n_over_several_intervals_equals_the_oracle(
+        events in proptest::collection::vec(event(), 0..250),
+        dim in proptest::sample::select(&["country", "device", "user"][..]),
+        threshold in 1usize..4,
+        cut_h in 1i64..71,
+        threads in 1usize..=3,
+        time_at in 0usize..=5,
+    ) {
+        let provider = Fixed(sorted_segments(&events, |i| i % 2 == 1, time_at));
+        let t0 = ts("2024-03-01T00:00:00Z");
+        let cut = format_iso(t0 + cut_h * 3_600_000);
+        let query = json!({
+            "queryType": "topN", "dataSource": "events",
+            "intervals": [format!("2024-03-01T00:00:00Z/{cut}"), format!("{cut}/2024-03-04T00:00:00Z")],
+            "dimension": dim, "metric": "clicks", "threshold": threshold,
+            "aggregations": [{"type": "longSum", "name": "clicks", "fieldName": "clicks"}],
+            "context": {"useApproximateTopN": false, "minTopNThreshold": 1}
+        });
+        let result = run_native(&query, &provider, &Parallel(threads)).unwrap();
+        let got: Vec<i64> = result
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|b| b["result"].as_array().unwrap().clone())
+            .map(|r| r["clicks"].as_i64().unwrap())
+            .collect();
+        let all = oracle(&events, None, &[dim], Granularity::All, (t0, t0 + 3 * DAY));
+        let mut expected: Vec<i64> = all.into_values().map(|v| v[1].as_i64().unwrap()).collect();
+        expected.sort_by(|a, b| b.cmp(a));
+        expected.truncate(threshold);
+        prop_assert_eq!(got, expected);
+    }
+}
+
+/// One segment, two intervals, granularity all, a per-segment threshold of 1: a value whose
+/// rows are split between the intervals (3 + 3 clicks) beats values with 5 clicks in one
+/// interval only, because the segment combines its intervals before it prunes anything.
+#[test]
+fn top_n_combines_a_segments_intervals_before_pruning() {
+    let t0 = ts("2024-03-01T00:00:00Z");
+    let mut events = Vec::new();
+    let mut add = |hour: i64, country: &'static str, clicks: i64| {
+        events.push(Event {
+            time: t0 + hour * 3_600_000,
+            country: Some(country),
+            tags: Vec::new(),
+            device: None,
+            user: None,
+            price: None,
+            clicks,
+            spend: 0.0,
+            uname: "u".into(),
+        });
+    };
+    add(1, "US", 3);
+    add(13, "US", 3);
+    for c in ["FR", "DE", "JP", "BR", "CN", "IT"] {
+        add(2, c, 5);
+    }
+    let provider = Fixed(sorted_segments(&events, |_| true, 0));
+    let query = json!({
+        "queryType": "topN", "dataSource": "events",
+        "intervals": ["2024-03-01T00:00:00Z/2024-03-01T12:00:00Z", "2024-03-01T12:00:00Z/2024-03-02T00:00:00Z"],
+        "dimension": "country", "metric": "clicks", "threshold": 1,
+        "aggregations": [{"type": "longSum", "name": "clicks", "fieldName": "clicks"}],
+        "context": {"minTopNThreshold": 1}
+    });
+    let result = run_native(&query, &provider, &Unbounded).unwrap();
+    assert_eq!(result[0]["result"], json!([{"country": "US", "clicks": 6}]));
+    let zero = json!({
+        "queryType": "topN", "dataSource": "events", "intervals": ["2024-03-01/2024-03-02"],
+        "dimension": "country", "metric": "clicks", "threshold": 0,
+        "aggregations": [{"type": "longSum", "name": "clicks", "fieldName": "clicks"}]
+    });
+    let error = run_native(&zero, &provider, &Unbounded).unwrap_err();
+    assert!(error.to_string().contains("threshold"), "{error}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// Exact distinct counts as Druid plans them, a groupBy (or timeseries) over a query
+    /// datasource: the inner groupBy by (device, country) under a filter, the outer one counting
+    /// its rows with a non-null country per device (and summing the inner clicks), equal the
+    /// oracle's exact sets.
+    #[test]
+    fn nested_group_by_counts_distinct_values_exactly(
+        events in proptest::collection::vec(event(), 0..250),
+        filter in proptest::option::of(filter()),
+        outer_dims in prop_oneof![Just(vec![]), Just(vec!["device"])],
+        granularity in proptest::sample::select(&["all", "day"][..]),
+        threads in 1usize..=3,
+        time_at in 0usize..=5,
+    ) {
+        let provider = Fixed(sorted_segments(&events, |i| i % 2 == 0, time_at));
+        let mut inner = json!({
+            "queryType": "groupBy", "dataSource": "events", "granularity": granularity,
+            "intervals": ["2024-03-01/2024-03-04"],
+            "aggregations": [{"type": "longSum", "name": "clicks", "fieldName": "clicks"}]
+        });
+        let mut inner_dims: Vec<Json> = outer_dims.iter().map(|d| json!(d)).collect();
+        inner_dims.push(json!({"type": "default", "dimension": "country", "outputName": "c"}));
+        inner["dimensions"] = Json::Array(inner_dims);
+        if let Some(f) = &filter {
+            inner["filter"] = f.clone();
+        }
+        let mut query = json!({
+            "queryType": if outer_dims.is_empty() { "timeseries" } else { "groupBy" },
+            "dataSource": {"type": "query", "query": inner},
+            "granularity": granularity, "intervals": ["2024-03-01/2024-03-04"],
+            "aggregations": [
+                {"type": "filtered", "name": "n",
+                 "filter": {"type": "not", "field": {"type": "null", "column": "c"}},
+                 "aggregator": {"type": "count", "name": "n"}},
+                {"type": "longSum", "name": "clicks", "fieldName": "clicks"}
+            ],
+            "context": {"skipEmptyBuckets": true}
+        });
+        if !outer_dims.is_empty() {
+            query["dimensions"] = json!(outer_dims);
+        }
+        let result = run_native(&query, &provider, &Parallel(threads)).unwrap();
+        let got: BTreeMap<(String, String), (i64, i64)> = result
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let row = if outer_dims.is_empty() { &r["result"] } else { &r["event"] };
+                let bucket = if granularity == "all" { "all".to_string() } else { r["timestamp"].as_str().unwrap().to_string() };
+                let device = if outer_dims.is_empty() { String::new() } else { key_text(&row["device"]) };
+                ((bucket, device), (row["n"].as_i64().unwrap(), row["clicks"].as_i64().unwrap_or(0)))
+            })
+            .collect();
+        let parsed: Option<Filter> = filter.map(|f| serde_json::from_value(f).unwrap());
+        let layout = RowLayout::new(&schema(), &[]);
+        let matcher = parsed.as_ref().map(|f| f.compile(&layout).unwrap());
+        let g = Granularity::named(granularity).unwrap();
+        let mut want: BTreeMap<(String, String), (std::collections::BTreeSet<&str>, i64)> = BTreeMap::new();
+        for e in &events {
+            if matcher.as_ref().is_some_and(|m| !m.matches(&e.input_row(&layout))) {
+                continue;
+            }
+            let bucket = match g {
+                Granularity::All => "all".to_string(),
+                g => format_iso(g.truncate(e.time)),
+            };
+            let device = if outer_dims.is_empty() { String::new() } else { text(e.device) };
+            let entry = want.entry((bucket, device)).or_default();
+            entry.1 += e.clicks;
+            if let Some(c) = e.country {
+                entry.0.insert(c);
+            }
+        }
+        let want: BTreeMap<(String, String), (i64, i64)> =
+            want.into_iter().map(|(k, (s, c))| (k, (s.len() as i64, c))).collect();
+        prop_assert_eq!(got, want);
+    }
+}
+
+/// A groupBy whose merged groups pass `maxMergingDictionarySize` fails with an error naming the
+/// limit (and a query datasource under a scan is refused by name).
+#[test]
+fn merged_groups_are_bounded_by_bytes() {
+    let t0 = ts("2024-03-01T00:00:00Z");
+    let events: Vec<Event> = (0..200)
+        .map(|i| Event {
+            time: t0 + i * 60_000,
+            country: Some(COUNTRIES[i as usize % COUNTRIES.len()]),
+            tags: Vec::new(),
+            device: None,
+            user: Some(i),
+            price: None,
+            clicks: i,
+            spend: 0.0,
+            uname: format!("u{i}"),
+        })
+        .collect();
+    let provider = Fixed(sorted_segments(&events, |_| true, 0));
+    let query = |bytes: u64| {
+        json!({
+            "queryType": "groupBy", "dataSource": "events", "granularity": "all",
+            "intervals": ["2024-03-01/2024-03-02"], "dimensions": ["user", "country"],
+            "aggregations": [{"type": "count", "name": "n"}],
+            "context": {"maxMergingDictionarySize": bytes}
+        })
+    };
+    let error = run_native(&query(1000), &provider, &Unbounded).unwrap_err();
+    assert!(
+        error.to_string().contains("maxMergingDictionarySize"),
+        "{error}"
+    );
+    let ok = run_native(&query(1 << 20), &provider, &Unbounded).unwrap();
+    assert_eq!(ok.as_array().unwrap().len(), 200);
+    let scan = json!({
+        "queryType": "scan", "intervals": ["2024-03-01/2024-03-02"],
+        "dataSource": {"type": "query", "query": query(1 << 20)}
+    });
+    assert!(run_native(&scan, &provider, &Unbounded).is_err());
+}

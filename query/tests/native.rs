@@ -259,9 +259,11 @@ fn unknown_datasources_and_empty_intervals_return_nothing() {
 
 #[test]
 fn malformed_queries_are_bad_query_errors_naming_the_problem() {
-    let e = run_err(json!({"queryType": "timeseries", "dataSource": "events", "fliter": {}}));
+    // A malformed value of a known property names its path.
+    let e = run_err(json!({"queryType": "timeseries", "dataSource": "events",
+        "aggregations": [{"type": "longSum", "name": "x", "fieldName": 5}]}));
     assert_eq!(e.kind, ErrorKind::BadQuery);
-    assert!(e.message.contains("fliter"), "{e}");
+    assert!(e.message.contains("aggregations[0]"), "{e}");
     let e = run_err(json!({"queryType": "select", "dataSource": "events"}));
     assert_eq!(e.kind, ErrorKind::Unsupported);
     let e = run_err(json!({"dataSource": "events"}));
@@ -290,6 +292,85 @@ fn malformed_queries_are_bad_query_errors_naming_the_problem() {
         "metric": "missing", "threshold": 1, "aggregations": [{"type": "count", "name": "n"}]}),
     );
     assert!(e.message.contains("missing"), "{e}");
+}
+
+/// Druid's JSON mapper ignores properties it does not know, and clients rely on it (pydruid's
+/// `count` sends a `fieldName`); properties Druid honours and Grove does not implement are
+/// refused by name rather than ignored.
+#[test]
+fn unknown_properties_follow_druid() {
+    let pydruid_style = json!({
+        "queryType": "timeseries", "dataSource": "events", "granularity": "all",
+        "intervals": "2024-01-01/2024-01-03", "pagingSpec": {"threshold": 5}, "fliter": {},
+        "aggregations": [
+            {"type": "count", "name": "n", "fieldName": "count"},
+            {"type": "max", "name": "top", "fieldName": "price"},
+            {"type": "cardinality", "name": "countries", "fieldNames": ["country"], "byRow": false},
+        ],
+        "filter": {"type": "not", "field": {"type": "selector", "dimension": "country",
+            "value": "XX", "filterTuning": {"useBitmapIndex": false}}},
+        "postAggregations": [{"type": "arithmetic", "name": "twice", "fn": "*", "fields": [
+            {"type": "fieldAccess", "fieldName": "n"}, {"type": "constant", "name": "c", "value": 2}]}],
+        "context": {"timeout": 60000, "queryId": "q1", "somethingNew": [1, 2]},
+    });
+    let r = run(pydruid_style);
+    assert_eq!(r[0]["result"]["n"], json!(7));
+    assert_eq!(r[0]["result"]["twice"], json!(14.0));
+    assert!(r[0]["result"]["top"].is_number(), "{r}");
+    assert!(r[0]["result"]["countries"].as_f64().unwrap() > 2.0, "{r}");
+    let refused = [
+        (json!({"context": {"finalize": false}}), "context.finalize"),
+        (
+            json!({"context": {"grandTotal": true}}),
+            "context.grandTotal",
+        ),
+        (
+            json!({"context": {"serializeDateTimeAsLong": "true"}}),
+            "serializeDateTimeAsLong",
+        ),
+        (
+            json!({"filter": {"type": "bound", "dimension": "country", "lower": "A", "alphaNumeric": true}}),
+            "alphaNumeric",
+        ),
+        (
+            json!({"filter": {"type": "selector", "dimension": "country", "value": "x",
+                "extractionFn": {"type": "lookup", "lookup": {"type": "map", "map": {}}}}}),
+            "lookup",
+        ),
+        (
+            json!({"filter": {"type": "javascript", "dimension": "country", "function": "x"}}),
+            "javascript",
+        ),
+    ];
+    for (extra, named) in refused {
+        let mut query = json!({"queryType": "timeseries", "dataSource": "events",
+            "aggregations": [{"type": "count", "name": "n"}]});
+        for (k, v) in extra.as_object().unwrap() {
+            query[k] = v.clone();
+        }
+        let e = run_err(query.clone());
+        assert_eq!(e.http_status(), 400, "{query}");
+        assert!(e.message.contains(named), "{named}: {e}");
+    }
+    let e = run_err(
+        json!({"queryType": "groupBy", "dataSource": "events", "granularity": "all",
+        "dimensions": [{"type": "listFiltered", "delegate": "tags", "values": ["a"]}]}),
+    );
+    assert!(e.message.contains("listFiltered"), "{e}");
+    // A scan's `orderBy` on __time is Druid's newer spelling of `order`.
+    let r = run(
+        json!({"queryType": "scan", "dataSource": "events", "columns": ["__time"],
+        "intervals": ["2024-01-01/2024-01-03"], "limit": 1,
+        "orderBy": [{"columnName": "__time", "order": "descending"}]}),
+    );
+    assert_eq!(
+        r[0]["events"][0]["__time"],
+        json!(ts("2024-01-02T05:00:00Z")),
+        "{r}"
+    );
+    let e = run_err(json!({"queryType": "scan", "dataSource": "events",
+        "orderBy": [{"columnName": "country", "order": "ascending"}]}));
+    assert_eq!(e.kind, ErrorKind::Unsupported);
 }
 
 #[test]

@@ -303,3 +303,64 @@ fn timestamp_literals_whose_year_does_not_fit_are_errors() {
         assert!(e.message.contains(needle), "{sql}: {e}");
     }
 }
+
+fn rows_in(sql: &str, context: Json) -> Vec<Vec<Json>> {
+    let catalog = EventsCatalog(Fixed(segments(&common::events::events(), |d| d == 0)));
+    let request = SqlRequest {
+        query: sql.into(),
+        context: context.as_object().unwrap().clone(),
+        ..SqlRequest::default()
+    };
+    execute(&request, &catalog, &catalog.0, &Unbounded)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .rows
+}
+
+/// `useApproximateCountDistinct: false` plans Druid's nested groupBy: exact distinct counts
+/// (null not counted), overall, per group and per time bucket; other aggregates beside it are
+/// refused by name.
+#[test]
+fn exact_count_distinct_plans_a_nested_group_by() {
+    let exact = json!({"useApproximateCountDistinct": false});
+    let all_countries = rows_in("SELECT COUNT(DISTINCT country) FROM events", exact.clone());
+    let expected = {
+        let mut c: Vec<&str> = common::events::events()
+            .iter()
+            .filter_map(|e| e.country)
+            .collect();
+        c.sort_unstable();
+        c.dedup();
+        c.len()
+    };
+    assert_eq!(all_countries, vec![vec![json!(expected)]]);
+    let per_device = rows_in(
+        "SELECT device, COUNT(DISTINCT country) AS n FROM events GROUP BY device ORDER BY device",
+        exact.clone(),
+    );
+    let mut want: std::collections::BTreeMap<&str, std::collections::BTreeSet<&str>> =
+        Default::default();
+    for e in common::events::events() {
+        let set = want.entry(e.device.unwrap()).or_default();
+        if let Some(c) = e.country {
+            set.insert(c);
+        }
+    }
+    let want: Vec<Vec<Json>> = want
+        .into_iter()
+        .map(|(d, s)| vec![json!(d), json!(s.len())])
+        .collect();
+    assert_eq!(per_device, want);
+    let by_day = rows_in(
+        "SELECT FLOOR(__time TO DAY) AS d, COUNT(DISTINCT device) FROM events GROUP BY 1",
+        exact.clone(),
+    );
+    assert!(!by_day.is_empty());
+    let catalog = EventsCatalog(Fixed(segments(&common::events::events(), |d| d == 0)));
+    let request = SqlRequest {
+        query: "SELECT COUNT(DISTINCT country), SUM(clicks) FROM events".into(),
+        context: exact.as_object().unwrap().clone(),
+        ..SqlRequest::default()
+    };
+    let error = execute(&request, &catalog, &catalog.0, &Unbounded).unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Unsupported, "{error}");
+}

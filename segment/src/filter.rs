@@ -20,30 +20,38 @@
 //! Invariants: a [`RowMatcher`] never allocates per row for string and long values; `in` looks its
 //! values up in a sorted `Vec` by binary search, so a 10,000-value list costs a few compares a row.
 
+mod extraction;
 mod matcher;
 
 use std::fmt;
 
 use serde::de::{self, Error as _};
+use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::Result;
 use crate::row::RowLayout;
 
-pub use matcher::RowMatcher;
+pub use extraction::{ExtractionFn, SearchQuerySpec};
+pub use matcher::{RowMatcher, SearchMatcher};
 
 /// The name filters use for the row timestamp.
 pub const TIME_COLUMN: &str = "__time";
 
-/// A Druid filter. Field names and JSON shapes follow Druid's native filter docs.
+/// A Druid filter. Field names and JSON shapes follow Druid's native filter docs. Properties
+/// Druid ignores are ignored here too (`filterTuning`, unknown keys); `extractionFn` is parsed
+/// into [`ExtractionFn`] and evaluated by the query engine (ingestion filters refuse it).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
+#[serde(tag = "type", rename_all = "camelCase")]
 pub enum Filter {
     /// `dimension` equals `value` (as text); a null `value` matches null rows.
+    #[serde(rename_all = "camelCase")]
     Selector {
         dimension: String,
         #[serde(default, deserialize_with = "opt_text")]
         value: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        extraction_fn: Option<ExtractionFn>,
     },
     /// `column` equals `matchValue`, compared as `matchValueType`.
     #[serde(rename_all = "camelCase")]
@@ -53,10 +61,13 @@ pub enum Filter {
         match_value: Scalar,
     },
     /// `dimension` is one of `values` (as text; a null entry matches null rows).
+    #[serde(rename_all = "camelCase")]
     In {
         dimension: String,
         #[serde(deserialize_with = "opt_texts")]
         values: Vec<Option<String>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        extraction_fn: Option<ExtractionFn>,
     },
     /// `dimension` lies between `lower` and `upper` (either may be absent), in `ordering`.
     #[serde(rename_all = "camelCase")]
@@ -72,6 +83,11 @@ pub enum Filter {
         upper_strict: bool,
         #[serde(default)]
         ordering: BoundOrdering,
+        /// Druid's legacy spelling of `ordering: alphanumeric` (refused when true).
+        #[serde(default, skip_serializing_if = "is_false")]
+        alpha_numeric: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        extraction_fn: Option<ExtractionFn>,
     },
     /// `column` lies between `lower` and `upper` (either may be absent), compared as
     /// `matchValueType`.
@@ -89,21 +105,52 @@ pub enum Filter {
         upper_open: bool,
     },
     /// SQL `LIKE`: `%` is any run of characters, `_` any one character, `escape` quotes the next.
+    #[serde(rename_all = "camelCase")]
     Like {
         dimension: String,
         pattern: String,
         #[serde(default)]
         escape: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        extraction_fn: Option<ExtractionFn>,
     },
     /// The value contains a match of the regular expression `pattern` (not anchored, as Java's
     /// `Matcher.find`).
+    #[serde(rename_all = "camelCase")]
     Regex {
         dimension: String,
         pattern: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        extraction_fn: Option<ExtractionFn>,
     },
     /// `column` is null.
     Null {
         column: String,
+    },
+    /// The value, read as milliseconds, lies in one of `intervals` (ISO-8601 `start/end`): on
+    /// `__time` and long columns (Druid's numeric bound per interval).
+    #[serde(rename_all = "camelCase")]
+    Interval {
+        dimension: String,
+        intervals: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        extraction_fn: Option<ExtractionFn>,
+    },
+    /// The value matches a search query spec (contains, insensitive_contains, fragment, regex).
+    #[serde(rename_all = "camelCase")]
+    Search {
+        dimension: String,
+        query: SearchQuerySpec,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        extraction_fn: Option<ExtractionFn>,
+    },
+    /// Rows whose `dimensions` all hold the same value (compared as text).
+    ColumnComparison {
+        dimensions: Vec<ComparedColumn>,
+    },
+    /// Rows where a Druid expression is true (evaluated by the query engine only).
+    Expression {
+        expression: String,
     },
     And {
         fields: Vec<Filter>,
@@ -116,6 +163,111 @@ pub enum Filter {
     },
     True,
     False,
+    /// Refused by name: Grove runs no JavaScript.
+    Javascript(NoJavascript),
+    /// Refused by name: Grove has no spatial indexes.
+    Spatial(NoSpatial),
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Declares a marker for a type Druid has and Grove refuses by name: deserializing one is an
+/// error saying what it is and why.
+macro_rules! refused {
+    ($(#[$doc:meta])* $name:ident, $message:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct $name;
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                s.serialize_map(Some(0))?.end()
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                de::IgnoredAny::deserialize(d)?;
+                Err(D::Error::custom($message))
+            }
+        }
+    };
+}
+
+refused!(
+    /// `javascript` filters and extraction functions.
+    NoJavascript,
+    "type 'javascript' is not supported by Grove (it runs no JavaScript; use an expression)"
+);
+refused!(
+    /// `spatial` filters.
+    NoSpatial,
+    "type 'spatial' is not supported by Grove (it has no spatial indexes)"
+);
+refused!(
+    /// `lookup` and `registeredLookup` extraction functions.
+    NoLookup,
+    "lookups ('lookup', 'registeredLookup') are not supported by Grove"
+);
+
+/// One column of a `columnComparison` filter: a name, or a dimension spec (`default` or
+/// `extraction`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ComparedColumn {
+    pub dimension: String,
+    pub extraction_fn: Option<ExtractionFn>,
+}
+
+impl Serialize for ComparedColumn {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        match &self.extraction_fn {
+            None => {
+                map.serialize_entry("type", "default")?;
+                map.serialize_entry("dimension", &self.dimension)?;
+            }
+            Some(f) => {
+                map.serialize_entry("type", "extraction")?;
+                map.serialize_entry("dimension", &self.dimension)?;
+                map.serialize_entry("extractionFn", f)?;
+            }
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for ComparedColumn {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Object {
+            #[serde(rename = "type", default)]
+            kind: Option<String>,
+            dimension: String,
+            #[serde(default)]
+            extraction_fn: Option<ExtractionFn>,
+        }
+        let value = serde_json::Value::deserialize(d)?;
+        if let serde_json::Value::String(name) = value {
+            return Ok(ComparedColumn {
+                dimension: name,
+                extraction_fn: None,
+            });
+        }
+        let object: Object = serde_json::from_value(value).map_err(D::Error::custom)?;
+        match object.kind.as_deref() {
+            None | Some("default") | Some("extraction") => Ok(ComparedColumn {
+                dimension: object.dimension,
+                extraction_fn: object.extraction_fn,
+            }),
+            Some(other) => Err(D::Error::custom(format!(
+                "dimension spec type '{other}' is not supported in columnComparison (default or \
+                 extraction)"
+            ))),
+        }
+    }
 }
 
 /// A literal in `equals` and `range` filters: JSON number or string.
@@ -296,6 +448,8 @@ impl Filter {
             | Filter::Bound { dimension, .. }
             | Filter::Like { dimension, .. }
             | Filter::Regex { dimension, .. }
+            | Filter::Interval { dimension, .. }
+            | Filter::Search { dimension, .. }
             | Filter::Equals {
                 column: dimension, ..
             }
@@ -307,8 +461,42 @@ impl Filter {
             | Filter::Or { .. }
             | Filter::Not { .. }
             | Filter::True
-            | Filter::False => None,
+            | Filter::False
+            | Filter::ColumnComparison { .. }
+            | Filter::Expression { .. }
+            | Filter::Javascript(_)
+            | Filter::Spatial(_) => None,
         }
+    }
+
+    /// The extraction function of a leaf, if it has one.
+    pub fn extraction_fn(&self) -> Option<&ExtractionFn> {
+        match self {
+            Filter::Selector { extraction_fn, .. }
+            | Filter::In { extraction_fn, .. }
+            | Filter::Bound { extraction_fn, .. }
+            | Filter::Like { extraction_fn, .. }
+            | Filter::Regex { extraction_fn, .. }
+            | Filter::Interval { extraction_fn, .. }
+            | Filter::Search { extraction_fn, .. } => extraction_fn.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// This leaf without its extraction function (the matcher of the extracted values).
+    pub fn without_extraction(&self) -> Filter {
+        let mut out = self.clone();
+        match &mut out {
+            Filter::Selector { extraction_fn, .. }
+            | Filter::In { extraction_fn, .. }
+            | Filter::Bound { extraction_fn, .. }
+            | Filter::Like { extraction_fn, .. }
+            | Filter::Regex { extraction_fn, .. }
+            | Filter::Interval { extraction_fn, .. }
+            | Filter::Search { extraction_fn, .. } => *extraction_fn = None,
+            _ => {}
+        }
+        out
     }
 
     fn collect_fields(&self, out: &mut Vec<String>) {
@@ -323,6 +511,12 @@ impl Filter {
                 fields.iter().for_each(|f| f.collect_fields(out))
             }
             Filter::Not { field } => field.collect_fields(out),
+            Filter::ColumnComparison { dimensions } => out.extend(
+                dimensions
+                    .iter()
+                    .filter(|d| d.dimension != TIME_COLUMN)
+                    .map(|d| d.dimension.clone()),
+            ),
             _ => {}
         }
     }
@@ -356,6 +550,11 @@ mod tests {
             r#"{"type":"null","column":"a"}"#,
             r#"{"type":"and","fields":[{"type":"true"},{"type":"or","fields":[{"type":"false"}]}]}"#,
             r#"{"type":"not","field":{"type":"null","column":"a"}}"#,
+            r#"{"type":"interval","dimension":"__time","intervals":["2024-01-01/2024-01-02"]}"#,
+            r#"{"type":"search","dimension":"a","query":{"type":"insensitive_contains","value":"x"}}"#,
+            r#"{"type":"columnComparison","dimensions":[{"type":"default","dimension":"a"},{"type":"default","dimension":"b"}]}"#,
+            r#"{"type":"expression","expression":"a > 1"}"#,
+            r#"{"type":"in","dimension":"a","values":["x"],"extractionFn":{"type":"cascade","extractionFns":[{"type":"upper","locale":null},{"type":"strlen"}]}}"#,
         ];
         for json in filters {
             let filter = parse(json);
@@ -372,7 +571,8 @@ mod tests {
             f,
             Filter::Selector {
                 dimension: "a".into(),
-                value: Some("5".into())
+                value: Some("5".into()),
+                extraction_fn: None,
             }
         );
         let f =
@@ -384,22 +584,67 @@ mod tests {
                 ..
             }
         ));
+        // An extraction function with a type it does not have is an error naming the type.
         let err = serde_json::from_str::<Filter>(
-            r#"{"type":"selector","dimension":"a","extractionFn":{}}"#,
+            r#"{"type":"selector","dimension":"a","extractionFn":{"type":"nope"}}"#,
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("extractionFn"), "{err}");
-        let err = serde_json::from_str::<Filter>(r#"{"type":"javascript","dimension":"a"}"#)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("javascript"), "{err}");
+        assert!(err.contains("nope"), "{err}");
+        for refused in [
+            r#"{"type":"javascript","dimension":"a","function":"x"}"#,
+            r#"{"type":"spatial","dimension":"a","bound":{}}"#,
+            r#"{"type":"selector","dimension":"a","value":"x","extractionFn":{"type":"javascript","function":"f"}}"#,
+        ] {
+            let err = serde_json::from_str::<Filter>(refused)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("not supported"), "{refused}: {err}");
+        }
         let err = serde_json::from_str::<Filter>(
             r#"{"type":"bound","dimension":"a","ordering":"strlen"}"#,
         )
         .unwrap_err()
         .to_string();
         assert!(err.contains("strlen"), "{err}");
+    }
+
+    /// Properties Druid ignores (`filterTuning`, keys it does not know) are ignored; those it
+    /// honours are parsed.
+    #[test]
+    fn unknown_properties_are_ignored() {
+        let f = parse(
+            r#"{"type":"selector","dimension":"a","value":"x","filterTuning":{"useBitmapIndex":false},"whatever":1}"#,
+        );
+        assert_eq!(f.leaf_column(), Some("a"));
+        let f = parse(
+            r#"{"type":"search","dimension":"a","query":{"type":"contains","value":"X","caseSensitive":"false"}}"#,
+        );
+        assert!(matches!(
+            f,
+            Filter::Search {
+                query: SearchQuerySpec::Contains {
+                    case_sensitive: false,
+                    ..
+                },
+                ..
+            }
+        ));
+        let f = parse(
+            r#"{"type":"selector","dimension":"a","value":"x","extractionFn":{"type":"substring","index":1,"length":2}}"#,
+        );
+        assert_eq!(
+            f.extraction_fn(),
+            Some(&ExtractionFn::Substring {
+                index: 1,
+                length: Some(2)
+            })
+        );
+        assert_eq!(f.without_extraction().extraction_fn(), None);
+        let f = parse(
+            r#"{"type":"columnComparison","dimensions":["a",{"type":"default","dimension":"b","outputName":"b"}]}"#,
+        );
+        assert_eq!(f.fields(), vec!["a".to_string(), "b".to_string()]);
     }
 
     #[test]

@@ -675,7 +675,7 @@ impl<'de> Deserialize<'de> for Granularity {
             Object(Object),
         }
         #[derive(Deserialize)]
-        #[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
+        #[serde(tag = "type", rename_all = "camelCase")]
         enum Object {
             #[serde(rename_all = "camelCase")]
             Period {

@@ -11,6 +11,7 @@ use grove_rpc::Faults as NetworkFaults;
 
 use crate::disk::DiskFaults;
 use crate::rng::{stream, uniform};
+use crate::watchdog::RUN_BUDGET_DEFAULT;
 
 /// A kind of fault the simulator can inject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -121,6 +122,26 @@ pub fn parse_faults(text: &str) -> Result<BTreeSet<Fault>, String> {
     }
 }
 
+/// Parses a wall-clock duration: a number with `ms`, `s`, `m` or `h` (`90s`, `10m`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration (a number and ms, s, m or h)"))?;
+    let ms = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(format!("'{text}': the unit must be ms, s, m or h")),
+    };
+    Ok(Duration::from_millis(number.saturating_mul(ms)))
+}
+
 /// Formats a fault set as [`parse_faults`] reads it.
 pub fn format_faults(faults: &BTreeSet<Fault>) -> String {
     if faults.is_empty() {
@@ -134,12 +155,24 @@ pub fn format_faults(faults: &BTreeSet<Fault>) -> String {
 }
 
 /// What the command line fixes; the rest is drawn from the seed.
+///
+/// An override replaces a drawn value after the draw: every value is drawn, in one fixed
+/// order, whatever is overridden, so a run's reproduce line (which names every override)
+/// replays the very run it came from, and overriding one value never shifts another.
 #[derive(Clone, Debug)]
 pub struct Overrides {
     pub nodes: Option<usize>,
     pub steps: Option<u64>,
     /// Fault kinds allowed (each still switched on or off by the seed).
     pub faults: BTreeSet<Fault>,
+    /// How long the liveness phase may take (default [`LIVENESS_BOUND_DEFAULT`]).
+    pub liveness_bound: Option<Duration>,
+    /// The run's wall-clock budget (default [`RUN_BUDGET_DEFAULT`]); not part of the run
+    /// itself, so not in its reproduce line.
+    pub wall_budget: Option<Duration>,
+    /// At this step the driver starts a task that never lets time pass (a check of the
+    /// watchdog; in the reproduce line when set).
+    pub stall_at_step: Option<u64>,
 }
 
 impl Default for Overrides {
@@ -148,9 +181,17 @@ impl Default for Overrides {
             nodes: None,
             steps: None,
             faults: Fault::ALL.into_iter().collect(),
+            liveness_bound: None,
+            wall_budget: None,
+            stall_at_step: None,
         }
     }
 }
+
+/// The most members a run may have (`--nodes`); clock rates are drawn for this many, always.
+pub const MEMBERS_MAX: usize = 9;
+/// The liveness bound when the command line does not say.
+pub const LIVENESS_BOUND_DEFAULT: Duration = Duration::from_secs(20);
 
 /// Steps of the safety phase when the command line does not say.
 pub const STEPS_DEFAULT: u64 = 150;
@@ -194,15 +235,19 @@ pub struct SimConfig {
     pub think_ms: u64,
     /// How long the liveness phase may take to converge.
     pub liveness_bound: Duration,
+    /// Wall-clock time the run may take before the watchdog stops it.
+    pub wall_budget: Duration,
+    /// See [`Overrides::stall_at_step`].
+    pub stall_at_step: Option<u64>,
 }
 
 impl SimConfig {
     /// Draws the run of `seed` (stream `config`).
     pub fn draw(seed: u64, overrides: &Overrides) -> SimConfig {
         let mut rng = stream(seed, "config");
-        let nodes = overrides
-            .nodes
-            .unwrap_or_else(|| [3, 3, 4, 5, 5][rng.between(0, 4) as usize]);
+        // Drawn whether or not it is overridden: the draws after it stay where they are.
+        let drawn_nodes = [3, 3, 4, 5, 5][rng.between(0, 4) as usize];
+        let nodes = overrides.nodes.unwrap_or(drawn_nodes);
         let steps = overrides.steps.unwrap_or(STEPS_DEFAULT);
         // Swarm testing: every allowed kind is on for 3 seeds in 4.
         // Every kind draws, allowed or not, so narrowing the list (shrinking) keeps the other
@@ -245,9 +290,11 @@ impl SimConfig {
             torn_write_probability: draw(&mut rng, Fault::TornWrite, 0.2, 1.0),
         };
         let skew = draw(&mut rng, Fault::Skew, 0.0, 0.25);
-        let clock_rates = (0..nodes)
+        // A rate for every member a run may have, so the member count shifts no later draw.
+        let mut clock_rates: Vec<f64> = (0..MEMBERS_MAX)
             .map(|_| 1.0 + uniform(&mut rng, -skew, skew))
             .collect();
+        clock_rates.truncate(nodes);
         let buggify_probability = draw(&mut rng, Fault::Buggify, 0.01, 0.1);
         let pause_per_step = draw(&mut rng, Fault::Pause, 0.002, 0.02);
         // From shorter than an election timeout to several of them.
@@ -274,7 +321,22 @@ impl SimConfig {
             data_sources: rng.between(1, 2) as usize,
             readers: rng.between(1, 2) as usize,
             think_ms: rng.between(2, 30),
-            liveness_bound: Duration::from_secs(20),
+            liveness_bound: overrides.liveness_bound.unwrap_or(LIVENESS_BOUND_DEFAULT),
+            wall_budget: overrides.wall_budget.unwrap_or(RUN_BUDGET_DEFAULT),
+            stall_at_step: overrides.stall_at_step,
+        }
+    }
+
+    /// The overrides that replay this run: every value the command line may fix, as this
+    /// run has it.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            nodes: Some(self.nodes),
+            steps: Some(self.steps),
+            faults: self.allowed.clone(),
+            liveness_bound: Some(self.liveness_bound),
+            wall_budget: Some(self.wall_budget),
+            stall_at_step: self.stall_at_step,
         }
     }
 
@@ -301,15 +363,36 @@ impl SimConfig {
             .collect()
     }
 
-    /// The command that replays this run.
+    /// The command that replays this run: the seed and every value the command line may
+    /// fix (the liveness bound only when it is not the default).
     pub fn reproduce_command(&self) -> String {
         format!(
-            "cargo run -p grove-sim -- run --seed {} --nodes {} --steps {} --faults {}",
-            self.seed,
-            self.nodes,
-            self.steps,
-            format_faults(&self.allowed)
+            "cargo run -p grove-sim -- run {}",
+            self.reproduce_args().join(" ")
         )
+    }
+
+    /// The arguments of `grove-sim run` that replay this run.
+    pub fn reproduce_args(&self) -> Vec<String> {
+        let mut args = vec![
+            "--seed".to_string(),
+            self.seed.to_string(),
+            "--nodes".into(),
+            self.nodes.to_string(),
+            "--steps".into(),
+            self.steps.to_string(),
+            "--faults".into(),
+            format_faults(&self.allowed),
+        ];
+        if self.liveness_bound != LIVENESS_BOUND_DEFAULT {
+            args.push("--liveness-ms".into());
+            args.push(self.liveness_bound.as_millis().to_string());
+        }
+        if let Some(step) = self.stall_at_step {
+            args.push("--stall-at-step".into());
+            args.push(step.to_string());
+        }
+        args
     }
 }
 
@@ -362,7 +445,14 @@ impl fmt::Display for SimConfig {
             f,
             "  buggify {:.3}; workload: {} datasources x {} replica writers, {} readers, think {} ms",
             self.buggify_probability, self.data_sources, self.replicas, self.readers, self.think_ms
-        )
+        )?;
+        if let Some(step) = self.stall_at_step {
+            write!(
+                f,
+                "\n  a task that never lets time pass starts at step {step}"
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -390,11 +480,40 @@ mod tests {
     }
 
     #[test]
+    fn overriding_the_member_count_shifts_no_other_draw() {
+        for seed in 0..50 {
+            let drawn = SimConfig::draw(seed, &Overrides::default());
+            // The reproduce line's overrides give the very same run.
+            let replayed = SimConfig::draw(seed, &drawn.overrides());
+            assert_eq!(drawn.to_string(), replayed.to_string(), "seed {seed}");
+            // Another member count changes the members only.
+            let nine = SimConfig::draw(
+                seed,
+                &Overrides {
+                    nodes: Some(MEMBERS_MAX),
+                    ..Overrides::default()
+                },
+            );
+            assert_eq!(nine.clock_rates[..drawn.nodes], drawn.clock_rates[..]);
+            assert_eq!(
+                (nine.faults.clone(), nine.network.clone(), nine.think_ms),
+                (drawn.faults.clone(), drawn.network.clone(), drawn.think_ms),
+                "seed {seed}"
+            );
+        }
+    }
+
+    #[test]
     fn fault_lists_parse_and_print_back() {
         let faults = parse_faults("crash,loss,torn-write").unwrap();
         assert_eq!(format_faults(&faults), "crash,loss,torn-write");
         assert_eq!(parse_faults("all").unwrap().len(), Fault::ALL.len());
         assert!(parse_faults("none").unwrap().is_empty());
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("10").unwrap_err().contains("unit"));
+        assert!(parse_duration("s").is_err());
         assert!(
             parse_faults("crash,gremlins")
                 .unwrap_err()
@@ -406,6 +525,7 @@ mod tests {
                 nodes: Some(4),
                 steps: Some(7),
                 faults,
+                ..Overrides::default()
             },
         );
         assert!(

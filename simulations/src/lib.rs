@@ -18,11 +18,22 @@
 //!   hashed event trace.
 //! - [`invariants`]: one module per invariant.
 //! - [`run`]: one run (safety phase, liveness phase, checks); [`shrink`]: a smaller failing run.
+//! - [`watchdog`]: a run that stops advancing simulated time or spends its wall-clock budget
+//!   fails instead of hanging.
 //!
 //! Invariants of the simulator itself: no wall clock, no OS thread, no unseeded randomness,
 //! no hash-order iteration on the simulated path (ARCHITECTURE.md lists every source closed).
 //!
 //! Nothing depends on this crate.
+
+// Without `tokio_unstable` (set in `.cargo/config.toml`; a `RUSTFLAGS` variable replaces it)
+// tokio's scheduler RNG is unseeded and its task-poll hooks are missing: runs would not replay
+// and the watchdog could not see a stall. Refuse to build rather than run nondeterministically.
+#[cfg(not(tokio_unstable))]
+compile_error!(
+    "grove-sim needs `--cfg tokio_unstable` (set in .cargo/config.toml; a RUSTFLAGS variable \
+     overrides it: add `--cfg tokio_unstable` to it)"
+);
 
 pub mod cluster;
 pub mod config;
@@ -34,6 +45,7 @@ pub mod rng;
 pub mod run;
 pub mod shrink;
 pub mod trace;
+pub mod watchdog;
 pub mod workload;
 
 pub use config::{Fault, Overrides, SimConfig};

@@ -1,17 +1,18 @@
 //! `grove-sim`: run one seed, or sweep a range of seeds.
 //!
 //! ```text
-//! grove-sim run --seed S [--nodes N] [--steps N] [--faults LIST] [--trace] [--shrink]
-//! grove-sim sweep --seeds A..B [--nodes N] [--steps N] [--faults LIST]
+//! grove-sim run --seed S [--nodes N] [--steps N] [--faults LIST] [--liveness-ms MS] [--run-budget D] [--trace] [--shrink]
+//! grove-sim sweep --seeds A..B [--nodes N] [--steps N] [--faults LIST] [--liveness-ms MS]
 //! ```
 //! A run prints its configuration first and ends with `trace-hash: <hex>`. A failure prints
-//! the invariant, the tail of the trace and the command that reproduces it; `--shrink` then
-//! looks for a smaller failing run (fewer steps, fewer fault kinds).
+//! the invariant, the tail of the trace, its trace hash and the command that reproduces it
+//! (the same trace hash); `--shrink` then looks for a smaller failing run (fewer steps,
+//! members and fault kinds) and prints it the same way.
 
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use grove_sim::config::{Overrides, SimConfig, parse_faults};
+use grove_sim::config::{Overrides, SimConfig, parse_duration, parse_faults};
 use grove_sim::run::{RunReport, run};
 use grove_sim::shrink::shrink;
 
@@ -57,6 +58,16 @@ struct Shape {
     /// Fault kinds allowed: a comma-separated list, `all` or `none`.
     #[arg(long, default_value = "all")]
     faults: String,
+    /// How long the liveness phase may take to converge, in ms (default 20,000).
+    #[arg(long)]
+    liveness_ms: Option<u64>,
+    /// Wall-clock time one run may take before the watchdog fails it (`90s`, `10m`; default
+    /// 5m).
+    #[arg(long)]
+    run_budget: Option<String>,
+    /// Start a task that never lets time pass at this step (checks the watchdog).
+    #[arg(long, hide = true)]
+    stall_at_step: Option<u64>,
 }
 
 impl Shape {
@@ -68,6 +79,9 @@ impl Shape {
             nodes: self.nodes,
             steps: self.steps,
             faults: parse_faults(&self.faults)?,
+            liveness_bound: self.liveness_ms.map(std::time::Duration::from_millis),
+            wall_budget: self.run_budget.as_deref().map(parse_duration).transpose()?,
+            stall_at_step: self.stall_at_step,
         })
     }
 }
@@ -80,6 +94,7 @@ fn print_failure(report: &RunReport) {
     for line in &report.tail {
         println!("  {line}");
     }
+    println!("failed trace-hash: {:016x}", report.trace_hash);
     println!("reproduce: {}", report.config.reproduce_command());
 }
 

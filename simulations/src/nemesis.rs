@@ -1,4 +1,5 @@
-//! The nemesis: at every step of the safety phase, draws (from the `faults` stream) which
+//! The nemesis: at every step of the safety phase, draws (from one seeded stream per fault
+//! family, so switching one family off leaves the others' schedules as they were) which
 //! faults start and stop — crashes and restarts, and partitions of the kinds the run has on:
 //! a minority cut off, the leader isolated, one-way cuts, or two halves joined by one bridge
 //! member — process pauses of single members, and membership changes (a voter removed, a
@@ -19,7 +20,11 @@ use crate::history::Shared;
 use crate::rng::{SplitMix64, fnv1a, stream};
 
 pub struct Nemesis {
+    /// Partitions: when, which kind, whom.
     rng: SplitMix64,
+    pause_rng: SplitMix64,
+    membership_rng: SplitMix64,
+    crash_rng: SplitMix64,
     /// The step at which the current partition heals.
     partition_until: Option<u64>,
     /// Paused members and the step at which each resumes.
@@ -42,7 +47,10 @@ enum Change {
 impl Nemesis {
     pub fn new(config: &SimConfig) -> Nemesis {
         Nemesis {
-            rng: stream(config.seed, "faults"),
+            rng: stream(config.seed, "faults-partition"),
+            pause_rng: stream(config.seed, "faults-pause"),
+            membership_rng: stream(config.seed, "faults-membership"),
+            crash_rng: stream(config.seed, "faults-crash"),
             partition_until: None,
             paused_until: BTreeMap::new(),
             membership_change: None,
@@ -93,9 +101,9 @@ impl Nemesis {
         if config.has(Fault::Crash) {
             for id in cluster.ids() {
                 let running = cluster.is_running(id);
-                if running && self.rng.chance(config.crash_per_step) {
+                if running && self.crash_rng.chance(config.crash_per_step) {
                     cluster.crash(id, "crash").await;
-                } else if !running && self.rng.chance(config.restart_per_step) {
+                } else if !running && self.crash_rng.chance(config.restart_per_step) {
                     let _ = cluster.start(id).await;
                 }
             }
@@ -125,12 +133,12 @@ impl Nemesis {
         for id in cluster.ids() {
             if self.paused_until.contains_key(&id)
                 || !cluster.is_running(id)
-                || !self.rng.chance(config.pause_per_step)
+                || !self.pause_rng.chance(config.pause_per_step)
             {
                 continue;
             }
             let steps = self
-                .rng
+                .pause_rng
                 .between(1, (config.pause_ms_max / STEP.as_millis() as u64).max(1));
             cluster.pause(id);
             self.paused_until.insert(id, step + steps);
@@ -146,7 +154,7 @@ impl Nemesis {
             .membership_change
             .as_ref()
             .is_some_and(|change| !change.is_finished())
-            || !self.rng.chance(config.membership_per_step)
+            || !self.membership_rng.chance(config.membership_per_step)
         {
             return;
         }
@@ -159,15 +167,16 @@ impl Nemesis {
             .filter(|id| !voters.contains(id))
             .collect();
         let change = if !missing.is_empty() {
-            Change::Add(missing[self.rng.between(0, missing.len() as u64 - 1) as usize])
+            Change::Add(missing[self.membership_rng.between(0, missing.len() as u64 - 1) as usize])
         } else if voters.len() >= 3 {
             let voters: Vec<u64> = voters.into_iter().collect();
-            Change::Remove(voters[self.rng.between(0, voters.len() as u64 - 1) as usize])
+            Change::Remove(voters[self.membership_rng.between(0, voters.len() as u64 - 1) as usize])
         } else {
             return;
         };
         let running = cluster.running_nodes();
-        let (via, node) = running[self.rng.between(0, running.len() as u64 - 1) as usize].clone();
+        let (via, node) =
+            running[self.membership_rng.between(0, running.len() as u64 - 1) as usize].clone();
         let recorder = recorder.clone();
         let record = move |kind: &'static str, detail: String| {
             let digest = fnv1a(detail.as_bytes());

@@ -25,10 +25,11 @@ use crate::invariants::{
 };
 use crate::nemesis::Nemesis;
 use crate::rng::{fnv1a, stream};
+use crate::watchdog::{Backstop, Watchdog};
 use crate::workload;
 
 /// What a run found.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct RunReport {
     pub config: SimConfig,
     pub trace_hash: u64,
@@ -51,13 +52,15 @@ impl RunReport {
 
 /// Runs `config` to the end; `verbose` prints every trace event as it happens.
 pub fn run(config: &SimConfig, verbose: bool) -> RunReport {
+    let _backstop = Backstop::start(config.wall_budget, config.seed, config.reproduce_command());
     no_panic::watch();
+    let watchdog = Watchdog::new(config.wall_budget);
     let mut builder = tokio::runtime::Builder::new_current_thread();
     builder.enable_time().start_paused(true);
-    #[cfg(tokio_unstable)]
     builder.rng_seed(tokio::runtime::RngSeed::from_bytes(
         &stream(config.seed, "runtime").next_u64().to_le_bytes(),
     ));
+    watchdog.install(&mut builder);
     let runtime = builder.build().expect("a current-thread runtime");
     let recorder = {
         let _entered = runtime.enter();
@@ -70,22 +73,29 @@ pub fn run(config: &SimConfig, verbose: bool) -> RunReport {
         );
     }
     let driven = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        runtime.block_on(simulate(config, recorder.clone()))
+        runtime.block_on(watchdog.watch(simulate(config, recorder.clone())))
     }));
     grove_rpc::buggify::disable();
-    drop(runtime);
+    // Violations found now are stamped with the run's simulated time: the runtime's paused
+    // clock, not the wall clock it falls back to once dropped.
+    let _entered = runtime.enter();
     let mut recorder = recorder
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let (converged_after, summary) = match driven {
-        Ok(done) => done,
+        Ok(Some(done)) => done,
+        Ok(None) => {
+            let reason = watchdog.tripped().unwrap_or_default();
+            recorder.violate(Violation::new("watchdog", reason));
+            (None, "stopped by the watchdog".to_string())
+        }
         Err(_) => (None, "the driver panicked".to_string()),
     };
     if let Some(panic) = no_panic::finish() {
         recorder.violate(panic);
     }
     let sim_time = recorder.now_or_last();
-    RunReport {
+    let report = RunReport {
         config: config.clone(),
         trace_hash: recorder.trace.hash(),
         events: recorder.trace.events(),
@@ -93,8 +103,15 @@ pub fn run(config: &SimConfig, verbose: bool) -> RunReport {
         tail: recorder.trace.tail().map(|e| e.to_string()).collect(),
         sim_time,
         converged_after,
-        summary,
-    }
+        summary: format!(
+            "{summary}; busiest instant {} task polls",
+            watchdog.polls_at_one_instant_max()
+        ),
+    };
+    drop(recorder);
+    drop(_entered);
+    drop(runtime);
+    report
 }
 
 /// The digest of a member's tables (their rows as JSON, in key order).
@@ -150,6 +167,14 @@ async fn simulate(config: &SimConfig, recorder: Shared) -> (Option<Duration>, St
     let mut nemesis = Nemesis::new(config);
     let mut leaders = LeaderStats::default();
     for step in 0..config.steps {
+        if config.stall_at_step == Some(step) {
+            event("stall", "a task that never lets time pass".into());
+            tokio::spawn(async {
+                loop {
+                    tokio::task::yield_now().await;
+                }
+            });
+        }
         nemesis.step(step, config, &mut cluster, &recorder).await;
         tokio::time::sleep(STEP).await;
         observe(&mut cluster, &recorder, &mut leaders).await;

@@ -1,7 +1,9 @@
-//! Shrinking a failing run: the same seed with fewer safety steps and fewer fault kinds, as
-//! long as the same invariant still fails. Greedy: first halve the steps (binary search for
-//! the fewest that still fail), then drop fault kinds one at a time. Each try is a full
-//! deterministic run, so the result replays with its own command line.
+//! Shrinking a failing run: the same seed with fewer members, fewer safety steps and fewer
+//! fault kinds, as long as the same invariant still fails. Greedy: first the fewest steps that
+//! still fail (binary search), then fewer members, then fault kinds dropped one at a time.
+//! Every draw is made whatever the overrides (see [`crate::config::Overrides`]), so each try
+//! is a full deterministic run that replays with its own reproduce line; the result is always
+//! a run that was seen to fail — the input itself when nothing smaller fails.
 
 use crate::config::{Overrides, SimConfig};
 use crate::run::{RunReport, run};
@@ -12,33 +14,25 @@ pub fn shrink(failing: &RunReport) -> (RunReport, usize) {
     let invariant = failing.violations[0].invariant;
     let still_fails =
         |report: &RunReport| report.violations.iter().any(|v| v.invariant == invariant);
-    let config = &failing.config;
-    let mut overrides = Overrides {
-        nodes: Some(config.nodes),
-        steps: Some(config.steps),
-        faults: config.allowed.clone(),
-    };
+    let seed = failing.config.seed;
+    let mut overrides = failing.config.overrides();
     let mut best: Option<RunReport> = None;
     let mut runs = 0;
-    // The seed draws the rest; settings not drawn from it are kept.
-    let configure = |overrides: &Overrides| SimConfig {
-        liveness_bound: config.liveness_bound,
-        ..SimConfig::draw(config.seed, overrides)
-    };
-    let attempt = |overrides: &Overrides, runs: &mut usize| {
-        *runs += 1;
-        let report = run(&configure(overrides), false);
+    let mut attempt = |overrides: &Overrides| {
+        runs += 1;
+        let report = run(&SimConfig::draw(seed, overrides), false);
         still_fails(&report).then_some(report)
     };
-    // Fewest steps: binary search over [0, steps].
-    let (mut low, mut high) = (0, config.steps);
+    // Fewest steps: binary search over [0, steps).
+    let steps = failing.config.steps;
+    let (mut low, mut high) = (0, steps);
     while low < high {
         let middle = (low + high) / 2;
         let tried = Overrides {
             steps: Some(middle),
             ..overrides.clone()
         };
-        match attempt(&tried, &mut runs) {
+        match attempt(&tried) {
             Some(report) => {
                 high = middle;
                 best = Some(report);
@@ -47,20 +41,34 @@ pub fn shrink(failing: &RunReport) -> (RunReport, usize) {
         }
     }
     overrides.steps = Some(high);
+    // Fewer members: the fewest (from 3) that still fail.
+    for nodes in 3..failing.config.nodes {
+        let tried = Overrides {
+            nodes: Some(nodes),
+            ..overrides.clone()
+        };
+        if let Some(report) = attempt(&tried) {
+            overrides = tried;
+            best = Some(report);
+            break;
+        }
+    }
     // Fewer fault kinds: drop each one that is not needed.
-    for fault in config.allowed.clone() {
+    for fault in failing.config.allowed.clone() {
         let mut faults = overrides.faults.clone();
         faults.remove(&fault);
         let tried = Overrides {
             faults,
             ..overrides.clone()
         };
-        if let Some(report) = attempt(&tried, &mut runs) {
+        if let Some(report) = attempt(&tried) {
             overrides = tried;
             best = Some(report);
         }
     }
-    let best = best.unwrap_or_else(|| run(&configure(&overrides), false));
+    // Nothing smaller failed: the input run is the answer (it failed; it is not re-run).
+    let best = best.unwrap_or_else(|| failing.clone());
+    assert!(still_fails(&best), "a shrunk run is a failing run");
     (best, runs)
 }
 
@@ -73,22 +81,20 @@ mod tests {
     #[test]
     fn a_failing_run_shrinks_to_fewer_steps_and_faults() {
         // A liveness bound of zero fails every run, whatever its steps and faults: the
-        // shrinker must get down to no steps and no fault kinds.
-        let config = SimConfig {
-            liveness_bound: Duration::ZERO,
-            ..SimConfig::draw(
-                7,
-                &Overrides {
-                    nodes: Some(3),
-                    steps: Some(40),
-                    ..Overrides::default()
-                },
-            )
-        };
+        // shrinker must get down to no steps, 3 members and no fault kinds.
+        let config = SimConfig::draw(
+            7,
+            &Overrides {
+                steps: Some(40),
+                liveness_bound: Some(Duration::ZERO),
+                ..Overrides::default()
+            },
+        );
         let failing = run(&config, false);
         assert_eq!(failing.violations[0].invariant, "liveness");
         let (smaller, runs) = shrink(&failing);
         assert_eq!(smaller.config.steps, 0);
+        assert_eq!(smaller.config.nodes, 3);
         assert!(
             smaller.config.allowed.is_empty(),
             "{:?}",
@@ -96,5 +102,8 @@ mod tests {
         );
         assert_eq!(smaller.violations[0].invariant, "liveness");
         assert!(runs > 1);
+        // Its reproduce line's overrides replay it: the same trace.
+        let replayed = run(&SimConfig::draw(7, &smaller.config.overrides()), false);
+        assert_eq!(replayed.trace_hash, smaller.trace_hash);
     }
 }

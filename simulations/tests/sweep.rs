@@ -54,6 +54,7 @@ fn a_fault_free_run_converges_at_once_and_answers_writes() {
         nodes: Some(3),
         steps: Some(100),
         faults: parse_faults("none").unwrap(),
+        ..Overrides::default()
     };
     let report = run(&SimConfig::draw(9, &overrides), false);
     assert!(report.passed(), "{:?}", report.violations);

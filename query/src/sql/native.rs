@@ -76,7 +76,6 @@ const SQL_ONLY_CONTEXT: &[&str] = &[
     "sqlStringifyArrays",
     "sqlOuterLimit",
     "useApproximateCountDistinct",
-    "useApproximateTopN",
 ];
 
 pub(crate) fn plan(
@@ -89,9 +88,10 @@ pub(crate) fn plan(
     {
         return unsupported(format!("sqlTimeZone {zone} (only UTC)"));
     }
-    if context.get("useApproximateCountDistinct") == Some(&json!(false)) {
-        return unsupported("exact COUNT(DISTINCT) (useApproximateCountDistinct=false)");
-    }
+    let exact_distinct = matches!(
+        context.get("useApproximateCountDistinct"),
+        Some(Value::Bool(false))
+    ) || matches!(context.get("useApproximateCountDistinct"), Some(Value::String(s)) if s == "false");
     let mut native_context: Map<String, Value> = context
         .iter()
         .filter(|(key, _)| !SQL_ONLY_CONTEXT.contains(&key.as_str()))
@@ -124,8 +124,109 @@ pub(crate) fn plan(
     if !native_context.is_empty() {
         native.insert("context".into(), Value::Object(native_context));
     }
+    if exact_distinct {
+        exact_count_distinct(&mut native)?;
+    }
     plan.query = Value::Object(native);
     Ok(plan)
+}
+
+/// The output name of the counted column in the inner query of an exact `COUNT(DISTINCT)`.
+const DISTINCT_COLUMN: &str = "_distinct";
+
+/// Rewrites a planned query whose aggregates are `COUNT(DISTINCT x)` (cardinality sketches)
+/// into Druid's exact plan: an inner groupBy by the query's keys and `x`, and the same query
+/// over it counting the inner rows where `x` is not null. Other aggregates beside it, or
+/// distinct counts of different columns, are refused (Druid joins them; Grove does not yet).
+fn exact_count_distinct(native: &mut Map<String, Value>) -> Result<()> {
+    let aggregations = native
+        .get("aggregations")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let distinct: Vec<(String, String)> = aggregations
+        .iter()
+        .filter(|a| a["type"] == "cardinality")
+        .filter_map(|a| {
+            let field = a["fields"].as_array()?.first()?.as_str()?.to_string();
+            Some((a["name"].as_str()?.to_string(), field))
+        })
+        .collect();
+    if distinct.is_empty() {
+        return Ok(());
+    }
+    if distinct.len() != aggregations.len() || distinct.iter().any(|(_, f)| *f != distinct[0].1) {
+        return unsupported(
+            "exact COUNT(DISTINCT) beside other aggregates, FILTER clauses or distinct counts of \
+             other columns (useApproximateCountDistinct=false)",
+        );
+    }
+    let column = distinct[0].1.clone();
+    let query_type = native["queryType"].as_str().unwrap_or_default().to_string();
+    let keys: Vec<Value> = match query_type.as_str() {
+        "groupBy" => native["dimensions"].as_array().cloned().unwrap_or_default(),
+        "topN" => vec![native["dimension"].clone()],
+        "timeseries" => Vec::new(),
+        other => return unsupported(format!("exact COUNT(DISTINCT) in a {other} plan")),
+    };
+    let mut inner = Map::new();
+    inner.insert("queryType".into(), json!("groupBy"));
+    for key in [
+        "dataSource",
+        "intervals",
+        "filter",
+        "granularity",
+        "context",
+    ] {
+        if let Some(v) = native.get(key) {
+            inner.insert(key.into(), v.clone());
+        }
+    }
+    let mut dimensions = keys.clone();
+    dimensions.push(json!({"type": "default", "dimension": column, "outputName": DISTINCT_COLUMN}));
+    inner.insert("dimensions".into(), Value::Array(dimensions));
+    // The outer query reads the inner rows' output names.
+    let outer_key = |spec: &Value| {
+        let name = spec["outputName"].clone();
+        let mut out = json!({"type": "default", "dimension": name, "outputName": name});
+        if let Some(t) = spec.get("outputType") {
+            out["outputType"] = t.clone();
+        }
+        out
+    };
+    match query_type.as_str() {
+        "groupBy" => {
+            native.insert(
+                "dimensions".into(),
+                Value::Array(keys.iter().map(outer_key).collect()),
+            );
+        }
+        "topN" => {
+            native.insert("dimension".into(), outer_key(&keys[0]));
+        }
+        _ => {}
+    }
+    native.remove("filter");
+    native.insert(
+        "dataSource".into(),
+        json!({"type": "query", "query": Value::Object(inner)}),
+    );
+    native.insert(
+        "aggregations".into(),
+        Value::Array(
+            distinct
+                .iter()
+                .map(|(name, _)| {
+                    json!({
+                        "type": "filtered", "name": name,
+                        "filter": {"type": "not", "field": {"type": "null", "column": DISTINCT_COLUMN}},
+                        "aggregator": {"type": "count", "name": name},
+                    })
+                })
+                .collect(),
+        ),
+    );
+    Ok(())
 }
 
 /// A `scan`: columns only, ordered by `__time` if at all.

@@ -6,7 +6,7 @@ use std::fmt;
 
 use regex::Regex;
 
-use super::{BoundOrdering, Filter, MatchValueType, Scalar, TIME_COLUMN};
+use super::{BoundOrdering, Filter, MatchValueType, Scalar, SearchQuerySpec, TIME_COLUMN};
 use crate::error::{Result, SegmentError};
 use crate::row::{InputRow, NumberText, RowLayout, Value, write_double};
 
@@ -55,6 +55,9 @@ enum Node {
     TextRange(Source, Option<(String, bool)>, Option<(String, bool)>),
     NumRange(Source, Option<(Num, bool)>, Option<(Num, bool)>),
     Pattern(Source, Regex),
+    Search(Source, SearchMatcher),
+    /// Every source holds the same value (as text); null equals nothing.
+    SameValue(Vec<Source>),
     And(Vec<Node>),
     Or(Vec<Node>),
     Not(Box<Node>),
@@ -77,10 +80,18 @@ fn spec_error(message: String) -> SegmentError {
 }
 
 fn compile_node(filter: &Filter, layout: &RowLayout) -> Result<Node> {
+    if filter.extraction_fn().is_some() {
+        return Err(spec_error(format!(
+            "extractionFn on '{}' is supported in queries only, not in ingestion filters",
+            filter.leaf_column().unwrap_or_default()
+        )));
+    }
     Ok(match filter {
         Filter::True => Node::Const(true),
         Filter::False => Node::Const(false),
-        Filter::Selector { dimension, value } => {
+        Filter::Selector {
+            dimension, value, ..
+        } => {
             let src = source(dimension, layout)?;
             match value {
                 None => Node::IsNull(src),
@@ -99,7 +110,9 @@ fn compile_node(filter: &Filter, layout: &RowLayout) -> Result<Node> {
                 numeric => Node::NumEq(src, numeric_literal(column, *numeric, match_value)?),
             }
         }
-        Filter::In { dimension, values } => {
+        Filter::In {
+            dimension, values, ..
+        } => {
             let src = source(dimension, layout)?;
             let has_null = values.iter().any(Option::is_none);
             let mut set: Vec<String> = values.iter().flatten().cloned().collect();
@@ -114,7 +127,15 @@ fn compile_node(filter: &Filter, layout: &RowLayout) -> Result<Node> {
             lower_strict,
             upper_strict,
             ordering,
+            alpha_numeric,
+            ..
         } => {
+            if *alpha_numeric {
+                return Err(spec_error(format!(
+                    "bound on '{dimension}': alphaNumeric ordering is not supported yet (use \
+                     lexicographic or numeric)"
+                )));
+            }
             let src = source(dimension, layout)?;
             match ordering {
                 BoundOrdering::Lexicographic => Node::TextRange(
@@ -172,11 +193,14 @@ fn compile_node(filter: &Filter, layout: &RowLayout) -> Result<Node> {
             dimension,
             pattern,
             escape,
+            ..
         } => Node::Pattern(
             source(dimension, layout)?,
             like_regex(dimension, pattern, escape.as_deref())?,
         ),
-        Filter::Regex { dimension, pattern } => {
+        Filter::Regex {
+            dimension, pattern, ..
+        } => {
             let regex = Regex::new(pattern).map_err(|e| {
                 spec_error(format!(
                     "regex on '{dimension}': bad pattern '{pattern}': {e}"
@@ -197,6 +221,57 @@ fn compile_node(filter: &Filter, layout: &RowLayout) -> Result<Node> {
                 .collect::<Result<_>>()?,
         ),
         Filter::Not { field } => Node::Not(Box::new(compile_node(field, layout)?)),
+        Filter::Interval {
+            dimension,
+            intervals,
+            ..
+        } => {
+            let src = source(dimension, layout)?;
+            let mut ranges = Vec::with_capacity(intervals.len());
+            for text in intervals {
+                let interval = crate::time::Interval::parse(text)
+                    .map_err(|e| spec_error(format!("interval on '{dimension}': '{text}': {e}")))?;
+                ranges.push(Node::NumRange(
+                    src,
+                    Some((Num::Int(interval.start_ms), false)),
+                    Some((Num::Int(interval.end_ms), true)),
+                ));
+            }
+            Node::Or(ranges)
+        }
+        Filter::Search {
+            dimension, query, ..
+        } => Node::Search(
+            source(dimension, layout)?,
+            SearchMatcher::new(query)
+                .map_err(|e| spec_error(format!("search on '{dimension}': {e}")))?,
+        ),
+        Filter::ColumnComparison { dimensions } => {
+            if dimensions.iter().any(|d| d.extraction_fn.is_some()) {
+                return Err(spec_error(
+                    "columnComparison with extraction functions is supported in queries only"
+                        .into(),
+                ));
+            }
+            Node::SameValue(
+                dimensions
+                    .iter()
+                    .map(|d| source(&d.dimension, layout))
+                    .collect::<Result<_>>()?,
+            )
+        }
+        Filter::Expression { .. } => {
+            return Err(spec_error(
+                "expression filters are evaluated by the query engine only, not in ingestion \
+                 filters"
+                    .into(),
+            ));
+        }
+        Filter::Javascript(_) | Filter::Spatial(_) => {
+            return Err(spec_error(
+                "javascript and spatial filters are not supported".into(),
+            ));
+        }
     })
 }
 
@@ -353,6 +428,10 @@ impl Node {
             Node::Pattern(src, regex) => {
                 with_value(row, *src, |v| any_text(v, |s| regex.is_match(s)))
             }
+            Node::Search(src, matcher) => {
+                with_value(row, *src, |v| any_text(v, |s| matcher.matches(s)))
+            }
+            Node::SameValue(sources) => same_value(row, sources),
             Node::And(nodes) => {
                 let mut unknown = false;
                 for node in nodes {
@@ -376,6 +455,93 @@ impl Node {
                 if unknown { None } else { Some(false) }
             }
             Node::Not(node) => node.eval(row).map(|b| !b),
+        }
+    }
+}
+
+/// Whether every source of `row` holds the same value, compared as text; a null value equals
+/// nothing (SQL's `=`), and multi-value rows compare as whole lists.
+fn same_value(row: &InputRow, sources: &[Source]) -> Option<bool> {
+    let text = |src: Source| -> Option<Vec<String>> {
+        with_value(row, src, |v| match v {
+            Value::Null => None,
+            Value::Strings(l) if l.is_empty() => None,
+            Value::Strings(l) => Some(l.clone()),
+            other => {
+                let mut one = None;
+                any_text(other, |s| {
+                    one = Some(s.to_string());
+                    true
+                });
+                one.map(|s| vec![s])
+            }
+        })
+    };
+    let mut first: Option<Vec<String>> = None;
+    for (i, &src) in sources.iter().enumerate() {
+        let value = text(src)?;
+        if i == 0 {
+            first = Some(value);
+        } else if first.as_ref() != Some(&value) {
+            return Some(false);
+        }
+    }
+    Some(true)
+}
+
+/// A compiled [`SearchQuerySpec`].
+#[derive(Clone, Debug)]
+pub struct SearchMatcher {
+    kind: SearchKind,
+}
+
+#[derive(Clone, Debug)]
+enum SearchKind {
+    /// Needles (lowercased when not case sensitive), all of which must occur.
+    Contains(Vec<String>, bool),
+    Regex(Regex),
+}
+
+impl SearchMatcher {
+    pub fn new(spec: &SearchQuerySpec) -> std::result::Result<SearchMatcher, String> {
+        let fold = |s: &str, case_sensitive: bool| {
+            if case_sensitive {
+                s.to_string()
+            } else {
+                s.to_lowercase()
+            }
+        };
+        let kind = match spec {
+            SearchQuerySpec::Contains {
+                value,
+                case_sensitive,
+            } => SearchKind::Contains(vec![fold(value, *case_sensitive)], *case_sensitive),
+            SearchQuerySpec::InsensitiveContains { value } => {
+                SearchKind::Contains(vec![value.to_lowercase()], false)
+            }
+            SearchQuerySpec::Fragment {
+                values,
+                case_sensitive,
+            } => SearchKind::Contains(
+                values.iter().map(|v| fold(v, *case_sensitive)).collect(),
+                *case_sensitive,
+            ),
+            SearchQuerySpec::Regex { pattern } => SearchKind::Regex(
+                Regex::new(pattern).map_err(|e| format!("bad pattern '{pattern}': {e}"))?,
+            ),
+        };
+        Ok(SearchMatcher { kind })
+    }
+
+    /// Whether `value` matches.
+    pub fn matches(&self, value: &str) -> bool {
+        match &self.kind {
+            SearchKind::Contains(needles, true) => needles.iter().all(|n| value.contains(n)),
+            SearchKind::Contains(needles, false) => {
+                let folded = value.to_lowercase();
+                needles.iter().all(|n| folded.contains(n.as_str()))
+            }
+            SearchKind::Regex(regex) => regex.is_match(value),
         }
     }
 }
@@ -630,6 +796,57 @@ mod tests {
         );
         let bad = parse(r#"{"type":"regex","dimension":"a","pattern":"("}"#);
         assert!(bad.compile(&layout(&["a"])).is_err());
+    }
+
+    #[test]
+    fn interval_search_and_column_comparison() {
+        let interval = r#"{"type":"interval","dimension":"a","intervals":["1970-01-01T00:00:00.010Z/1970-01-01T00:00:00.020Z","1970-01-01T00:00:01Z/1970-01-01T00:00:02Z"]}"#;
+        check(
+            interval,
+            &["a"],
+            &[
+                (vec![Value::Long(10)], true),
+                (vec![Value::Long(19)], true),
+                (vec![Value::Long(20)], false),
+                (vec![Value::Long(1500)], true),
+                (vec![s("15")], true),
+                (vec![Value::Null], false),
+            ],
+        );
+        let search =
+            r#"{"type":"search","dimension":"a","query":{"type":"contains","value":"Ab"}}"#;
+        check(
+            search,
+            &["a"],
+            &[
+                (vec![s("xaby")], true),
+                (vec![s("xy")], false),
+                (vec![Value::Null], false),
+            ],
+        );
+        let sensitive = r#"{"type":"search","dimension":"a","query":{"type":"fragment","values":["Ab","c"],"caseSensitive":true}}"#;
+        check(
+            sensitive,
+            &["a"],
+            &[(vec![s("xAbc")], true), (vec![s("xabc")], false)],
+        );
+        let compare = r#"{"type":"columnComparison","dimensions":["a","b"]}"#;
+        check(
+            compare,
+            &["a", "b"],
+            &[
+                (vec![s("1"), s("1")], true),
+                (vec![s("1"), Value::Long(1)], true),
+                (vec![s("1"), s("2")], false),
+                (vec![Value::Null, Value::Null], false),
+            ],
+        );
+        let with_extraction = parse(
+            r#"{"type":"selector","dimension":"a","value":"x","extractionFn":{"type":"upper"}}"#,
+        );
+        assert!(with_extraction.compile(&layout(&["a"])).is_err());
+        let alpha = parse(r#"{"type":"bound","dimension":"a","lower":"1","alphaNumeric":true}"#);
+        assert!(alpha.compile(&layout(&["a"])).is_err());
     }
 
     #[test]

@@ -295,6 +295,46 @@ impl<'a> Dictionary<'a> {
         Ok(())
     }
 
+    /// Calls `f` with string `index` for each of `indexes`, in that order. Indexes that ascend
+    /// within a bucket continue the bucket's decoding where the previous one stopped, so many
+    /// indexes in ascending order cost about one pass over their buckets. Strings are not
+    /// checked for UTF-8 here ([`Dictionary::validate`] does that once per column).
+    pub fn strings_of(
+        &self,
+        indexes: impl IntoIterator<Item = usize>,
+        mut f: impl FnMut(&[u8]),
+    ) -> DecodeResult<()> {
+        let mut current = Vec::new();
+        // The bucket being decoded, its cursor and how many of its strings are decoded.
+        let mut open: Option<(usize, Cursor<'a>, usize)> = None;
+        for index in indexes {
+            if index >= self.num_strings {
+                return Err(format!(
+                    "string {index} out of range for {} strings",
+                    self.num_strings
+                ));
+            }
+            let (b, k) = (index / BUCKET_STRINGS, index % BUCKET_STRINGS);
+            let reuse =
+                matches!(&open, Some((ob, _, done)) if *ob == b && *done <= k + 1 && *done > 0);
+            if !reuse {
+                open = Some((b, self.bucket(b)?, 0));
+            }
+            let (_, cursor, done) = open.as_mut().expect("opened");
+            // `done` strings are decoded; the last of them is in `current`.
+            if *done == k + 1 {
+                f(&current);
+                continue;
+            }
+            while *done <= k {
+                next_string(cursor, *done, &mut current)?;
+                *done += 1;
+            }
+            f(&current);
+        }
+        Ok(())
+    }
+
     /// Calls `f(index, string)` for every non-null string in order: the fast way to read many.
     pub fn for_each(&self, mut f: impl FnMut(usize, &str)) -> DecodeResult<()> {
         let mut current = Vec::new();
@@ -371,6 +411,34 @@ mod tests {
         // Bucket heads are borrowed, others rebuilt.
         assert!(matches!(dict.string(16).unwrap(), Cow::Borrowed(_)));
         assert!(matches!(dict.string(17).unwrap(), Cow::Owned(_)));
+    }
+
+    /// Reading many indexes at once gives what one read per index gives, in the given order:
+    /// ascending (continuing a bucket's decoding), repeated, descending and out of range.
+    #[test]
+    fn strings_of_equal_single_reads() {
+        let owned: Vec<String> = (0..300)
+            .map(|i| format!("w{:05}-{}", i * 7, i % 3))
+            .collect();
+        let values: Vec<&str> = owned.iter().map(|s| s.as_str()).collect();
+        let bytes = build(&values, false);
+        let dict = Dictionary::parse(&bytes).unwrap();
+        for indexes in [
+            vec![0usize, 1, 2, 15, 16, 17, 17, 40, 299],
+            vec![5, 5, 3, 100, 20, 21, 0],
+            (0..300).collect(),
+            (0..300).rev().collect(),
+            vec![],
+        ] {
+            let mut got = Vec::new();
+            dict.strings_of(indexes.iter().copied(), |b| {
+                got.push(String::from_utf8(b.to_vec()).unwrap())
+            })
+            .unwrap();
+            let expected: Vec<String> = indexes.iter().map(|&i| values[i].to_string()).collect();
+            assert_eq!(got, expected);
+        }
+        assert!(dict.strings_of([3usize, 300], |_| {}).is_err());
     }
 
     /// A forward pass over ascending values finds what one search per value finds, for values

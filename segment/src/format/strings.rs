@@ -360,6 +360,37 @@ impl<'a> StringColumn<'a> {
         Ok(true)
     }
 
+    /// Calls `f` with the value of each of `ids` in that order (`None` for null); ids in
+    /// ascending order decode the dictionary in one forward pass.
+    pub fn values_of(&self, ids: &[u32], mut f: impl FnMut(Option<&[u8]>)) -> Result<()> {
+        let len = self.dictionary.len();
+        if let Some(&bad) = ids.iter().find(|&&id| id as usize >= len) {
+            return Err(self.corrupt(format!("dictionary id {bad} out of range ({len} ids)")));
+        }
+        let shift = self.has_null() as u32;
+        let mut start = 0;
+        while start < ids.len() {
+            // Nulls one by one, runs of non-null ids through the dictionary.
+            if shift == 1 && ids[start] == 0 {
+                f(None);
+                start += 1;
+                continue;
+            }
+            let end = ids[start..]
+                .iter()
+                .position(|&id| shift == 1 && id == 0)
+                .map_or(ids.len(), |p| start + p);
+            self.dictionary
+                .strings_of(
+                    ids[start..end].iter().map(|&id| (id - shift) as usize),
+                    |bytes| f(Some(bytes)),
+                )
+                .map_err(|m| self.corrupt(m))?;
+            start = end;
+        }
+        Ok(())
+    }
+
     /// Calls `f(id, value)` for every id in order, null first when present.
     pub fn for_each_value(&self, mut f: impl FnMut(u32, Option<&str>)) -> Result<()> {
         let shift = self.has_null() as u32;

@@ -28,7 +28,7 @@ pub struct DataSchema {
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 struct RawDataSchema {
     data_source: String,
     #[serde(default)]
@@ -122,7 +122,7 @@ impl DataSchema {
 
 /// Druid's `timestampSpec`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct TimestampSpec {
     #[serde(default = "default_timestamp_column")]
     pub column: String,
@@ -204,7 +204,7 @@ fn default_lg_k() -> u8 {
 
 /// One `metricsSpec` aggregator. `floatSum`/`floatMin`/`floatMax` are read as their double forms.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", deny_unknown_fields)]
+#[serde(tag = "type")]
 pub enum MetricSpec {
     #[serde(rename = "count")]
     Count { name: String },
@@ -307,7 +307,7 @@ impl Default for GranularitySpec {
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 struct RawGranularitySpec {
     #[serde(rename = "type", default)]
     kind: Option<String>,
@@ -389,7 +389,7 @@ pub struct TransformSpec {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+
 struct RawTransformSpec {
     #[serde(default)]
     filter: Option<Filter>,
@@ -420,6 +420,17 @@ impl TryFrom<RawTransformSpec> for TransformSpec {
                 text("name"),
                 text("expression")
             ));
+        }
+        if let Some(filter) = &raw.filter {
+            // Query-only features (extraction functions, expressions) are refused here, before
+            // any row is read.
+            let layout = crate::row::RowLayout {
+                fields: filter.fields(),
+                metric_slots: Vec::new(),
+            };
+            filter
+                .compile(&layout)
+                .map_err(|e| format!("transformSpec.filter: {e}"))?;
         }
         Ok(TransformSpec { filter: raw.filter })
     }

@@ -24,7 +24,7 @@ pub struct DimensionsSpec {
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 struct RawDimensionsSpec {
     #[serde(default)]
     dimensions: Vec<DimensionSpec>,
@@ -139,7 +139,7 @@ pub struct DimensionSpec {
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 struct RawDimension {
     #[serde(rename = "type", default)]
     value_type: Option<String>,

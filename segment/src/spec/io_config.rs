@@ -22,7 +22,7 @@ pub struct IoConfig {
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 struct RawIoConfig {
     #[serde(rename = "type", default)]
     #[allow(dead_code)]
@@ -97,7 +97,7 @@ pub enum InputSource {
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 struct RawLocal {
     #[serde(default)]
     base_dir: Option<PathBuf>,
@@ -108,7 +108,7 @@ struct RawLocal {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+
 struct RawInline {
     data: String,
 }
@@ -220,7 +220,7 @@ pub struct ParquetFormat {
 
 /// `flattenSpec` is accepted only when it flattens nothing.
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 struct RawFlattenSpec {
     #[serde(default = "yes")]
     use_field_discovery: bool,
@@ -243,7 +243,7 @@ fn check_flatten(spec: &Option<RawFlattenSpec>, format: &str) -> Result<(), Stri
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 struct RawJson {
     #[serde(default)]
     flatten_spec: Option<RawFlattenSpec>,
@@ -260,7 +260,7 @@ struct RawJson {
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 struct RawDelimited {
     #[serde(default)]
     columns: Vec<String>,
@@ -277,7 +277,7 @@ struct RawDelimited {
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 struct RawParquet {
     #[serde(default)]
     flatten_spec: Option<RawFlattenSpec>,

@@ -7,16 +7,18 @@
 //! `{"dataSchema": ..., "ioConfig": ..., "tuningConfig": ...}`.
 //!
 //! Invariants:
-//! - every object is parsed strictly: a field Grove does not know is an error naming the field and
-//!   its path (`spec.tuningConfig: unknown field ...`), except the few tuning fields that only tune
-//!   Druid's own execution (one list, [`IGNORED_TUNING_FIELDS`]);
-//! - features Grove does not support (legacy `parser`, `firehose`, expression transforms, schemaless
-//!   dimensions, non-dynamic partitioning, cloud input sources...) are clear errors, never silently
-//!   dropped;
+//! - as Druid's JSON mapper, properties Grove does not know are ignored (logged at debug level with
+//!   their path); malformed values of known properties are errors naming their path
+//!   (`spec.tuningConfig.maxRowsPerSegment: invalid type ...`);
+//! - properties Druid honours that Grove does not implement, where ignoring them would change what
+//!   is ingested (legacy `parser`, `firehose`, expression transforms, schemaless dimensions,
+//!   spatial dimensions, non-dynamic partitioning, cloud input sources, flattenSpec fields...) are
+//!   clear errors, never silently dropped; the tuning fields that only tune Druid's own execution
+//!   are listed in [`IGNORED_TUNING_FIELDS`];
 //! - parsed values are resolved (defaults applied), and serializing a spec and parsing it again gives
 //!   an equal value.
 //!
-//! Design note: `#[serde(deny_unknown_fields)]` does not combine with `#[serde(flatten)]`, so
+//! Design note: `` does not combine with `#[serde(flatten)]`, so
 //! objects that need checks or a `"type"` dispatch are read into a private strict `Raw*` struct (or a
 //! JSON map for type dispatch) and converted with `try_from`.
 
@@ -91,7 +93,7 @@ pub struct TaskSpec {
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 struct RawTask {
     #[serde(rename = "type")]
     task_type: TaskType,
@@ -136,7 +138,7 @@ impl TryFrom<RawTask> for TaskSpec {
 
 /// What to ingest, from where, and how: Druid's `spec` object.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct IngestionSpec {
     pub data_schema: DataSchema,
     pub io_config: IoConfig,
@@ -187,11 +189,14 @@ pub fn parse_task(json: &str) -> Result<TaskSpec, SegmentError> {
     Ok(task)
 }
 
-/// Deserializes `json` strictly, turning an error into [`SegmentError::Spec`] that names the path
-/// of the offending object (`spec.ioConfig.inputFormat: unknown field ...`).
+/// Deserializes `json`, turning an error into [`SegmentError::Spec`] that names the path of the
+/// offending object (`spec.ioConfig.inputFormat: ...`); ignored properties are logged.
 fn parse_json<T: DeserializeOwned>(json: &str) -> Result<T, SegmentError> {
     let mut de = serde_json::Deserializer::from_str(json);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let mut ignored = Vec::new();
+    let mut record = |path: serde_ignored::Path<'_>| ignored.push(path.to_string());
+    let tracked = serde_ignored::Deserializer::new(&mut de, &mut record);
+    let value = serde_path_to_error::deserialize(tracked).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         SegmentError::Spec(if path == "." {
@@ -202,6 +207,9 @@ fn parse_json<T: DeserializeOwned>(json: &str) -> Result<T, SegmentError> {
     })?;
     de.end()
         .map_err(|e| SegmentError::Spec(format!("trailing characters after the spec: {e}")))?;
+    if !ignored.is_empty() {
+        tracing::debug!(properties = ?ignored, "ingestion spec: ignored unknown properties");
+    }
     Ok(value)
 }
 

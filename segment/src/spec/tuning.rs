@@ -91,7 +91,7 @@ impl Default for TuningConfig {
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 struct RawTuning {
     #[serde(rename = "type", default)]
     #[allow(dead_code)]
@@ -121,7 +121,7 @@ struct RawTuning {
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 struct RawDynamic {
     #[serde(default)]
     max_rows_per_segment: Option<u64>,
