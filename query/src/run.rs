@@ -7,7 +7,7 @@ use serde_json::{Map, Value as Json, json};
 use grove_segment::format::Segment;
 use grove_segment::time::{Granularity, Interval, format_iso};
 
-use crate::aggregate::{AggDef, AggValue, compare_numbers};
+use crate::aggregate::{AggDef, compare_numbers};
 use crate::column::{Column, TIME_COLUMN};
 use crate::error::{QueryError, Result};
 use crate::filter::PreparedFilter;
@@ -423,15 +423,14 @@ fn top_n(
         start = end;
     }
     merged.sort_by_key(&mut chosen);
-    let merged: Vec<(GroupKey, Vec<AggValue>)> = chosen
-        .into_iter()
-        .map(|r| {
-            (
-                crate::partial::group_key(merged.key(r)),
-                merged.take_values(r),
-            )
-        })
-        .collect();
+    // Groups become rows one at a time (ranked by a post-aggregator, every group is a
+    // candidate: a million groups must not become a million rows at once).
+    let merged = chosen.into_iter().map(|r| {
+        (
+            crate::partial::group_key(merged.key(r)),
+            merged.take_values(r),
+        )
+    });
     let all_ts = all_timestamp(&q.intervals.0, &segments);
     let mut out = Vec::new();
     let mut bucket_rows: Vec<Map<String, Json>> = Vec::new();
@@ -472,6 +471,13 @@ fn top_n(
         row.insert(q.dimension.output_name.clone(), value);
         finish_row(&mut row, &aggs, &values, &q.post_aggregations)?;
         bucket_rows.push(row);
+        // The ranking is a total order (ties go by dimension value), so cutting to the
+        // threshold as rows arrive keeps what ranking them all would.
+        if bucket_rows.len() >= 2 * q.threshold.max(512) {
+            rank_top_n(&mut bucket_rows, metric, inverted, &q.dimension.output_name);
+            bucket_rows.truncate(q.threshold);
+            control.check()?;
+        }
     }
     flush(current, &mut bucket_rows);
     Ok(Json::Array(out))
