@@ -605,3 +605,72 @@ fn scans_and_answers_are_bounded_with_errors_naming_the_limit() {
         assert_eq!(e.kind, ErrorKind::ResourceLimit);
     }
 }
+
+/// topN ranked by a post-aggregator over thousands of groups (cut back to the threshold as
+/// rows arrive) equals ranking every group: clicks per spend by user, highest and lowest.
+#[test]
+fn top_n_by_a_post_aggregator_over_thousands_of_groups_equals_ranking_them_all() {
+    let base = ts("2024-01-01T00:00:00Z");
+    let events: Vec<common::Event> = (0..12_000i64)
+        .map(|i| common::Event {
+            time: base + (i % 2) * 86_400_000 + i,
+            country: Some("US"),
+            tags: vec![],
+            device: Some("phone"),
+            user: Some(i % 3_000),
+            price: None,
+            clicks: (i * 7919) % 1_000,
+            spend: 1.0 + ((i * 104_729) % 997) as f64,
+            uname: "u".into(),
+        })
+        .collect();
+    let provider = Fixed(segments(&events, |day| day == 0));
+    let mut per_user = std::collections::BTreeMap::<i64, (i64, f64)>::new();
+    for e in &events {
+        let entry = per_user.entry(e.user.unwrap()).or_default();
+        entry.0 += e.clicks;
+        entry.1 += e.spend;
+    }
+    for inverted in [false, true] {
+        let metric = if inverted {
+            json!({"type": "inverted", "metric": "ratio"})
+        } else {
+            json!("ratio")
+        };
+        let query = json!({
+            "queryType": "topN", "dataSource": "events", "intervals": ["2024-01-01/2024-01-03"],
+            "dimension": "user", "metric": metric, "threshold": 7,
+            "aggregations": [
+                {"type": "longSum", "name": "clicks", "fieldName": "clicks"},
+                {"type": "doubleSum", "name": "spend", "fieldName": "spend"}
+            ],
+            "postAggregations": [{"type": "arithmetic", "name": "ratio", "fn": "/", "fields": [
+                {"type": "fieldAccess", "fieldName": "clicks"},
+                {"type": "fieldAccess", "fieldName": "spend"}
+            ]}]
+        });
+        let got: Vec<i64> = run_native(&query, &provider, &Unbounded).unwrap()[0]["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| match &r["user"] {
+                Json::String(s) => s.parse().unwrap(),
+                other => other.as_i64().unwrap_or_else(|| panic!("{r}")),
+            })
+            .collect();
+        let mut expected: Vec<(f64, i64)> = per_user
+            .iter()
+            .map(|(user, (clicks, spend))| (*clicks as f64 / spend, *user))
+            .collect();
+        expected.sort_by(|a, b| {
+            let by = if inverted {
+                a.0.total_cmp(&b.0)
+            } else {
+                b.0.total_cmp(&a.0)
+            };
+            by.then(a.1.cmp(&b.1))
+        });
+        let expected: Vec<i64> = expected.iter().take(7).map(|e| e.1).collect();
+        assert_eq!(got, expected, "inverted {inverted}");
+    }
+}
