@@ -490,6 +490,23 @@ impl Table {
     fn bytes(&self) -> usize {
         self.part.bytes() + self.hashes.len() * 8 + self.index.capacity() * 5
     }
+
+    /// Room for `groups` more groups of `key_bytes` more key bytes (an upper bound: some will
+    /// combine into groups already here).
+    fn reserve(&mut self, groups: usize, key_bytes: usize) {
+        let hashes = &self.hashes;
+        self.index.reserve(groups, |&i| hashes[i as usize]);
+        self.hashes.reserve(groups);
+        self.part.keys.reserve(key_bytes);
+        self.part.ends.reserve(groups);
+        for c in &mut self.part.aggs {
+            match c {
+                AggColumn::Long(v) => v.reserve(groups),
+                AggColumn::Double(v) => v.reserve(groups),
+                AggColumn::Values(v) => v.reserve(groups),
+            }
+        }
+    }
 }
 
 /// Which partition a key's hash goes to (bits that hashbrown's probe and tag bits do not use
@@ -522,6 +539,11 @@ impl<'a> Merger<'a> {
     /// Folds a partial in (its values are moved out of it).
     pub fn add(&mut self, mut partial: Partial) -> Result<()> {
         let partitions = self.tables.len();
+        let share = partial.len() / partitions + 1;
+        let key_share = partial.keys.len() / partitions + 1;
+        for t in &mut self.tables {
+            t.reserve(share, key_share);
+        }
         for g in 0..partial.len() {
             let hash = hash_key(partial.key(g));
             let p = if partitions == 1 {
@@ -563,10 +585,21 @@ pub fn too_many_bytes(max: usize) -> QueryError {
 /// Merges the mergers of several threads, partition by partition, on up to `threads` scoped
 /// threads.
 pub fn finish_merge(
+    mergers: Vec<Merger<'_>>,
+    aggs: &[AggDef],
+    threads: usize,
+    control: &dyn crate::QueryControl,
+) -> Result<Merged> {
+    finish_merge_from(mergers, aggs, threads, control, PARALLEL_MERGE_MIN)
+}
+
+/// [`finish_merge`], on threads only from `parallel_min` groups on.
+fn finish_merge_from(
     mut mergers: Vec<Merger<'_>>,
     aggs: &[AggDef],
     threads: usize,
     control: &dyn crate::QueryControl,
+    parallel_min: usize,
 ) -> Result<Merged> {
     let Some(first) = mergers.first() else {
         return Ok(Merged { parts: Vec::new() });
@@ -584,10 +617,13 @@ pub fn finish_merge(
     }
     let merge_one = |mut tables: Vec<Table>| -> Result<Partial> {
         tables.sort_by_key(|t| std::cmp::Reverse(t.part.len()));
+        let more: usize = tables.iter().skip(1).map(|t| t.part.len()).sum();
+        let more_bytes: usize = tables.iter().skip(1).map(|t| t.part.keys.len()).sum();
         let mut it = tables.into_iter();
         let Some(mut base) = it.next() else {
             return Ok(Partial::new(aggs));
         };
+        base.reserve(more, more_bytes);
         for mut t in it {
             control.check()?;
             for g in 0..t.part.len() {
@@ -596,7 +632,9 @@ pub fn finish_merge(
         }
         Ok(base.part)
     };
-    let parts: Vec<Partial> = if threads <= 1 || partitions <= 1 {
+    // Few groups merge faster on this thread than threads start.
+    let total: usize = columns.iter().flatten().map(|t| t.part.len()).sum();
+    let parts: Vec<Partial> = if threads <= 1 || partitions <= 1 || total < parallel_min {
         columns.into_iter().map(merge_one).collect::<Result<_>>()?
     } else {
         let share = partitions.div_ceil(threads);
@@ -640,6 +678,9 @@ pub fn finish_merge(
     }
     Ok(merged)
 }
+
+/// Below this many groups in all, the partitions are merged on the calling thread.
+const PARALLEL_MERGE_MIN: usize = 32_768;
 
 /// Merges partials on one thread (tests, and callers holding every partial already).
 pub fn merge_partials(partials: Vec<Partial>, aggs: &[AggDef]) -> Result<Merged> {
@@ -720,6 +761,69 @@ impl Merged {
             .collect();
         // Sorted input: the map is built in one pass.
         rows.into_iter().collect()
+    }
+
+    /// [`Merged::candidates`] ranking by aggregator `a`'s number (descending or ascending;
+    /// nulls last when descending, first when ascending, as the result sort puts them), with
+    /// the numbers read once.
+    pub fn candidates_by_number(
+        &self,
+        refs: &[GroupRef],
+        k: usize,
+        a: usize,
+        def: &AggDef,
+        descending: bool,
+    ) -> Vec<GroupRef> {
+        if refs.len() <= k {
+            return refs.to_vec();
+        }
+        if k == 0 {
+            return Vec::new();
+        }
+        // Ordered so that smaller is better: nulls rank as -inf before negation.
+        let mut ranked: Vec<(f64, GroupRef)> = refs
+            .iter()
+            .map(|&r| {
+                let v = self.number(r, a, def).unwrap_or(f64::NEG_INFINITY);
+                (if descending { -v } else { v }, r)
+            })
+            .collect();
+        ranked.select_nth_unstable_by(k - 1, |x, y| x.0.total_cmp(&y.0));
+        let boundary = ranked[k - 1].0;
+        let mut out: Vec<GroupRef> = ranked[..k].iter().map(|x| x.1).collect();
+        out.extend(
+            ranked[k..]
+                .iter()
+                .filter(|x| x.0.total_cmp(&boundary) != Ordering::Greater)
+                .map(|x| x.1),
+        );
+        out
+    }
+
+    /// Splits `refs` into runs of one bucket each, buckets ascending (one run, unsorted, when
+    /// every group has the same bucket).
+    pub fn by_bucket(&self, refs: &mut [GroupRef]) -> Vec<std::ops::Range<usize>> {
+        let Some(&first) = refs.first() else {
+            return Vec::new();
+        };
+        let b0 = self.bucket(first);
+        if refs.iter().all(|&r| self.bucket(r) == b0) {
+            return std::iter::once(0..refs.len()).collect();
+        }
+        refs.sort_unstable_by_key(|&r| self.bucket(r));
+        let mut runs = Vec::new();
+        let mut start = 0;
+        while start < refs.len() {
+            let b = self.bucket(refs[start]);
+            let end = start
+                + refs[start..]
+                    .iter()
+                    .take_while(|&&r| self.bucket(r) == b)
+                    .count();
+            runs.push(start..end);
+            start = end;
+        }
+        runs
     }
 
     /// The groups of `refs` whose value of a ranking key is among the best `k` of their
@@ -843,7 +947,9 @@ mod tests {
             mergers[0].add(partial(&keys(50), 0, &aggs)).unwrap();
             mergers[1].add(partial(&keys(80), 1000, &aggs)).unwrap();
             mergers[1].add(partial(&keys(10), 5000, &aggs)).unwrap();
-            let merged = finish_merge(mergers, &aggs, 2, &crate::Unbounded).unwrap();
+            // On threads (from 0 groups on) and on this thread.
+            let merged =
+                finish_merge_from(mergers, &aggs, 2, &crate::Unbounded, partitions % 2).unwrap();
             let groups = merged.len();
             let grouped = merged.into_grouped();
             assert_eq!(groups, grouped.len());
