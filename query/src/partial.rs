@@ -11,12 +11,13 @@
 //! - one [`AggColumn`] per aggregator: longs and doubles as plain vectors, everything else
 //!   (first/last, sketches) as [`AggValue`]s.
 //!
-//! Merging hashes every key once, sends it to one of a few partitions by its hash, and inserts
-//! it into that partition's `hashbrown` table (group index by hash, bytes compared on a hash
-//! match): each thread fills its own partitions from its segments, then the partitions are
-//! merged across threads in parallel, one partition per task. Nothing is ordered while
-//! merging; ordering, limits and topN ranking happen afterwards on the merged groups, and
-//! strings become `String`s only for the rows that are returned.
+//! Merging is radix-partitioned: as segments arrive, each thread hashes every key once and
+//! appends (hash, partial, group) to the list of the partition its hash picks; nothing is
+//! looked up then. At the end each partition's `hashbrown` table (group by hash, key bytes
+//! compared on a hash match) is built from that partition's groups alone, partitions spread
+//! over the threads, so a table being filled stays small enough for the caches. Nothing is
+//! ordered while merging; ordering, limits and topN ranking happen afterwards on the merged
+//! groups, and strings become `String`s only for the rows that are returned.
 
 use std::cmp::Ordering;
 use std::hash::BuildHasher;
@@ -245,21 +246,19 @@ impl AggColumn {
         }
     }
 
-    /// Moves group `g` of `from` onto the end of this column.
-    fn push_from(&mut self, from: &mut AggColumn, g: usize) {
+    /// Copies group `g` of `from` onto the end of this column.
+    fn push_from(&mut self, from: &AggColumn, g: usize) {
         match (self, from) {
             (AggColumn::Long(a), AggColumn::Long(b)) => a.push(b[g]),
             (AggColumn::Double(a), AggColumn::Double(b)) => a.push(b[g]),
-            (AggColumn::Values(a), AggColumn::Values(b)) => {
-                a.push(std::mem::replace(&mut b[g], AggValue::Long(None)))
-            }
+            (AggColumn::Values(a), AggColumn::Values(b)) => a.push(b[g].clone()),
             (a, b) => unreachable!("columns of different shapes: {a:?} and {b:?}"),
         }
     }
 
     /// Combines group `g` of `from` into group `at` of this column.
     #[inline]
-    fn combine_from(&mut self, at: usize, from: &mut AggColumn, g: usize, def: &AggDef) {
+    fn combine_from(&mut self, at: usize, from: &AggColumn, g: usize, def: &AggDef) {
         match (self, from) {
             (AggColumn::Long(a), AggColumn::Long(b)) => {
                 a[at] = match (a[at], b[g]) {
@@ -284,8 +283,7 @@ impl AggColumn {
                 }
             }
             (AggColumn::Values(a), AggColumn::Values(b)) => {
-                let value = std::mem::replace(&mut b[g], AggValue::Long(None));
-                def.combine(&mut a[at], value);
+                def.combine(&mut a[at], b[g].clone());
             }
             (a, b) => unreachable!("columns of different shapes: {a:?} and {b:?}"),
         }
@@ -296,7 +294,7 @@ impl AggColumn {
         let value = self.take(g);
         let mut one = AggColumn::for_def(def);
         one.push(value);
-        self.combine_from(at, &mut one, 0, def);
+        self.combine_from(at, &one, 0, def);
     }
 
     /// The values of groups `order`, in that order.
@@ -437,19 +435,18 @@ fn hash_key(key: &[u8]) -> u64 {
     rustc_hash::FxBuildHasher.hash_one(key)
 }
 
-/// Groups interned by key: a partial without repeated keys and the index over it.
+/// Groups interned by key: a partial without repeated keys and the index over it (each entry
+/// holds its key's hash, so probing and growing never read the keys of other groups).
 #[derive(Default)]
 struct Table {
     part: Partial,
-    hashes: Vec<u64>,
-    index: HashTable<u32>,
+    index: HashTable<(u64, u32)>,
 }
 
 impl Table {
     fn new(aggs: &[AggDef]) -> Table {
         Table {
             part: Partial::new(aggs),
-            hashes: Vec::new(),
             index: HashTable::new(),
         }
     }
@@ -457,19 +454,16 @@ impl Table {
     /// Adds group `g` of `from` (whose key hashes to `hash`): combined into the equal group,
     /// or appended.
     #[inline]
-    fn insert_from(&mut self, from: &mut Partial, g: usize, hash: u64, aggs: &[AggDef]) {
+    fn insert_from(&mut self, from: &Partial, g: usize, hash: u64, aggs: &[AggDef]) {
         let key = from.key(g);
         let part = &self.part;
         let found = self
             .index
-            .find(hash, |&i| {
-                self.hashes[i as usize] == hash && part.key(i as usize) == key
-            })
-            .copied();
+            .find(hash, |&(h, i)| h == hash && part.key(i as usize) == key)
+            .map(|&(_, i)| i);
         match found {
             Some(at) => {
-                for ((into, column), def) in self.part.aggs.iter_mut().zip(&mut from.aggs).zip(aggs)
-                {
+                for ((into, column), def) in self.part.aggs.iter_mut().zip(&from.aggs).zip(aggs) {
                     into.combine_from(at as usize, column, g, def);
                 }
             }
@@ -477,26 +471,18 @@ impl Table {
                 let at = self.part.len() as u32;
                 self.part.keys.extend_from_slice(key);
                 self.part.ends.push(self.part.keys.len() as u32);
-                for (into, column) in self.part.aggs.iter_mut().zip(&mut from.aggs) {
+                for (into, column) in self.part.aggs.iter_mut().zip(&from.aggs) {
                     into.push_from(column, g);
                 }
-                self.hashes.push(hash);
-                let hashes = &self.hashes;
-                self.index.insert_unique(hash, at, |&i| hashes[i as usize]);
+                self.index.insert_unique(hash, (hash, at), |&(h, _)| h);
             }
         }
-    }
-
-    fn bytes(&self) -> usize {
-        self.part.bytes() + self.hashes.len() * 8 + self.index.capacity() * 5
     }
 
     /// Room for `groups` more groups of `key_bytes` more key bytes (an upper bound: some will
     /// combine into groups already here).
     fn reserve(&mut self, groups: usize, key_bytes: usize) {
-        let hashes = &self.hashes;
-        self.index.reserve(groups, |&i| hashes[i as usize]);
-        self.hashes.reserve(groups);
+        self.index.reserve(groups, |&(h, _)| h);
         self.part.keys.reserve(key_bytes);
         self.part.ends.reserve(groups);
         for c in &mut self.part.aggs {
@@ -516,59 +502,70 @@ fn partition_of(hash: u64, partitions: usize) -> usize {
     ((hash >> 24) as u32 as usize) % partitions
 }
 
-/// One thread's side of a merge: its segments' partials folded into its own partitions.
+/// The groups sent to one partition, copied there one after another (keys may repeat), with
+/// their keys' hashes.
+struct Bucket {
+    part: Partial,
+    hashes: Vec<u64>,
+}
+
+/// One thread's side of a merge: for each partition, the groups of its segments' partials
+/// that hash to it, copied out in arrival order (a hash and an append per group; nothing is
+/// looked up then). [`finish_merge`] then builds each partition's table from its groups alone,
+/// read in order, so the table being filled stays small enough for the caches.
 pub struct Merger<'a> {
     aggs: &'a [AggDef],
-    tables: Vec<Table>,
+    buckets: Vec<Bucket>,
     groups_max: u64,
     bytes_max: usize,
+    bytes: usize,
 }
 
 impl<'a> Merger<'a> {
     /// A merger into `partitions` partitions that refuses more than `groups_max` groups or
-    /// `bytes_max` bytes in one partition set.
+    /// `bytes_max` bytes held.
     pub fn new(aggs: &'a [AggDef], partitions: usize, groups_max: u64, bytes_max: usize) -> Self {
         Merger {
             aggs,
-            tables: (0..partitions.max(1)).map(|_| Table::new(aggs)).collect(),
+            buckets: (0..partitions.max(1))
+                .map(|_| Bucket {
+                    part: Partial::new(aggs),
+                    hashes: Vec::new(),
+                })
+                .collect(),
             groups_max,
             bytes_max,
+            bytes: 0,
         }
     }
 
-    /// Folds a partial in (its values are moved out of it).
-    pub fn add(&mut self, mut partial: Partial) -> Result<()> {
-        let partitions = self.tables.len();
-        let share = partial.len() / partitions + 1;
-        let key_share = partial.keys.len() / partitions + 1;
-        for t in &mut self.tables {
-            t.reserve(share, key_share);
+    /// Takes a partial in.
+    pub fn add(&mut self, partial: Partial) -> Result<()> {
+        if partial.is_empty() {
+            return Ok(());
         }
+        let partitions = self.buckets.len();
         for g in 0..partial.len() {
-            let hash = hash_key(partial.key(g));
+            let key = partial.key(g);
+            let hash = hash_key(key);
             let p = if partitions == 1 {
                 0
             } else {
                 partition_of(hash, partitions)
             };
-            self.tables[p].insert_from(&mut partial, g, hash, self.aggs);
+            let bucket = &mut self.buckets[p];
+            bucket.part.keys.extend_from_slice(key);
+            bucket.part.ends.push(bucket.part.keys.len() as u32);
+            for (into, column) in bucket.part.aggs.iter_mut().zip(&partial.aggs) {
+                into.push_from(column, g);
+            }
+            bucket.hashes.push(hash);
         }
-        self.check_bounds()
-    }
-
-    fn groups(&self) -> u64 {
-        self.tables.iter().map(|t| t.part.len() as u64).sum()
-    }
-
-    fn check_bounds(&self) -> Result<()> {
-        let groups = self.groups();
-        if groups > self.groups_max {
-            return Err(crate::group::too_many_groups(self.groups_max));
-        }
-        let bytes: usize = self.tables.iter().map(Table::bytes).sum();
-        if bytes > self.bytes_max {
+        self.bytes += partial.bytes() + partial.len() * 8;
+        if self.bytes > self.bytes_max {
             return Err(too_many_bytes(self.bytes_max));
         }
+        let _ = self.aggs;
         Ok(())
     }
 }
@@ -595,7 +592,7 @@ pub fn finish_merge(
 
 /// [`finish_merge`], on threads only from `parallel_min` groups on.
 fn finish_merge_from(
-    mut mergers: Vec<Merger<'_>>,
+    mergers: Vec<Merger<'_>>,
     aggs: &[AggDef],
     threads: usize,
     control: &dyn crate::QueryControl,
@@ -605,54 +602,47 @@ fn finish_merge_from(
         return Ok(Merged { parts: Vec::new() });
     };
     let (groups_max, bytes_max) = (first.groups_max, first.bytes_max);
-    let partitions = first.tables.len();
-    // Partition p of every merger, largest first (it becomes the base the others go into).
-    let mut columns: Vec<Vec<Table>> = (0..partitions).map(|_| Vec::new()).collect();
-    for m in &mut mergers {
-        for (p, t) in m.tables.drain(..).enumerate() {
-            if !t.part.is_empty() {
-                columns[p].push(t);
+    let partitions = first.buckets.len();
+    let total: usize = mergers
+        .iter()
+        .flat_map(|m| &m.buckets)
+        .map(|b| b.part.len())
+        .sum();
+    let mergers = &mergers;
+    // Builds partition p's table from every merger's groups of p.
+    let merge_one = |p: usize| -> Result<Partial> {
+        let groups: usize = mergers.iter().map(|m| m.buckets[p].part.len()).sum();
+        let mut table = Table::new(aggs);
+        // Assume about half the groups repeat (merges of many segments); grows if not.
+        table.reserve(groups / 2 + 1, groups * 16);
+        for m in mergers {
+            let bucket = &m.buckets[p];
+            for (g, &hash) in bucket.hashes.iter().enumerate() {
+                if g % 65_536 == 65_535 {
+                    control.check()?;
+                }
+                table.insert_from(&bucket.part, g, hash, aggs);
             }
         }
-    }
-    let merge_one = |mut tables: Vec<Table>| -> Result<Partial> {
-        tables.sort_by_key(|t| std::cmp::Reverse(t.part.len()));
-        let more: usize = tables.iter().skip(1).map(|t| t.part.len()).sum();
-        let more_bytes: usize = tables.iter().skip(1).map(|t| t.part.keys.len()).sum();
-        let mut it = tables.into_iter();
-        let Some(mut base) = it.next() else {
-            return Ok(Partial::new(aggs));
-        };
-        base.reserve(more, more_bytes);
-        for mut t in it {
-            control.check()?;
-            for g in 0..t.part.len() {
-                base.insert_from(&mut t.part, g, t.hashes[g], aggs);
-            }
+        if table.part.len() as u64 > groups_max {
+            return Err(crate::group::too_many_groups(groups_max));
         }
-        Ok(base.part)
+        Ok(table.part)
     };
-    // Few groups merge faster on this thread than threads start.
-    let total: usize = columns.iter().flatten().map(|t| t.part.len()).sum();
     let parts: Vec<Partial> = if threads <= 1 || partitions <= 1 || total < parallel_min {
-        columns.into_iter().map(merge_one).collect::<Result<_>>()?
+        (0..partitions).map(merge_one).collect::<Result<_>>()?
     } else {
-        let share = partitions.div_ceil(threads);
+        // Partitions dealt round-robin to the threads.
         let merge_one = &merge_one;
-        let mut groups: Vec<Vec<Vec<Table>>> = Vec::new();
-        let mut rest = columns.into_iter();
-        loop {
-            let chunk: Vec<Vec<Table>> = rest.by_ref().take(share).collect();
-            if chunk.is_empty() {
-                break;
-            }
-            groups.push(chunk);
-        }
         let results: Vec<Result<Vec<Partial>>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = groups
-                .into_iter()
-                .map(|chunk| {
-                    scope.spawn(move || chunk.into_iter().map(merge_one).collect::<Result<_>>())
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    scope.spawn(move || {
+                        (t..partitions)
+                            .step_by(threads)
+                            .map(merge_one)
+                            .collect::<Result<Vec<_>>>()
+                    })
                 })
                 .collect();
             handles
