@@ -28,9 +28,6 @@ use crate::{QueryControl, SegmentProvider};
 /// unless a value outside one segment's best 1,000 would have made the merged top.
 const TOP_N_SEGMENT_MIN: usize = 1000;
 
-/// Partitions of a merge (see [`crate::partial`]).
-const MERGE_PARTITIONS: usize = 64;
-
 /// How many bytes the merged groups of one query may take unless its context says otherwise
 /// (`maxMergingDictionarySize`).
 pub const MERGE_BYTES_DEFAULT: usize = 1 << 30;
@@ -197,9 +194,8 @@ pub(crate) fn group_all(
         top: g.top,
     };
     let threads = control.parallelism().clamp(1, segments.len().max(1));
-    // Enough partitions that each one's table stays small while it is filled (and the
-    // partitions spread evenly over the threads).
-    let partitions = MERGE_PARTITIONS;
+    // A few partitions per thread, so the final merge spreads evenly over the threads.
+    let partitions = if threads <= 1 { 1 } else { threads * 4 };
     let group_some = |part: &[Arc<Segment>]| -> Result<Merger<'_>> {
         let mut merger = Merger::new(aggs, partitions, g.max_groups, g.max_bytes);
         for segment in part {
