@@ -257,6 +257,8 @@ fn index(
                 CompressionArg::Zstd => Compression::Zstd { level: 3 },
             },
         },
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        split_bytes_min: grove_segment::ingest::SPLIT_BYTES_MIN,
     };
     let storage = LocalDeepStorage::new(&deep_storage);
     let result = run_batch(&task.spec, &storage, &options)?;

@@ -699,11 +699,8 @@ fn emit_partial(
         .iter_mut()
         .map(|a| a.take_column(n))
         .collect::<Result<Vec<AggColumn>>>()?;
-    let mut order: Vec<u32> = (0..n as u32).collect();
     // Sorted by key words: ids ascend within a bucket, so strings decode in dictionary order.
-    if !order.is_sorted_by(|&a, &b| table.key(a as usize) <= table.key(b as usize)) {
-        order.sort_unstable_by(|&a, &b| table.key(a as usize).cmp(table.key(b as usize)));
-    }
+    let mut order: Vec<u32> = sorted_groups(table);
     // Dense slots start afresh for each interval's passes, so a bucket reached from two
     // intervals holds two groups: combine them before anything ranks them.
     if spec.intervals.iter().filter(|i| i.overlaps(data)).count() > 1 {
@@ -807,6 +804,36 @@ pub(crate) fn too_many_groups(max: u64) -> QueryError {
 
 /// Most dense group slots (product of dictionary sizes) before grouping falls back to hashing.
 const DENSE_SLOTS_MAX: usize = 1 << 22;
+
+/// The groups of `table` in key-word order. Keys of two words (a bucket and one id) sort as
+/// one packed integer when every group has the same bucket.
+fn sorted_groups(table: &GroupTable) -> Vec<u32> {
+    let n = table.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    if table.width == 2 {
+        let first = table.key(0)[0];
+        if (0..n).all(|g| table.key(g)[0] == first && table.key(g)[1] <= u64::from(u32::MAX)) {
+            let mut packed: Vec<u64> = (0..n).map(|g| (table.key(g)[1] << 32) | g as u64).collect();
+            if !packed.is_sorted() {
+                packed.sort_unstable();
+            }
+            return packed.into_iter().map(|p| p as u32).collect();
+        }
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        order.sort_unstable_by_key(|&g| {
+            let k = table.key(g as usize);
+            (k[0], k[1])
+        });
+        return order;
+    }
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    if !order.is_sorted_by(|&a, &b| table.key(a as usize) <= table.key(b as usize)) {
+        order.sort_unstable_by(|&a, &b| table.key(a as usize).cmp(table.key(b as usize)));
+    }
+    order
+}
 
 /// A segment prunes topN groups only when it has more than this many times `keep`.
 const TOP_EXACT_FACTOR: usize = 4;

@@ -12,11 +12,14 @@
 //!   (first/last, sketches) as [`AggValue`]s.
 //!
 //! Merging hashes every key once, sends it to one of a few partitions by its hash, and inserts
-//! it into that partition's `hashbrown` table (group index by hash, bytes compared on a hash
-//! match): each thread fills its own partitions from its segments, then the partitions are
-//! merged across threads in parallel, one partition per task. Nothing is ordered while
-//! merging; ordering, limits and topN ranking happen afterwards on the merged groups, and
-//! strings become `String`s only for the rows that are returned.
+//! it into that partition's `hashbrown` table (entries hold the group index and the hash; key
+//! bytes are compared on a hash match): each thread fills its own partitions from its
+//! segments, then the partitions are merged across threads in parallel, one partition per
+//! task. Nothing is ordered while merging; ordering, limits and topN ranking happen afterwards
+//! on the merged groups, and strings become `String`s only for the rows that are returned.
+//! (Copying groups into per-partition buckets first and building each partition's table at
+//! the end, radix style, measured slower here: the copies cost more than the cache misses they
+//! saved.)
 
 use std::cmp::Ordering;
 use std::hash::BuildHasher;
@@ -245,21 +248,19 @@ impl AggColumn {
         }
     }
 
-    /// Moves group `g` of `from` onto the end of this column.
-    fn push_from(&mut self, from: &mut AggColumn, g: usize) {
+    /// Copies group `g` of `from` onto the end of this column.
+    fn push_from(&mut self, from: &AggColumn, g: usize) {
         match (self, from) {
             (AggColumn::Long(a), AggColumn::Long(b)) => a.push(b[g]),
             (AggColumn::Double(a), AggColumn::Double(b)) => a.push(b[g]),
-            (AggColumn::Values(a), AggColumn::Values(b)) => {
-                a.push(std::mem::replace(&mut b[g], AggValue::Long(None)))
-            }
+            (AggColumn::Values(a), AggColumn::Values(b)) => a.push(b[g].clone()),
             (a, b) => unreachable!("columns of different shapes: {a:?} and {b:?}"),
         }
     }
 
     /// Combines group `g` of `from` into group `at` of this column.
     #[inline]
-    fn combine_from(&mut self, at: usize, from: &mut AggColumn, g: usize, def: &AggDef) {
+    fn combine_from(&mut self, at: usize, from: &AggColumn, g: usize, def: &AggDef) {
         match (self, from) {
             (AggColumn::Long(a), AggColumn::Long(b)) => {
                 a[at] = match (a[at], b[g]) {
@@ -284,8 +285,7 @@ impl AggColumn {
                 }
             }
             (AggColumn::Values(a), AggColumn::Values(b)) => {
-                let value = std::mem::replace(&mut b[g], AggValue::Long(None));
-                def.combine(&mut a[at], value);
+                def.combine(&mut a[at], b[g].clone());
             }
             (a, b) => unreachable!("columns of different shapes: {a:?} and {b:?}"),
         }
@@ -296,7 +296,7 @@ impl AggColumn {
         let value = self.take(g);
         let mut one = AggColumn::for_def(def);
         one.push(value);
-        self.combine_from(at, &mut one, 0, def);
+        self.combine_from(at, &one, 0, def);
     }
 
     /// The values of groups `order`, in that order.
@@ -437,19 +437,18 @@ fn hash_key(key: &[u8]) -> u64 {
     rustc_hash::FxBuildHasher.hash_one(key)
 }
 
-/// Groups interned by key: a partial without repeated keys and the index over it.
+/// Groups interned by key: a partial without repeated keys and the index over it (each entry
+/// holds its key's hash, so probing and growing never read the keys of other groups).
 #[derive(Default)]
 struct Table {
     part: Partial,
-    hashes: Vec<u64>,
-    index: HashTable<u32>,
+    index: HashTable<(u64, u32)>,
 }
 
 impl Table {
     fn new(aggs: &[AggDef]) -> Table {
         Table {
             part: Partial::new(aggs),
-            hashes: Vec::new(),
             index: HashTable::new(),
         }
     }
@@ -457,19 +456,16 @@ impl Table {
     /// Adds group `g` of `from` (whose key hashes to `hash`): combined into the equal group,
     /// or appended.
     #[inline]
-    fn insert_from(&mut self, from: &mut Partial, g: usize, hash: u64, aggs: &[AggDef]) {
+    fn insert_from(&mut self, from: &Partial, g: usize, hash: u64, aggs: &[AggDef]) {
         let key = from.key(g);
         let part = &self.part;
         let found = self
             .index
-            .find(hash, |&i| {
-                self.hashes[i as usize] == hash && part.key(i as usize) == key
-            })
-            .copied();
+            .find(hash, |&(h, i)| h == hash && part.key(i as usize) == key)
+            .map(|&(_, i)| i);
         match found {
             Some(at) => {
-                for ((into, column), def) in self.part.aggs.iter_mut().zip(&mut from.aggs).zip(aggs)
-                {
+                for ((into, column), def) in self.part.aggs.iter_mut().zip(&from.aggs).zip(aggs) {
                     into.combine_from(at as usize, column, g, def);
                 }
             }
@@ -477,18 +473,31 @@ impl Table {
                 let at = self.part.len() as u32;
                 self.part.keys.extend_from_slice(key);
                 self.part.ends.push(self.part.keys.len() as u32);
-                for (into, column) in self.part.aggs.iter_mut().zip(&mut from.aggs) {
+                for (into, column) in self.part.aggs.iter_mut().zip(&from.aggs) {
                     into.push_from(column, g);
                 }
-                self.hashes.push(hash);
-                let hashes = &self.hashes;
-                self.index.insert_unique(hash, at, |&i| hashes[i as usize]);
+                self.index.insert_unique(hash, (hash, at), |&(h, _)| h);
             }
         }
     }
 
     fn bytes(&self) -> usize {
-        self.part.bytes() + self.hashes.len() * 8 + self.index.capacity() * 5
+        self.part.bytes() + self.index.capacity() * 13
+    }
+
+    /// Room for `groups` more groups of `key_bytes` more key bytes (an upper bound: some will
+    /// combine into groups already here).
+    fn reserve(&mut self, groups: usize, key_bytes: usize) {
+        self.index.reserve(groups, |&(h, _)| h);
+        self.part.keys.reserve(key_bytes);
+        self.part.ends.reserve(groups);
+        for c in &mut self.part.aggs {
+            match c {
+                AggColumn::Long(v) => v.reserve(groups),
+                AggColumn::Double(v) => v.reserve(groups),
+                AggColumn::Values(v) => v.reserve(groups),
+            }
+        }
     }
 }
 
@@ -520,8 +529,13 @@ impl<'a> Merger<'a> {
     }
 
     /// Folds a partial in (its values are moved out of it).
-    pub fn add(&mut self, mut partial: Partial) -> Result<()> {
+    pub fn add(&mut self, partial: Partial) -> Result<()> {
         let partitions = self.tables.len();
+        let share = partial.len() / partitions + 1;
+        let key_share = partial.keys.len() / partitions + 1;
+        for t in &mut self.tables {
+            t.reserve(share, key_share);
+        }
         for g in 0..partial.len() {
             let hash = hash_key(partial.key(g));
             let p = if partitions == 1 {
@@ -529,7 +543,7 @@ impl<'a> Merger<'a> {
             } else {
                 partition_of(hash, partitions)
             };
-            self.tables[p].insert_from(&mut partial, g, hash, self.aggs);
+            self.tables[p].insert_from(&partial, g, hash, self.aggs);
         }
         self.check_bounds()
     }
@@ -563,10 +577,21 @@ pub fn too_many_bytes(max: usize) -> QueryError {
 /// Merges the mergers of several threads, partition by partition, on up to `threads` scoped
 /// threads.
 pub fn finish_merge(
+    mergers: Vec<Merger<'_>>,
+    aggs: &[AggDef],
+    threads: usize,
+    control: &dyn crate::QueryControl,
+) -> Result<Merged> {
+    finish_merge_from(mergers, aggs, threads, control, PARALLEL_MERGE_MIN)
+}
+
+/// [`finish_merge`], on threads only from `parallel_min` groups on.
+fn finish_merge_from(
     mut mergers: Vec<Merger<'_>>,
     aggs: &[AggDef],
     threads: usize,
     control: &dyn crate::QueryControl,
+    parallel_min: usize,
 ) -> Result<Merged> {
     let Some(first) = mergers.first() else {
         return Ok(Merged { parts: Vec::new() });
@@ -584,19 +609,25 @@ pub fn finish_merge(
     }
     let merge_one = |mut tables: Vec<Table>| -> Result<Partial> {
         tables.sort_by_key(|t| std::cmp::Reverse(t.part.len()));
+        let more: usize = tables.iter().skip(1).map(|t| t.part.len()).sum();
+        let more_bytes: usize = tables.iter().skip(1).map(|t| t.part.keys.len()).sum();
         let mut it = tables.into_iter();
         let Some(mut base) = it.next() else {
             return Ok(Partial::new(aggs));
         };
-        for mut t in it {
+        base.reserve(more, more_bytes);
+        for t in it {
             control.check()?;
             for g in 0..t.part.len() {
-                base.insert_from(&mut t.part, g, t.hashes[g], aggs);
+                let hash = hash_key(t.part.key(g));
+                base.insert_from(&t.part, g, hash, aggs);
             }
         }
         Ok(base.part)
     };
-    let parts: Vec<Partial> = if threads <= 1 || partitions <= 1 {
+    // Few groups merge faster on this thread than threads start.
+    let total: usize = columns.iter().flatten().map(|t| t.part.len()).sum();
+    let parts: Vec<Partial> = if threads <= 1 || partitions <= 1 || total < parallel_min {
         columns.into_iter().map(merge_one).collect::<Result<_>>()?
     } else {
         let share = partitions.div_ceil(threads);
@@ -640,6 +671,9 @@ pub fn finish_merge(
     }
     Ok(merged)
 }
+
+/// Below this many groups in all, the partitions are merged on the calling thread.
+const PARALLEL_MERGE_MIN: usize = 32_768;
 
 /// Merges partials on one thread (tests, and callers holding every partial already).
 pub fn merge_partials(partials: Vec<Partial>, aggs: &[AggDef]) -> Result<Merged> {
@@ -720,6 +754,69 @@ impl Merged {
             .collect();
         // Sorted input: the map is built in one pass.
         rows.into_iter().collect()
+    }
+
+    /// [`Merged::candidates`] ranking by aggregator `a`'s number (descending or ascending;
+    /// nulls last when descending, first when ascending, as the result sort puts them), with
+    /// the numbers read once.
+    pub fn candidates_by_number(
+        &self,
+        refs: &[GroupRef],
+        k: usize,
+        a: usize,
+        def: &AggDef,
+        descending: bool,
+    ) -> Vec<GroupRef> {
+        if refs.len() <= k {
+            return refs.to_vec();
+        }
+        if k == 0 {
+            return Vec::new();
+        }
+        // Ordered so that smaller is better: nulls rank as -inf before negation.
+        let mut ranked: Vec<(f64, GroupRef)> = refs
+            .iter()
+            .map(|&r| {
+                let v = self.number(r, a, def).unwrap_or(f64::NEG_INFINITY);
+                (if descending { -v } else { v }, r)
+            })
+            .collect();
+        ranked.select_nth_unstable_by(k - 1, |x, y| x.0.total_cmp(&y.0));
+        let boundary = ranked[k - 1].0;
+        let mut out: Vec<GroupRef> = ranked[..k].iter().map(|x| x.1).collect();
+        out.extend(
+            ranked[k..]
+                .iter()
+                .filter(|x| x.0.total_cmp(&boundary) != Ordering::Greater)
+                .map(|x| x.1),
+        );
+        out
+    }
+
+    /// Splits `refs` into runs of one bucket each, buckets ascending (one run, unsorted, when
+    /// every group has the same bucket).
+    pub fn by_bucket(&self, refs: &mut [GroupRef]) -> Vec<std::ops::Range<usize>> {
+        let Some(&first) = refs.first() else {
+            return Vec::new();
+        };
+        let b0 = self.bucket(first);
+        if refs.iter().all(|&r| self.bucket(r) == b0) {
+            return std::iter::once(0..refs.len()).collect();
+        }
+        refs.sort_unstable_by_key(|&r| self.bucket(r));
+        let mut runs = Vec::new();
+        let mut start = 0;
+        while start < refs.len() {
+            let b = self.bucket(refs[start]);
+            let end = start
+                + refs[start..]
+                    .iter()
+                    .take_while(|&&r| self.bucket(r) == b)
+                    .count();
+            runs.push(start..end);
+            start = end;
+        }
+        runs
     }
 
     /// The groups of `refs` whose value of a ranking key is among the best `k` of their
@@ -843,7 +940,9 @@ mod tests {
             mergers[0].add(partial(&keys(50), 0, &aggs)).unwrap();
             mergers[1].add(partial(&keys(80), 1000, &aggs)).unwrap();
             mergers[1].add(partial(&keys(10), 5000, &aggs)).unwrap();
-            let merged = finish_merge(mergers, &aggs, 2, &crate::Unbounded).unwrap();
+            // On threads (from 0 groups on) and on this thread.
+            let merged =
+                finish_merge_from(mergers, &aggs, 2, &crate::Unbounded, partitions % 2).unwrap();
             let groups = merged.len();
             let grouped = merged.into_grouped();
             assert_eq!(groups, grouped.len());

@@ -118,6 +118,8 @@ fn main() {
                 work_dir: scratch.path().join(format!("work-{name}-{run}")),
                 version: "2024-01-01T00:00:00.000Z".into(),
                 write: WriteOptions::default(),
+                threads: 1,
+                split_bytes_min: grove_segment::ingest::SPLIT_BYTES_MIN,
             };
             let started = Instant::now();
             let result = run_batch(&spec, &storage, &options).expect("ingest");

@@ -51,6 +51,8 @@ fn run(spec: &IngestionSpec, dir: &std::path::Path) -> Result<BatchResult, Segme
         work_dir: dir.join("work"),
         version: "2024-06-01T00:00:00.000Z".into(),
         write: WriteOptions::default(),
+        threads: 1,
+        split_bytes_min: grove_segment::ingest::SPLIT_BYTES_MIN,
     };
     run_batch(spec, &storage, &options)
 }
@@ -237,4 +239,68 @@ fn a_chunk_whose_rows_all_fail_publishes_nothing() {
             "{dimension} {metric}"
         );
     }
+}
+
+/// A local JSON file cut into pieces read on several threads (each with its own index and
+/// spills), chunks persisted in parallel: the same report (errors at the file's own line
+/// numbers) and the same segments as one thread reading it whole.
+#[test]
+fn pieces_of_a_file_on_threads_ingest_as_one_thread_does() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("rows.json");
+    // The rows several times over, so every piece holds rows of both days.
+    std::fs::write(&file, ROWS.repeat(7)).expect("write rows");
+    let local = format!(
+        r#"{{"type":"local","baseDir":{},"filter":"rows.json"}}"#,
+        serde_json::to_string(&dir.path().display().to_string()).unwrap()
+    );
+    let mut results = Vec::new();
+    for (threads, max_rows) in [(1usize, 1_000_000u64), (2, 1_000_000), (3, 2)] {
+        let text = format!(
+            r#"{{"type":"index_parallel","spec":{{
+              "dataSchema":{{"dataSource":"edits",
+                "timestampSpec":{{"column":"ts","format":"iso"}},
+                "dimensionsSpec":{{"dimensions":["page"]}},
+                "metricsSpec":[{{"type":"count","name":"count"}},{{"type":"longSum","name":"added","fieldName":"added"}},
+                               {{"type":"HLLSketchBuild","name":"users","fieldName":"user"}}],
+                "granularitySpec":{{"segmentGranularity":"day","queryGranularity":"hour","rollup":true}}}},
+              "ioConfig":{{"type":"index_parallel","inputSource":{local},"inputFormat":{{"type":"json"}}}},
+              "tuningConfig":{{"type":"index_parallel","maxRowsInMemory":{max_rows},
+                "maxParseExceptions":100}}}}}}"#
+        );
+        let spec = parse_task(&text).expect("spec parses").spec;
+        let sub = dir.path().join(format!("t{threads}"));
+        let storage = LocalDeepStorage::new(sub.join("deep"));
+        let options = BatchOptions {
+            work_dir: sub.join("work"),
+            version: "2024-06-01T00:00:00.000Z".into(),
+            write: WriteOptions::default(),
+            threads,
+            split_bytes_min: 1,
+        };
+        let result = run_batch(&spec, &storage, &options).expect("ingest");
+        let lines: Vec<Option<u64>> = result
+            .report
+            .errors
+            .iter()
+            .map(|e| e.position.line)
+            .collect();
+        let rows: Vec<Vec<(i64, String, i64, i64)>> =
+            load(&result, &sub).iter().map(pages_and_counts).collect();
+        results.push((
+            result.report.processed,
+            result.report.unparseable,
+            lines,
+            rows,
+        ));
+    }
+    // 3 errors per copy, at lines 3, 5, 7 of each 11-line copy.
+    let expected_lines: Vec<Option<u64>> = (0..7u64)
+        .flat_map(|k| [3, 5, 7].map(|l| Some(11 * k + l)))
+        .collect();
+    assert_eq!(results[0].2, expected_lines);
+    for r in &results[1..] {
+        assert_eq!(r, &results[0]);
+    }
+    assert_eq!(results[0].0, 56);
 }

@@ -1,4 +1,4 @@
-//! The DuckDB reference: `benches/duckdb_queries.py` run with `python3` on the same CSV, after
+//! The DuckDB reference: `benches/duckdb_queries.py` run with `python3` on the same data, after
 //! making sure the `duckdb` package imports (installing it with pip for the user if not).
 
 use std::path::Path;
@@ -8,20 +8,20 @@ use serde_json::Value;
 
 use super::queries::{IN_IDS, IN_SEED};
 
-/// What the script reports: median ms per query, load time, threads, version, and the answers'
-/// summaries under `checks`.
+/// What the script reports: median ms per query and layout, load time, threads, version, and
+/// every run's answer summaries under `checks[layout][query]`.
 pub struct DuckDb {
     pub answer: Value,
 }
 
 impl DuckDb {
-    pub fn ms(&self, key: &str) -> Option<f64> {
-        self.answer[format!("{key}_ms")].as_f64()
+    pub fn ms(&self, key: &str, layout: &str) -> Option<f64> {
+        self.answer[format!("{key}_{layout}_ms")].as_f64()
     }
 }
 
 /// Runs the script, or says why it could not and returns `None`.
-pub fn run(csv: &Path, rows: u64, warmups: u64, runs: u64) -> Option<DuckDb> {
+pub fn run(data: &Path, rows: u64, warmups: u64, runs: u64) -> Option<DuckDb> {
     if let Err(why) = ensure_duckdb() {
         println!("duckdb: not measured: {why}");
         return None;
@@ -29,8 +29,8 @@ pub fn run(csv: &Path, rows: u64, warmups: u64, runs: u64) -> Option<DuckDb> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/duckdb_queries.py");
     let output = Command::new("python3")
         .arg(&script)
-        .arg("--csv")
-        .arg(csv)
+        .arg("--data")
+        .arg(data)
         .args(["--rows", &rows.to_string()])
         .args(["--warmups", &warmups.to_string()])
         .args(["--runs", &runs.to_string()])

@@ -34,38 +34,53 @@ pub fn data_dir() -> PathBuf {
 /// start from. Prints the ingest figures.
 pub struct Prepared {
     pub rows: u64,
-    pub csv: PathBuf,
+    pub data: PathBuf,
     pub grove: server::Grove,
-    pub ingest_s: f64,
+    /// Seconds from submitting each layout's task until every row is queryable, in the order
+    /// ingested.
+    pub ingest_s: Vec<f64>,
 }
 
 impl Prepared {
+    /// The advertiser-first datasource only (`in_filter_qps`).
     pub fn new() -> Prepared {
+        Prepared::with(&[(server::DATA_SOURCE, true)])
+    }
+
+    /// Ingests each `(datasource, sorted by advertiser first)`, one task after the other.
+    pub fn with(layouts: &[(&str, bool)]) -> Prepared {
         let rows = rows();
-        let csv = data::ensure_csv(&data_dir(), rows);
+        let data = data::ensure_data(&data_dir(), rows);
         let grove = server::Grove::start();
-        println!(
-            "grove: serving at {}; ingesting {rows} rows (roll-up off)",
-            grove.url
-        );
-        let task_s = grove.ingest(&csv).as_secs_f64();
-        let load_s = grove.wait_queryable(rows).as_secs_f64();
-        let ingest_s = task_s + load_s;
-        println!(
-            "grove: ingested {rows} rows in {ingest_s:.1} s ({:.0} rows/s, CSV over the API, one task; \
-             task SUCCESS after {task_s:.1} s, every row queryable {load_s:.1} s later)",
-            rows as f64 / ingest_s
-        );
+        let mut ingest_s = Vec::new();
+        for &(data_source, by_advertiser) in layouts {
+            println!(
+                "grove: serving at {}; ingesting {rows} rows into {data_source} (roll-up off, {})",
+                grove.url,
+                if by_advertiser {
+                    "advertiser first"
+                } else {
+                    "time first"
+                }
+            );
+            let task_s = grove
+                .ingest(&data, data_source, by_advertiser)
+                .as_secs_f64();
+            let load_s = grove.wait_queryable(rows, data_source).as_secs_f64();
+            let total = task_s + load_s;
+            println!(
+                "grove: ingested {rows} rows in {total:.1} s ({:.0} rows/s, JSON over the API, \
+                 one task; task SUCCESS after {task_s:.1} s, every row queryable {load_s:.1} s later)",
+                rows as f64 / total
+            );
+            ingest_s.push(total);
+        }
         Prepared {
             rows,
-            csv,
+            data,
             grove,
             ingest_s,
         }
-    }
-
-    pub fn ingest_rows_per_s(&self) -> f64 {
-        self.rows as f64 / self.ingest_s
     }
 }
 

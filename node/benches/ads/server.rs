@@ -11,14 +11,17 @@ use serde_json::{Value, json};
 const STARTUP_LIMIT: Duration = Duration::from_secs(60);
 /// Ingesting 10M rows on a busy two-core machine takes minutes; this only catches a hang.
 const INGEST_LIMIT: Duration = Duration::from_secs(3600);
+/// The datasource sorted by advertiser first (what `in_filter_qps` queries).
 pub const DATA_SOURCE: &str = "ad_events";
+/// The same rows in Druid's default order, time first.
+pub const DATA_SOURCE_TIME: &str = "ad_events_time";
 
 /// A running `grove serve`; killed when dropped.
 pub struct Grove {
     child: Child,
     pub url: String,
     agent: ureq::Agent,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 /// An HTTP client for one thread: keep-alive, errors as statuses.
@@ -66,7 +69,7 @@ impl Grove {
             child,
             url,
             agent: agent(),
-            _dir: dir,
+            dir,
         };
         let started = Instant::now();
         while grove.get("/status/health").ok() != Some((200, json!(true))) {
@@ -101,10 +104,11 @@ impl Grove {
         (response.status().as_u16(), text)
     }
 
-    /// Ingests the CSV with roll-up off and waits for the task; returns the wall time taken.
-    pub fn ingest(&self, csv: &Path) -> Duration {
+    /// Ingests the JSON file into `data_source` with roll-up off, sorted by advertiser first
+    /// (`by_advertiser`) or by time first, and waits for the task; returns the wall time taken.
+    pub fn ingest(&self, data: &Path, data_source: &str, by_advertiser: bool) -> Duration {
         let started = Instant::now();
-        let spec = ingest_spec(csv);
+        let spec = ingest_spec(data, data_source, by_advertiser);
         let (status, text) =
             self.post_text(&self.agent, "/druid/indexer/v1/task", &spec.to_string());
         assert_eq!(status, 200, "submitting the ingestion task: {text}");
@@ -131,10 +135,10 @@ impl Grove {
 impl Grove {
     /// Checks that a count over everything sees all `rows` rows (the server serves a task's
     /// segments as it reports SUCCESS; this waits briefly should that ever lag). Returns the wait.
-    pub fn wait_queryable(&self, rows: u64) -> Duration {
+    pub fn wait_queryable(&self, rows: u64, data_source: &str) -> Duration {
         let started = Instant::now();
         let query = json!({
-            "queryType": "timeseries", "dataSource": DATA_SOURCE, "granularity": "all",
+            "queryType": "timeseries", "dataSource": data_source, "granularity": "all",
             "intervals": ["1000-01-01/3000-01-01"],
             "aggregations": [{"type": "count", "name": "rows"}]
         })
@@ -155,6 +159,26 @@ impl Grove {
     }
 }
 
+impl Grove {
+    /// The segment files of `data_source` in the server's deep storage.
+    pub fn segment_files(&self, data_source: &str) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.dir.path().join("deep-storage").join(data_source)];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    out.push(path);
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
 impl Drop for Grove {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -166,30 +190,38 @@ pub fn parse(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or(Value::String(text.to_owned()))
 }
 
-/// The `index_parallel` task: the CSV (header names the columns), millisecond timestamps, six
-/// string dimensions, a count and four sums, daily segments, no roll-up. Rows sort by advertiser,
-/// then time (`forceSegmentSortByTime: false`, `__time` listed second): the layout a Druid user
-/// picks for per-advertiser dashboards, so each advertiser's rows are one time-sorted run.
-fn ingest_spec(csv: &Path) -> Value {
-    let csv = csv
+/// The `index_parallel` task: the JSON lines, millisecond timestamps, six string dimensions, a
+/// count and four sums, daily segments, no roll-up. With `by_advertiser` rows sort by
+/// advertiser, then time (`forceSegmentSortByTime: false`, `__time` listed second): the layout
+/// a Druid user picks for per-advertiser dashboards, so each advertiser's rows are one
+/// time-sorted run; else Druid's default order, time first.
+fn ingest_spec(data: &Path, data_source: &str, by_advertiser: bool) -> Value {
+    let data = data
         .canonicalize()
-        .unwrap_or_else(|e| panic!("{}: {e}", csv.display()));
-    let base_dir = csv.parent().expect("the CSV has a directory");
-    let file = csv.file_name().expect("the CSV has a name");
+        .unwrap_or_else(|e| panic!("{}: {e}", data.display()));
+    let base_dir = data.parent().expect("the data file has a directory");
+    let file = data.file_name().expect("the data file has a name");
     let sum = |kind: &str, name: &str| json!({"type": kind, "name": name, "fieldName": name});
+    let strings = ["campaign", "country", "device", "data_pack", "status_code"];
+    let dimensions_spec = if by_advertiser {
+        let mut dims = vec![
+            json!("advertiser"),
+            json!({"type": "long", "name": "__time"}),
+        ];
+        dims.extend(strings.iter().map(|d| json!(d)));
+        json!({"dimensions": dims, "forceSegmentSortByTime": false})
+    } else {
+        let mut dims = vec![json!("advertiser")];
+        dims.extend(strings.iter().map(|d| json!(d)));
+        json!({"dimensions": dims})
+    };
     json!({
         "type": "index_parallel",
         "spec": {
             "dataSchema": {
-                "dataSource": DATA_SOURCE,
+                "dataSource": data_source,
                 "timestampSpec": {"column": "timestamp", "format": "millis"},
-                "dimensionsSpec": {
-                    "dimensions": [
-                        "advertiser", {"type": "long", "name": "__time"}, "campaign", "country",
-                        "device", "data_pack", "status_code"
-                    ],
-                    "forceSegmentSortByTime": false
-                },
+                "dimensionsSpec": dimensions_spec,
                 "metricsSpec": [
                     {"type": "count", "name": "count"},
                     sum("longSum", "impressions"),
@@ -211,7 +243,7 @@ fn ingest_spec(csv: &Path) -> Value {
                     "baseDir": base_dir.to_string_lossy(),
                     "filter": file.to_string_lossy(),
                 },
-                "inputFormat": {"type": "csv", "findColumnsFromHeader": true},
+                "inputFormat": {"type": "json"},
                 "appendToExisting": false
             },
             "tuningConfig": {"type": "index_parallel", "maxParseExceptions": 0}

@@ -126,6 +126,9 @@ fn run(node: &Node, record: &TaskRecord, spec: &TaskSpec) {
         work_dir: work_dir.clone(),
         version,
         write: WriteOptions::default(),
+        // A task uses the cores it has: pieces of a large file and time chunks in parallel.
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        split_bytes_min: grove_segment::ingest::SPLIT_BYTES_MIN,
     };
     let outcome = run_batch(&spec.spec, node.deep_storage.as_ref(), &options);
     let _ = std::fs::remove_dir_all(&work_dir);

@@ -38,6 +38,27 @@ pub fn read_json(
     read_json_limited(input, source, layout, timestamp, visitor, MAX_LINE_BYTES)
 }
 
+/// [`read_json`] of a part of a file that starts after `lines_before` lines (positions and
+/// errors number lines from the file's start).
+pub fn read_json_from(
+    input: impl Read,
+    source: &str,
+    layout: &RowLayout,
+    timestamp: &TimestampSpec,
+    visitor: &mut dyn RowVisitor,
+    lines_before: u64,
+) -> Result<()> {
+    read_json_at(
+        input,
+        source,
+        layout,
+        timestamp,
+        visitor,
+        MAX_LINE_BYTES,
+        lines_before,
+    )
+}
+
 /// [`read_json`] with the line limit as a parameter (tests use a small one).
 pub(crate) fn read_json_limited(
     input: impl Read,
@@ -47,7 +68,20 @@ pub(crate) fn read_json_limited(
     visitor: &mut dyn RowVisitor,
     max_line: usize,
 ) -> Result<()> {
+    read_json_at(input, source, layout, timestamp, visitor, max_line, 0)
+}
+
+fn read_json_at(
+    input: impl Read,
+    source: &str,
+    layout: &RowLayout,
+    timestamp: &TimestampSpec,
+    visitor: &mut dyn RowVisitor,
+    max_line: usize,
+    lines_before: u64,
+) -> Result<()> {
     let mut parser = JsonRowParser::new(layout, timestamp, source);
+    parser.position.line = Some(lines_before);
     let mut blocks = LineBlocks::new(input, max_line);
     loop {
         match blocks
