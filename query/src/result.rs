@@ -167,6 +167,21 @@ impl EventTable {
         self.values.drain(..start * width);
     }
 
+    /// The place of event column `name` in a row ([`EventTable::cell`]), if it is one.
+    pub fn column(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| n == name)
+    }
+
+    /// Row `r`'s value of column `c` (a place from [`EventTable::column`]).
+    pub fn cell(&self, r: usize, c: usize) -> &Json {
+        &self.row(r)[c]
+    }
+
+    /// Row `r`'s timestamp text.
+    pub fn timestamp(&self, r: usize) -> &str {
+        self.stamp(r)
+    }
+
     fn row(&self, r: usize) -> &[Json] {
         let width = self.names.len();
         &self.values[r * width..(r + 1) * width]

@@ -183,9 +183,11 @@ pub fn execute(
 ) -> Result<SqlResult> {
     match plan(request, catalog)? {
         Plan::System(plan) => system::run(&plan, catalog),
-        Plan::Native(plan) => {
-            let result = crate::run_native(&plan.query, provider, control)?.into_json();
-            shape(&plan, &result)
-        }
+        Plan::Native(plan) => match crate::run_native(&plan.query, provider, control)? {
+            crate::QueryResult::Events(table) if plan.kind == NativeKind::GroupBy => {
+                shape::shape_events(&plan, &table)
+            }
+            result => shape(&plan, &result.into_json()),
+        },
     }
 }

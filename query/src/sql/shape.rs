@@ -90,6 +90,66 @@ pub fn shape(plan: &NativePlan, result: &Value) -> Result<SqlResult> {
     })
 }
 
+/// [`shape`] of a groupBy result kept as a table: cells are read in place, no JSON tree of
+/// the rows is built first.
+pub fn shape_events(plan: &NativePlan, table: &crate::result::EventTable) -> Result<SqlResult> {
+    if plan.kind != NativeKind::GroupBy {
+        return Err(QueryError::internal(format!(
+            "SQL: a {:?} plan got a groupBy table",
+            plan.kind
+        )));
+    }
+    let places: Vec<Option<usize>> = plan
+        .sources
+        .iter()
+        .map(|source| match source {
+            Source::Field(name) => table.column(name),
+            _ => None,
+        })
+        .collect();
+    let offset = usize::try_from(plan.offset).unwrap_or(usize::MAX);
+    let limit = plan
+        .limit
+        .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
+    let end = offset.saturating_add(limit).min(table.len());
+    let mut rows = Vec::with_capacity(end.saturating_sub(offset));
+    for r in offset.min(end)..end {
+        rows.push(
+            plan.sources
+                .iter()
+                .zip(&plan.columns)
+                .zip(&places)
+                .map(|((source, column), place)| {
+                    let value = match (source, place) {
+                        (Source::Timestamp, _) => Value::String(table.timestamp(r).to_owned()),
+                        (Source::Field(_), Some(c)) => table.cell(r, *c).clone(),
+                        (Source::Field(_), None) => Value::Null,
+                        (Source::Constant(value), _) => value.clone(),
+                    };
+                    convert(value, &column.sql_type)
+                })
+                .collect(),
+        );
+    }
+    if table.is_empty()
+        && let Some(empty_row) = &plan.empty_row
+        && offset == 0
+        && limit > 0
+    {
+        rows.push(
+            empty_row
+                .iter()
+                .zip(&plan.columns)
+                .map(|(value, column)| convert(value.clone(), &column.sql_type))
+                .collect(),
+        );
+    }
+    Ok(SqlResult {
+        columns: plan.columns.clone(),
+        rows,
+    })
+}
+
 fn row(plan: &NativePlan, timestamp: Option<&Value>, fields: &Map<String, Value>) -> Vec<Value> {
     plan.sources
         .iter()
