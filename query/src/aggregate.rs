@@ -93,8 +93,8 @@ impl AggDef {
         let input = |f: &String, expression: &Option<String>| -> Result<Option<String>> {
             match (f.is_empty(), expression) {
                 (false, _) => Ok(Some(f.clone())),
-                (true, Some(_)) => Err(QueryError::unsupported(format!(
-                    "aggregator '{name}': expression inputs are not supported yet (use fieldName)"
+                (true, Some(_)) => Err(QueryError::internal(format!(
+                    "aggregator '{name}': its expression was not lowered to a virtual column"
                 ))),
                 (true, None) => Err(QueryError::bad(format!(
                     "aggregator '{name}' needs a fieldName or an expression"

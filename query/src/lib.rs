@@ -15,6 +15,8 @@
 pub mod aggregate;
 pub mod column;
 pub mod error;
+pub mod expr;
+pub mod extraction;
 pub mod filter;
 pub mod finalize;
 pub mod granularity;
@@ -24,6 +26,8 @@ pub mod result;
 mod run;
 pub mod snapshot;
 pub mod sql;
+pub mod timefmt;
+pub mod virtual_columns;
 
 use std::sync::Arc;
 
@@ -70,5 +74,13 @@ pub fn run_native(
     control: &dyn QueryControl,
 ) -> Result<QueryResult> {
     let query = model::Query::parse(query)?;
-    run::run(&query, provider, control)
+    if query.virtual_columns().is_empty() {
+        return run::run(&query, provider, control);
+    }
+    let columns = virtual_columns::VirtualColumns::new(query.virtual_columns())?;
+    let provider = virtual_columns::VirtualProvider {
+        inner: provider,
+        columns: Arc::new(columns),
+    };
+    run::run(&query, &provider, control)
 }

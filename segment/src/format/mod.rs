@@ -43,7 +43,7 @@ use serde::{Deserialize, Serialize};
 pub use doubles::DoubleColumn;
 pub use footer::{BlobCompression, BlobEntry, ColumnType, Encoding, FORMAT_VERSION, Part};
 pub use longs::{BLOCK_ROWS, LongColumn};
-pub use reader::{DimensionReader, MetricReader, Segment};
+pub use reader::{DerivedColumns, DimensionReader, MetricReader, Segment};
 pub use sketches::SketchColumn;
 pub use strings::{StringColumn, ValueCoupons};
 pub use writer::{write_segment, write_segment_to};
