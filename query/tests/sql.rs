@@ -961,6 +961,27 @@ mod system_tables {
     }
 
     #[test]
+    fn schemata_and_count_comparisons_as_sqlalchemy_asks() {
+        let result = run("SELECT SCHEMA_NAME FROM INFORMATION_SCHEMA.SCHEMATA ORDER BY 1");
+        assert_eq!(
+            result.rows,
+            vec![
+                vec![json!("INFORMATION_SCHEMA")],
+                vec![json!("druid")],
+                vec![json!("sys")]
+            ]
+        );
+        let exists = |table: &str| {
+            run(&format!(
+                "SELECT COUNT(*) > 0 AS exists_ FROM INFORMATION_SCHEMA.TABLES WHERE TABLE_NAME = '{table}'"
+            ))
+            .rows
+        };
+        assert_eq!(exists("wiki"), vec![vec![json!(true)]]);
+        assert_eq!(exists("nope"), vec![vec![json!(false)]]);
+    }
+
+    #[test]
     fn tables_lists_datasources_and_system_tables() {
         let result = run("SELECT * FROM INFORMATION_SCHEMA.TABLES");
         let names: Vec<&str> = result.columns.iter().map(|c| c.name.as_str()).collect();
@@ -1000,6 +1021,7 @@ mod system_tables {
             result.rows,
             vec![
                 vec![json!("INFORMATION_SCHEMA"), json!("COLUMNS")],
+                vec![json!("INFORMATION_SCHEMA"), json!("SCHEMATA")],
                 vec![json!("INFORMATION_SCHEMA"), json!("TABLES")],
                 vec![json!("sys"), json!("segments")],
             ]
