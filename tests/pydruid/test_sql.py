@@ -46,6 +46,38 @@ SQL = [
         "SELECT FLOOR(__time TO DAY) AS d, SUM(added) FROM wiki GROUP BY 1 ORDER BY 1",
         "SELECT date_trunc('day', __time), SUM(added) FROM wiki GROUP BY 1 ORDER BY 1",
     ),
+    (
+        "SELECT CASE WHEN added > 2500 THEN 'big' ELSE 'small' END AS size, COUNT(*), SUM(deleted) / COUNT(*) "
+        "FROM wiki GROUP BY 1 ORDER BY 1",
+        "SELECT CASE WHEN added > 2500 THEN 'big' ELSE 'small' END, COUNT(*), SUM(deleted) // COUNT(*) "
+        "FROM wiki GROUP BY 1 ORDER BY 1",
+    ),
+    (
+        "SELECT UPPER(COALESCE(country, 'unknown')) AS c, SUM(CAST(score AS BIGINT)) FROM wiki "
+        "WHERE CHAR_LENGTH(page) = 7 GROUP BY 1 ORDER BY 1",
+        "SELECT UPPER(COALESCE(country, 'unknown')), SUM(CAST(trunc(score) AS BIGINT)) FROM wiki "
+        "WHERE length(page) = 7 GROUP BY 1 ORDER BY 1",
+    ),
+    (
+        "SELECT TIME_FORMAT(__time, 'yyyy-MM-dd HH') AS h, COUNT(*) FROM wiki WHERE channel = '#ja' "
+        "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 5",
+        "SELECT strftime(__time, '%Y-%m-%d %H'), COUNT(*) FROM wiki WHERE channel = '#ja' "
+        "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 5",
+    ),
+    (
+        "SELECT EXTRACT(HOUR FROM __time) AS h, SUM(added) FROM wiki WHERE added % 7 = 0 GROUP BY 1 ORDER BY 1",
+        "SELECT EXTRACT(HOUR FROM __time), SUM(added) FROM wiki WHERE added % 7 = 0 GROUP BY 1 ORDER BY 1",
+    ),
+    (
+        "SELECT channel, COUNT(*) FROM wiki WHERE TIME_IN_INTERVAL(__time, '2024-01-02/2024-01-03') "
+        "AND deleted > added / 20 GROUP BY 1 ORDER BY 1",
+        "SELECT channel, COUNT(*) FROM wiki WHERE __time >= TIMESTAMP '2024-01-02' "
+        "AND __time < TIMESTAMP '2024-01-03' AND deleted > added // 20 GROUP BY 1 ORDER BY 1",
+    ),
+    (
+        "SELECT channel, SUM(added) FROM wiki GROUP BY channel ORDER BY 2 DESC LIMIT 3",
+        "SELECT channel, SUM(added) FROM wiki GROUP BY channel ORDER BY 2 DESC LIMIT 3",
+    ),
 ]
 
 
@@ -91,6 +123,36 @@ def test_sqlalchemy_inspector_and_queries(engine, duck):
             text("SELECT isRobot, SUM(added) AS s FROM wiki GROUP BY isRobot ORDER BY isRobot")
         ).fetchall()
     assert_rows_equal([tuple(r) for r in got], duck("SELECT isRobot, SUM(added) FROM wiki GROUP BY 1 ORDER BY 1"))
+
+
+def test_context_union_and_explain(host_port, duck):
+    from pydruid.db import connect
+
+    host, port = host_port
+    exact = connect(
+        host=host, port=port, path="/druid/v2/sql/", scheme="http",
+        context={"useApproximateTopN": False, "sqlOuterLimit": 2},
+    ).cursor()
+    exact.execute("SELECT page, SUM(added) FROM wiki GROUP BY page ORDER BY 2 DESC, 1 LIMIT 4")
+    assert_rows_equal(
+        [tuple(r) for r in exact.fetchall()],
+        duck("SELECT page, SUM(added) FROM wiki GROUP BY page ORDER BY 2 DESC, 1 LIMIT 2"),
+    )
+    cursor = connect(host=host, port=port, path="/druid/v2/sql/", scheme="http").cursor()
+    cursor.execute(
+        "SELECT 'en' AS k, COUNT(*) FROM wiki WHERE channel = '#en' "
+        "UNION ALL SELECT 'de', COUNT(*) FROM wiki WHERE channel = '#de'"
+    )
+    assert_rows_equal(
+        [tuple(r) for r in cursor.fetchall()],
+        duck(
+            "SELECT 'en', COUNT(*) FROM wiki WHERE channel = '#en' "
+            "UNION ALL SELECT 'de', COUNT(*) FROM wiki WHERE channel = '#de'"
+        ),
+    )
+    cursor.execute("EXPLAIN PLAN FOR SELECT COUNT(*) FROM wiki")
+    plan = cursor.fetchall()[0][0]
+    assert '"queryType":"timeseries"' in plan
 
 
 def test_sql_errors_are_clear(connection):
