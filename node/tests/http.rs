@@ -86,12 +86,13 @@ fn errors_are_druid_shaped_with_the_right_status() {
     assert_eq!(code, 400, "{body}");
     assert_druid_error(&body, "context.timeout");
 
-    // A bad ingestion spec names the problem, and starts no task.
+    // A bad ingestion spec names the problem, and starts no task (unknown properties are
+    // ignored, as Druid's JSON mapper does; a malformed value of a known one is named).
     let mut spec = edits_task("edits");
-    spec["spec"]["dataSchema"]["dimensionSpec"] = json!({"dimensions": []});
+    spec["spec"]["dataSchema"]["dimensionsSpec"] = json!({"dimensions": 5});
     let (code, body) = server.post("/druid/indexer/v1/task", &spec.to_string());
     assert_eq!(code, 400, "{body}");
-    assert_druid_error(&body, "dimensionSpec");
+    assert_druid_error(&body, "dimensionsSpec");
     let (code, body) = server.post("/druid/indexer/v1/task", "not json");
     assert_eq!(code, 400, "{body}");
     assert_druid_error(&body, "invalid ingestion spec");

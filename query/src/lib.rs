@@ -6,7 +6,9 @@
 //!
 //! Entry points: [`run_native`] (a native query's JSON in, Druid's result out as a
 //! [`QueryResult`], which serializes to Druid's JSON) and
-//! [`sql::execute`]. Both read segments through [`SegmentProvider`] and check for timeouts and
+//! [`sql::execute`]. Druid's expression language lives in [`expr`], extraction functions in
+//! [`extraction`]; [`virtual_columns`] lowers both into per-segment virtual columns that every
+//! engine reads like stored ones. Both read segments through [`SegmentProvider`] and check for timeouts and
 //! cancellation through [`QueryControl`], so the same code runs in a server, a test and the
 //! simulator.
 //!
