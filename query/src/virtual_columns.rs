@@ -226,9 +226,9 @@ impl Lowering {
             Aggregator::Filtered {
                 filter, aggregator, ..
             } => {
-                let mut f = Some(filter.clone());
-                self.filter(&mut f)?;
-                *filter = f.expect("lowering keeps a filter");
+                if needs_lowering(filter) {
+                    *filter = self.lower_filter(filter)?;
+                }
                 self.aggregator(aggregator)?;
             }
             _ => {}
@@ -237,7 +237,10 @@ impl Lowering {
     }
 
     fn filter(&mut self, filter: &mut Option<Filter>) -> Result<()> {
-        if let Some(f) = filter {
+        // Most filters need nothing: leave them as parsed (a 10,000-value `in` is not copied).
+        if let Some(f) = filter
+            && needs_lowering(f)
+        {
             *f = self.lower_filter(f)?;
         }
         Ok(())
@@ -295,6 +298,16 @@ impl Lowering {
                 _ => leaf.clone(),
             },
         })
+    }
+}
+
+/// Whether `filter` holds anything [`Lowering::lower_filter`] rewrites.
+fn needs_lowering(filter: &Filter) -> bool {
+    match filter {
+        Filter::And { fields } | Filter::Or { fields } => fields.iter().any(needs_lowering),
+        Filter::Not { field } => needs_lowering(field),
+        Filter::Expression { .. } | Filter::ColumnComparison { .. } => true,
+        leaf => leaf.extraction_fn().is_some(),
     }
 }
 
