@@ -86,8 +86,8 @@ fn errors_are_druid_shaped_with_the_right_status() {
     assert_eq!(code, 400, "{body}");
     assert_druid_error(&body, "context.timeout");
 
-    // A bad ingestion spec names the problem, and starts no task. (A property Druid does not
-    // know is ignored, as Druid's mapper does; a malformed value is not.)
+    // A bad ingestion spec names the problem, and starts no task (unknown properties are
+    // ignored, as Druid's JSON mapper does; a malformed value of a known one is named).
     let mut spec = edits_task("edits");
     spec["spec"]["dataSchema"]["dimensionsSpec"] = json!({"dimensions": 5});
     let (code, body) = server.post("/druid/indexer/v1/task", &spec.to_string());

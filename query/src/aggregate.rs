@@ -15,7 +15,7 @@ use roaring::RoaringBitmap;
 
 use grove_segment::filter::Filter;
 use grove_segment::format::BLOCK_ROWS;
-use grove_segment::sketch::HllSketch;
+use grove_segment::sketch::{HllSketch, HllType};
 
 use crate::column::{Column, IdCursor, LongCursor, double_json};
 use crate::error::{QueryError, Result};
@@ -51,12 +51,18 @@ pub enum AggKind {
         round: bool,
         lg_k: u8,
         finalize: bool,
+        /// Strings hash as UTF-16LE (`stringEncoding: utf16le`, Druid's default for
+        /// HLLSketchBuild) rather than UTF-8.
+        utf16le: bool,
+        /// Register width of the sketch when it is returned unfinalized (`tgtHllType`).
+        target: HllType,
     },
     /// Union of stored sketches.
     SketchMerge {
         round: bool,
         lg_k: u8,
         finalize: bool,
+        target: HllType,
     },
 }
 
@@ -93,8 +99,8 @@ impl AggDef {
         let input = |f: &String, expression: &Option<String>| -> Result<Option<String>> {
             match (f.is_empty(), expression) {
                 (false, _) => Ok(Some(f.clone())),
-                (true, Some(_)) => Err(QueryError::unsupported(format!(
-                    "aggregator '{name}': expression inputs are not supported yet (use fieldName)"
+                (true, Some(_)) => Err(QueryError::internal(format!(
+                    "aggregator '{name}': its expression was not lowered to a virtual column"
                 ))),
                 (true, None) => Err(QueryError::bad(format!(
                     "aggregator '{name}' needs a fieldName or an expression"
@@ -211,6 +217,8 @@ impl AggDef {
                         round: *round,
                         lg_k: DEFAULT_LG_K,
                         finalize: true,
+                        utf16le: false,
+                        target: HllType::Hll4,
                     },
                     None,
                 )
@@ -220,6 +228,8 @@ impl AggDef {
                 lg_k,
                 round,
                 should_finalize,
+                tgt_hll_type,
+                string_encoding,
                 ..
             } => (
                 AggKind::Distinct {
@@ -228,6 +238,17 @@ impl AggDef {
                     round: *round,
                     lg_k: check_lg_k(&name, *lg_k)?,
                     finalize: should_finalize.unwrap_or(true),
+                    utf16le: match string_encoding.as_deref() {
+                        None => true,
+                        Some(e) if e.eq_ignore_ascii_case("utf16le") => true,
+                        Some(e) if e.eq_ignore_ascii_case("utf8") => false,
+                        Some(e) => {
+                            return Err(QueryError::bad(format!(
+                                "aggregator '{name}': stringEncoding '{e}' (utf16le or utf8)"
+                            )));
+                        }
+                    },
+                    target: hll_type(&name, tgt_hll_type.as_deref())?,
                 },
                 None,
             ),
@@ -238,6 +259,7 @@ impl AggDef {
                     round: *round,
                     lg_k: DEFAULT_LG_K,
                     finalize: true,
+                    target: HllType::Hll4,
                 },
                 field(field_name),
             ),
@@ -246,12 +268,14 @@ impl AggDef {
                 lg_k,
                 round,
                 should_finalize,
+                tgt_hll_type,
                 ..
             } => (
                 AggKind::SketchMerge {
                     round: *round,
                     lg_k: check_lg_k(&name, *lg_k)?,
                     finalize: should_finalize.unwrap_or(true),
+                    target: hll_type(&name, tgt_hll_type.as_deref())?,
                 },
                 field(field_name),
             ),
@@ -341,19 +365,28 @@ impl AggDef {
                 .and_then(|(_, x)| x.clone().map(serde_json::Value::String))
                 .unwrap_or(serde_json::Value::Null),
             AggValue::Sketch(s) => {
-                let (round, finalize) = match self.kind {
+                let (round, finalize, target) = match self.kind {
                     AggKind::Distinct {
-                        round, finalize, ..
+                        round,
+                        finalize,
+                        target,
+                        ..
                     }
                     | AggKind::SketchMerge {
-                        round, finalize, ..
-                    } => (round, finalize),
-                    _ => (false, true),
+                        round,
+                        finalize,
+                        target,
+                        ..
+                    } => (round, finalize, target),
+                    _ => (false, true, HllType::Hll4),
                 };
                 let estimate = s.as_ref().map_or(0.0, |s| s.estimate());
                 if !finalize {
                     // Druid prints an unfinalized sketch as its base64 bytes.
-                    let bytes = s.as_ref().map(|s| s.to_bytes()).unwrap_or_default();
+                    let bytes = s
+                        .as_ref()
+                        .map(|s| s.to_bytes_as(target))
+                        .unwrap_or_default();
                     return serde_json::Value::String(base64(&bytes));
                 }
                 if round {
@@ -371,6 +404,18 @@ impl AggDef {
             serde_json::Value::Number(n) => n.as_f64(),
             _ => None,
         }
+    }
+}
+
+/// Druid's `tgtHllType` (HLL_4 by default).
+fn hll_type(name: &str, t: Option<&str>) -> Result<HllType> {
+    match t.map(str::to_ascii_uppercase).as_deref() {
+        None | Some("HLL_4") => Ok(HllType::Hll4),
+        Some("HLL_6") => Ok(HllType::Hll6),
+        Some("HLL_8") => Ok(HllType::Hll8),
+        Some(other) => Err(QueryError::bad(format!(
+            "aggregator '{name}': tgtHllType '{other}' (HLL_4, HLL_6 or HLL_8)"
+        ))),
     }
 }
 
@@ -1089,14 +1134,15 @@ impl<'a> Acc<'a> {
             State::TimedString(v) => AggValue::TimedString(v[g].take()),
             State::Sketch(v) => AggValue::Sketch(v[g].take()),
             State::Ids(v) => {
-                let lg_k = match self.def.kind {
-                    AggKind::Distinct { lg_k, .. } => lg_k,
-                    _ => DEFAULT_LG_K,
+                let (lg_k, utf16le) = match self.def.kind {
+                    AggKind::Distinct { lg_k, utf16le, .. } => (lg_k, utf16le),
+                    _ => (DEFAULT_LG_K, false),
                 };
                 let mut sketch = HllSketch::new(lg_k);
                 let column = self.ids_column.expect("ids input has its column");
                 // Null is not a value: distinct counts skip it, as in Druid (it has no coupon).
-                if v.count(g) as usize * COUPONS_WHEN_ONE_IN > column.dictionary_len() {
+                // The cached coupons hash UTF-8; UTF-16LE strings are hashed here.
+                if !utf16le && v.count(g) as usize * COUPONS_WHEN_ONE_IN > column.dictionary_len() {
                     // A good part of the dictionary: its coupons, hashed once per segment.
                     let coupons = column.value_coupons()?;
                     v.drain(g, |id| {
@@ -1109,7 +1155,7 @@ impl<'a> Acc<'a> {
                     let mut buf = String::new();
                     v.drain(g, |id| {
                         if column.value_into(id, &mut buf)? {
-                            sketch.update_str(&buf);
+                            sketch.update_str_as(&buf, utf16le);
                         }
                         Ok(())
                     })?;
@@ -1133,9 +1179,14 @@ fn add_values(
     first: bool,
 ) -> Result<()> {
     use grove_segment::row::Value;
-    let (lg_k, by_row) = match &def.kind {
-        AggKind::Distinct { lg_k, by_row, .. } => (*lg_k, *by_row),
-        _ => (DEFAULT_LG_K, false),
+    let (lg_k, by_row, utf16le) = match &def.kind {
+        AggKind::Distinct {
+            lg_k,
+            by_row,
+            utf16le,
+            ..
+        } => (*lg_k, *by_row, *utf16le),
+        _ => (DEFAULT_LG_K, false, false),
     };
     let mut tuple = String::new();
     for i in 0..rows.len() {
@@ -1171,14 +1222,16 @@ fn add_values(
                     }
                     match value {
                         Value::Null => {}
-                        Value::String(s) => sketch.update_str(s),
-                        Value::Strings(l) => l.iter().for_each(|s| sketch.update_str(s)),
+                        Value::String(s) => sketch.update_str_as(s, utf16le),
+                        Value::Strings(l) => {
+                            l.iter().for_each(|s| sketch.update_str_as(s, utf16le))
+                        }
                         Value::Long(n) => sketch.update_i64(*n),
                         Value::Double(d) => sketch.update_f64(*d),
                     }
                 }
                 if by_row && !tuple.is_empty() {
-                    sketch.update_str(&tuple);
+                    sketch.update_str_as(&tuple, utf16le);
                 }
             }
             _ => unreachable!("value inputs feed string first/last and distinct counts"),

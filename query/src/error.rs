@@ -118,7 +118,10 @@ impl std::error::Error for QueryError {}
 
 impl From<grove_segment::error::SegmentError> for QueryError {
     fn from(e: grove_segment::error::SegmentError) -> QueryError {
-        QueryError::internal(e.to_string())
+        match e {
+            grove_segment::error::SegmentError::Derived(message) => QueryError::bad(message),
+            e => QueryError::internal(e.to_string()),
+        }
     }
 }
 

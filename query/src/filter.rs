@@ -92,8 +92,9 @@ impl PreparedFilter {
             ),
             Filter::Not { field } => PreparedFilter::Not(Box::new(PreparedFilter::new(field)?)),
             Filter::ColumnComparison { .. } | Filter::Expression { .. } => {
-                return Err(QueryError::unsupported(
-                    "columnComparison and expression filters are not supported yet",
+                return Err(QueryError::internal(
+                    "columnComparison and expression filters reach segments only as virtual \
+                     columns (virtual_columns::lower)",
                 ));
             }
             Filter::Javascript(_) | Filter::Spatial(_) => {
@@ -102,8 +103,8 @@ impl PreparedFilter {
                 ));
             }
             leaf if leaf.extraction_fn().is_some() => {
-                return Err(QueryError::unsupported(format!(
-                    "extractionFn on '{}' is not supported yet",
+                return Err(QueryError::internal(format!(
+                    "extractionFn on '{}' reaches segments only as a virtual column",
                     leaf.leaf_column().unwrap_or_default()
                 )));
             }

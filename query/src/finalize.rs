@@ -130,6 +130,32 @@ fn eval_post<'v>(
             }
             Post::Json(double_json(acc))
         }
+        PostAggregator::Expression {
+            expression,
+            output_type,
+            ..
+        } => {
+            let expr = &expression.0;
+            let mut inputs = Vec::with_capacity(expr.columns().len());
+            for column in expr.columns() {
+                let value = match aggs.iter().position(|d| &d.name == column) {
+                    Some(i) => aggs[i].finalize(&values[i]),
+                    None => columns.get(column).cloned().unwrap_or(Json::Null),
+                };
+                inputs.push(crate::expr::json_scalar(&value));
+            }
+            let mut out = expr.eval_row(&inputs);
+            if let Some(t) = output_type.as_deref() {
+                let ty = crate::expr::ValueType::parse(t).ok_or_else(|| {
+                    QueryError::bad(format!(
+                        "post-aggregator '{}': outputType '{t}' (LONG, DOUBLE, STRING)",
+                        p.name()
+                    ))
+                })?;
+                out = crate::expr::Vector::repeat(&out, 1).cast(ty).get(0);
+            }
+            Post::Json(crate::expr::scalar_json(&out))
+        }
         PostAggregator::DoubleGreatest { fields, .. }
         | PostAggregator::DoubleLeast { fields, .. }
         | PostAggregator::LongGreatest { fields, .. }
@@ -183,12 +209,27 @@ pub fn having_passes(having: &Having, row: &Map<String, Json>) -> Result<bool> {
         Having::GreaterThan { aggregation, value } => num(aggregation).is_some_and(|v| v > *value),
         Having::LessThan { aggregation, value } => num(aggregation).is_some_and(|v| v < *value),
         Having::EqualTo { aggregation, value } => num(aggregation).is_some_and(|v| v == *value),
-        Having::DimSelector { dimension, value } => match (row.get(dimension), value) {
+        Having::DimSelector {
+            dimension,
+            value,
+            extraction_fn: None,
+        } => match (row.get(dimension), value) {
             (None | Some(Json::Null), None) => true,
             (Some(Json::String(s)), Some(v)) => s == v,
             (Some(Json::Number(n)), Some(v)) => &n.to_string() == v,
             _ => false,
         },
+        Having::DimSelector {
+            dimension,
+            value,
+            extraction_fn: Some(f),
+        } => {
+            let extraction = crate::extraction::Extraction::new(f)?;
+            let input = row
+                .get(dimension)
+                .map_or(crate::expr::Scalar::Null, crate::expr::json_scalar);
+            extraction.apply(&input).as_ref() == value.as_ref()
+        }
         Having::Filter { filter } => filter_row(filter, row)?,
         Having::And { having_specs } => {
             for h in having_specs {

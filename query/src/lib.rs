@@ -6,7 +6,9 @@
 //!
 //! Entry points: [`run_native`] (a native query's JSON in, Druid's result out as a
 //! [`QueryResult`], which serializes to Druid's JSON) and
-//! [`sql::execute`]. Both read segments through [`SegmentProvider`] and check for timeouts and
+//! [`sql::execute`]. Druid's expression language lives in [`expr`], extraction functions in
+//! [`extraction`]; [`virtual_columns`] lowers both into per-segment virtual columns that every
+//! engine reads like stored ones. Both read segments through [`SegmentProvider`] and check for timeouts and
 //! cancellation through [`QueryControl`], so the same code runs in a server, a test and the
 //! simulator.
 //!
@@ -15,6 +17,8 @@
 pub mod aggregate;
 pub mod column;
 pub mod error;
+pub mod expr;
+pub mod extraction;
 pub mod filter;
 pub mod finalize;
 pub mod granularity;
@@ -27,6 +31,8 @@ mod run;
 mod scan;
 pub mod snapshot;
 pub mod sql;
+pub mod timefmt;
+pub mod virtual_columns;
 
 use std::sync::Arc;
 
@@ -107,5 +113,13 @@ pub fn run_native(
     control: &dyn QueryControl,
 ) -> Result<QueryResult> {
     let query = model::Query::parse(query)?;
-    run::run(&query, provider, control)
+    if query.virtual_columns().is_empty() {
+        return run::run(&query, provider, control);
+    }
+    let columns = virtual_columns::VirtualColumns::new(query.virtual_columns())?;
+    let provider = virtual_columns::VirtualProvider {
+        inner: provider,
+        columns: Arc::new(columns),
+    };
+    run::run(&query, &provider, control)
 }

@@ -68,25 +68,23 @@ impl Query {
             _ => Query::DataSourceMetadata(deserialize(json)?),
         };
         query.context().check()?;
-        query.refuse_unimplemented()?;
+        let mut query = query;
+        crate::virtual_columns::lower(&mut query)?;
         Ok(query)
     }
 
-    /// Refuses what the model reads but the engine does not run yet.
-    fn refuse_unimplemented(&self) -> Result<()> {
-        let dims: Vec<&DimensionSpec> = match self {
-            Query::TopN(q) => vec![&q.dimension],
-            Query::GroupBy(q) => q.dimensions.iter().collect(),
-            Query::Search(q) => q.search_dimensions.iter().collect(),
-            _ => Vec::new(),
-        };
-        if let Some(d) = dims.iter().find(|d| d.extraction_fn.is_some()) {
-            return Err(QueryError::unsupported(format!(
-                "extraction dimension spec on '{}' is not supported yet",
-                d.dimension
-            )));
+    /// The query's virtual columns (after [`Query::parse`], with the ones Grove derives).
+    pub fn virtual_columns(&self) -> &[VirtualColumnSpec] {
+        match self {
+            Query::Timeseries(q) => &q.virtual_columns,
+            Query::TopN(q) => &q.virtual_columns,
+            Query::GroupBy(q) => &q.virtual_columns,
+            Query::Scan(q) => &q.virtual_columns,
+            Query::Search(q) => &q.virtual_columns,
+            Query::TimeBoundary(q) => &q.virtual_columns,
+            Query::SegmentMetadata(q) => &q.virtual_columns,
+            Query::DataSourceMetadata(_) => &[],
         }
-        Ok(())
     }
 
     /// The query's context.
@@ -384,16 +382,33 @@ fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<b
     )
 }
 
-/// `virtualColumns` is accepted only empty: Grove has no expression engine yet.
-fn no_virtual_columns<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<(), D::Error> {
-    use serde::de::Error;
-    let v = Vec::<serde_json::Value>::deserialize(d)?;
-    if v.is_empty() {
-        Ok(())
-    } else {
-        Err(D::Error::custom(
-            "virtual columns are not supported (Grove has no expression engine yet)",
-        ))
+/// A virtual column: a column computed per query. Druid's `expression` type, plus the columns
+/// Grove derives itself from extraction dimension specs and filters (never read from JSON).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum VirtualColumnSpec {
+    #[serde(rename_all = "camelCase")]
+    Expression {
+        name: String,
+        expression: String,
+        #[serde(default)]
+        output_type: Option<String>,
+    },
+    /// `dimension`'s values through an extraction function (a string column).
+    #[serde(skip_deserializing)]
+    Extraction {
+        name: String,
+        dimension: String,
+        extraction_fn: ExtractionFn,
+    },
+}
+
+impl VirtualColumnSpec {
+    pub fn name(&self) -> &str {
+        match self {
+            VirtualColumnSpec::Expression { name, .. }
+            | VirtualColumnSpec::Extraction { name, .. } => name,
+        }
     }
 }
 
@@ -415,8 +430,8 @@ pub struct Timeseries {
     pub descending: bool,
     #[serde(default)]
     pub limit: Option<usize>,
-    #[serde(default, deserialize_with = "no_virtual_columns")]
-    pub virtual_columns: (),
+    #[serde(default)]
+    pub virtual_columns: Vec<VirtualColumnSpec>,
     #[serde(default)]
     pub context: QueryContext,
 }
@@ -438,8 +453,8 @@ pub struct TopN {
     pub aggregations: Vec<Aggregator>,
     #[serde(default)]
     pub post_aggregations: Vec<PostAggregator>,
-    #[serde(default, deserialize_with = "no_virtual_columns")]
-    pub virtual_columns: (),
+    #[serde(default)]
+    pub virtual_columns: Vec<VirtualColumnSpec>,
     #[serde(default)]
     pub context: QueryContext,
 }
@@ -524,8 +539,8 @@ pub struct GroupBy {
     pub limit_spec: Option<LimitSpec>,
     #[serde(default)]
     pub subtotals_spec: Option<Vec<Vec<String>>>,
-    #[serde(default, deserialize_with = "no_virtual_columns")]
-    pub virtual_columns: (),
+    #[serde(default)]
+    pub virtual_columns: Vec<VirtualColumnSpec>,
     #[serde(default)]
     pub context: QueryContext,
 }
@@ -559,8 +574,8 @@ pub struct Scan {
     pub legacy: Option<bool>,
     #[serde(default)]
     pub column_types: Option<serde_json::Value>,
-    #[serde(default, deserialize_with = "no_virtual_columns")]
-    pub virtual_columns: (),
+    #[serde(default)]
+    pub virtual_columns: Vec<VirtualColumnSpec>,
     #[serde(default)]
     pub context: QueryContext,
 }
@@ -600,8 +615,8 @@ pub struct Search {
     pub sort: Option<SearchSort>,
     #[serde(default = "search_limit")]
     pub limit: usize,
-    #[serde(default, deserialize_with = "no_virtual_columns")]
-    pub virtual_columns: (),
+    #[serde(default)]
+    pub virtual_columns: Vec<VirtualColumnSpec>,
     #[serde(default)]
     pub context: QueryContext,
 }
@@ -629,8 +644,8 @@ pub struct TimeBoundary {
     pub bound: Option<String>,
     #[serde(default)]
     pub filter: Option<Filter>,
-    #[serde(default, deserialize_with = "no_virtual_columns")]
-    pub virtual_columns: (),
+    #[serde(default)]
+    pub virtual_columns: Vec<VirtualColumnSpec>,
     #[serde(default)]
     pub context: QueryContext,
 }
@@ -651,8 +666,8 @@ pub struct SegmentMetadata {
     pub lenient_aggregator_merge: bool,
     #[serde(default)]
     pub aggregator_merge_strategy: Option<String>,
-    #[serde(default, deserialize_with = "no_virtual_columns")]
-    pub virtual_columns: (),
+    #[serde(default)]
+    pub virtual_columns: Vec<VirtualColumnSpec>,
     #[serde(default)]
     pub context: QueryContext,
 }
@@ -1068,6 +1083,36 @@ pub enum PostAggregator {
         name: String,
         fields: Vec<PostAggregator>,
     },
+    /// A Druid expression over the row's aggregators, post-aggregators and dimensions.
+    #[serde(rename_all = "camelCase")]
+    Expression {
+        name: String,
+        expression: CompiledExpression,
+        #[serde(default)]
+        ordering: Option<String>,
+        #[serde(default)]
+        output_type: Option<String>,
+    },
+}
+
+/// An expression compiled when the query is parsed (errors name it at parse time).
+#[derive(Clone, Debug)]
+pub struct CompiledExpression(pub crate::expr::Expr);
+
+impl PartialEq for CompiledExpression {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.text() == other.0.text()
+    }
+}
+
+impl<'de> Deserialize<'de> for CompiledExpression {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error;
+        let text = String::deserialize(d)?;
+        crate::expr::Expr::compile(&text)
+            .map(CompiledExpression)
+            .map_err(|e| D::Error::custom(e.message))
+    }
 }
 
 impl PostAggregator {
@@ -1079,7 +1124,8 @@ impl PostAggregator {
             | PostAggregator::DoubleGreatest { name, .. }
             | PostAggregator::DoubleLeast { name, .. }
             | PostAggregator::LongGreatest { name, .. }
-            | PostAggregator::LongLeast { name, .. } => name,
+            | PostAggregator::LongLeast { name, .. }
+            | PostAggregator::Expression { name, .. } => name,
             PostAggregator::FieldAccess { name, field_name }
             | PostAggregator::FinalizingFieldAccess { name, field_name }
             | PostAggregator::HyperUniqueCardinality { name, field_name } => {
@@ -1165,10 +1211,13 @@ pub enum Having {
     LessThan { aggregation: String, value: f64 },
     #[serde(rename_all = "camelCase")]
     EqualTo { aggregation: String, value: f64 },
+    #[serde(rename_all = "camelCase")]
     DimSelector {
         dimension: String,
         #[serde(default)]
         value: Option<String>,
+        #[serde(default)]
+        extraction_fn: Option<ExtractionFn>,
     },
     /// A native filter over the result row's columns.
     Filter { filter: Filter },

@@ -1205,7 +1205,7 @@ fn metric_aggregator_json(m: &grove_segment::schema::MetricSchema) -> Json {
         K::DoubleSum => "doubleSum",
         K::DoubleMin => "doubleMin",
         K::DoubleMax => "doubleMax",
-        K::HllSketch { lg_k } => {
+        K::HllSketch { lg_k, .. } => {
             return json!({"type": "HLLSketchMerge", "name": m.name, "fieldName": m.name, "lgK": lg_k});
         }
     };

@@ -674,3 +674,32 @@ fn top_n_by_a_post_aggregator_over_thousands_of_groups_equals_ranking_them_all()
         assert_eq!(got, expected, "inverted {inverted}");
     }
 }
+
+/// HLLSketchBuild honours `stringEncoding` (utf16le, Druid's default, or utf8: different hashes,
+/// so the sketch bytes differ but estimates agree) and `tgtHllType` (the register width of an
+/// unfinalized sketch).
+#[test]
+fn hll_string_encoding_and_target_type() {
+    let sketch = |extra: Json| {
+        let mut agg =
+            json!({"type": "HLLSketchBuild", "name": "s", "fieldName": "device", "round": true});
+        for (k, v) in extra.as_object().unwrap() {
+            agg[k] = v.clone();
+        }
+        run(json!({"queryType": "timeseries", "dataSource": "events",
+            "intervals": ["2024-01-01/2024-01-03"], "aggregations": [agg]}))[0]["result"]["s"]
+            .clone()
+    };
+    assert_eq!(sketch(json!({})), json!(3));
+    assert_eq!(sketch(json!({"stringEncoding": "utf8"})), json!(3));
+    let utf16 = sketch(json!({"shouldFinalize": false}));
+    let utf8 = sketch(json!({"shouldFinalize": false, "stringEncoding": "utf8"}));
+    let hll8 = sketch(json!({"shouldFinalize": false, "tgtHllType": "HLL_8"}));
+    assert!(utf16.is_string() && utf8.is_string() && hll8.is_string());
+    assert_ne!(utf16, utf8);
+    assert_ne!(utf16, hll8);
+    let e = run_err(json!({"queryType": "timeseries", "dataSource": "events",
+        "aggregations": [{"type": "HLLSketchBuild", "name": "s", "fieldName": "device",
+            "stringEncoding": "latin1"}]}));
+    assert!(e.message.contains("latin1"), "{e}");
+}

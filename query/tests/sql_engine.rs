@@ -308,7 +308,7 @@ fn rows_in(sql: &str, context: Json) -> Vec<Vec<Json>> {
     let catalog = EventsCatalog(Fixed(segments(&common::events::events(), |d| d == 0)));
     let request = SqlRequest {
         query: sql.into(),
-        context: context.as_object().unwrap().clone(),
+        context: context.as_object().cloned().unwrap_or_default(),
         ..SqlRequest::default()
     };
     execute(&request, &catalog, &catalog.0, &Unbounded)
@@ -363,4 +363,93 @@ fn exact_count_distinct_plans_a_nested_group_by() {
     };
     let error = execute(&request, &catalog, &catalog.0, &Unbounded).unwrap_err();
     assert_eq!(error.kind, ErrorKind::Unsupported, "{error}");
+}
+
+/// CASE, CAST, COALESCE, string and time functions, EXTRACT, long division, EARLIEST/LATEST
+/// and ANY_VALUE, over the hand-checked events.
+#[test]
+fn expressions_and_functions_end_to_end() {
+    assert_eq!(
+        rows(
+            "SELECT CASE WHEN clicks >= 5 THEN 'many' ELSE 'few' END AS k, COUNT(*), SUM(clicks) / COUNT(*) \
+             FROM events GROUP BY 1 ORDER BY 1"
+        ),
+        vec![
+            vec![json!("few"), json!(4), json!(2)],
+            vec![json!("many"), json!(4), json!(7)],
+        ]
+    );
+    assert_eq!(
+        rows(
+            "SELECT LOWER(COALESCE(country, 'none')) AS c, SUM(CAST(price AS BIGINT)) FROM events \
+             WHERE CHAR_LENGTH(device) > 5 GROUP BY 1 ORDER BY 1"
+        ),
+        vec![vec![json!("none"), json!(4)], vec![json!("us"), json!(5)],]
+    );
+    assert_eq!(
+        rows(
+            "SELECT TIME_FORMAT(__time, 'yyyy-MM-dd', 'Asia/Tokyo') AS d, EXTRACT(DAY FROM __time) AS dd, \
+             COUNT(*) FROM events GROUP BY 1, 2 ORDER BY 1, 2"
+        ),
+        vec![
+            vec![json!("2024-01-01"), json!(1), json!(5)],
+            vec![json!("2024-01-02"), json!(2), json!(3)],
+        ]
+    );
+    assert_eq!(
+        rows(
+            "SELECT EARLIEST(device), LATEST(clicks), ANY_VALUE(country), \
+             SUM(clicks) FILTER (WHERE TIME_IN_INTERVAL(__time, '2024-01-02/2024-01-03')) FROM events"
+        ),
+        vec![vec![json!("phone"), json!(8), json!("US"), json!(15)]]
+    );
+    // Comparing two columns is an expression filter; a scan returns expressions.
+    assert_eq!(
+        rows(
+            "SELECT CONCAT(country, '-', device), clicks % 3 FROM events WHERE \"user\" = clicks ORDER BY __time"
+        ),
+        Vec::<Vec<Json>>::new()
+    );
+    assert_eq!(
+        rows(
+            "SELECT UPPER(device) AS d, TIME_FLOOR(__time, 'P1D', NULL, 'America/New_York') AS t FROM events \
+             WHERE country = 'DE'"
+        ),
+        vec![vec![json!("PHONE"), json!("2023-12-31T05:00:00.000Z")]]
+    );
+}
+
+#[test]
+fn union_all_constants_explain_outer_limit_and_exact_top_n() {
+    assert_eq!(
+        rows(
+            "SELECT country, COUNT(*) FROM events WHERE country = 'FR' GROUP BY 1 \
+             UNION ALL SELECT device, COUNT(*) FROM events WHERE device = 'tablet' GROUP BY 1"
+        ),
+        vec![vec![json!("FR"), json!(2)], vec![json!("tablet"), json!(1)]]
+    );
+    assert_eq!(rows("SELECT 1, 'x' AS y"), vec![vec![json!(1), json!("x")]]);
+    let explained = rows("EXPLAIN PLAN FOR SELECT COUNT(*) FROM events WHERE country = 'US'");
+    let plan: Json = serde_json::from_str(explained[0][0].as_str().unwrap()).unwrap();
+    assert_eq!(plan[0]["query"]["queryType"], json!("timeseries"));
+    assert_eq!(
+        explained[0][1],
+        json!(r#"[{"name":"events","type":"DATASOURCE"}]"#)
+    );
+    assert_eq!(
+        rows_in(
+            "SELECT __time, country FROM events",
+            json!({"sqlOuterLimit": 3})
+        )
+        .len(),
+        3
+    );
+    let exact = rows_in(
+        "SELECT country, SUM(clicks) FROM events GROUP BY country ORDER BY 2 DESC LIMIT 2",
+        json!({"useApproximateTopN": false}),
+    );
+    assert_eq!(
+        exact,
+        vec![vec![json!("US"), json!(22)], vec![json!("FR"), json!(9)]]
+    );
 }

@@ -49,6 +49,11 @@ pub enum SegmentError {
     #[error("deep storage: {0}")]
     DeepStorage(String),
 
+    /// A query's derived (virtual) column could not be computed over a segment: the query's
+    /// fault, not the data's.
+    #[error("{0}")]
+    Derived(String),
+
     /// Columns or rows that do not fit the schema they are written under (a programming error
     /// surfaced as an error rather than a panic).
     #[error("schema mismatch: {0}")]

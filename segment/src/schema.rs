@@ -78,6 +78,11 @@ pub enum MetricKind {
     #[serde(rename_all = "camelCase")]
     HllSketch {
         lg_k: u8,
+        /// Strings hash as UTF-16LE (Druid's default `stringEncoding`) rather than UTF-8.
+        /// Absent in footers written before Grove honoured `stringEncoding`, whose sketches
+        /// hashed UTF-8.
+        #[serde(default, skip_serializing_if = "is_false")]
+        utf16le: bool,
     },
 }
 
@@ -99,6 +104,8 @@ impl<'de> Deserialize<'de> for MetricKind {
             #[serde(rename_all = "camelCase")]
             HllSketch {
                 lg_k: u8,
+                #[serde(default)]
+                utf16le: bool,
             },
         }
         Ok(match Stored::deserialize(d)? {
@@ -109,9 +116,13 @@ impl<'de> Deserialize<'de> for MetricKind {
             Stored::DoubleSum {} => MetricKind::DoubleSum,
             Stored::DoubleMin {} => MetricKind::DoubleMin,
             Stored::DoubleMax {} => MetricKind::DoubleMax,
-            Stored::HllSketch { lg_k } => MetricKind::HllSketch { lg_k },
+            Stored::HllSketch { lg_k, utf16le } => MetricKind::HllSketch { lg_k, utf16le },
         })
     }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// How a metric's values are stored in a segment column.
@@ -224,7 +235,7 @@ impl Schema {
             if m.kind != MetricKind::Count && m.field_name.is_none() {
                 return Err(format!("metric '{}' needs a fieldName", m.name));
             }
-            if let MetricKind::HllSketch { lg_k } = m.kind
+            if let MetricKind::HllSketch { lg_k, .. } = m.kind
                 && !(4..=21).contains(&lg_k)
             {
                 return Err(format!("metric '{}': lgK {lg_k} is outside 4..=21", m.name));

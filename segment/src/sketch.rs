@@ -10,8 +10,9 @@
 //! first); merging persisted sketches read with [`HllSketch::from_bytes`] never copies.
 //!
 //! Hashing follows DataSketches Java (so sketches stay interchangeable with Druid's):
-//! strings hash their UTF-8 bytes (Druid's `stringEncoding: "utf8"`) and the empty string is
-//! ignored; longs hash their 8 little-endian bytes; doubles hash the bits of the canonical double
+//! strings hash their UTF-16LE code units ([`HllSketch::update_str_utf16le`], Druid's default
+//! `stringEncoding: "utf16le"`, Java's `update(char[])`) or their UTF-8 bytes
+//! ([`HllSketch::update_str`], `stringEncoding: "utf8"`), and the empty string is ignored; longs hash their 8 little-endian bytes; doubles hash the bits of the canonical double
 //! (`-0.0` as `0.0`, one NaN), as Java's `update(double)` does.
 //!
 //! Invariants: `lg_k` is in `4..=21`; a merge leaves `lg_k` at the minimum of the two sides (a
@@ -21,7 +22,8 @@
 
 use datasketches::hash::value::raw_bytes;
 pub use datasketches::hll::Coupon;
-use datasketches::hll::{self, HllType, HllUnion};
+pub use datasketches::hll::HllType;
+use datasketches::hll::{self, HllUnion};
 
 use crate::error::{Result, SegmentError};
 
@@ -65,6 +67,30 @@ impl HllSketch {
             return;
         }
         self.update_hashable(raw_bytes::from_str(value));
+    }
+
+    /// Adds a string value by its UTF-16LE code units (Druid's default `stringEncoding`, Java's
+    /// `update(char[])`). The empty string is ignored.
+    #[inline]
+    pub fn update_str_utf16le(&mut self, value: &str) {
+        if value.is_empty() {
+            return;
+        }
+        let mut bytes = Vec::with_capacity(value.len() * 2);
+        for unit in value.encode_utf16() {
+            bytes.extend_from_slice(&unit.to_le_bytes());
+        }
+        self.update_hashable(raw_bytes::from_slice(&bytes));
+    }
+
+    /// Adds a string in `encoding`: UTF-16LE code units or UTF-8 bytes.
+    #[inline]
+    pub fn update_str_as(&mut self, value: &str, utf16le: bool) {
+        if utf16le {
+            self.update_str_utf16le(value);
+        } else {
+            self.update_str(value);
+        }
     }
 
     /// Adds a long value (its 8 little-endian bytes, as Java's `update(long)`).
@@ -192,6 +218,20 @@ impl HllSketch {
         match &self.state {
             State::Single(sketch) => sketch.serialize(),
             State::Union(union) => union.to_sketch(HLL_TYPE).serialize(),
+        }
+    }
+
+    /// The DataSketches HLL image with registers of `target` width (Druid's `tgtHllType`:
+    /// HLL_4, HLL_6 or HLL_8); list and set modes are the same in every width.
+    pub fn to_bytes_as(&self, target: HllType) -> Vec<u8> {
+        match &self.state {
+            State::Single(sketch) if target == HLL_TYPE => sketch.serialize(),
+            State::Single(sketch) => {
+                let mut union = new_union(sketch.lg_config_k());
+                union.update(sketch);
+                union.to_sketch(target).serialize()
+            }
+            State::Union(union) => union.to_sketch(target).serialize(),
         }
     }
 

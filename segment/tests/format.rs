@@ -157,7 +157,13 @@ fn sample(rows: usize, seed: u64) -> (SegmentMeta, SegmentColumns) {
             metric("added", MetricKind::LongSum),
             metric("delta", MetricKind::LongMin),
             metric("spend", MetricKind::DoubleSum),
-            metric("users", MetricKind::HllSketch { lg_k: 12 }),
+            metric(
+                "users",
+                MetricKind::HllSketch {
+                    lg_k: 12,
+                    utf16le: false,
+                },
+            ),
         ],
     );
     let columns = SegmentColumns {
@@ -233,7 +239,10 @@ fn sample(rows: usize, seed: u64) -> (SegmentMeta, SegmentColumns) {
             },
             MetricColumn {
                 name: "users".into(),
-                kind: MetricKind::HllSketch { lg_k: 12 },
+                kind: MetricKind::HllSketch {
+                    lg_k: 12,
+                    utf16le: false,
+                },
                 data: MetricData::Sketch(
                     (0..rows)
                         .map(|_| (0..rng.below(24)).map(|_| rng.next() as u8).collect())

@@ -41,7 +41,14 @@ fn sorted_schema(rollup: bool, time_at: usize) -> Schema {
             metric("min", Some("value"), MetricKind::LongMin),
             metric("max", Some("value"), MetricKind::LongMax),
             metric("dsum", Some("amount"), MetricKind::DoubleSum),
-            metric("users", Some("user"), MetricKind::HllSketch { lg_k: 12 }),
+            metric(
+                "users",
+                Some("user"),
+                MetricKind::HllSketch {
+                    lg_k: 12,
+                    utf16le: false,
+                },
+            ),
         ],
         query_granularity: Granularity::MINUTE,
         segment_granularity: Granularity::DAY,

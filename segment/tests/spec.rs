@@ -271,11 +271,25 @@ fn hll_sketch_and_transform_filter_spec_parses() {
             lg_k: 14,
             tgt_hll_type: TgtHllType::Hll8,
             round: true,
+            string_encoding: None,
         }
     );
     let schema = ds.schema().unwrap();
-    assert_eq!(schema.metrics[1].kind, MetricKind::HllSketch { lg_k: 14 });
-    assert_eq!(schema.metrics[2].kind, MetricKind::HllSketch { lg_k: 12 });
+    assert_eq!(
+        schema.metrics[1].kind,
+        MetricKind::HllSketch {
+            lg_k: 14,
+            utf16le: true
+        }
+    );
+    // Druid's default stringEncoding is utf16le; utf8 is asked for by name.
+    assert_eq!(
+        schema.metrics[2].kind,
+        MetricKind::HllSketch {
+            lg_k: 12,
+            utf16le: false
+        }
+    );
     let filter: &Filter = ds.transform_spec.filter.as_ref().unwrap();
     assert_eq!(filter.fields(), vec!["country", "device", "duration_ms"]);
     let layout = ds.row_layout().unwrap();

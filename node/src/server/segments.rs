@@ -264,7 +264,13 @@ mod tests {
             metrics: vec![
                 metric("count", MetricKind::Count),
                 metric("total", MetricKind::DoubleSum),
-                metric("users", MetricKind::HllSketch { lg_k: 12 }),
+                metric(
+                    "users",
+                    MetricKind::HllSketch {
+                        lg_k: 12,
+                        utf16le: false,
+                    },
+                ),
             ],
             query_granularity: Granularity::named("none").unwrap(),
             segment_granularity: Granularity::named("day").unwrap(),

@@ -56,6 +56,13 @@ pub(crate) trait Operands {
     fn operand(&mut self, expr: &Expr) -> Result<Operand>;
     /// The query's lifted `IN` lists ([`super::in_list`]).
     fn in_lists(&self) -> &[Vec<Literal>];
+    /// A condition that is no column-against-constants test (columns compared with each other,
+    /// functions in conditions): a native `expression` filter, where the operands allow it.
+    fn expression(&mut self, expr: &Expr) -> Result<Value> {
+        Err(QueryError::unsupported(format!(
+            "SQL: the condition {expr} is not supported here"
+        )))
+    }
 }
 
 /// Druid's eternity: `JodaUtils.MIN_INSTANT` and `MAX_INSTANT`.
@@ -110,6 +117,11 @@ fn time_bounds(expr: &Expr, operands: &mut dyn Operands) -> Result<Option<(i64, 
     };
     match expr {
         Expr::Nested(inner) => time_bounds(inner, operands),
+        Expr::BinaryOp { left, right, .. }
+            if literal(left)?.is_none() && literal(right)?.is_none() =>
+        {
+            Ok(None)
+        }
         Expr::BinaryOp { left, op, right } if *op != BinaryOperator::NotEq => {
             let Some((column, op, value)) = comparison(left, op, right)? else {
                 return Ok(None);
@@ -222,6 +234,19 @@ pub(crate) fn filter(expr: &Expr, operands: &mut dyn Operands) -> Result<Value> 
             op: UnaryOperator::Not,
             expr,
         } => Ok(not(filter(expr, operands)?)),
+        Expr::BinaryOp { left, right, .. }
+            if literal(left)?.is_none() && literal(right)?.is_none() =>
+        {
+            operands.expression(expr)
+        }
+        Expr::Function(function)
+            if function
+                .name
+                .to_string()
+                .eq_ignore_ascii_case("TIME_IN_INTERVAL") =>
+        {
+            operands.expression(expr)
+        }
         Expr::BinaryOp { left, op, right } => {
             let Some((column, op, value)) = comparison(left, op, right)? else {
                 return Err(QueryError::unsupported(format!(
@@ -304,9 +329,7 @@ pub(crate) fn filter(expr: &Expr, operands: &mut dyn Operands) -> Result<Value> 
         Expr::InSubquery { .. } | Expr::Exists { .. } | Expr::Subquery(_) => {
             Err(QueryError::unsupported("SQL: subqueries are not supported"))
         }
-        other => Err(QueryError::unsupported(format!(
-            "SQL: condition {other} is not supported"
-        ))),
+        other => operands.expression(other),
     }
 }
 

@@ -72,6 +72,7 @@ impl<'a, 'q> Grouping<'a, 'q> {
                 .collect::<Result<Vec<_>>>()?
         };
         for key in keys {
+            let key = grouping.lowering.intern(key);
             match key {
                 Term::Column(column) => {
                     if matches!(column.sql_type, SqlType::Other(_)) {
@@ -122,6 +123,13 @@ impl<'a, 'q> Grouping<'a, 'q> {
 
     /// Where `term` is in a native result row, registering post-aggregators as needed.
     fn output(&mut self, term: &Term) -> Result<Output> {
+        let interned;
+        let term = if matches!(term, Term::Expression { .. }) {
+            interned = self.lowering.intern(term.clone());
+            &interned
+        } else {
+            term
+        };
         match term {
             Term::Column(column) => match self.dimensions.iter().position(|d| d == column) {
                 Some(index) => Ok(Output::Field(format!("d{index}"))),
@@ -137,7 +145,7 @@ impl<'a, 'q> Grouping<'a, 'q> {
                 "SQL: __time (or its floor) must appear in GROUP BY or in an aggregate",
             )),
             Term::Aggregate(index) => Ok(Output::Field(aggregate_name(*index))),
-            Term::Arithmetic { .. } => {
+            Term::Arithmetic { .. } | Term::PostExpression { .. } => {
                 let index = match self.post.iter().position(|p| p == term) {
                     Some(index) => index,
                     None => {
@@ -148,6 +156,7 @@ impl<'a, 'q> Grouping<'a, 'q> {
                 Ok(Output::Field(format!("p{index}")))
             }
             Term::Constant(_) => unsupported("a constant here"),
+            Term::Expression { .. } => unreachable!("interned above"),
         }
     }
 
@@ -193,7 +202,18 @@ impl<'a, 'q> Grouping<'a, 'q> {
             });
         }
         self.insert_aggregations(native)?;
-        let kind = self.kind(having.is_some(), &order);
+        let mut kind = self.kind(having.is_some(), &order);
+        // `useApproximateTopN: false` asks for the exact answer: Druid plans a groupBy.
+        if kind == NativeKind::TopN
+            && matches!(context.get("useApproximateTopN"), Some(Value::Bool(false)))
+        {
+            kind = NativeKind::GroupBy;
+        }
+        if matches!(context.get("useApproximateTopN"), Some(Value::String(s)) if s == "false")
+            && kind == NativeKind::TopN
+        {
+            kind = NativeKind::GroupBy;
+        }
         let mut plan = NativePlan {
             query: Value::Null,
             kind,
@@ -225,6 +245,9 @@ impl<'a, 'q> Grouping<'a, 'q> {
             }
         };
         native.insert("queryType".into(), json!(query_type));
+        if let Some(columns) = self.lowering.virtual_columns_json() {
+            native.insert("virtualColumns".into(), columns);
+        }
         Ok(plan)
     }
 
@@ -461,7 +484,7 @@ impl<'a, 'q> Grouping<'a, 'q> {
 
 fn dimension_spec(column: &ColumnInfo, index: usize) -> Value {
     let output_type = match column.sql_type {
-        SqlType::Bigint => "LONG",
+        SqlType::Bigint | SqlType::Timestamp => "LONG",
         SqlType::Double => "DOUBLE",
         _ => "STRING",
     };

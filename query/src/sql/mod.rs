@@ -32,6 +32,7 @@ mod in_list;
 mod lower;
 mod native;
 mod parse;
+mod scalar;
 mod shape;
 mod system;
 mod value;
@@ -136,6 +137,10 @@ pub struct SqlResult {
 pub enum Plan {
     Native(NativePlan),
     System(SystemPlan),
+    /// `UNION ALL` at the top level: each branch planned on its own, rows concatenated.
+    Union(Vec<Plan>),
+    /// Rows known at planning: `SELECT` of constants without `FROM`, `EXPLAIN PLAN FOR`.
+    Rows(SqlResult),
 }
 
 impl Plan {
@@ -144,6 +149,8 @@ impl Plan {
         match self {
             Plan::Native(plan) => &plan.columns,
             Plan::System(plan) => &plan.columns,
+            Plan::Union(plans) => plans.first().map_or(&[], |p| p.columns()),
+            Plan::Rows(result) => &result.columns,
         }
     }
 }
@@ -162,16 +169,176 @@ pub fn plan(request: &SqlRequest, catalog: &dyn Catalog) -> Result<Plan> {
                 })?,
         ),
     };
+    // Calcite's `EXPLAIN PLAN FOR <query>`: the native query as Druid shows it.
+    let text = request.query.trim_start();
+    if text.len() > 16 && text[..16].eq_ignore_ascii_case("EXPLAIN PLAN FOR") {
+        let inner = SqlRequest {
+            query: text[16..].to_string(),
+            ..request.clone()
+        };
+        return explain(&plan(&inner, catalog)?);
+    }
     let parsed = parse::parse(&request.query, &request.parameters, now_ms)?;
-    let query = clauses::SelectQuery::from_statement(&parsed.statement, &parsed.in_lists)?;
+    plan_statement(
+        &parsed.statement,
+        &parsed.in_lists,
+        catalog,
+        &request.context,
+    )
+}
+
+fn plan_statement(
+    statement: &sqlparser::ast::Statement,
+    in_lists: &[Vec<value::Literal>],
+    catalog: &dyn Catalog,
+    context: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Plan> {
+    use sqlparser::ast::{SetExpr, SetOperator, SetQuantifier, Statement};
+    if let Statement::Query(query) = statement {
+        match query.body.as_ref() {
+            SetExpr::SetOperation {
+                op: SetOperator::Union,
+                set_quantifier: SetQuantifier::All,
+                ..
+            } => {
+                if query.order_by.is_some() || query.limit_clause.is_some() {
+                    return Err(QueryError::unsupported(
+                        "SQL: ORDER BY or LIMIT over a UNION ALL is not supported (order or \
+                         limit each branch)",
+                    ));
+                }
+                let mut branches = Vec::new();
+                let mut stack = vec![query.body.as_ref()];
+                while let Some(body) = stack.pop() {
+                    match body {
+                        SetExpr::SetOperation {
+                            op: SetOperator::Union,
+                            set_quantifier: SetQuantifier::All,
+                            left,
+                            right,
+                        } => {
+                            stack.push(right);
+                            stack.push(left);
+                        }
+                        other => branches.push(other.clone()),
+                    }
+                }
+                let mut plans = Vec::with_capacity(branches.len());
+                for branch in branches {
+                    let mut one = (**query).clone();
+                    one.body = Box::new(branch);
+                    plans.push(plan_statement(
+                        &Statement::Query(Box::new(one)),
+                        in_lists,
+                        catalog,
+                        context,
+                    )?);
+                }
+                let width = plans[0].columns().len();
+                if plans.iter().any(|p| p.columns().len() != width) {
+                    return Err(QueryError::bad(
+                        "SQL: the branches of a UNION ALL select different numbers of columns",
+                    ));
+                }
+                return Ok(Plan::Union(plans));
+            }
+            SetExpr::Select(select) if select.from.is_empty() => {
+                return constants(select);
+            }
+            _ => {}
+        }
+    }
+    let query = clauses::SelectQuery::from_statement(statement, in_lists)?;
     match clauses::resolve_table(query.table, catalog)? {
         clauses::TableRef::System(table) => Ok(Plan::System(system::plan(table, &query)?)),
-        clauses::TableRef::Datasource(table) => Ok(Plan::Native(native::plan(
-            &table,
-            &query,
-            &request.context,
-        )?)),
+        clauses::TableRef::Datasource(table) => {
+            Ok(Plan::Native(native::plan(&table, &query, context)?))
+        }
     }
+}
+
+/// `SELECT <constants>` without `FROM`: one row (what clients send to check a connection).
+fn constants(select: &sqlparser::ast::Select) -> Result<Plan> {
+    use sqlparser::ast::SelectItem;
+    let mut columns = Vec::new();
+    let mut row = Vec::new();
+    for (index, item) in select.projection.iter().enumerate() {
+        let (expr, name) = match item {
+            SelectItem::UnnamedExpr(e) => (e, format!("EXPR${index}")),
+            SelectItem::ExprWithAlias { expr, alias } => (expr, alias.value.clone()),
+            _ => {
+                return Err(QueryError::unsupported(
+                    "SQL: SELECT without FROM of anything but constants is not supported",
+                ));
+            }
+        };
+        let Some(literal) = value::literal(expr)? else {
+            return Err(QueryError::unsupported(format!(
+                "SQL: SELECT without FROM of {expr} is not supported (constants only)"
+            )));
+        };
+        columns.push(ColumnInfo {
+            name,
+            sql_type: literal.sql_type(),
+        });
+        row.push(match literal {
+            value::Literal::Timestamp(ms) => {
+                serde_json::json!(grove_segment::time::format_iso(ms))
+            }
+            other => other.to_json(),
+        });
+    }
+    if select.selection.is_some()
+        || !matches!(&select.group_by, sqlparser::ast::GroupByExpr::Expressions(e, _) if e.is_empty())
+    {
+        return Err(QueryError::unsupported(
+            "SQL: WHERE or GROUP BY without FROM is not supported",
+        ));
+    }
+    Ok(Plan::Rows(SqlResult {
+        columns,
+        rows: vec![row],
+    }))
+}
+
+/// `EXPLAIN PLAN FOR`: Druid's three columns, the plan as the native query it runs.
+fn explain(plan: &Plan) -> Result<Plan> {
+    fn queries(plan: &Plan, out: &mut Vec<serde_json::Value>) -> Result<()> {
+        match plan {
+            Plan::Native(native) => {
+                out.push(serde_json::json!({
+                    "query": native.query,
+                    "signature": native.columns.iter().map(|c| serde_json::json!({
+                        "name": c.name, "type": c.sql_type.name(),
+                    })).collect::<Vec<_>>(),
+                }));
+                Ok(())
+            }
+            Plan::Union(plans) => plans.iter().try_for_each(|p| queries(p, out)),
+            Plan::System(_) | Plan::Rows(_) => Err(QueryError::unsupported(
+                "SQL: EXPLAIN of a query that runs no native query is not supported",
+            )),
+        }
+    }
+    let mut out = Vec::new();
+    queries(plan, &mut out)?;
+    let resources: Vec<serde_json::Value> = out
+        .iter()
+        .filter_map(|q| q["query"]["dataSource"].as_str())
+        .map(|ds| serde_json::json!({"name": ds, "type": "DATASOURCE"}))
+        .collect();
+    let varchar = |name: &str| ColumnInfo {
+        name: name.to_string(),
+        sql_type: SqlType::Varchar,
+    };
+    Ok(Plan::Rows(SqlResult {
+        columns: vec![varchar("PLAN"), varchar("RESOURCES"), varchar("ATTRIBUTES")],
+        rows: vec![vec![
+            serde_json::Value::String(serde_json::Value::Array(out).to_string()),
+            serde_json::Value::String(serde_json::Value::Array(resources).to_string()),
+            serde_json::Value::String(r#"{"statementType":"SELECT"}"#.to_string()),
+        ]],
+    }))
 }
 
 /// Plans and runs `request`.
@@ -181,13 +348,50 @@ pub fn execute(
     provider: &dyn SegmentProvider,
     control: &dyn QueryControl,
 ) -> Result<SqlResult> {
-    match plan(request, catalog)? {
-        Plan::System(plan) => system::run(&plan, catalog),
+    let mut result = run_plan(&plan(request, catalog)?, catalog, provider, control)?;
+    // `sqlOuterLimit`: the most rows the answer may have.
+    if let Some(limit) = request.context.get("sqlOuterLimit") {
+        let limit = limit
+            .as_u64()
+            .or_else(|| limit.as_str().and_then(|s| s.trim().parse().ok()))
+            .ok_or_else(|| {
+                QueryError::bad(format!(
+                    "SQL: sqlOuterLimit {limit} is not a non-negative integer"
+                ))
+            })?;
+        result
+            .rows
+            .truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    }
+    Ok(result)
+}
+
+fn run_plan(
+    plan: &Plan,
+    catalog: &dyn Catalog,
+    provider: &dyn SegmentProvider,
+    control: &dyn QueryControl,
+) -> Result<SqlResult> {
+    match plan {
+        Plan::System(plan) => system::run(plan, catalog),
         Plan::Native(plan) => match crate::run_native(&plan.query, provider, control)? {
             crate::QueryResult::Events(table) if plan.kind == NativeKind::GroupBy => {
-                shape::shape_events(&plan, &table)
+                shape::shape_events(plan, &table)
             }
-            result => shape(&plan, &result.into_json()),
+            result => shape(plan, &result.into_json()),
         },
+        Plan::Rows(result) => Ok(result.clone()),
+        Plan::Union(plans) => {
+            let mut out = SqlResult {
+                columns: plan.columns().to_vec(),
+                rows: Vec::new(),
+            };
+            for p in plans {
+                control.check()?;
+                out.rows
+                    .extend(run_plan(p, catalog, provider, control)?.rows);
+            }
+            Ok(out)
+        }
     }
 }

@@ -106,7 +106,7 @@ pub(crate) fn plan(
     let where_ = plan_where(
         query.selection,
         &mut TableOperands {
-            lowering: &lowering,
+            lowering: &mut lowering,
         },
     )?;
     let mut native = Map::new();
@@ -117,7 +117,11 @@ pub(crate) fn plan(
     }
     let grouped = !query.group_by.is_empty() || query.distinct || query.having.is_some();
     let mut plan = if !grouped && lowering.aggregates.is_empty() {
-        scan(query, &items, &terms, &lowering, &mut native)?
+        let plan = scan(query, &items, &terms, &mut lowering, &mut native)?;
+        if let Some(columns) = lowering.virtual_columns_json() {
+            native.insert("virtualColumns".into(), columns);
+        }
+        plan
     } else {
         Grouping::new(lowering, query, &items, terms)?.plan(&mut native, &mut native_context)?
     };
@@ -234,13 +238,15 @@ fn scan(
     query: &SelectQuery<'_>,
     items: &[Item<'_>],
     terms: &[Term],
-    lowering: &Lowering<'_>,
+    lowering: &mut Lowering<'_>,
     native: &mut Map<String, Value>,
 ) -> Result<NativePlan> {
     let mut columns = Vec::with_capacity(items.len());
     let mut sources = Vec::with_capacity(items.len());
     let mut scanned: Vec<String> = Vec::new();
     for (item, term) in items.iter().zip(terms) {
+        let interned = lowering.intern(term.clone());
+        let term = &interned;
         let column = match term {
             Term::Column(column) => column.name.clone(),
             Term::Time(granularity) if granularity == "none" => TIME_COLUMN.to_string(),

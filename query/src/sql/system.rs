@@ -1,15 +1,16 @@
-//! System tables answered from the [`Catalog`]: `INFORMATION_SCHEMA.TABLES`,
+//! System tables answered from the [`Catalog`]: `INFORMATION_SCHEMA.SCHEMATA`,
+//! `INFORMATION_SCHEMA.TABLES`,
 //! `INFORMATION_SCHEMA.COLUMNS` and `sys.segments`.
 //!
 //! A query over a system table is planned into a [`SystemPlan`]: the `WHERE` clause is translated
 //! by the same code as for datasources (into a native filter JSON, [`super::filter`]) and
-//! evaluated here row by row with SQL's three-valued logic; projection is columns or a single
-//! `COUNT(*)`; `ORDER BY` columns, `LIMIT` and `OFFSET`. Grouping is refused.
+//! evaluated here row by row with SQL's three-valued logic; projection is columns, a single
+//! `COUNT(*)` or `COUNT(*) <comparison> n` (SQLAlchemy's `has_table`); `ORDER BY` columns, `LIMIT` and `OFFSET`. Grouping is refused.
 
 use std::cmp::Ordering;
 
 use serde_json::{Value, json};
-use sqlparser::ast::{Expr, FunctionArgExpr, FunctionArguments};
+use sqlparser::ast::{BinaryOperator, Expr, FunctionArgExpr, FunctionArguments};
 
 use super::clauses::{DRUID_SCHEMA, SelectQuery, item_reference};
 use super::filter::{self, Kind, Operand, Operands};
@@ -19,12 +20,14 @@ use crate::{QueryError, Result};
 /// A system table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SystemTable {
+    Schemata,
     Tables,
     Columns,
     Segments,
 }
 
-const ALL: [SystemTable; 3] = [
+const ALL: [SystemTable; 4] = [
+    SystemTable::Schemata,
     SystemTable::Columns,
     SystemTable::Tables,
     SystemTable::Segments,
@@ -40,13 +43,16 @@ impl SystemTable {
 
     pub fn schema(self) -> &'static str {
         match self {
-            SystemTable::Tables | SystemTable::Columns => "INFORMATION_SCHEMA",
+            SystemTable::Schemata | SystemTable::Tables | SystemTable::Columns => {
+                "INFORMATION_SCHEMA"
+            }
             SystemTable::Segments => "sys",
         }
     }
 
     pub fn name(self) -> &'static str {
         match self {
+            SystemTable::Schemata => "SCHEMATA",
             SystemTable::Tables => "TABLES",
             SystemTable::Columns => "COLUMNS",
             SystemTable::Segments => "segments",
@@ -57,6 +63,15 @@ impl SystemTable {
     pub fn columns(self) -> Vec<ColumnInfo> {
         use SqlType::{Bigint, Varchar};
         let names: &[(&str, SqlType)] = match self {
+            SystemTable::Schemata => &[
+                ("CATALOG_NAME", Varchar),
+                ("SCHEMA_NAME", Varchar),
+                ("SCHEMA_OWNER", Varchar),
+                ("DEFAULT_CHARACTER_SET_CATALOG", Varchar),
+                ("DEFAULT_CHARACTER_SET_SCHEMA", Varchar),
+                ("DEFAULT_CHARACTER_SET_NAME", Varchar),
+                ("SQL_PATH", Varchar),
+            ],
             SystemTable::Tables => &[
                 ("TABLE_CATALOG", Varchar),
                 ("TABLE_SCHEMA", Varchar),
@@ -101,6 +116,14 @@ impl SystemTable {
     /// The table's rows, read from `catalog`, in [`SystemTable::columns`] order.
     pub fn rows(self, catalog: &dyn Catalog) -> Vec<Vec<Value>> {
         match self {
+            SystemTable::Schemata => [DRUID_SCHEMA, "INFORMATION_SCHEMA", "sys"]
+                .into_iter()
+                .map(|schema| {
+                    let mut row = vec![json!(DRUID_SCHEMA), json!(schema)];
+                    row.extend(std::iter::repeat_n(Value::Null, 5));
+                    row
+                })
+                .collect(),
             SystemTable::Tables => {
                 let datasources = catalog
                     .tables()
@@ -185,6 +208,9 @@ pub struct SystemPlan {
     pub columns: Vec<ColumnInfo>,
     /// Per output column, its index in [`SystemTable::columns`]; `None` for `COUNT(*)`.
     projection: Option<Vec<usize>>,
+    /// `COUNT(*) <op> n` (as SQLAlchemy's `has_table` asks `COUNT(*) > 0`): the comparison
+    /// applied to the count, output as a boolean.
+    count_test: Option<(BinaryOperator, i64)>,
     /// The `WHERE` clause as a native filter over the table's column names.
     filter: Option<Value>,
     /// Sort keys: a column index and whether descending.
@@ -251,6 +277,7 @@ pub(crate) fn plan(table: SystemTable, query: &SelectQuery<'_>) -> Result<System
         columns: &table_columns,
     };
     let items = query.items(&table_columns)?;
+    let mut count_test = None;
     let (columns, projection) = match items.as_slice() {
         [item] if is_count_star(&item.expr) => (
             vec![ColumnInfo {
@@ -259,6 +286,16 @@ pub(crate) fn plan(table: SystemTable, query: &SelectQuery<'_>) -> Result<System
             }],
             None,
         ),
+        [item] if count_comparison(&item.expr)?.is_some() => {
+            count_test = count_comparison(&item.expr)?;
+            (
+                vec![ColumnInfo {
+                    name: item.name.clone(),
+                    sql_type: SqlType::Other("BOOLEAN".into()),
+                }],
+                None,
+            )
+        }
         _ => {
             let mut columns = Vec::with_capacity(items.len());
             let mut projection = Vec::with_capacity(items.len());
@@ -300,11 +337,39 @@ pub(crate) fn plan(table: SystemTable, query: &SelectQuery<'_>) -> Result<System
         table,
         columns,
         projection,
+        count_test,
         filter,
         order,
         offset: query.offset,
         limit: query.limit,
     })
+}
+
+/// `COUNT(*) <comparison> <integer>`, as its operator and integer.
+fn count_comparison(expr: &Expr) -> Result<Option<(BinaryOperator, i64)>> {
+    let expr = match expr {
+        Expr::Nested(inner) => inner.as_ref(),
+        other => other,
+    };
+    let Expr::BinaryOp { left, op, right } = expr else {
+        return Ok(None);
+    };
+    if !matches!(
+        op,
+        BinaryOperator::Gt
+            | BinaryOperator::GtEq
+            | BinaryOperator::Lt
+            | BinaryOperator::LtEq
+            | BinaryOperator::Eq
+            | BinaryOperator::NotEq
+    ) || !is_count_star(left)
+    {
+        return Ok(None);
+    }
+    match super::value::literal(right)? {
+        Some(super::value::Literal::Long(n)) => Ok(Some((op.clone(), n))),
+        _ => Ok(None),
+    }
 }
 
 fn is_count_star(expr: &Expr) -> bool {
@@ -340,7 +405,20 @@ pub(crate) fn run(plan: &SystemPlan, catalog: &dyn Catalog) -> Result<SqlResult>
         })
         .collect();
     let rows = match &plan.projection {
-        None => vec![vec![json!(rows.len())]],
+        None => {
+            let count = rows.len() as i64;
+            vec![vec![match &plan.count_test {
+                None => json!(count),
+                Some((op, n)) => json!(match op {
+                    BinaryOperator::Gt => count > *n,
+                    BinaryOperator::GtEq => count >= *n,
+                    BinaryOperator::Lt => count < *n,
+                    BinaryOperator::LtEq => count <= *n,
+                    BinaryOperator::Eq => count == *n,
+                    _ => count != *n,
+                }),
+            }]]
+        }
         Some(projection) => {
             rows.sort_by(|a, b| {
                 plan.order

@@ -57,7 +57,10 @@ pub fn sorted_schema(time_at: usize) -> Schema {
             MetricSchema {
                 name: "users".into(),
                 field_name: Some("uname".into()),
-                kind: MetricKind::HllSketch { lg_k: 12 },
+                kind: MetricKind::HllSketch {
+                    lg_k: 12,
+                    utf16le: false,
+                },
             },
         ],
         query_granularity: Granularity::None,

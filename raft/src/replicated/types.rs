@@ -277,7 +277,7 @@ mod tests {
                 MetricSchema {
                     name: "users".into(),
                     field_name: Some("user".into()),
-                    kind: MetricKind::HllSketch { lg_k: 12 },
+                    kind: MetricKind::HllSketch { lg_k: 12, utf16le: false },
                 },
             ],
             query_granularity: serde_json::from_value(serde_json::json!(

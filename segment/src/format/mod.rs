@@ -46,7 +46,7 @@ pub use footer::{
     Part,
 };
 pub use longs::{BLOCK_ROWS, LongColumn};
-pub use reader::{DimensionReader, MetricReader, Segment};
+pub use reader::{DerivedColumns, DimensionReader, MetricReader, Segment};
 pub use sketches::SketchColumn;
 pub use strings::{StringColumn, ValueCoupons};
 pub use writer::{write_segment, write_segment_to};

@@ -10,7 +10,7 @@
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use memmap2::Mmap;
 use roaring::RoaringBitmap;
@@ -20,8 +20,9 @@ use super::{
     DoubleColumn, LongColumn, Names, SegmentMeta, SketchColumn, StringColumn, TIME_COLUMN,
     ValueCoupons,
 };
+use crate::columns::{DimensionColumn, SegmentColumns};
 use crate::error::{Result, SegmentError};
-use crate::schema::{MetricStorage, ValueType};
+use crate::schema::{DimensionSchema, MetricStorage, Schema, ValueType};
 
 /// A string, long or double dimension.
 #[derive(Clone, Copy, Debug)]
@@ -122,6 +123,25 @@ struct ColumnSlot {
     coupons: OnceLock<ValueCoupons>,
 }
 
+/// Columns computed from a segment's own (a query's virtual columns): [`Segment::derived`] builds
+/// them on first use and serves them as dimensions, ahead of the segment's columns of the same
+/// name.
+pub trait DerivedColumns: Send + Sync {
+    /// The names of the derived columns.
+    fn names(&self) -> &[String];
+    /// Computes every derived column over `base`, one per name, in [`DerivedColumns::names`]
+    /// order. An error is reported on each use of a derived column.
+    fn build(&self, base: &Segment) -> std::result::Result<Vec<DimensionColumn>, String>;
+}
+
+/// The derived part of a segment made by [`Segment::derived`].
+struct Derived {
+    base: Arc<Segment>,
+    columns: Arc<dyn DerivedColumns>,
+    /// The derived columns laid out as a segment of their own (with `base`'s `__time`).
+    built: OnceLock<std::result::Result<Segment, String>>,
+}
+
 /// An opened segment. `Send + Sync`; share it behind an `Arc`.
 pub struct Segment {
     /// The segment id, for messages.
@@ -132,6 +152,9 @@ pub struct Segment {
     blobs: Vec<BlobSlot>,
     /// `__time`, then dimensions, then metrics, in schema order.
     columns: Vec<ColumnSlot>,
+    /// Set for a segment made by [`Segment::derived`]: every read goes to the derived columns
+    /// or to the base segment, and the fields above are empty.
+    derived: Option<Box<Derived>>,
 }
 
 impl std::fmt::Debug for Segment {
@@ -284,7 +307,35 @@ impl Segment {
             num_rows,
             blobs,
             columns,
+            derived: None,
         })
+    }
+
+    /// `base` with `columns` added: a derived column is read as a dimension (shadowing a column
+    /// of `base` with its name) and built on its first use; every other read goes to `base`.
+    pub fn derived(base: Arc<Segment>, columns: Arc<dyn DerivedColumns>) -> Segment {
+        Segment {
+            name: base.name.clone(),
+            backing: Backing::Owned(Vec::new()),
+            meta: base.meta.clone(),
+            num_rows: base.num_rows,
+            blobs: Vec::new(),
+            columns: Vec::new(),
+            derived: Some(Box::new(Derived {
+                base,
+                columns,
+                built: OnceLock::new(),
+            })),
+        }
+    }
+
+    /// The derived columns as a segment, built on first use.
+    fn built(derived: &Derived) -> Result<&Segment> {
+        let built = derived.built.get_or_init(|| {
+            let dimensions = derived.columns.build(&derived.base)?;
+            build_derived(&derived.base, derived.columns.names(), dimensions)
+        });
+        built.as_ref().map_err(|e| SegmentError::Derived(e.clone()))
     }
 
     pub fn meta(&self) -> &SegmentMeta {
@@ -302,16 +353,25 @@ impl Segment {
 
     /// Size of the file (or bytes) backing the segment.
     pub fn file_bytes(&self) -> u64 {
-        self.backing.bytes().len() as u64
+        match &self.derived {
+            Some(d) => d.base.file_bytes(),
+            None => self.backing.bytes().len() as u64,
+        }
     }
 
     /// The footer directory: every blob with its column, part, encoding and sizes.
-    pub fn blobs(&self) -> impl Iterator<Item = &BlobEntry> {
-        self.blobs.iter().map(|b| &b.entry)
+    pub fn blobs(&self) -> Box<dyn Iterator<Item = &BlobEntry> + '_> {
+        match &self.derived {
+            Some(d) => d.base.blobs(),
+            None => Box::new(self.blobs.iter().map(|b| &b.entry)),
+        }
     }
 
     /// Verifies every blob's checksum and every column's structure now rather than on first use.
     pub fn verify(&self) -> Result<()> {
+        if let Some(d) = &self.derived {
+            return d.base.verify();
+        }
         for index in 0..self.blobs.len() {
             self.blob(index)?;
         }
@@ -479,12 +539,21 @@ impl Segment {
 
     /// `__time`.
     pub fn time(&self) -> Result<LongColumn<'_>> {
+        if let Some(d) = &self.derived {
+            return d.base.time();
+        }
         let column = self.column(0)?;
         self.long_values(column)
     }
 
     /// The dimension `name`, or `None` when the schema has no such dimension.
     pub fn dimension(&self, name: &str) -> Result<Option<DimensionReader<'_>>> {
+        if let Some(d) = &self.derived {
+            if d.columns.names().iter().any(|n| n == name) {
+                return Segment::built(d)?.dimension(name);
+            }
+            return d.base.dimension(name);
+        }
         let Some(index) = self.meta.schema.dimension_index(name) else {
             return Ok(None);
         };
@@ -505,6 +574,12 @@ impl Segment {
 
     /// The metric `name`, or `None` when the schema has no such metric.
     pub fn metric(&self, name: &str) -> Result<Option<MetricReader<'_>>> {
+        if let Some(d) = &self.derived {
+            if d.columns.names().iter().any(|n| n == name) {
+                return Ok(None);
+            }
+            return d.base.metric(name);
+        }
         let Some(index) = self.meta.schema.metric_index(name) else {
             return Ok(None);
         };
@@ -516,6 +591,61 @@ impl Segment {
         };
         Ok(Some(reader))
     }
+}
+
+/// Lays derived `dimensions` out as a segment of their own, with `base`'s `__time`.
+fn build_derived(
+    base: &Segment,
+    names: &[String],
+    dimensions: Vec<DimensionColumn>,
+) -> std::result::Result<Segment, String> {
+    if dimensions.len() != names.len() || dimensions.iter().zip(names).any(|(d, n)| d.name != *n) {
+        return Err("derived columns do not match their names".to_string());
+    }
+    let base_meta = base.meta();
+    let time = base.time().map_err(|e| e.to_string())?.to_vec();
+    let schema = Schema {
+        data_source: base_meta.schema.data_source.clone(),
+        dimensions: dimensions
+            .iter()
+            .map(|d| {
+                let mut schema = match d.data.value_type() {
+                    ValueType::String => DimensionSchema::string(&d.name),
+                    ValueType::Long => DimensionSchema::long(&d.name),
+                    ValueType::Double => DimensionSchema::double(&d.name),
+                };
+                // Derived columns are read by value, never through per-value bitmaps.
+                schema.bitmap_index = false;
+                schema
+            })
+            .collect(),
+        metrics: Vec::new(),
+        query_granularity: base_meta.schema.query_granularity,
+        segment_granularity: base_meta.schema.segment_granularity,
+        rollup: false,
+        // Rows keep the base segment's order: `__time` need not be sorted.
+        time_position: if base_meta.schema.time_sorted() {
+            0
+        } else {
+            dimensions.len()
+        },
+    };
+    let meta = SegmentMeta {
+        id: base_meta.id.clone(),
+        schema,
+        num_rows: base_meta.num_rows,
+        time_min_ms: base_meta.time_min_ms,
+        time_max_ms: base_meta.time_max_ms,
+    };
+    let columns = SegmentColumns {
+        time,
+        dimensions,
+        metrics: Vec::new(),
+    };
+    let mut bytes = Vec::new();
+    super::write_segment_to(&mut bytes, &meta, &columns, &super::WriteOptions::default())
+        .map_err(|e| e.to_string())?;
+    Segment::from_bytes(bytes, base.name()).map_err(|e| e.to_string())
 }
 
 fn slot(name: &str, kind: Kind) -> ColumnSlot {

@@ -69,9 +69,19 @@ enum DimensionIndexer {
 }
 
 enum MetricState {
-    Long { kind: MetricKind, values: Vec<i64> },
-    Double { kind: MetricKind, values: Vec<f64> },
-    Sketch { lg_k: u8, values: Vec<HllSketch> },
+    Long {
+        kind: MetricKind,
+        values: Vec<i64>,
+    },
+    Double {
+        kind: MetricKind,
+        values: Vec<f64>,
+    },
+    Sketch {
+        lg_k: u8,
+        utf16le: bool,
+        values: Vec<HllSketch>,
+    },
 }
 
 impl IncrementalIndex {
@@ -103,8 +113,9 @@ impl IncrementalIndex {
             .metrics
             .iter()
             .map(|m| match m.kind {
-                MetricKind::HllSketch { lg_k } => MetricState::Sketch {
+                MetricKind::HllSketch { lg_k, utf16le } => MetricState::Sketch {
                     lg_k,
+                    utf16le,
                     values: Vec::new(),
                 },
                 kind if kind.storage() == crate::schema::MetricStorage::Double => {
@@ -218,7 +229,7 @@ impl IncrementalIndex {
             match metric {
                 MetricState::Long { kind, values } => values.push(initial_long(*kind)),
                 MetricState::Double { kind, values } => values.push(initial_double(*kind)),
-                MetricState::Sketch { lg_k, values } => values.push(HllSketch::new(*lg_k)),
+                MetricState::Sketch { lg_k, values, .. } => values.push(HllSketch::new(*lg_k)),
             }
         }
         self.rows += 1;
@@ -306,15 +317,17 @@ impl IncrementalIndex {
                     let slot = &mut values[target];
                     *slot = combine_double(*kind, *slot, input);
                 }
-                MetricState::Sketch { values, .. } => {
+                MetricState::Sketch {
+                    values, utf16le, ..
+                } => {
                     let sketch = &mut values[target];
                     match value {
-                        Some(Value::String(s)) => sketch.update_str(s),
+                        Some(Value::String(s)) => sketch.update_str_as(s, *utf16le),
                         Some(Value::Long(v)) => sketch.update_i64(*v),
                         Some(Value::Double(v)) => sketch.update_f64(*v),
                         Some(Value::Strings(list)) => {
                             for s in list {
-                                sketch.update_str(s);
+                                sketch.update_str_as(s, *utf16le);
                             }
                         }
                         Some(Value::Null) | None => {}

@@ -230,7 +230,18 @@ pub enum MetricSpec {
         tgt_hll_type: TgtHllType,
         #[serde(default)]
         round: bool,
+        /// `utf16le` (Druid's default) or `utf8`: how strings are hashed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        string_encoding: Option<StringEncoding>,
     },
+}
+
+/// How an HLL sketch hashes strings (Druid's `stringEncoding`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StringEncoding {
+    Utf16le,
+    Utf8,
 }
 
 impl MetricSpec {
@@ -270,7 +281,14 @@ impl MetricSpec {
             MetricSpec::DoubleSum { .. } => MetricKind::DoubleSum,
             MetricSpec::DoubleMin { .. } => MetricKind::DoubleMin,
             MetricSpec::DoubleMax { .. } => MetricKind::DoubleMax,
-            MetricSpec::HllSketchBuild { lg_k, .. } => MetricKind::HllSketch { lg_k: *lg_k },
+            MetricSpec::HllSketchBuild {
+                lg_k,
+                string_encoding,
+                ..
+            } => MetricKind::HllSketch {
+                lg_k: *lg_k,
+                utf16le: *string_encoding != Some(StringEncoding::Utf8),
+            },
         }
     }
 

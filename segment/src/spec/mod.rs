@@ -34,7 +34,8 @@ use serde_json::{Map, Value};
 use crate::error::SegmentError;
 
 pub use data_schema::{
-    DataSchema, GranularitySpec, MetricSpec, TgtHllType, TimestampSpec, TransformSpec,
+    DataSchema, GranularitySpec, MetricSpec, StringEncoding, TgtHllType, TimestampSpec,
+    TransformSpec,
 };
 pub use dimensions::{DimensionSpec, DimensionsSpec};
 pub use io_config::{
