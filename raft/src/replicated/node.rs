@@ -54,6 +54,7 @@ use super::types::{
 };
 use super::watch::{Watch, WatchItem, WatchKind, encode_item, watch_stream};
 use crate::metadata::{Command, MetadataError};
+use crate::mutation::{self, Mutation};
 
 /// Longest [`RaftNode::shutdown`] waits for Raft's tasks to let go of storage.
 pub const STORAGE_CLOSE_WAIT: Duration = Duration::from_secs(10);
@@ -536,7 +537,9 @@ impl Inner {
         loop {
             // A stopped Raft (shut down, or a fatal storage error) answers nothing again.
             let stopped = self.raft.metrics().borrow().running_state.clone().err();
-            if let Some(fatal) = stopped {
+            if let Some(fatal) = stopped
+                && !mutation::active(Mutation::StoppedMemberSpins)
+            {
                 return Err(ReplicaError::Stopped(format!(
                     "member {}: {fatal}",
                     self.id
@@ -603,7 +606,7 @@ impl Inner {
                 .wait_for(|m| m.current_leader.is_some() && m.current_leader != before)
                 .await
                 .is_err();
-            if closed {
+            if closed && !mutation::active(Mutation::StoppedMemberSpins) {
                 std::future::pending::<()>().await;
             }
         };
@@ -724,7 +727,7 @@ impl Inner {
                         member.is_some(),
                     )
                 };
-                if !leading || !member {
+                if (!leading || !member) && !mutation::active(Mutation::AdminOnRemovedLeader) {
                     return LeaderReply::NotLeader { leader: None };
                 }
                 let result = match request {
