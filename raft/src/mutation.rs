@@ -23,13 +23,17 @@ pub enum Mutation {
     /// A snapshot is stored as two keys, metadata and data, so a torn write keeps one of
     /// them and the member cannot start (grove-sim seed 6645).
     SnapshotTwoKeys,
+    /// No election nudges: a leaderless voter waits on openraft's fixed election timeout
+    /// alone (grove-sim seed 599: an election livelock).
+    NoElectionNudge,
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 3] = [
+    pub const ALL: [Mutation; 4] = [
         Mutation::StoppedMemberSpins,
         Mutation::AdminOnRemovedLeader,
         Mutation::SnapshotTwoKeys,
+        Mutation::NoElectionNudge,
     ];
 
     pub fn name(self) -> &'static str {
@@ -37,6 +41,7 @@ impl Mutation {
             Mutation::StoppedMemberSpins => "stopped-member-spins",
             Mutation::AdminOnRemovedLeader => "admin-on-removed-leader",
             Mutation::SnapshotTwoKeys => "snapshot-two-keys",
+            Mutation::NoElectionNudge => "no-election-nudge",
         }
     }
 }

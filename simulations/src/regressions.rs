@@ -38,7 +38,7 @@ impl Regression {
 /// The pinned seeds. Seed numbers of the draw in use since the reproduce lines were fixed
 /// (one fixed draw order): the bugs were first found under an older draw (seed 6645, seed 2
 /// at 100 steps), and each seed here was found again by sweeping with the bug injected.
-pub const REGRESSIONS: [Regression; 2] = [
+pub const REGRESSIONS: [Regression; 3] = [
     Regression {
         bug: "a write through a stopped member retried without letting time pass (its \
               metrics channel was closed, so the wait for a leader change returned at once): \
@@ -55,5 +55,15 @@ pub const REGRESSIONS: [Regression; 2] = [
         steps: 150,
         mutation: Mutation::AdminOnRemovedLeader,
         invariant: "no panic",
+    },
+    Regression {
+        bug: "an election livelock: a removed leader with the longest log stayed in the joint \
+              configuration, the voter that could win had the longer (fixed) election timeout, \
+              and its campaigns fell in the term of a candidate that could not win (issue \
+              16's seed 200056 at 1,500 steps under the older draw)",
+        seed: 599,
+        steps: 150,
+        mutation: Mutation::NoElectionNudge,
+        invariant: "liveness",
     },
 ];
