@@ -15,6 +15,9 @@
 //!   ([`replicated::RaftNode`], [`replicated::ReplicatedMetadataStore`]). `grove serve` and
 //!   `grove quickstart` run a single-member group of it.
 //!
+//! - [`mutation`] — bugs injected at marked sites for grove-sim's mutation tests, compiled in
+//!   only with the `mutations` feature.
+//!
 //! Invariants: every [`metadata::Command`] is one transaction, applied atomically or not at all;
 //! applying a command depends only on the stored state and the command (no clock, no randomness:
 //! callers pass timestamps), so replicas that apply the same log agree; reads iterate in key
@@ -28,4 +31,5 @@
 extern crate self as grove_raft;
 
 pub mod metadata;
+pub mod mutation;
 pub mod replicated;

@@ -367,6 +367,7 @@ mod tests {
             method: "echo".into(),
             budget_us: 5,
             streaming: false,
+            control: false,
         });
         let frame = encode_message_frame(&header, &vec![1u8, 2, 3], 1024).unwrap();
         let (decoded, used) = decode_frame(&frame, 1024).unwrap().unwrap();

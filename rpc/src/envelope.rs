@@ -5,7 +5,8 @@
 //! ```text
 //! u8  envelope version (1)
 //! u8  kind: 1 hello, 2 welcome, 3 refuse, 4 request, 5 response, 6 item, 7 end, 8 error
-//! u8  flags: bit 0 = server-streaming request; other bits must be 0
+//! u8  flags: bit 0 = server-streaming request, bit 1 = control lane (requests only); other
+//!     bits must be 0
 //! ..  kind fields, little-endian integers, strings as u16 length + UTF-8:
 //!     hello/welcome  u32 protocol version, str cluster id, str node id, u64 incarnation
 //!     refuse         str reason
@@ -21,8 +22,8 @@ use crate::transport::NodeId;
 
 /// Version of this header layout; a frame with another version fails its stream.
 pub const ENVELOPE_VERSION: u8 = 1;
-/// Version of the protocol as a whole, checked in the handshake.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Version of the protocol as a whole, checked in the handshake (2: the control-lane flag).
+pub const PROTOCOL_VERSION: u32 = 2;
 /// The TLS application protocol (ALPN) of Grove's QUIC connections.
 pub const ALPN: &[u8] = b"grove/1";
 
@@ -35,6 +36,7 @@ const KIND_ITEM: u8 = 6;
 const KIND_END: u8 = 7;
 const KIND_ERROR: u8 = 8;
 const FLAG_STREAMING: u8 = 1;
+const FLAG_CONTROL: u8 = 2;
 const STRING_BYTES_MAX: usize = u16::MAX as usize;
 
 /// The header of one frame.
@@ -74,6 +76,8 @@ pub struct RequestHeader {
     /// Remaining deadline budget when the request was sent, in microseconds.
     pub budget_us: u64,
     pub streaming: bool,
+    /// The call travels in the control lane ([`crate::Lane::Control`]).
+    pub control: bool,
 }
 
 /// An [`RpcError`] as it travels.
@@ -129,7 +133,14 @@ impl Header {
             }
             Header::Request(request) => {
                 out.put_u8(KIND_REQUEST);
-                out.put_u8(if request.streaming { FLAG_STREAMING } else { 0 });
+                let mut flags = 0;
+                if request.streaming {
+                    flags |= FLAG_STREAMING;
+                }
+                if request.control {
+                    flags |= FLAG_CONTROL;
+                }
+                out.put_u8(flags);
                 out.put_u64_le(request.budget_us);
                 put_str(out, &request.method)?;
             }
@@ -168,7 +179,7 @@ impl Header {
         let kind = take_u8(input, "frame kind")?;
         let flags = take_u8(input, "flags")?;
         let allowed_flags = if kind == KIND_REQUEST {
-            FLAG_STREAMING
+            FLAG_STREAMING | FLAG_CONTROL
         } else {
             0
         };
@@ -201,6 +212,7 @@ impl Header {
                     method,
                     budget_us,
                     streaming: flags & FLAG_STREAMING != 0,
+                    control: flags & FLAG_CONTROL != 0,
                 })
             }
             KIND_RESPONSE => Header::Response,
@@ -215,6 +227,17 @@ impl Header {
             other => return Err(RpcError::malformed(format!("unknown frame kind {other}"))),
         };
         Ok(header)
+    }
+}
+
+/// The lane of a frame from the first three bytes of its body (envelope version, kind,
+/// flags), read before the rest: a request flagged control travels in the control lane,
+/// everything else in the ordinary one.
+pub fn lane_of(body_start: [u8; 3]) -> crate::Lane {
+    if body_start[1] == KIND_REQUEST && body_start[2] & FLAG_CONTROL != 0 {
+        crate::Lane::Control
+    } else {
+        crate::Lane::Ordinary
     }
 }
 
@@ -381,7 +404,18 @@ mod tests {
             method: "scan".into(),
             budget_us: 1_000_000,
             streaming: true,
+            control: false,
         }));
+        let vote = Header::Request(RequestHeader {
+            method: "raft.vote".into(),
+            budget_us: 1_000,
+            streaming: false,
+            control: true,
+        });
+        round_trip(vote.clone());
+        let mut out = BytesMut::new();
+        vote.encode(&mut out).unwrap();
+        assert_eq!(lane_of([out[0], out[1], out[2]]), crate::Lane::Control);
         round_trip(Header::Response);
         round_trip(Header::Item);
         round_trip(Header::End);

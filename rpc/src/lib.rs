@@ -19,6 +19,10 @@
 //! - [`buggify!`]: fault sites in production code that only the simulator turns on;
 //!   [`pause`]: the spawn seam through which the simulator freezes one node's tasks.
 //!
+//! Lanes: a call travels in the ordinary or the control lane ([`Lane`]; Raft heartbeats and
+//! votes are control calls), each with its own call slots and buffer budget, so a full
+//! ordinary lane never delays a heartbeat.
+//!
 //! Wire: `u32` big-endian body length, then the envelope header (version, kind, flags, fields),
 //! then the payload. Each call is one stream: request frame → response frame, or item frames
 //! then an end frame; an error frame ends a call. The first stream of a connection carries the
@@ -28,7 +32,8 @@
 //! - Every call has a deadline; it travels as the remaining budget and is enforced on both
 //!   sides. Dropping a call (future or stream) cancels it on both sides.
 //! - A frame's declared body length is checked against [`Limits::frame_bytes_max`] (64 KiB
-//!   for the handshake's hello) before its body is read; QUIC receive buffers grow with the
+//!   for the handshake's hello) before its body is read, and its bytes are reserved from the
+//!   connection's and the node's buffer budgets ([`budget`]) until it is decoded; QUIC receive buffers grow with the
 //!   bytes that arrive, not with the declared length; payloads decode with bincode's claimed
 //!   bytes bounded by `frame_bytes_max` ([`codec::decode_limited`]). A malformed, oversized or
 //!   unknown frame fails its stream only, never the connection or the process. Decoding never
@@ -41,6 +46,7 @@
 //! Must never depend on: `grove-raft`, `grove-node`, `grove-segment`, `grove-query`,
 //! `grove-sim` (they depend on it).
 
+pub mod budget;
 pub mod buggify;
 pub mod codec;
 pub mod conformance;
@@ -60,5 +66,6 @@ pub use memory::{Faults, MemoryNetwork, MemoryTransport};
 pub use quic::{QuicConfig, QuicTransport};
 pub use router::{RequestContext, Router};
 pub use transport::{
-    Deadline, Limits, Method, NodeId, StreamMethod, Transport, TransportExt, TransportStats,
+    CONTROL_CALLS_MAX, CONTROL_FRAME_BYTES_MAX, Deadline, Lane, Limits, Method, NodeId,
+    StreamMethod, Transport, TransportExt, TransportStats,
 };

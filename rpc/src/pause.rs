@@ -39,6 +39,8 @@ struct GateState {
 #[derive(Clone, Default)]
 pub struct PauseGate {
     state: Arc<Mutex<GateState>>,
+    /// Whose gate it is (for logs; empty if unnamed).
+    label: Arc<str>,
 }
 
 impl std::fmt::Debug for PauseGate {
@@ -52,6 +54,18 @@ impl std::fmt::Debug for PauseGate {
 impl PauseGate {
     pub fn new() -> PauseGate {
         PauseGate::default()
+    }
+
+    /// A gate named `label` (for logs: the simulator names each member's gate).
+    pub fn named(label: &str) -> PauseGate {
+        PauseGate {
+            label: Arc::from(label),
+            ..PauseGate::default()
+        }
+    }
+
+    pub fn label(&self) -> &str {
+        &self.label
     }
 
     /// Stops polling this gate's tasks (from their next wake-up on).

@@ -12,11 +12,12 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use tokio::sync::Notify;
 
+use crate::budget::NodeBudget;
 use crate::codec::{self, Frame};
 use crate::envelope::{ErrorHeader, Header, RequestHeader};
 use crate::error::RpcError;
 use crate::router::{RequestContext, Router};
-use crate::transport::{Deadline, Limits, NodeId, TransportStats};
+use crate::transport::{CONTROL_FRAME_BYTES_MAX, Deadline, Lane, Limits, NodeId, TransportStats};
 
 /// A count of things in flight that can be waited on to reach zero.
 #[derive(Default)]
@@ -68,6 +69,8 @@ pub(crate) struct NodeCore {
     draining: AtomicBool,
     pub(crate) inbound: Arc<InFlight>,
     pub(crate) outbound: Arc<InFlight>,
+    /// Bytes of received frames this node may hold (see [`crate::budget`]).
+    pub(crate) budget: Arc<NodeBudget>,
     calls_inbound_total: AtomicU64,
     calls_outbound_total: AtomicU64,
     refusals: Mutex<(u64, Option<String>)>,
@@ -83,6 +86,7 @@ impl NodeCore {
             draining: AtomicBool::new(false),
             inbound: Arc::default(),
             outbound: Arc::default(),
+            budget: NodeBudget::new(&limits),
             calls_inbound_total: AtomicU64::new(0),
             calls_outbound_total: AtomicU64::new(0),
             refusals: Mutex::new((0, None)),
@@ -138,7 +142,10 @@ impl NodeCore {
     /// The counters of `TransportStats` this core keeps (connections are the transport's).
     pub(crate) fn stats(&self) -> TransportStats {
         let refusals = self.refusals.lock().expect("refusal lock").clone();
+        let (buffered, buffered_max) = self.budget.gauge.get();
         TransportStats {
+            frame_bytes_buffered: buffered,
+            frame_bytes_buffered_max: buffered_max,
             calls_outbound_total: self.calls_outbound_total.load(Ordering::Relaxed),
             calls_inbound_total: self.calls_inbound_total.load(Ordering::Relaxed),
             calls_outbound_in_flight: self.outbound.get(),
@@ -191,7 +198,8 @@ impl NodeCore {
         let router = self.router();
         let context = RequestContext { peer, deadline };
         let method = request.method.as_str();
-        let max = self.limits.frame_bytes_max;
+        // A control-lane call's frames, request and reply, are small by contract.
+        let max = frame_bytes_max(&self.limits, lane(request.control));
         let gone = sink.gone();
         if !request.streaming {
             let Some(handler) = router.unary_handler(method) else {
@@ -281,13 +289,31 @@ pub(crate) trait ResponseSink: Send {
     fn finish(&mut self) -> impl Future<Output = ()> + Send;
 }
 
-/// The request frame for a call.
+/// The lane a request header names.
+pub(crate) fn lane(control: bool) -> Lane {
+    if control {
+        Lane::Control
+    } else {
+        Lane::Ordinary
+    }
+}
+
+/// The largest frame of a call in `lane`.
+pub(crate) fn frame_bytes_max(limits: &Limits, lane: Lane) -> usize {
+    match lane {
+        Lane::Ordinary => limits.frame_bytes_max,
+        Lane::Control => limits.frame_bytes_max.min(CONTROL_FRAME_BYTES_MAX),
+    }
+}
+
+/// The request frame for a call in `lane`.
 pub(crate) fn request_frame(
     method: &str,
     payload: &[u8],
     deadline: Deadline,
     streaming: bool,
-    frame_bytes_max: usize,
+    lane: Lane,
+    limits: &Limits,
 ) -> Result<Bytes, RpcError> {
     let budget_us = u64::try_from(deadline.remaining().as_micros()).unwrap_or(u64::MAX);
     if budget_us == 0 {
@@ -297,8 +323,9 @@ pub(crate) fn request_frame(
         method: method.to_owned(),
         budget_us,
         streaming,
+        control: lane == Lane::Control,
     });
-    codec::encode_frame(&header, payload, frame_bytes_max)
+    codec::encode_frame(&header, payload, frame_bytes_max(limits, lane))
 }
 
 /// The result a unary call's reply frame carries.

@@ -120,15 +120,44 @@ impl From<tokio::time::Instant> for Deadline {
     }
 }
 
+/// Which lane a call travels in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Lane {
+    /// Most calls: up to [`Limits::concurrent_calls_max`] per peer, frames up to
+    /// [`Limits::frame_bytes_max`], received bytes within the connection's and the node's
+    /// buffer budgets.
+    #[default]
+    Ordinary,
+    /// Small calls that must never wait behind the others (Raft heartbeats and votes): their
+    /// own [`CONTROL_CALLS_MAX`] call slots per peer and their own buffer budget per
+    /// connection, so a full ordinary lane (every call slot taken, every buffered byte spent)
+    /// does not delay them. Their frames, request and reply, are at most
+    /// [`CONTROL_FRAME_BYTES_MAX`].
+    Control,
+}
+
+/// Calls in flight in the control lane from one node to one peer (on top of
+/// [`Limits::concurrent_calls_max`]).
+pub const CONTROL_CALLS_MAX: u32 = 16;
+/// The largest frame of a control-lane call.
+pub const CONTROL_FRAME_BYTES_MAX: usize = 64 << 10;
+
 /// Bounds that both transports enforce the same way.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Largest frame (header + payload) sent or accepted; larger ones fail with
     /// [`RpcError::FrameTooLarge`]. At most [`codec::FRAME_BYTES_CEILING`].
     pub frame_bytes_max: usize,
-    /// Calls in flight from one node to one peer; more wait for a slot (QUIC: the connection's
-    /// stream limit).
+    /// Calls in flight from one node to one peer in the ordinary lane; more wait for a slot.
+    /// The control lane has [`CONTROL_CALLS_MAX`] more (QUIC: the connection's stream limit
+    /// is the sum).
     pub concurrent_calls_max: u32,
+    /// Bytes of received frames (requests served, replies read) one connection may hold
+    /// before they are decoded, ordinary lane; a frame that does not fit waits unread (flow
+    /// control holds the peer back). At least `frame_bytes_max`.
+    pub connection_buffer_bytes_max: usize,
+    /// The same over all of a node's connections. At least `connection_buffer_bytes_max`.
+    pub node_buffer_bytes_max: usize,
 }
 
 impl Default for Limits {
@@ -136,6 +165,8 @@ impl Default for Limits {
         Limits {
             frame_bytes_max: 16 << 20,
             concurrent_calls_max: 1024,
+            connection_buffer_bytes_max: 64 << 20,
+            node_buffer_bytes_max: 256 << 20,
         }
     }
 }
@@ -152,6 +183,25 @@ impl Limits {
         if self.concurrent_calls_max == 0 {
             return Err(RpcError::config("concurrent_calls_max must be at least 1"));
         }
+        if self.concurrent_calls_max > u32::MAX - CONTROL_CALLS_MAX {
+            return Err(RpcError::config("concurrent_calls_max is too large"));
+        }
+        if self.connection_buffer_bytes_max < self.frame_bytes_max {
+            return Err(RpcError::config(format!(
+                "connection_buffer_bytes_max {} is below frame_bytes_max {}: a largest frame \
+                 could never be read",
+                self.connection_buffer_bytes_max, self.frame_bytes_max
+            )));
+        }
+        if self.node_buffer_bytes_max < self.connection_buffer_bytes_max {
+            return Err(RpcError::config(format!(
+                "node_buffer_bytes_max {} is below connection_buffer_bytes_max {}",
+                self.node_buffer_bytes_max, self.connection_buffer_bytes_max
+            )));
+        }
+        if self.node_buffer_bytes_max > (u32::MAX as usize) << 4 {
+            return Err(RpcError::config("node_buffer_bytes_max is too large"));
+        }
         Ok(())
     }
 }
@@ -160,6 +210,9 @@ impl Limits {
 pub trait Method: 'static {
     /// Unique name on the wire, e.g. `"raft.append_entries"`.
     const NAME: &'static str;
+    /// The lane its calls travel in (two methods may share a name and differ in lane: a Raft
+    /// heartbeat is an append without entries, in the control lane).
+    const LANE: Lane = Lane::Ordinary;
     type Request: Message;
     type Response: Message;
 }
@@ -188,6 +241,10 @@ pub struct TransportStats {
     pub refused_total: u64,
     /// Why the last peer was refused, if any was.
     pub refusal_last: Option<String>,
+    /// Bytes of received frames this node holds now, not yet decoded (both lanes).
+    pub frame_bytes_buffered: usize,
+    /// The most it ever held.
+    pub frame_bytes_buffered_max: usize,
 }
 
 /// How a node calls its peers and serves them. Object-safe: roles hold `Arc<dyn Transport>`.
@@ -199,6 +256,10 @@ pub struct TransportStats {
 /// - calls to a peer that cannot be reached fail fast with [`RpcError::Unreachable`];
 /// - a frame over [`Limits::frame_bytes_max`] fails that call with
 ///   [`RpcError::FrameTooLarge`] and nothing else;
+/// - received frames held undecoded stay within the connection's and the node's buffer
+///   budgets ([`Limits::connection_buffer_bytes_max`], [`Limits::node_buffer_bytes_max`]);
+/// - a control-lane call ([`Lane::Control`]) never waits for an ordinary call slot or
+///   ordinary buffer bytes;
 /// - a peer of another cluster is refused with [`RpcError::Refused`] and counted in
 ///   [`TransportStats::refused_total`] on the refusing side;
 /// - `shutdown` stops new calls ([`RpcError::Shutdown`]) and waits for in-flight ones.
@@ -209,13 +270,15 @@ pub trait Transport: Send + Sync + 'static {
     /// Limits this transport enforces.
     fn limits(&self) -> Limits;
 
-    /// A unary call with an encoded request payload; resolves to the encoded response payload.
+    /// A unary call with an encoded request payload in `lane`; resolves to the encoded
+    /// response payload.
     fn call_bytes(
         &self,
         peer: &NodeId,
         method: &str,
         request: Bytes,
         deadline: Deadline,
+        lane: Lane,
     ) -> BoxFuture<'static, Result<Bytes, RpcError>>;
 
     /// A server-streaming call; yields encoded items. A failure (including failing to connect)
@@ -251,7 +314,7 @@ pub trait TransportExt: Transport {
         let max = self.limits().frame_bytes_max;
         match codec::encode(request) {
             Ok(payload) => self
-                .call_bytes(peer, M::NAME, payload, deadline)
+                .call_bytes(peer, M::NAME, payload, deadline, M::LANE)
                 .map(move |reply| {
                     reply.and_then(|bytes| codec::decode_limited::<M::Response>(&bytes, max))
                 })

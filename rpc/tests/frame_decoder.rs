@@ -24,13 +24,16 @@ fn header() -> impl Strategy<Value = Header> {
             }
         ),
         text.prop_map(|reason| Header::Refuse { reason }),
-        (text, any::<u64>(), any::<bool>()).prop_map(|(method, budget_us, streaming)| {
-            Header::Request(RequestHeader {
-                method,
-                budget_us,
-                streaming,
-            })
-        }),
+        (text, any::<u64>(), any::<bool>(), any::<bool>()).prop_map(
+            |(method, budget_us, streaming, control)| {
+                Header::Request(RequestHeader {
+                    method,
+                    budget_us,
+                    streaming,
+                    control,
+                })
+            }
+        ),
         Just(Header::Response),
         Just(Header::Item),
         Just(Header::End),

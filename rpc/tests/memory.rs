@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use grove_rpc::conformance::{Echo, Harness};
 use grove_rpc::memory::{MemoryNodeConfig, NetworkStats};
 use grove_rpc::{
-    Faults, MemoryNetwork, MemoryTransport, Method, NodeId, Router, RpcError, Transport,
+    Faults, Limits, MemoryNetwork, MemoryTransport, Method, NodeId, Router, RpcError, Transport,
     TransportExt,
 };
 
@@ -26,12 +26,17 @@ impl MemoryHarness {
         }
     }
 
-    fn start_with(&mut self, name: &str, cluster_id: Option<String>) -> Arc<dyn Transport> {
+    fn start_with(
+        &mut self,
+        name: &str,
+        cluster_id: Option<String>,
+        limits: Limits,
+    ) -> Arc<dyn Transport> {
         self.nodes.remove(name);
         let config = MemoryNodeConfig {
             cluster_id,
+            limits,
             shutdown_grace: Duration::from_secs(5),
-            ..MemoryNodeConfig::default()
         };
         let node = self.network.node_with(name, config).expect("node starts");
         self.nodes.insert(name.to_owned(), node.clone());
@@ -41,11 +46,20 @@ impl MemoryHarness {
 
 impl Harness for MemoryHarness {
     fn start<'a>(&'a mut self, name: &'a str) -> BoxFuture<'a, Arc<dyn Transport>> {
-        futures::future::ready(self.start_with(name, None)).boxed()
+        futures::future::ready(self.start_with(name, None, Limits::default())).boxed()
+    }
+
+    fn start_limited<'a>(
+        &'a mut self,
+        name: &'a str,
+        limits: Limits,
+    ) -> BoxFuture<'a, Arc<dyn Transport>> {
+        futures::future::ready(self.start_with(name, None, limits)).boxed()
     }
 
     fn start_foreign<'a>(&'a mut self, name: &'a str) -> BoxFuture<'a, Arc<dyn Transport>> {
-        futures::future::ready(self.start_with(name, Some("other".into()))).boxed()
+        let node = self.start_with(name, Some("other".into()), Limits::default());
+        futures::future::ready(node).boxed()
     }
 
     fn unreachable(&mut self) -> BoxFuture<'_, NodeId> {

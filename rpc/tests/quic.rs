@@ -14,7 +14,9 @@ use grove_rpc::codec::{self, Frame};
 use grove_rpc::conformance::{self, Echo, Harness};
 use grove_rpc::envelope::{ErrorHeader, Header, Hello, PROTOCOL_VERSION, RequestHeader};
 use grove_rpc::tls::{self, ClusterCa, NodeIdentity};
-use grove_rpc::{Method, NodeId, QuicConfig, QuicTransport, RpcError, Transport, TransportExt};
+use grove_rpc::{
+    Limits, Method, NodeId, QuicConfig, QuicTransport, RpcError, Transport, TransportExt,
+};
 
 const CLUSTER: &str = "test";
 
@@ -71,6 +73,16 @@ impl QuicHarness {
     }
 
     async fn start_in(&mut self, name: &str, cluster_id: &str) -> Arc<dyn Transport> {
+        self.start_configured(name, cluster_id, Limits::default())
+            .await
+    }
+
+    async fn start_configured(
+        &mut self,
+        name: &str,
+        cluster_id: &str,
+        limits: Limits,
+    ) -> Arc<dyn Transport> {
         self.nodes.remove(name);
         let node = id(name);
         let identity = self
@@ -79,7 +91,9 @@ impl QuicHarness {
             .or_insert_with(|| self.ca.issue(&node, 30).unwrap())
             .clone();
         let listen = self.addresses.get(&node).copied().unwrap_or_else(localhost);
-        let transport = bind_retrying(test_config(identity, cluster_id, listen)).await;
+        let mut config = test_config(identity, cluster_id, listen);
+        config.limits = limits;
+        let transport = bind_retrying(config).await;
         self.addresses.insert(node.clone(), transport.local_addr());
         for (peer, address) in &self.addresses {
             if *peer != node {
@@ -97,6 +111,14 @@ impl QuicHarness {
 impl Harness for QuicHarness {
     fn start<'a>(&'a mut self, name: &'a str) -> BoxFuture<'a, Arc<dyn Transport>> {
         self.start_in(name, CLUSTER).boxed()
+    }
+
+    fn start_limited<'a>(
+        &'a mut self,
+        name: &'a str,
+        limits: Limits,
+    ) -> BoxFuture<'a, Arc<dyn Transport>> {
+        self.start_configured(name, CLUSTER, limits).boxed()
     }
 
     fn start_foreign<'a>(&'a mut self, name: &'a str) -> BoxFuture<'a, Arc<dyn Transport>> {
@@ -354,7 +376,7 @@ async fn a_peer_of_another_protocol_version_is_refused_with_a_reason() {
         .hello(hello_from("x", CLUSTER, PROTOCOL_VERSION + 1))
         .await;
     assert!(
-        matches!(&reply.header, Header::Refuse { reason } if reason.contains("protocol version 2")),
+        matches!(&reply.header, Header::Refuse { reason } if reason.contains(&format!("protocol version {}", PROTOCOL_VERSION + 1))),
         "{reply:?}"
     );
     let closed = raw.connection.closed().await;
@@ -364,7 +386,7 @@ async fn a_peer_of_another_protocol_version_is_refused_with_a_reason() {
             .stats()
             .refusal_last
             .unwrap()
-            .contains("protocol version 2")
+            .contains(&format!("protocol version {}", PROTOCOL_VERSION + 1))
     );
 
     let wrong_alpn = RawClient::connect(&identity, address, "a", b"grove/2").await;
@@ -393,6 +415,7 @@ async fn malformed_frames_fail_their_stream_only() {
             method: Echo::NAME.into(),
             budget_us: 5_000_000,
             streaming: false,
+            control: false,
         });
         codec::encode_frame(&header, &codec::encode(&payload.to_vec()).unwrap(), 1 << 20).unwrap()
     };
@@ -428,6 +451,7 @@ async fn malformed_frames_fail_their_stream_only() {
         method: Echo::NAME.into(),
         budget_us: 5_000_000,
         streaming: false,
+        control: false,
     });
     let bad_payload = codec::encode_frame(&header, &[0xff, 0xff, 0xff], 1 << 20).unwrap();
     assert!(matches!(

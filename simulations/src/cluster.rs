@@ -123,7 +123,7 @@ impl Cluster {
     pub async fn start(&mut self, id: u64) -> Result<(), String> {
         self.starts += 1;
         // Every task of this incarnation (its transport's and its Raft's) belongs to one gate.
-        let gate = PauseGate::new();
+        let gate = PauseGate::named(&rpc_name(id));
         self.members[id as usize - 1].gate = gate.clone();
         let transport = gate
             .enter(|| self.net.node(&rpc_name(id)))

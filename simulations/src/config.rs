@@ -7,6 +7,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use grove_raft::mutation::Mutation;
 use grove_rpc::Faults as NetworkFaults;
 
 use crate::disk::DiskFaults;
@@ -173,6 +174,8 @@ pub struct Overrides {
     /// At this step the driver starts a task that never lets time pass (a check of the
     /// watchdog; in the reproduce line when set).
     pub stall_at_step: Option<u64>,
+    /// A bug injected into grove-raft for the run (builds with the `mutations` feature only).
+    pub mutation: Option<Mutation>,
 }
 
 impl Default for Overrides {
@@ -184,6 +187,7 @@ impl Default for Overrides {
             liveness_bound: None,
             wall_budget: None,
             stall_at_step: None,
+            mutation: None,
         }
     }
 }
@@ -239,6 +243,8 @@ pub struct SimConfig {
     pub wall_budget: Duration,
     /// See [`Overrides::stall_at_step`].
     pub stall_at_step: Option<u64>,
+    /// See [`Overrides::mutation`].
+    pub mutation: Option<Mutation>,
 }
 
 impl SimConfig {
@@ -324,6 +330,7 @@ impl SimConfig {
             liveness_bound: overrides.liveness_bound.unwrap_or(LIVENESS_BOUND_DEFAULT),
             wall_budget: overrides.wall_budget.unwrap_or(RUN_BUDGET_DEFAULT),
             stall_at_step: overrides.stall_at_step,
+            mutation: overrides.mutation,
         }
     }
 
@@ -337,6 +344,7 @@ impl SimConfig {
             liveness_bound: Some(self.liveness_bound),
             wall_budget: Some(self.wall_budget),
             stall_at_step: self.stall_at_step,
+            mutation: self.mutation,
         }
     }
 
@@ -366,8 +374,13 @@ impl SimConfig {
     /// The command that replays this run: the seed and every value the command line may
     /// fix (the liveness bound only when it is not the default).
     pub fn reproduce_command(&self) -> String {
+        let features = if self.mutation.is_some() {
+            " --features mutations"
+        } else {
+            ""
+        };
         format!(
-            "cargo run -p grove-sim -- run {}",
+            "cargo run -p grove-sim{features} -- run {}",
             self.reproduce_args().join(" ")
         )
     }
@@ -391,6 +404,10 @@ impl SimConfig {
         if let Some(step) = self.stall_at_step {
             args.push("--stall-at-step".into());
             args.push(step.to_string());
+        }
+        if let Some(mutation) = self.mutation {
+            args.push("--mutation".into());
+            args.push(mutation.to_string());
         }
         args
     }

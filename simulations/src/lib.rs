@@ -17,6 +17,7 @@
 //! - [`history`]: the recorder of client operations and applied entries; [`trace`]: the
 //!   hashed event trace.
 //! - [`invariants`]: one module per invariant.
+//! - [`regressions`]: seeds that found real bugs, pinned with the injected bug each found.
 //! - [`run`]: one run (safety phase, liveness phase, checks); [`shrink`]: a smaller failing run.
 //! - [`watchdog`]: a run that stops advancing simulated time or spends its wall-clock budget
 //!   fails instead of hanging.
@@ -40,7 +41,9 @@ pub mod config;
 pub mod disk;
 pub mod history;
 pub mod invariants;
+pub mod log;
 pub mod nemesis;
+pub mod regressions;
 pub mod rng;
 pub mod run;
 pub mod shrink;

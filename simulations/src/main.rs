@@ -12,6 +12,7 @@
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use grove_raft::mutation::Mutation;
 use grove_sim::config::{Overrides, SimConfig, parse_duration, parse_faults};
 use grove_sim::run::{RunReport, run};
 use grove_sim::shrink::shrink;
@@ -68,6 +69,9 @@ struct Shape {
     /// Start a task that never lets time pass at this step (checks the watchdog).
     #[arg(long, hide = true)]
     stall_at_step: Option<u64>,
+    /// Inject a bug into grove-raft (builds with `--features mutations` only).
+    #[arg(long)]
+    mutation: Option<String>,
 }
 
 impl Shape {
@@ -82,7 +86,22 @@ impl Shape {
             liveness_bound: self.liveness_ms.map(std::time::Duration::from_millis),
             wall_budget: self.run_budget.as_deref().map(parse_duration).transpose()?,
             stall_at_step: self.stall_at_step,
+            mutation: self.mutation()?,
         })
+    }
+
+    fn mutation(&self) -> Result<Option<Mutation>, String> {
+        let Some(name) = &self.mutation else {
+            return Ok(None);
+        };
+        if !grove_raft::mutation::ENABLED {
+            return Err(
+                "--mutation needs a build with `--features mutations` (cargo run -p grove-sim \
+                 --features mutations -- ...)"
+                    .into(),
+            );
+        }
+        name.parse().map(Some)
     }
 }
 

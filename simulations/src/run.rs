@@ -62,10 +62,13 @@ pub fn run(config: &SimConfig, verbose: bool) -> RunReport {
     ));
     watchdog.install(&mut builder);
     let runtime = builder.build().expect("a current-thread runtime");
-    let recorder = {
+    let (recorder, _log) = {
         let _entered = runtime.enter();
-        Recorder::new(verbose)
+        let log = crate::log::from_env().map(|log| tracing::dispatcher::set_default(&log));
+        (Recorder::new(verbose), log)
     };
+    #[cfg(feature = "mutations")]
+    grove_raft::mutation::set(config.mutation);
     if config.has(Fault::Buggify) {
         grove_rpc::buggify::enable(
             stream(config.seed, "buggify").next_u64(),
@@ -76,6 +79,8 @@ pub fn run(config: &SimConfig, verbose: bool) -> RunReport {
         runtime.block_on(watchdog.watch(simulate(config, recorder.clone())))
     }));
     grove_rpc::buggify::disable();
+    #[cfg(feature = "mutations")]
+    grove_raft::mutation::set(None);
     // Violations found now are stamped with the run's simulated time: the runtime's paused
     // clock, not the wall clock it falls back to once dropped.
     let _entered = runtime.enter();
@@ -349,13 +354,15 @@ fn status(cluster: &Cluster) -> String {
             None => format!("n{id} down"),
             Some(node) => {
                 let m = node.metrics();
+                let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
                 format!(
-                    "n{id} {:?} term {} leader {:?} log {:?} applied {:?}",
+                    "n{id} {:?} vote {} leader {:?} log {:?} applied {:?} voters {voters:?} (config at {:?})",
                     m.state,
-                    m.current_term,
+                    m.vote,
                     m.current_leader,
                     m.last_log_index,
-                    m.last_applied.map(|l| l.index)
+                    m.last_applied.map(|l| l.index),
+                    m.membership_config.log_id().map(|l| l.index)
                 )
             }
         })

@@ -4,8 +4,9 @@
 //!
 //! - **Stalls.** The paused clock moves only when every task waits; a set of tasks that keep
 //!   waking each other (a retry loop that never sleeps) freezes it and the run never ends.
-//!   tokio's task-poll hook ([`Watchdog::install`], `tokio_unstable`) counts the polls since
-//!   the clock last moved; past [`STALL_POLLS`] the watchdog trips. Poll counts are
+//!   tokio's task-poll hook ([`Watchdog::install`], `tokio_unstable`) and [`Watched`] (the
+//!   driver's polls) count the polls since the clock last moved; past [`STALL_POLLS`] the
+//!   watchdog trips. Poll counts are
 //!   deterministic, so a stall trips at the same poll in every replay: its reproduce line
 //!   reproduces it.
 //! - **Wall-clock budget.** The same hook compares the wall clock with the run's budget every
@@ -30,7 +31,7 @@ use std::time::Duration;
 /// Task polls without the simulated clock moving before a run counts as stalled. The busiest
 /// instant of 200 clean seeds (a member replaying its log at start, a burst of replies) took
 /// 105 polls; every run's summary prints its own.
-pub const STALL_POLLS: u64 = 100_000;
+pub const STALL_POLLS: u64 = 20_000;
 /// Polls between two reads of the wall clock.
 pub const WALL_CHECK_POLLS: u64 = 4_096;
 /// A run's wall-clock budget when the command line does not say.
@@ -179,6 +180,9 @@ impl<F: Future> Future for Watched<F> {
     type Output = Option<F::Output>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // The driver's polls count too: a driver that keeps waking itself stops the clock
+        // as surely as a task does.
+        self.watchdog.on_poll();
         self.watchdog.check_wall_clock();
         if self.watchdog.inner.tripped.load(Ordering::Acquire) {
             return Poll::Ready(None);

@@ -6,7 +6,8 @@
 //! bincode's `Compat`):
 //! - `raft.append_entries`, `raft.vote`, `raft.install_snapshot` (snapshot chunks of
 //!   `Config::snapshot_max_chunk_size`, kept under the transport's `frame_bytes_max`): the
-//!   Raft protocol itself;
+//!   Raft protocol itself; votes and appends without entries (heartbeats) travel in the
+//!   transport's control lane;
 //! - `raft.client_writes`, `raft.read_index`, `raft.admin`: what a member asks the leader
 //!   (writes to apply, gathered while its earlier forwards were in flight; the log index a
 //!   linearizable read must wait for; a membership change). A member that is not the
@@ -24,7 +25,7 @@
 use std::sync::Arc;
 
 use grove_rpc::codec::bincode::serde::Compat;
-use grove_rpc::{Method, NodeId, RpcError, Transport, TransportExt};
+use grove_rpc::{Lane, Method, NodeId, RpcError, Transport, TransportExt};
 use openraft::error::{
     InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, SnapshotMismatch,
     Unreachable,
@@ -81,9 +82,21 @@ impl Method for AppendEntries {
     type Response = Compat<Result<AppendEntriesResponse<RaftNodeId>, String>>;
 }
 
+/// An append without entries (openraft's heartbeat): the same method as [`AppendEntries`], in
+/// the transport's control lane, so a peer's full ordinary lane never delays it.
+pub struct Heartbeat;
+impl Method for Heartbeat {
+    const NAME: &'static str = AppendEntries::NAME;
+    const LANE: Lane = Lane::Control;
+    type Request = <AppendEntries as Method>::Request;
+    type Response = <AppendEntries as Method>::Response;
+}
+
+/// In the control lane, as heartbeats are.
 pub struct Vote;
 impl Method for Vote {
     const NAME: &'static str = "raft.vote";
+    const LANE: Lane = Lane::Control;
     type Request = Compat<VoteRequest<RaftNodeId>>;
     type Response = Compat<Result<VoteResponse<RaftNodeId>, String>>;
 }
@@ -217,9 +230,12 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<RaftNodeId>, RaftRpcError> {
         let entries = rpc.entries.len();
-        let reply = self
-            .call::<AppendEntries, _>(Compat(rpc), &option, entries)
-            .await?;
+        let reply = if entries == 0 {
+            self.call::<Heartbeat, _>(Compat(rpc), &option, 0).await?
+        } else {
+            self.call::<AppendEntries, _>(Compat(rpc), &option, entries)
+                .await?
+        };
         reply.0.map_err(|e| self.failure(AppendEntries::NAME, e))
     }
 

@@ -30,6 +30,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use rand::RngCore;
+
 use grove_rpc::codec::bincode::serde::Compat;
 use grove_rpc::{Method, NodeId, RequestContext, Router, RpcError, Transport, TransportExt};
 use openraft::error::{
@@ -46,7 +48,7 @@ use super::network::{
     Admin, AdminRequest, AppendEntries, ClientWrites, GroveNetwork, InstallSnapshot,
     InstallSnapshotFailure, LeaderReply, PeerHook, ReadIndex, Vote,
 };
-use super::runtime::seed_thread_rng;
+use super::runtime::{SeededRuntime, seed_thread_rng};
 use super::state_machine::{ApplyHook, MachineState, StateMachineStore};
 use super::tables::MemoryTables;
 use super::types::{
@@ -54,6 +56,7 @@ use super::types::{
 };
 use super::watch::{Watch, WatchItem, WatchKind, encode_item, watch_stream};
 use crate::metadata::{Command, MetadataError};
+use crate::mutation::{self, Mutation};
 
 /// Longest [`RaftNode::shutdown`] waits for Raft's tasks to let go of storage.
 pub const STORAGE_CLOSE_WAIT: Duration = Duration::from_secs(10);
@@ -244,9 +247,17 @@ impl RaftNode {
         // openraft draws this member's election timeout inside `Raft::new`, before its first
         // await, on this thread.
         seed_thread_rng(config.rng_seed ^ config.id.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        let raft = Raft::new(config.id, Arc::new(raft_config), network, log, machine)
+        let raft_config = Arc::new(raft_config);
+        let raft = Raft::new(config.id, Arc::clone(&raft_config), network, log, machine)
             .await
             .map_err(|e| start(e.to_string()))?;
+        let nudge_seed = <SeededRuntime as openraft::AsyncRuntime>::thread_rng().next_u64();
+        grove_rpc::pause::spawn(nudge_elections(
+            raft.clone(),
+            config.id,
+            raft_config,
+            nudge_seed,
+        ));
         Ok(RaftNode {
             inner: Arc::new(Inner {
                 id: config.id,
@@ -525,6 +536,68 @@ impl RaftNode {
     }
 }
 
+/// A voter that has seen no leader for [`LEADERLESS_ROUNDS`] maximal election timeouts
+/// campaigns again after a random delay (up to one timeout), and again each time that long
+/// passes without a leader.
+///
+/// openraft 0.9 draws a member's election timeout once per start, not per campaign, and ranks
+/// votes of one term by node id. grove-sim (seed 599) found a group that could not elect for
+/// good: the voter that could win (the longest log) had the longer timeout, so a voter that
+/// could not win always campaigned first, and the winner's campaigns then fell in that voter's
+/// term, where its higher node id kept the third vote. Raft's answer, a fresh random timeout
+/// per election, is what this adds on top of openraft's own timer; elections are always safe,
+/// so an extra one only costs a term.
+async fn nudge_elections(
+    raft: Raft<TypeConfig>,
+    id: RaftNodeId,
+    config: Arc<openraft::Config>,
+    seed: u64,
+) {
+    let mut rng = crate::replicated::runtime::SplitMix(seed);
+    let timeout_max = Duration::from_millis(config.election_timeout_max.max(1));
+    let tick = Duration::from_millis(config.heartbeat_interval.max(1));
+    let stalled_after = timeout_max * LEADERLESS_ROUNDS;
+    let mut leaderless_since: Option<Instant> = None;
+    loop {
+        tokio::time::sleep(tick).await;
+        let (stopped, leader, voter) = {
+            let metrics = raft.metrics();
+            let metrics = metrics.borrow();
+            let voter = metrics
+                .membership_config
+                .membership()
+                .voter_ids()
+                .any(|voter| voter == id);
+            (
+                metrics.running_state.is_err(),
+                metrics.current_leader,
+                voter,
+            )
+        };
+        if stopped {
+            return;
+        }
+        if leader.is_some() || !voter {
+            leaderless_since = None;
+            continue;
+        }
+        let now = Instant::now();
+        let since = *leaderless_since.get_or_insert(now);
+        if now - since < stalled_after || mutation::active(Mutation::NoElectionNudge) {
+            continue;
+        }
+        let delay_ms = rng.below(config.election_timeout_max.max(1));
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        if raft.metrics().borrow().current_leader.is_none() {
+            let _ = raft.trigger().elect().await;
+        }
+        leaderless_since = Some(Instant::now());
+    }
+}
+
+/// See [`nudge_elections`].
+const LEADERLESS_ROUNDS: u32 = 8;
+
 impl Inner {
     /// Carries `op` to the leader until it is done, refused, or `request_timeout` passes.
     async fn on_leader(&self, op: LeaderOp) -> Result<LeaderDone, ReplicaError> {
@@ -536,7 +609,9 @@ impl Inner {
         loop {
             // A stopped Raft (shut down, or a fatal storage error) answers nothing again.
             let stopped = self.raft.metrics().borrow().running_state.clone().err();
-            if let Some(fatal) = stopped {
+            if let Some(fatal) = stopped
+                && !mutation::active(Mutation::StoppedMemberSpins)
+            {
                 return Err(ReplicaError::Stopped(format!(
                     "member {}: {fatal}",
                     self.id
@@ -603,7 +678,7 @@ impl Inner {
                 .wait_for(|m| m.current_leader.is_some() && m.current_leader != before)
                 .await
                 .is_err();
-            if closed {
+            if closed && !mutation::active(Mutation::StoppedMemberSpins) {
                 std::future::pending::<()>().await;
             }
         };
@@ -724,7 +799,7 @@ impl Inner {
                         member.is_some(),
                     )
                 };
-                if !leading || !member {
+                if (!leading || !member) && !mutation::active(Mutation::AdminOnRemovedLeader) {
                     return LeaderReply::NotLeader { leader: None };
                 }
                 let result = match request {

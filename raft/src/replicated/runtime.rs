@@ -45,6 +45,20 @@ fn next_seed() -> u64 {
     })
 }
 
+/// A SplitMix64 stream (Grove's own draws, e.g. election nudges).
+pub(crate) struct SplitMix(pub(crate) u64);
+
+impl SplitMix {
+    /// Uniform in `[0, bound)` (`bound` > 0).
+    pub(crate) fn below(&mut self, bound: u64) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) % bound.max(1)
+    }
+}
+
 /// Tokio for everything, a seeded `StdRng` for randomness.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct SeededRuntime;

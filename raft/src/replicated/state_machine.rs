@@ -47,6 +47,7 @@ use super::types::{ClientRequest, GroveNode, RaftNodeId, RequestId, TypeConfig, 
 use super::watch::{Change, ChangeLog};
 use crate::metadata::MetadataError;
 use crate::metadata::apply::apply;
+use crate::mutation::{self, Mutation};
 
 type StorageResult<T> = Result<T, StorageError<RaftNodeId>>;
 type Meta = SnapshotMeta<RaftNodeId, GroveNode>;
@@ -250,6 +251,17 @@ impl StateMachineStore {
     ) -> StorageResult<()> {
         let meta_bytes = serde_json::to_vec(meta)
             .map_err(|e| write_error(format!("encoding snapshot metadata: {e}")))?;
+        if mutation::active(Mutation::SnapshotTwoKeys) {
+            let ops = vec![
+                (b"meta".to_vec(), Some(meta_bytes)),
+                (b"data".to_vec(), Some(data.to_vec())),
+            ];
+            self.disk
+                .write(Tree::Snapshot, ops)
+                .and_then(|()| self.disk.sync())
+                .map_err(|e| write_error(format!("writing the snapshot: {e}")))?;
+            return Ok(());
+        }
         let meta_len = u32::try_from(meta_bytes.len())
             .map_err(|_| write_error("snapshot metadata over 4 GiB"))?;
         let mut value = Vec::with_capacity(4 + meta_bytes.len() + data.len());

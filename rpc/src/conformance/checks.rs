@@ -7,11 +7,13 @@ use futures::StreamExt;
 use tokio::time::Instant;
 
 use super::{
-    Chunks, ChunksRequest, Count, Echo, Fail, Harness, Inflate, Probe, Sleep, start_nodes,
-    test_router,
+    Chunks, ChunksRequest, ControlEcho, Count, Echo, Fail, Harness, Inflate, Probe, Sleep,
+    start_nodes, test_router,
 };
 use crate::error::RpcError;
-use crate::transport::{Method, NodeId, StreamMethod, Transport, TransportExt};
+use crate::transport::{
+    CONTROL_FRAME_BYTES_MAX, Lane, Limits, Method, NodeId, StreamMethod, Transport, TransportExt,
+};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -134,7 +136,13 @@ pub async fn errors_are_typed<H: Harness>(mut harness: H) {
     let a = &nodes[0];
     let b = id("b");
     let unknown = a
-        .call_bytes(&b, "no.such.method", bytes::Bytes::new(), DEADLINE.into())
+        .call_bytes(
+            &b,
+            "no.such.method",
+            bytes::Bytes::new(),
+            DEADLINE.into(),
+            Lane::Ordinary,
+        )
         .await;
     assert!(
         matches!(&unknown, Err(RpcError::UnknownMethod { method }) if method == "no.such.method"),
@@ -146,6 +154,7 @@ pub async fn errors_are_typed<H: Harness>(mut harness: H) {
             Count::NAME,
             crate::codec::encode(&1u64).unwrap(),
             DEADLINE.into(),
+            Lane::Ordinary,
         )
         .await;
     assert!(
@@ -160,6 +169,7 @@ pub async fn errors_are_typed<H: Harness>(mut harness: H) {
             Sleep::NAME,
             bytes::Bytes::from_static(&[0xff; 20]),
             DEADLINE.into(),
+            Lane::Ordinary,
         )
         .await;
     assert!(
@@ -393,4 +403,119 @@ pub async fn shutdown_drains_and_restart_reconnects<H: Harness>(mut harness: H) 
         b.call::<Echo>(&id("a"), &vec![6], DEADLINE).await.unwrap(),
         vec![6]
     );
+}
+
+/// Starts `name` with `limits`, serving [`test_router`] with `probe`.
+async fn start_limited<H: Harness>(
+    harness: &mut H,
+    name: &str,
+    limits: Limits,
+    probe: &Arc<Probe>,
+) -> Arc<dyn Transport> {
+    let node = harness.start_limited(name, limits).await;
+    node.serve(test_router(Arc::clone(probe)));
+    node
+}
+
+/// Received frames a node holds undecoded stay within its budgets: many concurrent large
+/// requests from two peers, and their large replies, never make the serving node hold more
+/// than its node budget, nor a caller more than its connection budget; every call completes.
+pub async fn buffered_frames_are_bounded<H: Harness>(mut harness: H) {
+    const FRAME: usize = 64 << 10;
+    let limits = Limits {
+        frame_bytes_max: FRAME,
+        connection_buffer_bytes_max: 4 * FRAME,
+        node_buffer_bytes_max: 6 * FRAME,
+        ..Limits::default()
+    };
+    let probe = Arc::new(Probe::default());
+    let a = start_limited(&mut harness, "a", limits, &probe).await;
+    let b = start_limited(&mut harness, "b", limits, &probe).await;
+    let c = start_limited(&mut harness, "c", limits, &probe).await;
+    let payload = vec![5u8; FRAME - 1024];
+    let calls = (0..24).map(|i| {
+        let caller = if i % 2 == 0 {
+            Arc::clone(&a)
+        } else {
+            Arc::clone(&c)
+        };
+        let payload = payload.clone();
+        async move { caller.call::<Echo>(&id("b"), &payload, DEADLINE * 6).await }
+    });
+    for reply in futures::future::join_all(calls).await {
+        assert_eq!(
+            reply.expect("a bounded node still serves every call").len(),
+            FRAME - 1024
+        );
+    }
+    let served = b.stats();
+    assert!(
+        served.frame_bytes_buffered_max <= limits.node_buffer_bytes_max,
+        "the serving node held {} bytes of frames (node budget {})",
+        served.frame_bytes_buffered_max,
+        limits.node_buffer_bytes_max
+    );
+    assert!(
+        served.frame_bytes_buffered_max >= FRAME - 1024,
+        "{served:?}"
+    );
+    for caller in [&a, &c] {
+        let stats = caller.stats();
+        assert!(
+            stats.frame_bytes_buffered_max <= limits.connection_buffer_bytes_max,
+            "a caller held {} bytes of replies from one peer (connection budget {})",
+            stats.frame_bytes_buffered_max,
+            limits.connection_buffer_bytes_max
+        );
+    }
+    // Everything decoded is released.
+    for node in [&a, &b, &c] {
+        let stats = node.stats();
+        assert_eq!(stats.frame_bytes_buffered, 0, "{stats:?}");
+    }
+}
+
+/// Every ordinary call slot to a peer is taken (the next ordinary call waits out its
+/// deadline), yet a control-lane call goes through at once; a control call's frame is small.
+pub async fn control_lane_passes_a_full_ordinary_lane<H: Harness>(mut harness: H) {
+    let limits = Limits {
+        concurrent_calls_max: 4,
+        ..Limits::default()
+    };
+    let probe = Arc::new(Probe::default());
+    let a = start_limited(&mut harness, "a", limits, &probe).await;
+    let _b = start_limited(&mut harness, "b", limits, &probe).await;
+    let blockers: Vec<_> = (0..4)
+        .map(|_| {
+            let a = Arc::clone(&a);
+            tokio::spawn(async move { a.call::<Sleep>(&id("b"), &60_000, DEADLINE * 6).await })
+        })
+        .collect();
+    probe
+        .wait_for("four sleeping handlers", Duration::from_secs(5), |p| {
+            Probe::get(&p.started) == 4
+        })
+        .await;
+    let ordinary = a
+        .call::<Echo>(&id("b"), &vec![1], Duration::from_millis(300))
+        .await;
+    assert_eq!(
+        ordinary,
+        Err(RpcError::DeadlineExceeded),
+        "the ordinary lane is full"
+    );
+    let control = a
+        .call::<ControlEcho>(&id("b"), &vec![2], Duration::from_secs(5))
+        .await;
+    assert_eq!(control, Ok(vec![2]), "the control lane is not");
+    let too_large = a
+        .call::<ControlEcho>(&id("b"), &vec![0; CONTROL_FRAME_BYTES_MAX], DEADLINE)
+        .await;
+    assert!(
+        matches!(too_large, Err(RpcError::FrameTooLarge { .. })),
+        "{too_large:?}"
+    );
+    for blocker in blockers {
+        blocker.abort();
+    }
 }

@@ -22,13 +22,19 @@ use tokio::time::Instant;
 use crate::codec::{Decode, Encode};
 use crate::error::RpcError;
 use crate::router::Router;
-use crate::transport::{Method, NodeId, StreamMethod, Transport};
+use crate::transport::{Lane, Limits, Method, NodeId, StreamMethod, Transport};
 
 /// Starts nodes of one test cluster.
 pub trait Harness: Send {
     /// Starts node `name` of the cluster, or starts it again after it was shut down (same
     /// name, same address if it has one), and makes every node able to reach every other.
     fn start<'a>(&'a mut self, name: &'a str) -> BoxFuture<'a, Arc<dyn Transport>>;
+    /// Starts node `name` (as [`Harness::start`]) with `limits` instead of the defaults.
+    fn start_limited<'a>(
+        &'a mut self,
+        name: &'a str,
+        limits: Limits,
+    ) -> BoxFuture<'a, Arc<dyn Transport>>;
     /// Starts node `name` configured with another cluster id.
     fn start_foreign<'a>(&'a mut self, name: &'a str) -> BoxFuture<'a, Arc<dyn Transport>>;
     /// A node id that callers know of but nothing answers to.
@@ -43,6 +49,15 @@ pub trait Harness: Send {
 pub struct Echo;
 impl Method for Echo {
     const NAME: &'static str = "conformance.echo";
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+}
+
+/// Echoes its request, in the control lane.
+pub struct ControlEcho;
+impl Method for ControlEcho {
+    const NAME: &'static str = "conformance.control_echo";
+    const LANE: Lane = Lane::Control;
     type Request = Vec<u8>;
     type Response = Vec<u8>;
 }
@@ -160,11 +175,16 @@ pub fn test_router(probe: Arc<Probe>) -> Router {
     let chunk_probe = Arc::clone(&probe);
     let count_probe = Arc::clone(&probe);
     let echo_probe = Arc::clone(&probe);
+    let control_probe = Arc::clone(&probe);
     let inflate_probe = Arc::clone(&probe);
     let fail_probe = Arc::clone(&probe);
     Router::new()
         .unary::<Echo, _, _>(move |_, request| {
             echo_probe.count_call();
+            async move { Ok(request) }
+        })
+        .unary::<ControlEcho, _, _>(move |_, request| {
+            control_probe.count_call();
             async move { Ok(request) }
         })
         .unary::<Inflate, _, _>(move |_, bytes| {
@@ -282,6 +302,14 @@ macro_rules! conformance_tests {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn foreign_cluster_refused() {
             $crate::conformance::foreign_cluster_refused($harness).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn buffered_frames_are_bounded() {
+            $crate::conformance::buffered_frames_are_bounded($harness).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn control_lane_passes_a_full_ordinary_lane() {
+            $crate::conformance::control_lane_passes_a_full_ordinary_lane($harness).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn shutdown_drains_and_restart_reconnects() {

@@ -9,18 +9,23 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::node::{Incoming, MemoryNode, REPLY_WINDOW_FRAMES, Reply, decode_whole};
-use crate::codec::Frame;
+use crate::budget::{self, ConnectionBudget};
+use crate::codec::{Frame, LENGTH_PREFIX_BYTES};
 use crate::error::RpcError;
 use crate::shared::{self, InFlightGuard};
-use crate::transport::{Deadline, NodeId};
+use crate::transport::{CONTROL_CALLS_MAX, Deadline, Lane, NodeId};
 
 impl MemoryNode {
-    pub(super) fn semaphore(&self, peer: &NodeId) -> Arc<Semaphore> {
+    /// The call slots to `peer` in `lane`.
+    pub(super) fn semaphore(&self, peer: &NodeId, lane: Lane) -> Arc<Semaphore> {
         let mut slots = self.slots.lock().expect("slots lock");
-        let permits = self.core.limits.concurrent_calls_max as usize;
+        let permits = match lane {
+            Lane::Ordinary => self.core.limits.concurrent_calls_max as usize,
+            Lane::Control => CONTROL_CALLS_MAX as usize,
+        };
         Arc::clone(
             slots
-                .entry(peer.clone())
+                .entry((peer.clone(), lane))
                 .or_insert_with(|| Arc::new(Semaphore::new(permits))),
         )
     }
@@ -31,29 +36,42 @@ impl MemoryNode {
         peer: &NodeId,
         frame: Bytes,
         deadline: Deadline,
+        lane: Lane,
     ) -> Result<CallChannel, RpcError> {
-        let permit =
-            tokio::time::timeout_at(deadline.instant(), self.semaphore(peer).acquire_owned())
-                .await
-                .map_err(|_| RpcError::DeadlineExceeded)?
-                .expect("call slots are never closed");
+        let permit = tokio::time::timeout_at(
+            deadline.instant(),
+            self.semaphore(peer, lane).acquire_owned(),
+        )
+        .await
+        .map_err(|_| RpcError::DeadlineExceeded)?
+        .expect("call slots are never closed");
         let route = self
             .network
             .route_request(&self.core.node, &self.core.cluster_id, peer)?;
         self.saw(peer);
         let (replies_in, replies) = mpsc::channel(REPLY_WINDOW_FRAMES);
-        for (copy, delay) in route.delays.iter().enumerate() {
-            let reply = if copy == 0 {
-                Reply::To(replies_in.clone())
-            } else {
-                Reply::Discard(replies_in.clone())
-            };
-            let incoming = Incoming {
-                from: self.core.node.clone(),
-                frame: frame.clone(),
-                reply,
-            };
-            self.deliver(peer, &route.inbox, route.incarnation, *delay, incoming);
+        if let Some(budget) = &route.budget {
+            for (copy, delay) in route.delays.iter().enumerate() {
+                let reply = if copy == 0 {
+                    Reply::To(replies_in.clone())
+                } else {
+                    Reply::Discard(replies_in.clone())
+                };
+                let incoming = Incoming {
+                    from: self.core.node.clone(),
+                    frame: frame.clone(),
+                    reply,
+                    reply_budget: self.budget_for(peer),
+                };
+                let delivery = Delivery {
+                    inbox: route.inbox.clone(),
+                    incarnation: route.incarnation,
+                    budget: Arc::clone(budget),
+                    lane,
+                    deadline,
+                };
+                self.deliver(peer, delivery, *delay, incoming);
+            }
         }
         Ok(CallChannel {
             replies,
@@ -63,21 +81,25 @@ impl MemoryNode {
         })
     }
 
+    /// Delivers `incoming` to `peer` after `delay`, once the peer has reserved its bytes (a
+    /// delivery that cannot reserve them before the call's deadline is lost).
     pub(super) fn deliver(
         &self,
         peer: &NodeId,
-        inbox: &mpsc::Sender<Incoming>,
-        incarnation: u64,
+        delivery: Delivery,
         delay: Duration,
-        incoming: Incoming,
+        mut incoming: Incoming,
     ) {
-        let inbox = inbox.clone();
-        if delay.is_zero() {
-            match inbox.try_send(incoming) {
+        let body_bytes = incoming.frame.len().saturating_sub(LENGTH_PREFIX_BYTES);
+        if delay.is_zero()
+            && let Some(reserved) = delivery.budget.try_reserve(delivery.lane, body_bytes)
+        {
+            incoming.frame = budget::hold(incoming.frame, reserved);
+            match delivery.inbox.try_send(incoming) {
                 Ok(()) | Err(TrySendError::Closed(_)) => {}
                 Err(TrySendError::Full(incoming)) => {
                     tokio::spawn(async move {
-                        let _ = inbox.send(incoming).await;
+                        let _ = delivery.inbox.send(incoming).await;
                     });
                 }
             }
@@ -86,15 +108,25 @@ impl MemoryNode {
         let network = Arc::clone(&self.network);
         let (from, to) = (self.core.node.clone(), peer.clone());
         tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            if network.still_open(&from, &to, incarnation) {
-                let _ = inbox.send(incoming).await;
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+                if !network.still_open(&from, &to, delivery.incarnation) {
+                    return;
+                }
             }
+            let frame = std::mem::take(&mut incoming.frame);
+            let reserve = super::node::reserve(&delivery.budget, delivery.lane, frame);
+            let Ok(Ok(frame)) = tokio::time::timeout_at(delivery.deadline.instant(), reserve).await
+            else {
+                return;
+            };
+            incoming.frame = frame;
+            let _ = delivery.inbox.send(incoming).await;
         });
     }
 
     pub(super) fn decode_reply(&self, frame: Bytes) -> Result<Frame, RpcError> {
-        decode_whole(&frame, self.core.limits.frame_bytes_max)
+        decode_whole(frame, self.core.limits.frame_bytes_max)
     }
 
     pub(super) async fn unary(
@@ -102,9 +134,10 @@ impl MemoryNode {
         peer: NodeId,
         frame: Bytes,
         deadline: Deadline,
+        lane: Lane,
     ) -> Result<Bytes, RpcError> {
         let _in_flight = self.core.start_outbound()?;
-        let mut call = self.send_request(&peer, frame, deadline).await?;
+        let mut call = self.send_request(&peer, frame, deadline, lane).await?;
         let reply = tokio::time::timeout_at(deadline.instant(), call.replies.recv())
             .await
             .map_err(|_| RpcError::DeadlineExceeded)?
@@ -114,6 +147,16 @@ impl MemoryNode {
             })?;
         shared::unary_reply(self.decode_reply(reply)?, &peer)
     }
+}
+
+/// Where and how a request frame is delivered.
+pub(super) struct Delivery {
+    inbox: mpsc::Sender<Incoming>,
+    incarnation: u64,
+    /// The target's budget for frames from the sender.
+    budget: Arc<ConnectionBudget>,
+    lane: Lane,
+    deadline: Deadline,
 }
 
 /// The caller's end of one call.
@@ -155,7 +198,9 @@ pub(super) async fn stream_step(
             let opened = async {
                 let frame = frame?;
                 let in_flight = node.core.start_outbound()?;
-                let call = node.send_request(&peer, frame, deadline).await?;
+                let call = node
+                    .send_request(&peer, frame, deadline, Lane::Ordinary)
+                    .await?;
                 Ok::<_, RpcError>((call, in_flight))
             };
             match opened.await {

@@ -20,6 +20,10 @@
 //! Cancellation is two-sided for every copy: a request (original or duplicate) that reaches
 //! its node after the caller dropped the call runs no handler, and dropping a call cancels the
 //! handlers of both copies.
+//! - **buffer budgets**: a request or reply frame is delivered only once the receiving node
+//!   has reserved its bytes from its budget for the sender (the sender's delivery waits, as
+//!   behind QUIC flow control), and the reservation lasts until the frame is decoded, as over
+//!   QUIC (`crate::budget`). Each lane has its own call slots per peer.
 //! - **cut links** (one-way or both ways) and **isolated** nodes: new calls over a cut link fail
 //!   at once with [`RpcError::Unreachable`] (as QUIC does for a peer in backoff); messages
 //!   already in flight are lost.
@@ -42,6 +46,7 @@ use tokio::sync::mpsc;
 pub use node::MemoryTransport;
 use node::{Incoming, MemoryNode};
 
+use crate::budget::ConnectionBudget;
 use crate::error::RpcError;
 use crate::rng::SplitMix64;
 use crate::transport::{Limits, NodeId};
@@ -141,6 +146,8 @@ pub(crate) enum Fate {
 pub(crate) struct Route {
     pub(crate) inbox: mpsc::Sender<Incoming>,
     pub(crate) incarnation: u64,
+    /// The target's buffer budget for frames from the sender (none if the target is gone).
+    pub(crate) budget: Option<Arc<ConnectionBudget>>,
     /// One entry per copy to deliver (empty: lost).
     pub(crate) delays: Vec<Duration>,
 }
@@ -297,6 +304,7 @@ impl Network {
             });
         }
         let (inbox, incarnation) = (slot.inbox.clone(), slot.incarnation);
+        let budget = slot.node.upgrade().map(|node| node.budget_for(from));
         if slot.cluster_id != cluster_id {
             let reason = format!(
                 "node {from} belongs to cluster {cluster_id:?}, not to cluster {:?} of node {to}",
@@ -323,6 +331,7 @@ impl Network {
         Ok(Route {
             inbox,
             incarnation,
+            budget,
             delays,
         })
     }

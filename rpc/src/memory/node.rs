@@ -13,12 +13,13 @@ use tokio::sync::{Semaphore, mpsc, watch};
 
 use super::calls::{StreamState, stream_step};
 use super::{Fate, MemoryNodeConfig, Network};
-use crate::codec::{self, Frame};
+use crate::budget::{self, ConnectionBudget};
+use crate::codec::{self, Frame, LENGTH_PREFIX_BYTES};
 use crate::envelope::Header;
 use crate::error::RpcError;
 use crate::router::Router;
 use crate::shared::{self, NodeCore, ResponseSink};
-use crate::transport::{Deadline, Limits, NodeId, Transport, TransportStats};
+use crate::transport::{Deadline, Lane, Limits, NodeId, Transport, TransportStats};
 
 /// Requests a node may have queued before callers wait.
 const INBOX_CAPACITY: usize = 1024;
@@ -28,8 +29,11 @@ pub(super) const REPLY_WINDOW_FRAMES: usize = 8;
 /// A request as the network delivers it.
 pub(crate) struct Incoming {
     pub(super) from: NodeId,
+    /// Holds its reservation of the receiver's buffer budget.
     pub(super) frame: Bytes,
     pub(super) reply: Reply,
+    /// The caller's buffer budget for frames from this node: replies reserve there.
+    pub(super) reply_budget: Arc<ConnectionBudget>,
 }
 
 pub(super) enum Reply {
@@ -65,8 +69,10 @@ pub(crate) struct MemoryNode {
     pub(super) network: Arc<Network>,
     pub(super) incarnation: u64,
     pub(super) kill: watch::Sender<bool>,
-    /// Call slots per peer (`Limits::concurrent_calls_max`).
-    pub(super) slots: Mutex<BTreeMap<NodeId, Arc<Semaphore>>>,
+    /// Call slots per peer and lane (`Limits::concurrent_calls_max`, `CONTROL_CALLS_MAX`).
+    pub(super) slots: Mutex<BTreeMap<(NodeId, Lane), Arc<Semaphore>>>,
+    /// Buffer budgets for frames from each peer.
+    pub(super) budgets: Mutex<BTreeMap<NodeId, Arc<ConnectionBudget>>>,
     pub(super) peers_seen: Mutex<BTreeSet<NodeId>>,
     pub(super) shutdown_grace: Duration,
     pub(super) shutdown_started: AtomicBool,
@@ -96,6 +102,7 @@ impl MemoryTransport {
             incarnation,
             kill: watch::channel(false).0,
             slots: Mutex::default(),
+            budgets: Mutex::default(),
             peers_seen: Mutex::default(),
             shutdown_grace: config.shutdown_grace,
             shutdown_started: AtomicBool::new(false),
@@ -132,6 +139,16 @@ impl MemoryNode {
         self.core.record_refusal(reason);
     }
 
+    /// This node's buffer budget for frames from `peer` (its "connection" to it).
+    pub(super) fn budget_for(&self, peer: &NodeId) -> Arc<ConnectionBudget> {
+        let mut budgets = self.budgets.lock().expect("budgets lock");
+        Arc::clone(
+            budgets
+                .entry(peer.clone())
+                .or_insert_with(|| self.core.budget.connection()),
+        )
+    }
+
     pub(super) fn saw(&self, peer: &NodeId) {
         self.peers_seen
             .lock()
@@ -146,20 +163,26 @@ impl MemoryNode {
             // late duplicate): no handler runs for it.
             return;
         }
-        let frame = decode_whole(&incoming.frame, self.core.limits.frame_bytes_max);
+        // The payload keeps the frame's reservation until the handler has decoded it.
+        let frame = decode_whole(incoming.frame, self.core.limits.frame_bytes_max);
         // The same deadline `serve_request` derives from the request's budget.
-        let deadline = match &frame {
+        let (deadline, lane) = match &frame {
             Ok(Frame {
                 header: Header::Request(request),
                 ..
-            }) => Some(Deadline::after(Duration::from_micros(request.budget_us)).instant()),
-            _ => None,
+            }) => (
+                Some(Deadline::after(Duration::from_micros(request.budget_us)).instant()),
+                shared::lane(request.control),
+            ),
+            _ => (None, Lane::Ordinary),
         };
         let mut sink = MemorySink {
             network: Arc::clone(&self.network),
             node: self.core.node.clone(),
             caller: incoming.from.clone(),
             reply: incoming.reply,
+            reply_budget: incoming.reply_budget,
+            lane,
             delays: self.network.delays(),
             pipeline: None,
             last_delivery: tokio::time::Instant::now(),
@@ -184,11 +207,17 @@ impl MemoryNode {
     }
 }
 
-pub(super) fn decode_whole(frame: &[u8], frame_bytes_max: usize) -> Result<Frame, RpcError> {
-    match codec::decode_frame(frame, frame_bytes_max)? {
-        Some((frame_decoded, used)) if used == frame.len() => Ok(frame_decoded),
-        Some(_) => Err(RpcError::malformed("bytes after the frame")),
-        None => Err(RpcError::malformed("truncated frame")),
+/// Decodes one whole frame; its payload is a slice of `frame` (so a reservation `frame` holds
+/// lasts until the payload is dropped).
+pub(super) fn decode_whole(frame: Bytes, frame_bytes_max: usize) -> Result<Frame, RpcError> {
+    let Some(prefix) = frame.first_chunk::<LENGTH_PREFIX_BYTES>() else {
+        return Err(RpcError::malformed("truncated frame"));
+    };
+    let length = codec::body_length(*prefix, frame_bytes_max)?;
+    match frame.len().cmp(&(LENGTH_PREFIX_BYTES + length)) {
+        std::cmp::Ordering::Less => Err(RpcError::malformed("truncated frame")),
+        std::cmp::Ordering::Greater => Err(RpcError::malformed("bytes after the frame")),
+        std::cmp::Ordering::Equal => codec::decode_body(frame.slice(LENGTH_PREFIX_BYTES..)),
     }
 }
 
@@ -223,6 +252,9 @@ struct MemorySink {
     node: NodeId,
     caller: NodeId,
     reply: Reply,
+    /// The caller's budget for our frames, and the call's lane.
+    reply_budget: Arc<ConnectionBudget>,
+    lane: Lane,
     delays: bool,
     /// When the network delays messages: a forwarder that delivers frames at their times, in
     /// order, without holding the handler up for each delay.
@@ -276,13 +308,17 @@ impl ResponseSink for MemorySink {
             Fate::Deliver(delay) => delay,
         };
         if !self.delays {
+            let frame = reserve(&self.reply_budget, self.lane, frame)
+                .await
+                .map_err(|_| gone())?;
             return caller.send(frame).await.map_err(|_| gone());
         }
         let at = (tokio::time::Instant::now() + delay).max(self.last_delivery);
         self.last_delivery = at;
+        let (budget, lane) = (&self.reply_budget, self.lane);
         let pipeline = self
             .pipeline
-            .get_or_insert_with(|| spawn_forwarder(caller.clone()));
+            .get_or_insert_with(|| spawn_forwarder(caller.clone(), Arc::clone(budget), lane));
         pipeline.send((at, frame)).await.map_err(|_| gone())
     }
 
@@ -296,18 +332,36 @@ impl ResponseSink for MemorySink {
     }
 }
 
-fn spawn_forwarder(caller: mpsc::Sender<Bytes>) -> mpsc::Sender<(tokio::time::Instant, Bytes)> {
+fn spawn_forwarder(
+    caller: mpsc::Sender<Bytes>,
+    budget: Arc<ConnectionBudget>,
+    lane: Lane,
+) -> mpsc::Sender<(tokio::time::Instant, Bytes)> {
     let (frames_in, mut frames) =
         mpsc::channel::<(tokio::time::Instant, Bytes)>(REPLY_WINDOW_FRAMES);
     tokio::spawn(async move {
         while let Some((at, frame)) = frames.recv().await {
             tokio::time::sleep_until(at).await;
+            let Ok(frame) = reserve(&budget, lane, frame).await else {
+                return;
+            };
             if caller.send(frame).await.is_err() {
                 return;
             }
         }
     });
     frames_in
+}
+
+/// `frame` holding its reservation of the receiver's budget `budget` (waiting for it).
+pub(super) async fn reserve(
+    budget: &ConnectionBudget,
+    lane: Lane,
+    frame: Bytes,
+) -> Result<Bytes, RpcError> {
+    let body_bytes = frame.len().saturating_sub(LENGTH_PREFIX_BYTES);
+    let reserved = budget.reserve(lane, body_bytes).await?;
+    Ok(budget::hold(frame, reserved))
 }
 
 impl Transport for MemoryTransport {
@@ -325,17 +379,13 @@ impl Transport for MemoryTransport {
         method: &str,
         request: Bytes,
         deadline: Deadline,
+        lane: Lane,
     ) -> BoxFuture<'static, Result<Bytes, RpcError>> {
         let node = Arc::clone(self.node());
-        let frame = shared::request_frame(
-            method,
-            &request,
-            deadline,
-            false,
-            node.core.limits.frame_bytes_max,
-        );
+        let frame =
+            shared::request_frame(method, &request, deadline, false, lane, &node.core.limits);
         let peer = peer.clone();
-        async move { node.unary(peer, frame?, deadline).await }.boxed()
+        async move { node.unary(peer, frame?, deadline, lane).await }.boxed()
     }
 
     fn stream_bytes(
@@ -351,7 +401,8 @@ impl Transport for MemoryTransport {
             &request,
             deadline,
             true,
-            node.core.limits.frame_bytes_max,
+            Lane::Ordinary,
+            &node.core.limits,
         );
         let state = StreamState::Start {
             node,

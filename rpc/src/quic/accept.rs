@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 use super::Inner;
 use super::peers::Link;
 use super::wire::{self, QuicSink};
+use crate::budget::ConnectionBudget;
 use crate::codec;
 use crate::envelope::{Header, Hello};
 use crate::error::RpcError;
@@ -83,7 +84,7 @@ async fn accept_one(inner: &Arc<Inner>, incoming: quinn::Incoming) -> Result<(),
     let max = inner.core.limits.frame_bytes_max;
     let (mut send, mut recv) = conn.accept_bi().await.map_err(failed)?;
     let hello_max = max.min(HELLO_FRAME_BYTES_MAX);
-    let hello = match wire::read_frame(&mut recv, &anonymous, hello_max).await {
+    let hello = match wire::read_frame(&mut recv, &anonymous, hello_max, wire::Budgeted::No).await {
         Ok(Some(frame)) => match frame.header {
             Header::Hello(hello) => Ok(hello),
             other => Err(format!(
@@ -132,6 +133,8 @@ async fn accept_one(inner: &Arc<Inner>, incoming: quinn::Incoming) -> Result<(),
         dialed_by_us: false,
         in_flight: Arc::default(),
         retiring: Arc::default(),
+        budget: inner.core.budget.connection(),
+        slots: super::peers::CallSlots::new(&inner.core.limits),
     };
     spawn_connection(inner, peer.clone(), link.clone());
     inner.register(&peer, link);
@@ -173,9 +176,10 @@ pub(super) fn spawn_connection(inner: &Arc<Inner>, peer: NodeId, link: Link) {
                     let inner = Arc::clone(&inner);
                     let peer = peer.clone();
                     let in_flight = link.in_flight.enter();
+                    let budget = Arc::clone(&link.budget);
                     tokio::spawn(async move {
                         let _in_flight = in_flight;
-                        serve_stream(&inner, peer, send, recv).await;
+                        serve_stream(&inner, peer, send, recv, &budget).await;
                     });
                 }
                 Err(error) => {
@@ -193,11 +197,12 @@ async fn serve_stream(
     peer: NodeId,
     send: quinn::SendStream,
     mut recv: quinn::RecvStream,
+    budget: &ConnectionBudget,
 ) {
     let max = inner.core.limits.frame_bytes_max;
     let frame = match tokio::time::timeout(
         REQUEST_READ_TIMEOUT,
-        wire::read_frame(&mut recv, &peer, max),
+        wire::read_frame(&mut recv, &peer, max, wire::Budgeted::Request(budget)),
     )
     .await
     {

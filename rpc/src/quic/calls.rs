@@ -8,23 +8,32 @@ use super::Inner;
 use super::wire::{self, CallStream};
 use crate::error::RpcError;
 use crate::shared::{self, InFlightGuard};
-use crate::transport::{Deadline, NodeId};
+use crate::transport::{Deadline, Lane, NodeId};
 
 impl Inner {
     /// Opens a stream for one call, dialing if needed. A connection found dead before anything
     /// was sent on it is replaced once. The caller bounds this by the call's deadline.
-    async fn open_call(self: &Arc<Self>, peer: &NodeId) -> Result<CallStream, RpcError> {
+    async fn open_call(
+        self: &Arc<Self>,
+        peer: &NodeId,
+        lane: Lane,
+    ) -> Result<CallStream, RpcError> {
         let mut attempts_left = 2;
         loop {
             attempts_left -= 1;
             let link = self.link(peer).await?;
+            // The lane's own share of the peer's stream limit: a control call never waits
+            // behind ordinary ones.
+            let slot = link.slots.acquire(lane).await;
             match link.conn.open_bi().await {
-                Ok((send, recv)) => {
+                Ok(streams) => {
                     return Ok(CallStream::new(
-                        send,
-                        recv,
+                        streams,
                         peer.clone(),
+                        lane,
+                        Arc::clone(&link.budget),
                         link.in_flight.enter(),
+                        slot,
                     ));
                 }
                 Err(error) => {
@@ -42,14 +51,15 @@ impl Inner {
         peer: NodeId,
         frame: Bytes,
         deadline: Deadline,
+        lane: Lane,
     ) -> Result<Bytes, RpcError> {
         let _in_flight = self.core.start_outbound()?;
-        let max = self.core.limits.frame_bytes_max;
+        let max = shared::frame_bytes_max(&self.core.limits, lane);
         let attempts = async {
             let mut attempts_left = 2;
             loop {
                 attempts_left -= 1;
-                let mut call = self.open_call(&peer).await?;
+                let mut call = self.open_call(&peer, lane).await?;
                 let exchange = async {
                     call.send_request(frame.clone()).await?;
                     call.read(max).await
@@ -104,7 +114,7 @@ pub(super) async fn stream_step(
                 let frame = frame?;
                 let in_flight = inner.core.start_outbound()?;
                 let open = async {
-                    let mut call = inner.open_call(&peer).await?;
+                    let mut call = inner.open_call(&peer, Lane::Ordinary).await?;
                     call.send_request(frame)
                         .await
                         .map_err(|failure| failure.error)?;

@@ -13,6 +13,12 @@
 //! - Either end of a connection calls over it: a connection dialed by A is used by B for calls
 //!   to A too. If both dial at once, both keep the one dialed by the smaller node id and the
 //!   other is closed once idle. A hello with a new incarnation replaces the peer's old links.
+//! - Lanes and budgets: the peer may open `concurrent_calls_max` + `CONTROL_CALLS_MAX` streams;
+//!   a caller keeps its ordinary calls to the first share (a semaphore per link), so control
+//!   calls (Raft heartbeats and votes) always find a stream. Frames read on a connection are
+//!   reserved from its and the node's buffer budgets before their bodies are read (a request's
+//!   lane comes from the first three bytes of its body); a frame that does not fit is left
+//!   unread and flow control holds the peer back.
 //! - Keep-alive pings keep idle connections up and detect dead peers within the idle timeout;
 //!   a restarted peer answers old connections with a stateless reset (its reset key is derived
 //!   from its node key), so they fail at once.
@@ -41,7 +47,7 @@ use crate::rng::SplitMix64;
 use crate::router::Router;
 use crate::shared::{self, NodeCore};
 use crate::tls::{self, NodeIdentity};
-use crate::transport::{Deadline, Limits, NodeId, Transport, TransportStats};
+use crate::transport::{Deadline, Lane, Limits, NodeId, Transport, TransportStats};
 use calls::{StreamState, stream_step};
 use peers::PeerTable;
 
@@ -223,7 +229,11 @@ impl Drop for Handle {
 fn transport_config(config: &QuicConfig) -> Result<quinn::TransportConfig, RpcError> {
     let mut transport = quinn::TransportConfig::default();
     transport
-        .max_concurrent_bidi_streams(VarInt::from_u32(config.limits.concurrent_calls_max))
+        // The ordinary lane's calls plus the control lane's (the caller keeps each to its own
+        // share, so control calls always find a stream).
+        .max_concurrent_bidi_streams(VarInt::from_u32(
+            config.limits.concurrent_calls_max + crate::transport::CONTROL_CALLS_MAX,
+        ))
         .max_concurrent_uni_streams(VarInt::from_u32(0))
         .max_idle_timeout(Some(
             IdleTimeout::try_from(config.idle_timeout)
@@ -311,17 +321,13 @@ impl Transport for QuicTransport {
         method: &str,
         request: Bytes,
         deadline: Deadline,
+        lane: Lane,
     ) -> BoxFuture<'static, Result<Bytes, RpcError>> {
         let inner = Arc::clone(self.inner());
-        let frame = shared::request_frame(
-            method,
-            &request,
-            deadline,
-            false,
-            inner.core.limits.frame_bytes_max,
-        );
+        let frame =
+            shared::request_frame(method, &request, deadline, false, lane, &inner.core.limits);
         let peer = peer.clone();
-        async move { inner.unary(peer, frame?, deadline).await }.boxed()
+        async move { inner.unary(peer, frame?, deadline, lane).await }.boxed()
     }
 
     fn stream_bytes(
@@ -337,7 +343,8 @@ impl Transport for QuicTransport {
             &request,
             deadline,
             true,
-            inner.core.limits.frame_bytes_max,
+            Lane::Ordinary,
+            &inner.core.limits,
         );
         let state = StreamState::Start {
             inner,

@@ -11,11 +11,13 @@ use futures::future::{BoxFuture, Shared};
 use quinn::VarInt;
 
 use super::{Inner, accept, wire};
+use crate::budget::ConnectionBudget;
 use crate::codec;
 use crate::envelope::{Header, Hello, PROTOCOL_VERSION};
 use crate::error::RpcError;
 use crate::shared::InFlight;
-use crate::transport::NodeId;
+use crate::transport::{CONTROL_CALLS_MAX, Lane, NodeId};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// One established, handshaken connection to a peer.
 #[derive(Clone)]
@@ -28,6 +30,37 @@ pub(super) struct Link {
     pub(super) in_flight: Arc<InFlight>,
     /// Set once this link is scheduled to close as a duplicate.
     pub(super) retiring: Arc<AtomicBool>,
+    /// Received frames this connection may hold.
+    pub(super) budget: Arc<ConnectionBudget>,
+    /// Our calls on it, per lane (the peer's stream limit is their sum).
+    pub(super) slots: Arc<CallSlots>,
+}
+
+/// A caller's stream slots on one connection, one semaphore per lane.
+pub(super) struct CallSlots {
+    ordinary: Arc<Semaphore>,
+    control: Arc<Semaphore>,
+}
+
+impl CallSlots {
+    pub(super) fn new(limits: &crate::transport::Limits) -> Arc<CallSlots> {
+        Arc::new(CallSlots {
+            ordinary: Arc::new(Semaphore::new(limits.concurrent_calls_max as usize)),
+            control: Arc::new(Semaphore::new(CONTROL_CALLS_MAX as usize)),
+        })
+    }
+
+    /// Waits for a slot in `lane` (the caller bounds the wait by its deadline).
+    pub(super) async fn acquire(&self, lane: Lane) -> OwnedSemaphorePermit {
+        let semaphore = match lane {
+            Lane::Ordinary => &self.ordinary,
+            Lane::Control => &self.control,
+        };
+        Arc::clone(semaphore)
+            .acquire_owned()
+            .await
+            .expect("call slots are never closed")
+    }
 }
 
 impl Link {
@@ -192,7 +225,7 @@ impl Inner {
                 .await
                 .map_err(|e| wire::write_error(peer, &e))?;
             let _ = send.finish();
-            wire::read_frame(&mut recv, peer, max).await
+            wire::read_frame(&mut recv, peer, max, wire::Budgeted::No).await
         };
         let reply = match handshake.await {
             Ok(reply) => reply,
@@ -232,6 +265,8 @@ impl Inner {
             dialed_by_us: true,
             in_flight: Arc::default(),
             retiring: Arc::default(),
+            budget: self.core.budget.connection(),
+            slots: CallSlots::new(&self.core.limits),
         };
         accept::spawn_connection(self, peer.clone(), link.clone());
         Ok(link)

@@ -7,10 +7,16 @@ use quinn::{
     ConnectionError, ReadError, ReadExactError, RecvStream, SendStream, VarInt, WriteError,
 };
 
+use std::sync::Arc;
+
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::budget::{self, ConnectionBudget};
 use crate::codec::{self, Frame, LENGTH_PREFIX_BYTES};
+use crate::envelope;
 use crate::error::RpcError;
 use crate::shared::{InFlightGuard, ResponseSink};
-use crate::transport::NodeId;
+use crate::transport::{Lane, NodeId};
 
 /// Application close codes of Grove connections.
 pub(crate) mod close {
@@ -140,12 +146,25 @@ pub(crate) fn write_error(peer: &NodeId, error: &WriteError) -> StreamFailure {
     }
 }
 
+/// Whose budget a frame read takes its bytes from.
+pub(crate) enum Budgeted<'a> {
+    /// None: the handshake's hello and welcome (bounded apart, before the peer is known).
+    No,
+    /// A request served on the connection of `budget`, in the lane its header names.
+    Request(&'a ConnectionBudget),
+    /// A reply of one of our calls, in the call's lane.
+    Reply(&'a ConnectionBudget, Lane),
+}
+
 /// Reads one frame: `Ok(None)` at a clean end of stream. A frame over `frame_bytes_max` is not
-/// read; the caller decides what to tell the sender.
+/// read; the caller decides what to tell the sender. The frame's bytes are reserved from
+/// `budget` before its body is read (waiting while the budget is spent: the unread bytes stay
+/// in QUIC's flow-control window) and stay reserved until its payload is dropped.
 pub(crate) async fn read_frame(
     recv: &mut RecvStream,
     peer: &NodeId,
     frame_bytes_max: usize,
+    budget: Budgeted<'_>,
 ) -> Result<Option<Frame>, StreamFailure> {
     let mut prefix = [0u8; LENGTH_PREFIX_BYTES];
     match recv.read_exact(&mut prefix).await {
@@ -157,14 +176,26 @@ pub(crate) async fn read_frame(
         Err(ReadExactError::ReadError(error)) => return Err(read_error(peer, &error)),
     }
     let length = codec::body_length(prefix, frame_bytes_max)?;
+    // The envelope's version, kind and flags: a request's lane, before its bytes are reserved.
+    let mut start = [0u8; 3];
+    match recv.read_exact(&mut start).await {
+        Ok(()) => {}
+        Err(ReadExactError::FinishedEarly(_)) => {
+            return Err(RpcError::malformed("stream ended inside a frame header").into());
+        }
+        Err(ReadExactError::ReadError(error)) => return Err(read_error(peer, &error)),
+    }
+    let reserved = match budget {
+        Budgeted::No => None,
+        Budgeted::Request(budget) => Some(budget.reserve(envelope::lane_of(start), length).await?),
+        Budgeted::Reply(budget, lane) => Some(budget.reserve(lane, length).await?),
+    };
     // The buffer grows with what arrives, so a prefix declaring a large body costs nothing
     // until the peer actually sends (and flow control lets through) that many bytes.
     let mut body = BytesMut::new();
+    body.extend_from_slice(&start);
     while body.len() < length {
         match recv.read_chunk(length - body.len(), true).await {
-            Ok(Some(chunk)) if body.is_empty() && chunk.bytes.len() == length => {
-                return Ok(Some(codec::decode_body(chunk.bytes)?));
-            }
             Ok(Some(chunk)) => body.extend_from_slice(&chunk.bytes),
             Ok(None) => {
                 return Err(RpcError::malformed(format!(
@@ -176,7 +207,11 @@ pub(crate) async fn read_frame(
             Err(error) => return Err(read_error(peer, &error)),
         }
     }
-    Ok(Some(codec::decode_body(body.freeze())?))
+    let body = match reserved {
+        Some(reserved) => budget::hold(body.freeze(), reserved),
+        None => body.freeze(),
+    };
+    Ok(Some(codec::decode_body(body)?))
 }
 
 /// The caller's side of one call's stream. Dropped before [`CallStream::complete`], it resets
@@ -185,23 +220,31 @@ pub(crate) struct CallStream {
     pub(crate) send: SendStream,
     pub(crate) recv: RecvStream,
     pub(crate) peer: NodeId,
+    lane: Lane,
+    budget: Arc<ConnectionBudget>,
     completed: bool,
     _link_in_flight: InFlightGuard,
+    _slot: OwnedSemaphorePermit,
 }
 
 impl CallStream {
     pub(crate) fn new(
-        send: SendStream,
-        recv: RecvStream,
+        (send, recv): (SendStream, RecvStream),
         peer: NodeId,
+        lane: Lane,
+        budget: Arc<ConnectionBudget>,
         link_in_flight: InFlightGuard,
+        slot: OwnedSemaphorePermit,
     ) -> Self {
         CallStream {
             send,
             recv,
             peer,
+            lane,
+            budget,
             completed: false,
             _link_in_flight: link_in_flight,
+            _slot: slot,
         }
     }
 
@@ -216,7 +259,8 @@ impl CallStream {
     }
 
     pub(crate) async fn read(&mut self, frame_bytes_max: usize) -> Result<Frame, StreamFailure> {
-        match read_frame(&mut self.recv, &self.peer, frame_bytes_max).await {
+        let budget = Budgeted::Reply(&self.budget, self.lane);
+        match read_frame(&mut self.recv, &self.peer, frame_bytes_max, budget).await {
             Ok(Some(frame)) => Ok(frame),
             Ok(None) => Err(RpcError::ConnectionLost {
                 peer: self.peer.clone(),

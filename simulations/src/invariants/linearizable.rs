@@ -15,10 +15,12 @@
 //!
 //! Writes without an answer may or may not have taken effect; both are accepted.
 
+use std::time::Duration;
+
 use grove_raft::replicated::RequestId;
 
 use super::Violation;
-use super::oracle::Oracle;
+use super::oracle::{Offsets, Oracle};
 use crate::history::{Op, Outcome, Position, Request};
 
 const NAME: &str = "linearizable metadata";
@@ -28,8 +30,8 @@ const NAME: &str = "linearizable metadata";
 struct Placed {
     id: RequestId,
     position: Position,
-    invoked: std::time::Duration,
-    acked: Option<std::time::Duration>,
+    invoked: Duration,
+    acked: Option<Duration>,
 }
 
 pub fn check(ops: &[Op], oracle: &Oracle) -> Vec<Violation> {
@@ -80,32 +82,102 @@ pub fn check(ops: &[Op], oracle: &Oracle) -> Vec<Violation> {
             ));
         }
     }
-    for op in ops {
-        let (Request::ReadOffsets { data_source }, Outcome::Read(value), Some(completed)) =
-            (&op.request, &op.outcome, op.completed)
-        else {
-            continue;
-        };
-        let low = placed
+    violations.extend(check_reads(ops, &placed, oracle));
+    violations
+}
+
+/// A read that returned, as the check places it.
+struct Read<'a> {
+    client: u64,
+    data_source: &'a str,
+    value: &'a Offsets,
+    invoked: Duration,
+    completed: Duration,
+}
+
+/// Reads against the writes and against each other. The log fixes the writes' order, so a
+/// linearization is a choice of one log index per read (the read saw the state after that
+/// entry; `None`: before the first) such that
+/// - a write acknowledged before the read was invoked is at or below it;
+/// - a write invoked after the read completed is above it;
+/// - a read that completed before another was invoked is at or below that one's index
+///   (Wing & Gong's real-time order between reads: read A saw W, a later read B must too);
+/// - the model's offsets of the datasource at the index are what the read returned.
+///
+/// Taking reads in invocation order (every read that precedes one in real time was invoked
+/// first) and giving each the lowest index it can have is exact: the only constraint a read
+/// passes on is a floor for the reads after it, and the lowest index is the lowest floor.
+/// Writes that never reached the log took no effect and constrain nothing.
+fn check_reads(ops: &[Op], placed: &[Placed], oracle: &Oracle) -> Vec<Violation> {
+    let mut reads: Vec<Read<'_>> = ops
+        .iter()
+        .filter_map(|op| match (&op.request, &op.outcome, op.completed) {
+            (Request::ReadOffsets { data_source }, Outcome::Read(value), Some(completed)) => {
+                Some(Read {
+                    client: op.client,
+                    data_source,
+                    value,
+                    invoked: op.invoked,
+                    completed,
+                })
+            }
+            _ => None,
+        })
+        .collect();
+    reads.sort_by_key(|read| (read.invoked, read.completed));
+    let mut violations = Vec::new();
+    // Each read placed so far: when it completed and the index it got.
+    let mut done: Vec<(Duration, Option<u64>)> = Vec::new();
+    for read in &reads {
+        let acked_before = placed
             .iter()
-            .filter(|w| w.acked.is_some_and(|acked| acked < op.invoked))
-            .map(|w| w.position.0)
-            .max();
-        let high = placed
+            .filter(|w| w.acked.is_some_and(|acked| acked < read.invoked))
+            .map(|w| Some(w.position.0))
+            .max()
+            .unwrap_or(None);
+        let reads_before = done
             .iter()
-            .filter(|w| w.invoked < completed)
+            .filter(|(completed, _)| *completed < read.invoked)
+            .map(|(_, index)| *index)
+            .max()
+            .unwrap_or(None);
+        let floor = acked_before.max(reads_before);
+        // Strictly below every write invoked after the read completed.
+        let ceiling = placed
+            .iter()
+            .filter(|w| w.invoked > read.completed)
             .map(|w| w.position.0)
-            .max();
-        let possible = oracle.offsets_between(data_source, low, high);
-        if !possible.contains(value) {
-            violations.push(Violation::new(
-                NAME,
-                format!(
-                    "client {} read offsets {value:?} of {data_source} between {:?} and {:?}; \
-                     the model allows only {possible:?} (indexes {low:?}..={high:?})",
-                    op.client, op.invoked, completed
-                ),
-            ));
+            .min();
+        match oracle.first_index_with(read.data_source, read.value, floor, ceiling) {
+            Some(index) => done.push((read.completed, index)),
+            None => {
+                let why = if reads_before > acked_before {
+                    "a read that completed before it was invoked saw"
+                } else {
+                    "a write acknowledged before it was invoked sits at"
+                };
+                violations.push(Violation::new(
+                    NAME,
+                    format!(
+                        "client {} read offsets {:?} of {} between {:?} and {:?}, but {why} \
+                         index {floor:?} and the model's offsets of {} are {:?} from there \
+                         up to below index {ceiling:?}",
+                        read.client,
+                        read.value,
+                        read.data_source,
+                        read.invoked,
+                        read.completed,
+                        read.data_source,
+                        oracle.offsets_between(
+                            read.data_source,
+                            floor,
+                            ceiling.and_then(|c| c.checked_sub(1)).or(oracle.last_index)
+                        ),
+                    ),
+                ));
+                // Keep checking the rest as if it had seen the floor.
+                done.push((read.completed, floor));
+            }
         }
     }
     violations
@@ -229,6 +301,46 @@ mod tests {
         // Real-time order: the publish acknowledged before the create was invoked.
         let reordered = vec![write(0, &create, 20, 25), write(1, &publish, 6, 10)];
         assert_eq!(check(&reordered, &oracle).len(), 1);
+    }
+
+    #[test]
+    fn a_later_read_that_misses_what_an_earlier_read_saw_is_caught() {
+        let create = create_task("t1", "ds0", 0);
+        let publish = publish("t1", "ds0", 0, offsets(&[(0, 0)]), offsets(&[(0, 3)]), 5);
+        let committed = committed(&[create.clone(), publish.clone()]);
+        let (oracle, _) = Oracle::replay(&committed);
+        // The publish is in flight from 6 to 100; read A (10-12) sees it, read B (20-22),
+        // invoked after A completed, does not: each read alone fits the publish's window.
+        let history = |b_value| {
+            vec![
+                write(0, &create, 0, 5),
+                write(1, &publish, 6, 100),
+                read(Some(offsets(&[(0, 3)])), 10, 12),
+                read(b_value, 20, 22),
+            ]
+        };
+        assert!(check(&history(Some(offsets(&[(0, 3)]))), &oracle).is_empty());
+        let stale = check(&history(None), &oracle);
+        assert_eq!(stale.len(), 1, "{stale:?}");
+        assert!(
+            stale[0].detail.contains("a read that completed"),
+            "{stale:?}"
+        );
+        // Overlapping reads may disagree: either may linearize first.
+        let overlapping = vec![
+            write(0, &create, 0, 5),
+            write(1, &publish, 6, 100),
+            read(Some(offsets(&[(0, 3)])), 10, 30),
+            read(None, 20, 22),
+        ];
+        assert!(check(&overlapping, &oracle).is_empty());
+        // A read that completed before the publish was invoked cannot have seen it.
+        let early = vec![
+            write(0, &create, 0, 5),
+            read(Some(offsets(&[(0, 3)])), 5, 6),
+            write(1, &publish, 7, 100),
+        ];
+        assert_eq!(check(&early, &oracle).len(), 1);
     }
 
     #[test]

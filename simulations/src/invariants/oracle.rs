@@ -129,6 +129,35 @@ impl Oracle {
             .and_then(|(_, offsets)| offsets.clone())
     }
 
+    /// The lowest index at or above `floor` and below `ceiling` (no bound if `None`) after
+    /// which the offsets of `data_source` are `value`, if there is one (`Some(None)`: before
+    /// the first entry).
+    pub fn first_index_with(
+        &self,
+        data_source: &str,
+        value: &Offsets,
+        floor: Option<u64>,
+        ceiling: Option<u64>,
+    ) -> Option<Option<u64>> {
+        let below = |index: Option<u64>| match (index, ceiling) {
+            (_, None) | (None, Some(_)) => true,
+            (Some(index), Some(ceiling)) => index < ceiling,
+        };
+        if !below(floor) {
+            return None;
+        }
+        if self.offsets_at(data_source, floor) == *value {
+            return Some(floor);
+        }
+        self.offsets
+            .get(data_source)?
+            .iter()
+            .filter(|(at, _)| Some(*at) > floor)
+            .take_while(|(at, _)| below(Some(*at)))
+            .find(|(_, offsets)| offsets == value)
+            .map(|(at, _)| Some(*at))
+    }
+
     /// Every value the offsets of `data_source` take at indexes in `[low, high]`.
     pub fn offsets_between(
         &self,
