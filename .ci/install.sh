@@ -7,6 +7,8 @@ set -euo pipefail
 need_apt=()
 command -v cc >/dev/null || need_apt+=(gcc)
 command -v make >/dev/null || need_apt+=(make)
+# grove-raft's durability test watches the log's fdatasync/fsync calls with strace.
+command -v strace >/dev/null || need_apt+=(strace)
 if ((${#need_apt[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

@@ -1,4 +1,4 @@
-//! [`RaftNode`]: one member of the metadata group — openraft over the sled log and the
+//! [`RaftNode`]: one member of the metadata group — openraft over its own log files and the
 //! in-memory state machine, reached through `grove-rpc` — and the client side every member
 //! offers: writes, linearizable reads and membership changes, each carried to the leader.
 //!
@@ -40,7 +40,8 @@ use openraft::{ChangeMembers, Raft, RaftMetrics, SnapshotPolicy};
 use tokio::time::Instant;
 
 use super::batcher::{Combiner, SizedRequest, propose};
-use super::disk::{Disk, SledDisk};
+use super::disk::Disk;
+use super::file_disk::FileDisk;
 use super::log_store::LogStore;
 use super::network::{
     Admin, AdminRequest, AppendEntries, ClientWrites, GroveNetwork, InstallSnapshot,
@@ -64,7 +65,7 @@ pub struct RaftNodeConfig {
     pub id: RaftNodeId,
     /// This member's rpc name (its transport's node id) and address.
     pub node: GroveNode,
-    /// The sled database directory (log, vote, snapshots).
+    /// The member's storage directory (log, vote, snapshots: [`FileDisk`]).
     pub dir: PathBuf,
     pub raft: openraft::Config,
     /// This member's writer id in request ids. Must differ from every other writer's and
@@ -209,10 +210,8 @@ impl RaftNode {
         on_peer: Option<PeerHook>,
     ) -> Result<RaftNode, ReplicaError> {
         check_name(&config, transport.as_ref())?;
-        let db = sled::open(&config.dir)
+        let disk = FileDisk::open(&config.dir)
             .map_err(|e| ReplicaError::Start(format!("opening {}: {e}", config.dir.display())))?;
-        let disk = SledDisk::open(&db).map_err(|e| ReplicaError::Start(e.to_string()))?;
-        drop(db);
         RaftNode::start_on(config, Arc::new(disk), None, transport, on_peer).await
     }
 
@@ -503,7 +502,7 @@ impl RaftNode {
     }
 
     /// Stops Raft and waits (up to [`STORAGE_CLOSE_WAIT`]) until its tasks have dropped every
-    /// storage handle, so the sled database is closed and its directory can be opened again.
+    /// storage handle, so its directory is unlocked and can be opened again.
     pub async fn shutdown(&self) -> Result<(), ReplicaError> {
         self.inner
             .raft

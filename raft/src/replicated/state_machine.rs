@@ -4,8 +4,8 @@
 //!
 //! Where the state lives: in memory ([`MachineState`], behind a lock the read path shares);
 //! durability comes from the Raft log (flushed before an entry is acknowledged) and from
-//! snapshots, which are written to the node's [`Disk`] (tree [`Tree::Snapshot`], sled
-//! `snapshot`, keys `meta` and `data`, one batch, synced) before openraft may purge the log
+//! snapshots, which are written to the node's [`Disk`] (tree [`Tree::Snapshot`], key
+//! `snapshot`: metadata and data in one value, synced) before openraft may purge the log
 //! they cover. After a restart
 //! the state is the last snapshot plus the committed log replayed over it. Applying touches no
 //! disk, no clock and no randomness, so the apply step is the same under the simulator.
@@ -41,7 +41,7 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::disk::{Disk, SledDisk, Tree};
+use super::disk::{Disk, Tree};
 use super::tables::{MemoryTables, RequestLog, TableRows};
 use super::types::{ClientRequest, GroveNode, RaftNodeId, RequestId, TypeConfig, Verdict};
 use super::watch::{Change, ChangeLog};
@@ -171,13 +171,6 @@ pub struct StateMachineStore {
 }
 
 impl StateMachineStore {
-    /// Opens the state machine of the node whose sled database is `db`: the last snapshot
-    /// stored there, if any, is loaded.
-    pub fn open(db: &sled::Db) -> StorageResult<Self> {
-        let disk = SledDisk::open(db).map_err(|e| read_error(e.to_string()))?;
-        StateMachineStore::on_disk(Arc::new(disk), None)
-    }
-
     /// Opens the state machine whose snapshots live on `disk`, telling `on_apply` (if any)
     /// what it applies; the last snapshot stored there, if any, is loaded.
     pub fn on_disk(disk: Arc<dyn Disk>, on_apply: Option<ApplyHook>) -> StorageResult<Self> {
@@ -209,40 +202,29 @@ impl StateMachineStore {
         Arc::clone(&self.state)
     }
 
-    /// The stored snapshot: one value under key `snapshot` (its metadata's length as 4
-    /// big-endian bytes, the metadata as JSON, then the data), or, as builds before it stored
-    /// it, keys `meta` and `data`.
+    /// The stored snapshot: one value under key `snapshot`: its metadata's length as 4
+    /// big-endian bytes, the metadata as JSON, then the data.
     fn stored_snapshot(&self) -> StorageResult<Option<(Meta, Vec<u8>)>> {
-        let read = |key: &str| {
-            self.disk
-                .get(Tree::Snapshot, key.as_bytes())
-                .map_err(|e| read_error(format!("reading the snapshot: {e}")))
+        let Some(mut value) = self
+            .disk
+            .get(Tree::Snapshot, b"snapshot")
+            .map_err(|e| read_error(format!("reading the snapshot: {e}")))?
+        else {
+            return Ok(None);
         };
-        let undecodable =
-            |e: serde_json::Error| read_error(format!("undecodable snapshot metadata: {e}"));
-        if let Some(mut value) = read("snapshot")? {
-            let meta_len = value
-                .get(..4)
-                .map(|len| u32::from_be_bytes(len.try_into().expect("4 bytes")) as usize)
-                .filter(|len| 4 + len <= value.len())
-                .ok_or_else(|| read_error("the stored snapshot is cut short"))?;
-            let meta = serde_json::from_slice(&value[4..4 + meta_len]).map_err(undecodable)?;
-            value.drain(..4 + meta_len);
-            return Ok(Some((meta, value)));
-        }
-        match (read("meta")?, read("data")?) {
-            (Some(meta), Some(data)) => Ok(Some((
-                serde_json::from_slice(&meta).map_err(undecodable)?,
-                data,
-            ))),
-            (None, None) => Ok(None),
-            _ => Err(read_error("snapshot metadata and data are not both stored")),
-        }
+        let meta_len = value
+            .get(..4)
+            .map(|len| u32::from_be_bytes(len.try_into().expect("4 bytes")) as usize)
+            .filter(|len| 4 + len <= value.len())
+            .ok_or_else(|| read_error("the stored snapshot is cut short"))?;
+        let meta = serde_json::from_slice(&value[4..4 + meta_len])
+            .map_err(|e| read_error(format!("undecodable snapshot metadata: {e}")))?;
+        value.drain(..4 + meta_len);
+        Ok(Some((meta, value)))
     }
 
     /// Stores a snapshot as one value (metadata and data together: a crash keeps both or
-    /// neither, whatever the disk tears) and flushes it; then drops the two keys of the
-    /// older layout, if any (after the sync: a torn write never leaves neither).
+    /// neither, whatever the disk tears) and syncs it.
     fn store_snapshot(
         &self,
         meta: &SnapshotMeta<RaftNodeId, GroveNode>,
@@ -261,12 +243,7 @@ impl StateMachineStore {
             .map_err(|e| write_error(format!("writing the snapshot: {e}")))?;
         self.disk
             .sync()
-            .map_err(|e| write_error(format!("flushing the snapshot: {e}")))?;
-        // Removing a key that is not there changes nothing; left to the next sync.
-        let older = vec![(b"meta".to_vec(), None), (b"data".to_vec(), None)];
-        self.disk
-            .write(Tree::Snapshot, older)
-            .map_err(|e| write_error(format!("dropping the older snapshot layout: {e}")))
+            .map_err(|e| write_error(format!("flushing the snapshot: {e}")))
     }
 }
 
@@ -426,6 +403,7 @@ fn write_error(message: impl Into<String>) -> StorageError<RaftNodeId> {
 mod tests {
     use super::*;
     use crate::metadata::Command;
+    use crate::replicated::FileDisk;
     use crate::replicated::types::running_task;
     use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, RaftSnapshotBuilder};
 
@@ -455,46 +433,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_snapshot_is_one_value_and_the_older_two_key_layout_still_loads() {
+    async fn a_snapshot_is_one_value_that_reloads_and_a_value_cut_short_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
-        let disk: Arc<dyn Disk> = Arc::new(SledDisk::open(&db).unwrap());
+        let disk: Arc<dyn Disk> = Arc::new(FileDisk::open(dir.path()).unwrap());
         let mut store = StateMachineStore::on_disk(Arc::clone(&disk), None).unwrap();
         store.apply([create_task(1, "a")]).await.unwrap();
         snapshot(&mut store).await;
-        let value = disk
-            .get(Tree::Snapshot, b"snapshot")
-            .unwrap()
-            .expect("one value");
-        assert_eq!(disk.get(Tree::Snapshot, b"meta").unwrap(), None);
+        assert!(disk.get(Tree::Snapshot, b"snapshot").unwrap().is_some());
         assert_eq!(
             task_ids(&StateMachineStore::on_disk(Arc::clone(&disk), None).unwrap()),
             1
         );
-
-        // Rewrite it as an older build stored it: metadata and data under two keys.
-        let meta_len = u32::from_be_bytes(value[..4].try_into().unwrap()) as usize;
-        disk.write(
-            Tree::Snapshot,
-            vec![
-                (b"snapshot".to_vec(), None),
-                (b"meta".to_vec(), Some(value[4..4 + meta_len].to_vec())),
-                (b"data".to_vec(), Some(value[4 + meta_len..].to_vec())),
-            ],
-        )
-        .unwrap();
-        let mut reopened = StateMachineStore::on_disk(Arc::clone(&disk), None).unwrap();
-        assert_eq!(task_ids(&reopened), 1);
-        // The next snapshot takes the one-value layout and drops the two keys.
-        reopened.apply([create_task(2, "b")]).await.unwrap();
-        snapshot(&mut reopened).await;
-        assert_eq!(disk.get(Tree::Snapshot, b"meta").unwrap(), None);
-        assert_eq!(disk.get(Tree::Snapshot, b"data").unwrap(), None);
-        assert_eq!(
-            task_ids(&StateMachineStore::on_disk(Arc::clone(&disk), None).unwrap()),
-            2
-        );
-
         // A value cut short is a clear error, not a panic.
         disk.write(
             Tree::Snapshot,
