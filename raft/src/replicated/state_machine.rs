@@ -11,10 +11,16 @@
 //! disk, no clock and no randomness, so the apply step is the same under the simulator.
 //!
 //! Snapshots: `get_snapshot_builder` copies the state under the lock (the only pause the apply
-//! loop sees); serializing and writing happen in the builder, off the apply loop. Data format:
-//! JSON ([`SnapshotBody`], `formatVersion` 1) — records carry free-form JSON (load specs, task
-//! specs), so a self-describing format is needed; the snapshot's metadata (last log id,
-//! membership) is openraft's own `SnapshotMeta`, stored beside it.
+//! loop sees); encoding, writing and syncing happen in the builder, off the apply loop and off
+//! the runtime's workers ([`Disk::run_blocking`]), as do an install's decoding and write. Data
+//! format: bincode ([`SnapshotBody`], format version 2); the snapshot's metadata (last log
+//! id, membership) is openraft's own `SnapshotMeta`, stored in the same value.
+//!
+//! Build versus install: openraft builds a snapshot on a task of its own while the state
+//! machine may install a newer one received from the leader (and purge the log behind it).
+//! A snapshot is stored only if it covers more of the log than the one stored, decided and
+//! written under one lock ([`StateMachineStore::store_snapshot_if_newer`]), so a slow build
+//! never replaces a newer install: the stored snapshot never falls behind the purged log.
 //!
 //! Leader-term fencing: a request carrying the term its writer observed is refused (nothing
 //! applied, the refusal remembered under its request id) when its entry was appended by the
@@ -32,7 +38,7 @@
 #![allow(clippy::result_large_err)]
 
 use std::io::Cursor;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use openraft::storage::RaftStateMachine;
 use openraft::{
@@ -41,7 +47,7 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::disk::{Disk, Tree};
+use super::disk::{Disk, Tree, offload};
 use super::tables::{MemoryTables, RequestLog, TableRows};
 use super::types::{ClientRequest, GroveNode, RaftNodeId, RequestId, TypeConfig, Verdict};
 use super::watch::{Change, ChangeLog};
@@ -168,6 +174,9 @@ pub struct StateMachineStore {
     /// Held by every clone (and so by snapshot builders), like [`super::LogStore`]'s.
     open: Option<Arc<()>>,
     on_apply: Option<ApplyHook>,
+    /// The last log id the stored snapshot covers (`None`: none stored), held while a
+    /// snapshot is compared with it and stored, so a build and an install never interleave.
+    stored: Arc<Mutex<Option<Option<LogId<RaftNodeId>>>>>,
 }
 
 impl StateMachineStore {
@@ -179,8 +188,10 @@ impl StateMachineStore {
             disk,
             open: None,
             on_apply,
+            stored: Arc::new(Mutex::new(None)),
         };
         if let Some((meta, data)) = store.stored_snapshot()? {
+            *store.stored.lock().expect("snapshot lock") = Some(meta.last_log_id);
             let state = restore(&meta, &data)?;
             let mut guard = store.state.write().expect("state lock");
             *guard = state;
@@ -224,12 +235,16 @@ impl StateMachineStore {
     }
 
     /// Stores a snapshot as one value (metadata and data together: a crash keeps both or
-    /// neither, whatever the disk tears) and syncs it.
-    fn store_snapshot(
-        &self,
-        meta: &SnapshotMeta<RaftNodeId, GroveNode>,
-        data: &[u8],
-    ) -> StorageResult<()> {
+    /// neither, whatever the disk tears) and syncs it, if it covers more of the log than the
+    /// stored one; returns whether it did. Compared and written under one lock. Blocks (call
+    /// it through [`offload`]).
+    pub fn store_snapshot_if_newer(&self, meta: &Meta, data: &[u8]) -> StorageResult<bool> {
+        let mut stored = self.stored.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(stored) = *stored
+            && meta.last_log_id <= stored
+        {
+            return Ok(false);
+        }
         let meta_bytes = serde_json::to_vec(meta)
             .map_err(|e| write_error(format!("encoding snapshot metadata: {e}")))?;
         let meta_len = u32::try_from(meta_bytes.len())
@@ -243,7 +258,20 @@ impl StateMachineStore {
             .map_err(|e| write_error(format!("writing the snapshot: {e}")))?;
         self.disk
             .sync()
-            .map_err(|e| write_error(format!("flushing the snapshot: {e}")))
+            .map_err(|e| write_error(format!("flushing the snapshot: {e}")))?;
+        *stored = Some(meta.last_log_id);
+        Ok(true)
+    }
+
+    /// Runs `work` off the runtime's workers ([`offload`]); its storage error, or one saying
+    /// it did not complete.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> StorageResult<T> + Send + 'static,
+    ) -> StorageResult<T> {
+        offload(self.disk.as_ref(), work)
+            .await
+            .map_err(|e| write_error(format!("snapshot work: {e}")))?
     }
 }
 
@@ -282,9 +310,9 @@ pub struct SnapshotBuilder {
     store: StateMachineStore,
 }
 
-impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
-    async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
-        let state = std::mem::take(&mut self.state);
+impl SnapshotBuilder {
+    /// Encodes the copied state and stores it unless a newer snapshot is stored (blocking).
+    fn build(state: MachineState, store: &StateMachineStore) -> StorageResult<(Meta, Vec<u8>)> {
         let body = SnapshotBody {
             format_version: SNAPSHOT_FORMAT_VERSION,
             requests: state.requests.entries(),
@@ -293,6 +321,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let mut data = Vec::new();
         grove_rpc::codec::encode_document(&body, &mut data)
             .map_err(|e| write_error(format!("encoding the snapshot: {e}")))?;
+        drop(body);
         // The id names the log position it covers; two builds at one position hold the same
         // state (apply is deterministic), so they may share it.
         let snapshot_id = match state.last_applied {
@@ -304,7 +333,21 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_membership: state.membership,
             snapshot_id,
         };
-        self.store.store_snapshot(&meta, &data)?;
+        // A build older than the stored snapshot (one installed meanwhile) is not stored;
+        // openraft, told of it, keeps the newer one it knows.
+        store.store_snapshot_if_newer(&meta, &data)?;
+        Ok((meta, data))
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
+        let state = std::mem::take(&mut self.state);
+        let store = self.store.clone();
+        let (meta, data) = self
+            .store
+            .blocking(move || SnapshotBuilder::build(state, &store))
+            .await?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -373,18 +416,38 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> StorageResult<()> {
         let data = snapshot.into_inner();
-        let state = restore(meta, &data)?;
-        self.store_snapshot(meta, &data)?;
-        let mut guard = self.state.write().expect("state lock");
-        *guard = state;
-        if let Some(hook) = &self.on_apply {
-            hook(ApplyEvent::Installed { meta });
-        }
-        Ok(())
+        let store = self.clone();
+        let installed = meta.clone();
+        let state = self
+            .blocking(move || {
+                let state = restore(&installed, &data)?;
+                // openraft installs only a snapshot newer than what this member applied, so
+                // it is newer than the stored one too, unless a build raced it: then the
+                // lock orders them and only the newer is kept.
+                store.store_snapshot_if_newer(&installed, &data)?;
+                Ok(state)
+            })
+            .await?;
+        let replaced = {
+            let mut guard = self.state.write().expect("state lock");
+            let replaced = std::mem::replace(&mut *guard, state);
+            if let Some(hook) = &self.on_apply {
+                hook(ApplyEvent::Installed { meta });
+            }
+            replaced
+        };
+        // Freeing a large state takes a while too.
+        self.blocking(move || {
+            drop(replaced);
+            Ok(())
+        })
+        .await
     }
 
     async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {
-        Ok(self.stored_snapshot()?.map(|(meta, data)| Snapshot {
+        let store = self.clone();
+        let stored = self.blocking(move || store.stored_snapshot()).await?;
+        Ok(stored.map(|(meta, data)| Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
         }))
@@ -430,6 +493,101 @@ mod tests {
 
     fn task_ids(store: &StateMachineStore) -> usize {
         store.state().read().unwrap().tables.tasks().len()
+    }
+
+    /// A [`FileDisk`] that counts the jobs handed to [`Disk::run_blocking`].
+    struct Offloads {
+        inner: FileDisk,
+        jobs: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Disk for Offloads {
+        fn get(&self, tree: Tree, key: &[u8]) -> std::io::Result<Option<Vec<u8>>> {
+            self.inner.get(tree, key)
+        }
+        fn range(
+            &self,
+            tree: Tree,
+            start: std::ops::Bound<&[u8]>,
+            end: std::ops::Bound<&[u8]>,
+        ) -> std::io::Result<Vec<crate::replicated::disk::KeyValue>> {
+            self.inner.range(tree, start, end)
+        }
+        fn last(&self, tree: Tree) -> std::io::Result<Option<crate::replicated::disk::KeyValue>> {
+            self.inner.last(tree)
+        }
+        fn write(
+            &self,
+            tree: Tree,
+            batch: Vec<crate::replicated::disk::BatchOp>,
+        ) -> std::io::Result<()> {
+            self.inner.write(tree, batch)
+        }
+        fn sync(&self) -> std::io::Result<()> {
+            self.inner.sync()
+        }
+        fn run_blocking(
+            &self,
+            job: crate::replicated::disk::BlockingJob,
+        ) -> crate::replicated::disk::BlockingFuture {
+            self.jobs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.inner.run_blocking(job)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_build_older_than_a_snapshot_installed_meanwhile_is_not_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = Arc::new(Offloads {
+            inner: FileDisk::open(&dir.path().join("follower")).unwrap(),
+            jobs: Default::default(),
+        });
+        let jobs = || disk.jobs.load(std::sync::atomic::Ordering::Relaxed);
+        let mut follower = StateMachineStore::on_disk(Arc::clone(&disk) as _, None).unwrap();
+        follower
+            .apply([create_task(1, "a"), create_task(2, "b")])
+            .await
+            .unwrap();
+        // openraft starts a build: the state as of index 2 is copied.
+        let mut builder = follower.get_snapshot_builder().await;
+        // Meanwhile the leader's snapshot as of index 4 is installed.
+        let leader_disk = FileDisk::open(&dir.path().join("leader")).unwrap();
+        let mut leader = StateMachineStore::on_disk(Arc::new(leader_disk), None).unwrap();
+        leader
+            .apply((1..=4).map(|i| create_task(i, &format!("t{i}"))))
+            .await
+            .unwrap();
+        let installed = leader
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        let before = jobs();
+        follower
+            .install_snapshot(&installed.meta, installed.snapshot)
+            .await
+            .unwrap();
+        assert!(
+            jobs() > before,
+            "the install decodes and writes off the workers"
+        );
+        // The build finishes last; it must not replace the newer snapshot.
+        let before = jobs();
+        let built = builder.build_snapshot().await.unwrap();
+        assert!(
+            jobs() > before,
+            "the build encodes and writes off the workers"
+        );
+        assert_eq!(built.meta.last_log_id.unwrap().index, 2);
+        let stored = follower.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(stored.meta.last_log_id.unwrap().index, 4);
+        drop((follower, builder));
+        // Restarted, the member loads the installed snapshot (the log behind it may be gone).
+        let reopened = StateMachineStore::on_disk(disk as _, None).unwrap();
+        assert_eq!(task_ids(&reopened), 4);
+        let last = reopened.state().read().unwrap().last_applied;
+        assert_eq!(last.unwrap().index, 4);
     }
 
     #[tokio::test]
