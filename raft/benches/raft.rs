@@ -322,14 +322,13 @@ async fn snapshot_figures(root: &std::path::Path, rows: usize) -> (f64, f64, f64
         Entry::<TypeConfig> {
             log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
             payload: EntryPayload::Normal(WriteBatch {
-                requests: vec![ClientRequest {
-                    id: RequestId {
+                requests: vec![ClientRequest::new(
+                    RequestId {
                         client: 1,
                         serial: index,
                     },
                     command,
-                    term: None,
-                }],
+                )],
             }),
         }
     };

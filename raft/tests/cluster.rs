@@ -244,14 +244,13 @@ async fn a_retried_request_id_is_applied_once() {
     cluster.start_group(&[1, 2, 3]).await;
     let leader = cluster.leader().await;
     let follower = cluster.other_than(leader);
-    let request = ClientRequest {
-        id: RequestId {
+    let request = ClientRequest::new(
+        RequestId {
             client: 77,
             serial: 1,
         },
-        command: create_task("d-1"),
-        term: None,
-    };
+        create_task("d-1"),
+    );
     let first = cluster
         .node(follower)
         .submit(request.clone())
@@ -280,16 +279,32 @@ async fn a_retried_request_id_is_applied_once() {
     // The request log survives a leader change (it is replicated state).
     cluster.kill(leader).await;
     let new_leader = cluster.leader().await;
-    let request = ClientRequest {
-        id: RequestId {
+    let request = ClientRequest::new(
+        RequestId {
             client: 77,
             serial: 1,
         },
-        command: create_task("d-1"),
-        term: None,
-    };
-    let after = cluster.node(new_leader).submit(request).await.unwrap();
+        create_task("d-1"),
+    );
+    let after = cluster
+        .node(new_leader)
+        .submit(request.clone())
+        .await
+        .unwrap();
     assert_eq!((after.result, after.duplicate), (Ok(()), true));
+    // The same id with another command is refused, nothing changed: it is not a retry.
+    let reused = ClientRequest {
+        command: create_task("d-other"),
+        ..request
+    };
+    let refused = cluster.node(new_leader).submit(reused).await.unwrap();
+    assert_eq!(
+        refused.result,
+        Err(MetadataError::RequestIdReused {
+            id: "000000000000004d/1".into()
+        })
+    );
+    assert_eq!(cluster.task_ids(new_leader).await, vec!["d-1".to_string()]);
 }
 
 #[tokio::test(start_paused = true)]

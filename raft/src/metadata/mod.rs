@@ -290,6 +290,14 @@ pub enum MetadataError {
     /// member stopped); nothing is known to have changed. Retrying later may succeed.
     #[error("metadata unavailable: {0}")]
     Unavailable(String),
+    /// A request id that was applied before with a different command (a writer reused an id);
+    /// nothing changed.
+    #[error("request id {id} was already used for a different command; nothing changed")]
+    RequestIdReused { id: String },
+    /// A retry arrived after the group stopped remembering its request id: the first attempt
+    /// may or may not have been applied. Nothing changed now; read the state to find out.
+    #[error("outcome unknown: {0}")]
+    OutcomeUnknown(String),
 }
 
 pub type Result<T, E = MetadataError> = std::result::Result<T, E>;

@@ -218,11 +218,22 @@ impl Combiner {
     }
 }
 
-/// Proposes `requests` through `raft` as one entry: one verdict per request, or the same
-/// failure for all if the entry did not commit here.
-pub async fn propose(raft: &Raft<TypeConfig>, requests: Vec<SizedRequest>) -> Vec<Reply> {
+/// Proposes `requests` through `raft` as one entry, each stamped with this leader's clock
+/// (`proposed_ms`): one verdict per request, or the same failure for all if the entry did
+/// not commit here.
+pub async fn propose(
+    raft: &Raft<TypeConfig>,
+    requests: Vec<SizedRequest>,
+    proposed_ms: i64,
+) -> Vec<Reply> {
     let count = requests.len();
-    let requests = requests.into_iter().map(|(request, _)| request).collect();
+    let requests = requests
+        .into_iter()
+        .map(|(request, _)| ClientRequest {
+            proposed_ms,
+            ..request
+        })
+        .collect();
     match raft.client_write(WriteBatch { requests }).await {
         Ok(response) => {
             debug_assert_eq!(response.data.len(), count, "one verdict per request");

@@ -146,6 +146,18 @@ impl<K: Ord + Clone, V: Clone> ChunkedMap<K, V> {
         self.chunks.insert(middle, Arc::new(upper));
     }
 
+    /// The entry with the smallest key.
+    pub fn first(&self) -> Option<(&K, &V)> {
+        self.chunks.values().next()?.iter().next()
+    }
+
+    /// Removes the entry with the smallest key; it, if any.
+    pub fn pop_first(&mut self) -> Option<(K, V)> {
+        let key = self.first()?.0.clone();
+        let value = self.remove(&key)?;
+        Some((key, value))
+    }
+
     /// Every entry, in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.chunks.values().flat_map(|chunk| chunk.iter())
@@ -200,6 +212,7 @@ mod tests {
         /// Inserts just past the greatest key held.
         Append(u32),
         Remove(u16),
+        PopFirst,
         Clone,
     }
 
@@ -208,6 +221,7 @@ mod tests {
             8 => (0u16..3000, any::<u32>()).prop_map(|(k, v)| Op::Insert(k, v)),
             4 => any::<u32>().prop_map(Op::Append),
             3 => (0u16..3000).prop_map(Op::Remove),
+            1 => Just(Op::PopFirst),
             1 => Just(Op::Clone),
         ]
     }
@@ -254,6 +268,10 @@ mod tests {
                         prop_assert_eq!(map.insert(k, v), model.insert(k, v));
                     }
                     Op::Remove(k) => prop_assert_eq!(map.remove(&k), model.remove(&k)),
+                    Op::PopFirst => {
+                        prop_assert_eq!(map.first(), model.first_key_value());
+                        prop_assert_eq!(map.pop_first(), model.pop_first());
+                    }
                     Op::Clone => clones.push((map.clone(), model.clone())),
                 }
             }

@@ -69,8 +69,13 @@ pub struct RaftNodeConfig {
     pub dir: PathBuf,
     pub raft: openraft::Config,
     /// This member's writer id in request ids. Must differ from every other writer's and
-    /// from this member's earlier runs (the node draws it at start from its entropy seam).
-    pub client_id: u64,
+    /// from this member's earlier runs: `None` (the default) draws 64 random bits from the
+    /// OS at start; the simulator sets one from its seed.
+    pub client_id: Option<u64>,
+    /// The clock this member stamps the writes it proposes as leader with (ms since the
+    /// epoch; it times how long request ids are remembered). The system clock by default;
+    /// the simulator passes its virtual one.
+    pub clock: WallClock,
     /// Seeds the election-timeout draw (mixed with `id`).
     pub rng_seed: u64,
     /// How long a write, read or membership change keeps trying to reach a leader.
@@ -87,11 +92,51 @@ impl RaftNodeConfig {
             node,
             dir: dir.into(),
             raft: default_raft_config(),
-            client_id: id,
+            client_id: None,
+            clock: WallClock::system(),
             rng_seed: 0,
             request_timeout: Duration::from_secs(10),
             attempt_timeout: Duration::from_secs(2),
         }
+    }
+}
+
+/// Milliseconds since the Unix epoch, as a member reads them (see [`RaftNodeConfig::clock`]).
+#[derive(Clone)]
+pub struct WallClock(Arc<dyn Fn() -> i64 + Send + Sync>);
+
+impl WallClock {
+    /// The system clock.
+    pub fn system() -> Self {
+        WallClock(Arc::new(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_millis() as i64)
+        }))
+    }
+
+    /// `epoch_ms` plus the tokio time elapsed since this call: a clock that paused and
+    /// simulated time drive (tests, the simulator).
+    pub fn tokio(epoch_ms: i64) -> Self {
+        let start = Instant::now();
+        WallClock(Arc::new(move || {
+            epoch_ms + start.elapsed().as_millis() as i64
+        }))
+    }
+
+    /// A clock that reads `read`.
+    pub fn from_fn(read: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
+        WallClock(Arc::new(read))
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for WallClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WallClock")
     }
 }
 
@@ -189,6 +234,7 @@ struct Inner {
     on_peer: Option<PeerHook>,
     client_id: u64,
     next_serial: AtomicU64,
+    clock: WallClock,
     request_timeout: Duration,
     attempt_timeout: Duration,
     /// Gathers the writes this member takes as leader into shared entries.
@@ -253,8 +299,9 @@ impl RaftNode {
                 state,
                 transport,
                 on_peer,
-                client_id: config.client_id,
+                client_id: config.client_id.unwrap_or_else(rand::random),
                 next_serial: AtomicU64::new(0),
+                clock: config.clock,
                 request_timeout: config.request_timeout,
                 attempt_timeout: config.attempt_timeout,
                 batcher: Combiner::leader(),
@@ -683,7 +730,9 @@ impl Inner {
     async fn lead_writes(&self, requests: Vec<SizedRequest>) -> Vec<LeaderReply<Verdict>> {
         let raft = &self.raft;
         self.batcher
-            .submit(0, requests, |batch| propose(raft, batch))
+            .submit(0, requests, |batch| {
+                propose(raft, batch, self.clock.now_ms())
+            })
             .await
     }
 

@@ -48,8 +48,8 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 
 use super::disk::{Disk, Tree, offload};
-use super::tables::{MemoryTables, RequestLog, TableRows};
-use super::types::{ClientRequest, GroveNode, RaftNodeId, RequestId, TypeConfig, Verdict};
+use super::tables::{Lookup, MemoryTables, RequestLog, RequestLogRows, TableRows};
+use super::types::{ClientRequest, GroveNode, RaftNodeId, TypeConfig, Verdict};
 use super::watch::{Change, ChangeLog};
 use crate::metadata::MetadataError;
 use crate::metadata::apply::apply;
@@ -105,15 +105,36 @@ impl MachineState {
     }
 
     /// Applies one request of the entry at `log_id`: the command's verdict, or the remembered
-    /// verdict of its request id. The watched change it made is pushed onto `changes`.
+    /// verdict of its request id (a retry), or a refusal if the id was used for another
+    /// command or may have been applied and forgotten. The watched change it made is pushed
+    /// onto `changes`.
     fn apply_request(
         &mut self,
         log_id: LogId<RaftNodeId>,
         request: &ClientRequest,
         changes: &mut Vec<Change>,
     ) -> Verdict {
-        if let Some(remembered) = self.requests.get(&request.id) {
-            return remembered;
+        self.requests.advance(request.proposed_ms);
+        let digest = request.digest();
+        let refused = |error: MetadataError| Verdict {
+            result: Err(error),
+            duplicate: false,
+        };
+        match self.requests.lookup(&request.id, digest) {
+            Lookup::Remembered(verdict) => return verdict,
+            Lookup::Mismatch => {
+                return refused(MetadataError::RequestIdReused {
+                    id: request.id.to_string(),
+                });
+            }
+            Lookup::Forgotten => {
+                return refused(MetadataError::OutcomeUnknown(format!(
+                    "request {} is older than the request ids this group remembers; it may \
+                     have been applied before",
+                    request.id
+                )));
+            }
+            Lookup::New => {}
         }
         let committed = log_id.leader_id.term;
         let result = match request.term {
@@ -128,7 +149,7 @@ impl MachineState {
         {
             changes.push(change);
         }
-        self.requests.remember(request.id, result.clone());
+        self.requests.remember(request.id, digest, result.clone());
         Verdict {
             result,
             duplicate: false,
@@ -154,17 +175,18 @@ pub enum ApplyEvent<'a> {
 /// Called (synchronously, under the state lock) for every [`ApplyEvent`].
 pub type ApplyHook = Arc<dyn Fn(ApplyEvent<'_>) + Send + Sync>;
 
-/// The snapshot's data: the tables and the remembered request ids (oldest first).
+/// The snapshot's data: the tables and the request log.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct SnapshotBody {
     format_version: u32,
     tables: TableRows,
-    requests: Vec<(RequestId, Result<(), MetadataError>)>,
+    requests: RequestLogRows,
 }
 
-/// 2: bincode (1 was JSON).
-const SNAPSHOT_FORMAT_VERSION: u32 = 2;
+/// 3: the request log with digests, clock and writers' floors (2 remembered ids and
+/// verdicts only; 1 was JSON).
+const SNAPSHOT_FORMAT_VERSION: u32 = 3;
 
 /// openraft's state machine: the shared in-memory state plus the disk its snapshots live on.
 #[derive(Clone)]
@@ -296,7 +318,7 @@ fn restore(meta: &SnapshotMeta<RaftNodeId, GroveNode>, data: &[u8]) -> StorageRe
         last_applied: meta.last_log_id,
         membership: meta.last_membership.clone(),
         tables: MemoryTables::from_rows(body.tables).map_err(|e| read_error(e.to_string()))?,
-        requests: RequestLog::from_entries(body.requests),
+        requests: RequestLog::from_rows(body.requests),
         changes: match meta.last_log_id {
             Some(log_id) => ChangeLog::restored_at(log_id.index),
             None => ChangeLog::default(),
@@ -315,7 +337,7 @@ impl SnapshotBuilder {
     fn build(state: MachineState, store: &StateMachineStore) -> StorageResult<(Meta, Vec<u8>)> {
         let body = SnapshotBody {
             format_version: SNAPSHOT_FORMAT_VERSION,
-            requests: state.requests.entries(),
+            requests: state.requests.rows(),
             tables: state.tables.into_rows(),
         };
         let mut data = Vec::new();
@@ -467,7 +489,8 @@ mod tests {
     use super::*;
     use crate::metadata::Command;
     use crate::replicated::FileDisk;
-    use crate::replicated::types::running_task;
+    use crate::replicated::tables::REQUESTS_REMEMBERED_MS;
+    use crate::replicated::types::{RequestId, running_task};
     use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, RaftSnapshotBuilder};
 
     fn create_task(index: u64, id: &str) -> Entry<TypeConfig> {
@@ -484,6 +507,56 @@ mod tests {
                 )],
             }),
         }
+    }
+
+    /// An entry at `index` holding one request of writer `client`, proposed at `proposed_ms`.
+    fn request_entry(
+        index: u64,
+        client: u64,
+        command: Command,
+        proposed_ms: i64,
+    ) -> Entry<TypeConfig> {
+        let request = ClientRequest {
+            proposed_ms,
+            ..ClientRequest::new(RequestId { client, serial: 1 }, command)
+        };
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(super::super::types::WriteBatch {
+                requests: vec![request],
+            }),
+        }
+    }
+
+    #[test]
+    fn a_retry_after_its_id_was_forgotten_gets_outcome_unknown_not_a_second_verdict() {
+        let mut state = MachineState::default();
+        let task = || Command::CreateTask {
+            task: running_task("x", serde_json::json!({})),
+        };
+        let applied = state.apply_entry(&request_entry(1, 5, task(), 1_000));
+        assert_eq!(applied[0].result, Ok(()));
+        // Within the window a retry gets the first verdict.
+        let retry = state.apply_entry(&request_entry(2, 5, task(), 2_000));
+        assert_eq!(
+            (retry[0].result.clone(), retry[0].duplicate),
+            (Ok(()), true)
+        );
+        // Another writer's write moves the log's clock past the window.
+        let later = 1_000 + REQUESTS_REMEMBERED_MS + 1;
+        let other = Command::CreateTask {
+            task: running_task("y", serde_json::json!({})),
+        };
+        state.apply_entry(&request_entry(3, 6, other, later));
+        // Applied again, the retry would be refused with TaskExists: a wrong verdict for a
+        // write that succeeded. It is answered "outcome unknown", and nothing changes.
+        let late = state.apply_entry(&request_entry(4, 5, task(), later));
+        assert!(
+            matches!(late[0].result, Err(MetadataError::OutcomeUnknown(_))),
+            "{:?}",
+            late[0]
+        );
+        assert_eq!(state.tables.tasks().len(), 2);
     }
 
     async fn snapshot(store: &mut StateMachineStore) {

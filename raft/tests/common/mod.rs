@@ -105,7 +105,7 @@ impl Cluster {
             RaftNodeConfig::new(id, member(id), self.root.path().join(format!("n{id}")));
         config.raft = self.raft.clone();
         // Unique per start, as a real node draws it.
-        config.client_id = self.starts << 32 | id;
+        config.client_id = Some(self.starts << 32 | id);
         config.rng_seed = self.seed;
         let transport: Arc<dyn Transport> = Arc::new(transport);
         let node = RaftNode::start(config, Arc::clone(&transport), None)
