@@ -145,7 +145,8 @@ impl From<MetadataError> for ApiError {
             MetadataError::TaskExists(_)
             | MetadataError::Refused(_)
             | MetadataError::StaleTerm { .. }
-            | MetadataError::RequestIdReused { .. } => ApiError::invalid_input(e.to_string()),
+            | MetadataError::RequestIdReused { .. }
+            | MetadataError::CommandTooLarge { .. } => ApiError::invalid_input(e.to_string()),
             MetadataError::Storage(_) => ApiError::internal(e.to_string()),
             MetadataError::Unavailable(_) | MetadataError::OutcomeUnknown(_) => {
                 ApiError::unavailable(e.to_string())

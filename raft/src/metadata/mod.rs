@@ -294,6 +294,11 @@ pub enum MetadataError {
     /// nothing changed.
     #[error("request id {id} was already used for a different command; nothing changed")]
     RequestIdReused { id: String },
+    /// A command whose log encoding is over the group's limit; it was not proposed.
+    #[error(
+        "a command of {bytes} bytes exceeds the metadata log's maximum of {max} bytes; split it (for example, publish fewer segments per command)"
+    )]
+    CommandTooLarge { bytes: u64, max: u64 },
     /// A retry arrived after the group stopped remembering its request id: the first attempt
     /// may or may not have been applied. Nothing changed now; read the state to find out.
     #[error("outcome unknown: {0}")]

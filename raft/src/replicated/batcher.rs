@@ -193,7 +193,7 @@ impl Combiner {
     fn take_batch(&self, destination: u64) -> Vec<Queued> {
         let mut queue = self.queue.lock().expect("write queue lock");
         let mut batch: Vec<Queued> = Vec::new();
-        let mut bytes = 0;
+        let mut bytes: usize = 0;
         let mut kept = VecDeque::new();
         while let Some(next) = queue.pop_front() {
             if next.reply.is_closed() {
@@ -204,13 +204,14 @@ impl Combiner {
                 continue;
             }
             if !batch.is_empty()
-                && (batch.len() == self.requests_max || bytes + next.bytes > self.bytes_max)
+                && (batch.len() == self.requests_max
+                    || bytes.saturating_add(next.bytes) > self.bytes_max)
             {
                 kept.push_back(next);
                 kept.extend(queue.drain(..));
                 break;
             }
-            bytes += next.bytes;
+            bytes = bytes.saturating_add(next.bytes);
             batch.push(next);
         }
         *queue = kept;

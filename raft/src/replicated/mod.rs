@@ -50,5 +50,8 @@ pub use runtime::SeededRuntime;
 pub use state_machine::{ApplyEvent, ApplyHook, StateMachineStore};
 pub use store::ReplicatedMetadataStore;
 pub use tables::{Lookup, MemoryTables, RequestLog};
-pub use types::{ClientRequest, GroveNode, RaftNodeId, RequestId, TypeConfig, Verdict, WriteBatch};
+pub use types::{
+    COMMAND_BYTES_MAX, ClientRequest, GroveNode, RaftNodeId, RequestId, TypeConfig, Verdict,
+    WriteBatch,
+};
 pub use watch::{Change, ChangeEvent, WatchItem, WatchKind, WatchState, watch_remote};

@@ -51,7 +51,8 @@ use super::runtime::seed_thread_rng;
 use super::state_machine::{ApplyHook, MachineState, StateMachineStore};
 use super::tables::MemoryTables;
 use super::types::{
-    ClientRequest, GroveNode, RaftNodeId, RequestId, TypeConfig, Verdict, decode, encode,
+    COMMAND_BYTES_MAX, ClientRequest, GroveNode, RaftNodeId, RequestId, TypeConfig, Verdict,
+    decode, encode,
 };
 use super::watch::{Watch, WatchItem, WatchKind, encode_item, watch_stream};
 use crate::metadata::{Command, MetadataError};
@@ -369,7 +370,7 @@ impl RaftNode {
             })
             .unary::<ClientWrites, _, _>(move |_: RequestContext, Compat(requests)| {
                 let inner = Arc::clone(&writes);
-                async move { Ok(Compat(inner.lead_writes(requests).await)) }
+                async move { Ok(Compat(inner.lead_forwarded(requests).await)) }
             })
             .unary::<ReadIndex, _, _>(move |_, ()| {
                 let inner = Arc::clone(&reads);
@@ -450,11 +451,15 @@ impl RaftNode {
     /// Applies a request with a caller-chosen id (a retry of an earlier write keeps its id):
     /// the verdict of its first application, flagged `duplicate` if this was not the first.
     ///
-    /// The request is first checked to decode from its own encoding: an entry that could not
-    /// be read back would stop every member that tried to apply it, so such a command is
-    /// refused here, before it reaches the log.
+    /// The request is first checked to decode from its own encoding (an entry that could not
+    /// be read back would stop every member that tried to apply it) and to be at most
+    /// [`COMMAND_BYTES_MAX`] bytes; a command that fails either is refused here, before it
+    /// reaches the log.
     pub async fn submit(&self, request: ClientRequest) -> Result<Verdict, ReplicaError> {
         let bytes = check_round_trip(&request)?;
+        if bytes > COMMAND_BYTES_MAX {
+            return Err(ReplicaError::Command(too_large(bytes)));
+        }
         match self
             .inner
             .on_leader(LeaderOp::Write(Box::new(request), bytes))
@@ -691,8 +696,10 @@ impl Inner {
                 let peer = &peer;
                 let send = |batch: Vec<SizedRequest>| async move {
                     let count = batch.len();
+                    let requests: Vec<ClientRequest> =
+                        batch.into_iter().map(|(request, _)| request).collect();
                     match transport
-                        .call::<ClientWrites>(peer, &Compat(batch), deadline)
+                        .call::<ClientWrites>(peer, &Compat(requests), deadline)
                         .await
                     {
                         Ok(Compat(replies)) => replies,
@@ -722,6 +729,37 @@ impl Inner {
                 }
             }
         }
+    }
+
+    /// Writes another member forwarded, proposed here as the leader: each is measured here
+    /// (the sender's sizes are not trusted), one over [`COMMAND_BYTES_MAX`] is refused
+    /// unproposed. One reply per request, in order.
+    async fn lead_forwarded(&self, requests: Vec<ClientRequest>) -> Vec<LeaderReply<Verdict>> {
+        let mut replies: Vec<Option<LeaderReply<Verdict>>> = vec![None; requests.len()];
+        let mut sized = Vec::with_capacity(requests.len());
+        let mut positions = Vec::with_capacity(requests.len());
+        for (position, request) in requests.into_iter().enumerate() {
+            match encoded_size(&request) {
+                Ok(bytes) => {
+                    sized.push((request, bytes));
+                    positions.push(position);
+                }
+                Err(error) => {
+                    replies[position] = Some(LeaderReply::Done(Verdict {
+                        result: Err(error),
+                        duplicate: false,
+                    }));
+                }
+            }
+        }
+        let proposed = self.lead_writes(sized).await;
+        for (position, reply) in positions.into_iter().zip(proposed) {
+            replies[position] = Some(reply);
+        }
+        replies
+            .into_iter()
+            .map(|reply| reply.unwrap_or_else(|| LeaderReply::Failed("no answer".into())))
+            .collect()
     }
 
     /// Writes (each with the size of its encoding) proposed here, as the leader, with
@@ -853,6 +891,29 @@ fn check_round_trip(request: &ClientRequest) -> Result<usize, ReplicaError> {
         return Err(refuse("it reads back as a different command".into()));
     }
     Ok(bytes.len())
+}
+
+fn too_large(bytes: usize) -> MetadataError {
+    MetadataError::CommandTooLarge {
+        bytes: bytes as u64,
+        max: COMMAND_BYTES_MAX as u64,
+    }
+}
+
+/// The size of `request`'s log encoding, if it is within [`COMMAND_BYTES_MAX`].
+fn encoded_size(request: &ClientRequest) -> Result<usize, MetadataError> {
+    let bytes = encode(request)
+        .map_err(|e| {
+            MetadataError::Refused(format!(
+                "request {}: the command cannot be stored in the log: {e}",
+                request.id
+            ))
+        })?
+        .len();
+    if bytes > COMMAND_BYTES_MAX {
+        return Err(too_large(bytes));
+    }
+    Ok(bytes)
 }
 
 fn stopped(error: impl std::fmt::Display) -> ReplicaError {

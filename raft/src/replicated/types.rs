@@ -27,6 +27,12 @@ use crate::metadata::{Command, MetadataError};
 /// The id openraft knows a member by.
 pub type RaftNodeId = u64;
 
+/// The largest request (its log encoding) a member proposes. A larger one is refused before
+/// it reaches the log (`MetadataError::CommandTooLarge`): openraft 0.9 gives an append call one
+/// heartbeat interval and re-sends one that does not complete forever, so an entry must cross
+/// the network well within it. A call carries at most `max_payload_entries` (8) entries.
+pub const COMMAND_BYTES_MAX: usize = 1 << 20;
+
 openraft::declare_raft_types!(
     /// Grove's metadata group: `u64` ids, [`WriteBatch`] entries answered by one [`Verdict`]
     /// per request, in-memory snapshot buffers, the seeded runtime.
