@@ -750,3 +750,64 @@ async fn a_forwarded_batch_claiming_huge_sizes_does_not_poison_the_leader() {
             .unwrap_or_else(|e| panic!("a write through member {id} failed: {e}"));
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_snapshot_chunk_far_past_what_arrived_is_refused_before_anything_is_allocated() {
+    use grove_raft::replicated::network::{InstallSnapshot, InstallSnapshotFailure};
+    use grove_rpc::TransportExt;
+    use grove_rpc::codec::bincode::serde::Compat;
+    use openraft::raft::InstallSnapshotRequest;
+    let mut cluster = Cluster::new(14);
+    cluster.start_group(&[1, 2, 3]).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.other_than(leader);
+    let metrics = cluster.node(leader).metrics();
+    let chunk = |offset: u64, data: Vec<u8>| {
+        Compat(
+            InstallSnapshotRequest::<grove_raft::replicated::TypeConfig> {
+                vote: metrics.vote,
+                meta: openraft::SnapshotMeta {
+                    last_log_id: Some(openraft::LogId::new(
+                        openraft::CommittedLeaderId::new(metrics.current_term, leader),
+                        1_000,
+                    )),
+                    last_membership: metrics.membership_config.as_ref().clone(),
+                    snapshot_id: "forged".into(),
+                },
+                offset,
+                data,
+                done: false,
+            },
+        )
+    };
+    let send = |request| {
+        let transport = cluster.transport(leader);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        async move {
+            transport
+                .call::<InstallSnapshot>(&common::rpc_name(follower), &request, deadline)
+                .await
+                .unwrap()
+                .0
+        }
+    };
+    // The first chunk is taken; one at 2^40 bytes would have grown the receive buffer to a
+    // terabyte (the process aborts on the allocation).
+    assert!(send(chunk(0, vec![1; 16])).await.is_ok());
+    match send(chunk(1 << 40, vec![2; 16])).await {
+        Err(InstallSnapshotFailure::Mismatch(mismatch)) => {
+            assert_eq!(mismatch.expect.offset, 16);
+            assert_eq!(mismatch.got.offset, 1 << 40);
+        }
+        other => panic!("{other:?}"),
+    }
+    // A chunk continuing where the last one ended, or re-sending it, is taken.
+    assert!(send(chunk(16, vec![3; 16])).await.is_ok());
+    assert!(send(chunk(16, vec![3; 16])).await.is_ok());
+    // The group is unharmed.
+    cluster
+        .node(follower)
+        .write(create_task("after"))
+        .await
+        .unwrap();
+}

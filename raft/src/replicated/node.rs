@@ -336,6 +336,7 @@ impl RaftNode {
         let append = raft.clone();
         let vote = raft.clone();
         let snapshot = raft;
+        let receipt = Arc::new(SnapshotReceipt::default());
         let writes = Arc::clone(&self.inner);
         let reads = Arc::clone(&self.inner);
         let admin = Arc::clone(&self.inner);
@@ -358,13 +359,21 @@ impl RaftNode {
             })
             .unary::<InstallSnapshot, _, _>(move |_, Compat(request)| {
                 let raft = snapshot.clone();
+                let receipt = Arc::clone(&receipt);
                 async move {
+                    let chunk = match receipt.check(&request) {
+                        Ok(chunk) => chunk,
+                        Err(refused) => return Ok(Compat(Err(refused))),
+                    };
                     let reply = raft.install_snapshot(request).await.map_err(|e| match e {
                         RaftError::APIError(InstallSnapshotError::SnapshotMismatch(m)) => {
                             InstallSnapshotFailure::Mismatch(m)
                         }
                         other => InstallSnapshotFailure::Other(other.to_string()),
                     });
+                    if reply.is_ok() {
+                        receipt.received(chunk);
+                    }
                     Ok(Compat(reply))
                 }
             })
@@ -831,6 +840,65 @@ impl Inner {
                     Err(e) => write_failure(e),
                 }
             }
+        }
+    }
+}
+
+/// How much of the snapshot being received has arrived, so a chunk that would leave a gap is
+/// refused before openraft seeks its buffer there: a chunk at offset 2^40 would otherwise
+/// grow the in-memory buffer to a terabyte (the sender is a member, but a faulty or forged
+/// one must not take the process down). Chunks arrive in order from the leader; a re-sent
+/// chunk lies within what arrived and is let through.
+#[derive(Default)]
+struct SnapshotReceipt {
+    /// The snapshot id and the bytes received of it from offset 0 on.
+    received: std::sync::Mutex<Option<(String, u64)>>,
+}
+
+/// A chunk let through: its snapshot id and where it ends.
+struct Chunk {
+    snapshot_id: String,
+    end: u64,
+}
+
+impl SnapshotReceipt {
+    fn check(
+        &self,
+        request: &openraft::raft::InstallSnapshotRequest<TypeConfig>,
+    ) -> Result<Chunk, InstallSnapshotFailure> {
+        let snapshot_id = &request.meta.snapshot_id;
+        let received = match &*self.received.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some((id, bytes)) if id == snapshot_id => *bytes,
+            _ => 0,
+        };
+        let end = request.offset.checked_add(request.data.len() as u64);
+        let within_bounds =
+            end.is_some_and(|end| end <= grove_rpc::codec::DOCUMENT_BYTES_CEILING as u64);
+        if request.offset > received || !within_bounds {
+            return Err(InstallSnapshotFailure::Mismatch(
+                openraft::error::SnapshotMismatch {
+                    expect: openraft::SnapshotSegmentId {
+                        id: snapshot_id.clone(),
+                        offset: received,
+                    },
+                    got: openraft::SnapshotSegmentId {
+                        id: snapshot_id.clone(),
+                        offset: request.offset,
+                    },
+                },
+            ));
+        }
+        Ok(Chunk {
+            snapshot_id: snapshot_id.clone(),
+            end: end.unwrap_or(received),
+        })
+    }
+
+    fn received(&self, chunk: Chunk) {
+        let mut received = self.received.lock().unwrap_or_else(|p| p.into_inner());
+        match &mut *received {
+            Some((id, bytes)) if *id == chunk.snapshot_id => *bytes = (*bytes).max(chunk.end),
+            other => *other = Some((chunk.snapshot_id, chunk.end)),
         }
     }
 }
