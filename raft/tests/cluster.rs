@@ -811,3 +811,39 @@ async fn a_snapshot_chunk_far_past_what_arrived_is_refused_before_anything_is_al
         .await
         .unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_member_that_missed_the_changes_adding_the_leader_is_admitted_to_it_by_another_member() {
+    let mut cluster = Cluster::new(15);
+    cluster.start_group(&[1, 2, 3]).await;
+    let leader = cluster.leader().await;
+    assert_ne!(
+        leader, 3,
+        "seed 15 elects 1 or 2 (member 3 is cut off below)"
+    );
+    // Member 3 misses everything from here on: 4 and 5 join, 1 and 2 leave.
+    cluster.net.isolate(&common::rpc_name(3));
+    let via = 1;
+    for id in [4, 5] {
+        cluster.start(id).await;
+        cluster.node(via).add_learner(id, member(id)).await.unwrap();
+        cluster.node(via).promote_voter(id).await.unwrap();
+    }
+    for id in [1, 2] {
+        cluster.node(4).remove_voter(id).await.unwrap();
+    }
+    cluster
+        .node(4)
+        .write(create_task("after-change"))
+        .await
+        .unwrap();
+    let index = cluster.node(4).applied_index().unwrap();
+    // Member 3 knows {1, 2, 3} only: it refuses 4 and 5 until 1 or 2 (still running, and
+    // knowing them) vouches for the leader; then it catches up.
+    cluster.net.heal_all();
+    cluster.wait_applied(3, index).await;
+    let ids: Vec<String> = cluster
+        .node(3)
+        .read_local(|t| t.tasks().into_iter().map(|task| task.id).collect());
+    assert_eq!(ids, ["after-change"]);
+}

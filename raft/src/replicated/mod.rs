@@ -5,6 +5,8 @@
 //! - [`types`]: the openraft type config ([`TypeConfig`]), log payload ([`WriteBatch`] of
 //!   [`ClientRequest`]s with their [`RequestId`]s), apply result ([`Verdict`]), member
 //!   address ([`GroveNode`]).
+//! - [`access`]: who may call a member's methods (members only, by the membership; the
+//!   watch is open to every certified node).
 //! - [`batcher`]: group commit ([`batcher::Combiner`]): on the leader the writes that arrive
 //!   while earlier entries are written share the next entry; a member forwarding writes to
 //!   the leader sends those made while earlier forwards are in flight in one call.
@@ -27,6 +29,7 @@
 //! segments) and its last snapshot (a file); the tables themselves live in memory and are
 //! rebuilt at start from the snapshot and the log.
 
+pub mod access;
 pub mod batcher;
 pub mod chunked;
 pub mod disk;

@@ -39,6 +39,7 @@ use openraft::error::{
 use openraft::{ChangeMembers, Raft, RaftMetrics, SnapshotPolicy};
 use tokio::time::Instant;
 
+use super::access::{Access, Calls, IsMember};
 use super::batcher::{Combiner, SizedRequest, propose};
 use super::disk::Disk;
 use super::file_disk::FileDisk;
@@ -242,6 +243,8 @@ struct Inner {
     batcher: Combiner,
     /// Gathers the writes this member forwards to the leader into shared calls.
     forwarder: Combiner,
+    /// Who may call this member's methods.
+    access: Arc<Access>,
     /// One clone per live storage handle (log store, readers, state machine, snapshot
     /// builders) plus this one.
     storage_open: Arc<()>,
@@ -293,6 +296,12 @@ impl RaftNode {
         let raft = Raft::new(config.id, Arc::new(raft_config), network, log, machine)
             .await
             .map_err(|e| start(e.to_string()))?;
+        let access = Access::new(
+            config.id,
+            raft.clone(),
+            Arc::clone(&transport),
+            on_peer.clone(),
+        );
         Ok(RaftNode {
             inner: Arc::new(Inner {
                 id: config.id,
@@ -307,6 +316,7 @@ impl RaftNode {
                 attempt_timeout: config.attempt_timeout,
                 batcher: Combiner::leader(),
                 forwarder: Combiner::forwarder(),
+                access,
                 storage_open,
             }),
         })
@@ -341,26 +351,53 @@ impl RaftNode {
         let reads = Arc::clone(&self.inner);
         let admin = Arc::clone(&self.inner);
         let watcher = self.clone();
+        // Each handler checks its caller first (`super::access`); the watch is open to any
+        // node the cluster certified.
+        let access = Arc::clone(&self.inner.access);
+        let admit = move |ctx: &RequestContext, method: &str, calls: Calls| {
+            access.admit(&ctx.peer, method, calls)
+        };
+        let (admit_append, admit_vote, admit_snapshot) =
+            (admit.clone(), admit.clone(), admit.clone());
+        let (admit_writes, admit_reads, admit_admin, admit_ask) =
+            (admit.clone(), admit.clone(), admit.clone(), admit);
+        let asked = Arc::clone(&self.inner.access);
         router
             .streaming::<Watch, _, _>(move |_, Compat(request)| {
                 let kinds = request.kinds.into_iter().collect();
                 watcher.watch(request.from_index, kinds).map(encode_item)
             })
-            .unary::<AppendEntries, _, _>(move |_, Compat(request)| {
+            .unary::<AppendEntries, _, _>(move |ctx, Compat(request)| {
                 let raft = append.clone();
+                let admitted = admit_append(&ctx, AppendEntries::NAME, Calls::Protocol);
                 async move {
+                    admitted?;
                     let reply = raft.append_entries(request).await;
                     Ok(Compat(reply.map_err(|e| e.to_string())))
                 }
             })
-            .unary::<Vote, _, _>(move |_, Compat(request)| {
+            .unary::<Vote, _, _>(move |ctx, Compat(request)| {
                 let raft = vote.clone();
-                async move { Ok(Compat(raft.vote(request).await.map_err(|e| e.to_string()))) }
+                let admitted = admit_vote(&ctx, Vote::NAME, Calls::Protocol);
+                async move {
+                    admitted?;
+                    Ok(Compat(raft.vote(request).await.map_err(|e| e.to_string())))
+                }
             })
-            .unary::<InstallSnapshot, _, _>(move |_, Compat(request)| {
+            .unary::<IsMember, _, _>(move |ctx, name: String| {
+                let admitted = admit_ask(&ctx, IsMember::NAME, Calls::Members);
+                let known = asked.is_member(&name);
+                async move {
+                    admitted?;
+                    Ok(known)
+                }
+            })
+            .unary::<InstallSnapshot, _, _>(move |ctx, Compat(request)| {
                 let raft = snapshot.clone();
                 let receipt = Arc::clone(&receipt);
+                let admitted = admit_snapshot(&ctx, InstallSnapshot::NAME, Calls::Protocol);
                 async move {
+                    admitted?;
                     let chunk = match receipt.check(&request) {
                         Ok(chunk) => chunk,
                         Err(refused) => return Ok(Compat(Err(refused))),
@@ -377,13 +414,19 @@ impl RaftNode {
                     Ok(Compat(reply))
                 }
             })
-            .unary::<ClientWrites, _, _>(move |_: RequestContext, Compat(requests)| {
+            .unary::<ClientWrites, _, _>(move |ctx: RequestContext, Compat(requests)| {
                 let inner = Arc::clone(&writes);
-                async move { Ok(Compat(inner.lead_forwarded(requests).await)) }
-            })
-            .unary::<ReadIndex, _, _>(move |_, ()| {
-                let inner = Arc::clone(&reads);
+                let admitted = admit_writes(&ctx, ClientWrites::NAME, Calls::Members);
                 async move {
+                    admitted?;
+                    Ok(Compat(inner.lead_forwarded(requests).await))
+                }
+            })
+            .unary::<ReadIndex, _, _>(move |ctx, ()| {
+                let inner = Arc::clone(&reads);
+                let admitted = admit_reads(&ctx, ReadIndex::NAME, Calls::Members);
+                async move {
+                    admitted?;
                     let reply = inner.lead(&LeaderOp::ReadIndex).await;
                     Ok(Compat(reply.map(|done| match done {
                         LeaderDone::ReadIndex(index) => index,
@@ -391,9 +434,11 @@ impl RaftNode {
                     })))
                 }
             })
-            .unary::<Admin, _, _>(move |_, Compat(request)| {
+            .unary::<Admin, _, _>(move |ctx, Compat(request)| {
                 let inner = Arc::clone(&admin);
+                let admitted = admit_admin(&ctx, Admin::NAME, Calls::Members);
                 async move {
+                    admitted?;
                     let reply = inner.lead(&LeaderOp::Admin(request)).await;
                     Ok(Compat(reply.map(|_| ())))
                 }
