@@ -5,8 +5,10 @@
 //! cluster's CA certified may follow the metadata (`raft.watch`). A refused call fails with
 //! [`RpcError::Remote`] code [`NOT_A_MEMBER`].
 //!
-//! Whose membership: this member's effective one (the latest in its log). Two cases would
-//! wrongly refuse a master:
+//! Whose membership: both this member's effective one (the latest in its log) and its applied
+//! one (the latest committed that its state machine applied): a leader that proposed its own
+//! removal leads on until that change commits, and the members that appended it must still
+//! take its calls meanwhile. Two more cases would wrongly refuse a master:
 //! - this member is not in its own membership (not bootstrapped yet, being added, or removed):
 //!   it takes the protocol from any node, or it could never be bootstrapped or added;
 //! - this member missed the changes that added a newer member, and that member now leads
@@ -28,6 +30,7 @@ use openraft::Raft;
 use tokio::time::Instant;
 
 use super::network::PeerHook;
+use super::state_machine::MachineState;
 use super::types::{GroveNode, RaftNodeId, TypeConfig};
 
 /// The [`RpcError::Remote`] code of a call refused because its caller is not a member.
@@ -60,6 +63,8 @@ pub enum Calls {
 pub struct Access {
     id: RaftNodeId,
     raft: Raft<TypeConfig>,
+    /// The state machine's state: its applied membership.
+    state: Arc<std::sync::RwLock<MachineState>>,
     transport: Arc<dyn Transport>,
     on_peer: Option<PeerHook>,
     /// Nodes a member vouched for, and when.
@@ -72,12 +77,14 @@ impl Access {
     pub fn new(
         id: RaftNodeId,
         raft: Raft<TypeConfig>,
+        state: Arc<std::sync::RwLock<MachineState>>,
         transport: Arc<dyn Transport>,
         on_peer: Option<PeerHook>,
     ) -> Arc<Self> {
         Arc::new(Access {
             id,
             raft,
+            state,
             transport,
             on_peer,
             vouched: Mutex::default(),
@@ -85,20 +92,30 @@ impl Access {
         })
     }
 
-    /// The members this member knows (effective membership), and whether it is one of them.
+    /// The members this member knows (effective and applied membership), and whether it is
+    /// one of them.
     fn members(&self) -> (BTreeMap<RaftNodeId, GroveNode>, bool) {
-        let metrics = self.raft.metrics();
-        let metrics = metrics.borrow();
-        let membership = metrics.membership_config.membership();
-        let members: BTreeMap<_, _> = membership
-            .nodes()
-            .map(|(id, node)| (*id, node.clone()))
-            .collect();
+        let mut members: BTreeMap<_, _> = {
+            let metrics = self.raft.metrics();
+            let metrics = metrics.borrow();
+            metrics
+                .membership_config
+                .membership()
+                .nodes()
+                .map(|(id, node)| (*id, node.clone()))
+                .collect()
+        };
+        {
+            let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+            for (id, node) in state.membership.membership().nodes() {
+                members.entry(*id).or_insert_with(|| node.clone());
+            }
+        }
         let me = members.contains_key(&self.id);
         (members, me)
     }
 
-    /// Whether `name` is in this member's effective membership.
+    /// Whether `name` is in this member's effective or applied membership.
     pub fn is_member(&self, name: &str) -> bool {
         self.members().0.values().any(|node| node.name == name)
     }

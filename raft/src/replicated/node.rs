@@ -299,6 +299,7 @@ impl RaftNode {
         let access = Access::new(
             config.id,
             raft.clone(),
+            Arc::clone(&state),
             Arc::clone(&transport),
             on_peer.clone(),
         );
