@@ -37,8 +37,9 @@ use grove_segment::time::Interval;
 use serde::{Deserialize, Serialize};
 
 pub use cluster::{
-    AuditEntry, AuditInfo, ClusterTables, ConfigRecord, DEFAULT_RULES, NodeRecord, RulesRecord,
-    SegmentAssignment, SupervisorRecord, SupervisorState, TaskLock,
+    AUDIT_CONFIG, AUDIT_ENTRIES_MAX_DEFAULT, AUDIT_RETENTION_MS_DEFAULT, AuditEntry, AuditInfo,
+    ClusterTables, ConfigRecord, DEFAULT_RULES, NodeRecord, RulesRecord, SegmentAssignment,
+    SupervisorRecord, SupervisorState, TaskLock,
 };
 
 /// A datasource: its name and the schema of its most recently published segments.

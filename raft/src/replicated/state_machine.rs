@@ -184,9 +184,9 @@ struct SnapshotBody {
     requests: RequestLogRows,
 }
 
-/// 3: the request log with digests, clock and writers' floors (2 remembered ids and
-/// verdicts only; 1 was JSON).
-const SNAPSHOT_FORMAT_VERSION: u32 = 3;
+/// 4: the audit log by sequence number with its last number; 3: the request log with
+/// digests, clock and writers' floors (2 remembered ids and verdicts only; 1 was JSON).
+const SNAPSHOT_FORMAT_VERSION: u32 = 4;
 
 /// openraft's state machine: the shared in-memory state plus the disk its snapshots live on.
 #[derive(Clone)]

@@ -145,6 +145,28 @@ impl MemoryTables {
             .collect()
     }
 
+    /// Up to `limit` used segments after key `after` ((datasource, id text); from the first
+    /// for `None`), in key order, and the key to continue after, or `None` if the table was
+    /// read to its end: a resync in parts.
+    pub fn used_segments_after(
+        &self,
+        after: Option<&(String, String)>,
+        limit: usize,
+    ) -> (Vec<SegmentRecord>, Option<(String, String)>) {
+        let mut found = Vec::new();
+        let mut last = None;
+        for (key, segment) in self.segments.after(after) {
+            if found.len() == limit {
+                return (found, last);
+            }
+            if segment.used {
+                found.push(segment.clone());
+            }
+            last = Some(key.clone());
+        }
+        (found, None)
+    }
+
     /// Every segment row, used or not.
     pub fn segment_count(&self) -> usize {
         self.segments.len()
