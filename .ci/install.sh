@@ -11,6 +11,8 @@ command -v cc >/dev/null || need_apt+=(gcc)
 command -v python3 >/dev/null || need_apt+=(python3)
 python3 -m venv --help >/dev/null 2>&1 || need_apt+=(python3-venv)
 command -v make >/dev/null || need_apt+=(make)
+# grove-raft's durability test watches the log's fdatasync/fsync calls with strace.
+command -v strace >/dev/null || need_apt+=(strace)
 if ((${#need_apt[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

@@ -15,14 +15,14 @@
 //! - `failover_ms`: from killing the leader (Raft stopped, endpoint closed) to the next write
 //!   committed by the survivors, issued right after the kill.
 //! - `snapshot_1m_build_ms`, `snapshot_1m_install_ms`: building a snapshot of a state machine
-//!   holding 1M segment rows (copy, encode, write and flush to sled) and installing it into an
+//!   holding 1M segment rows (copy, encode, write and fsync to its file) and installing it into an
 //!   empty one (decode, rebuild the tables, write and flush). Measured on the state machine
 //!   directly; the transfer between members is not included. `snapshot_1m_apply_held_ms`:
 //!   the part of the build the apply loop waits for (the copy of the state; openraft runs
 //!   the rest on a task of its own).
 //!
-//! - `sled_flush_p50_ms`, `sled_flush_p99_ms`: one small sled write and flush on the same
-//!   disk, the floor under every append (reference).
+//! - `fdatasync_p50_ms`, `fdatasync_p99_ms`: one small write and `fdatasync` of a file on the
+//!   same disk, the floor under every append (reference).
 //!
 //! Runs under mimalloc, the allocator of the `grove` binary that hosts a member.
 //!
@@ -43,8 +43,8 @@ use std::time::{Duration, Instant};
 
 use grove_raft::metadata::{Command, SegmentRecord, TaskRecord, TaskReport, TaskState};
 use grove_raft::replicated::{
-    ClientRequest, GroveNode, PeerHook, RaftNode, RaftNodeConfig, RequestId, StateMachineStore,
-    TypeConfig, WriteBatch,
+    ClientRequest, FileDisk, GroveNode, PeerHook, RaftNode, RaftNodeConfig, RequestId,
+    StateMachineStore, TypeConfig, WriteBatch,
 };
 use grove_rpc::tls::ClusterCa;
 use grove_rpc::{NodeId, QuicConfig, QuicTransport, Router, Transport};
@@ -239,15 +239,16 @@ async fn run_writers(
     all
 }
 
-/// The reference: p50 and p99 of one small sled write plus flush on the disk the members
-/// use (what every log append on every member pays at least once).
-fn sled_flush_ms(root: &std::path::Path) -> (f64, f64) {
-    let db = sled::open(root.join("flush-reference")).unwrap();
+/// The reference: p50 and p99 of one small write plus `fdatasync` of a file on the disk the
+/// members use (what every log append on every member pays at least once).
+fn fdatasync_ms(root: &std::path::Path) -> (f64, f64) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::create(root.join("fdatasync-reference")).unwrap();
     let mut latencies = Vec::new();
     for i in 0..500u64 {
         let started = Instant::now();
-        db.insert(i.to_be_bytes(), &[7u8; 256][..]).unwrap();
-        db.flush().unwrap();
+        file.write_all_at(&[7u8; 256], i * 256).unwrap();
+        file.sync_data().unwrap();
         latencies.push(started.elapsed());
     }
     latencies.sort();
@@ -312,8 +313,8 @@ async fn publishes(node: &RaftNode, prefix: &str, writers: usize, count: usize) 
 /// Builds a snapshot of `rows` segment rows and installs it elsewhere; (build ms, of which
 /// the apply loop waits, install ms).
 async fn snapshot_figures(root: &std::path::Path, rows: usize) -> (f64, f64, f64) {
-    let source_db = sled::open(root.join("snapshot-source")).unwrap();
-    let mut source = StateMachineStore::open(&source_db).unwrap();
+    let source_disk = FileDisk::open(&root.join("snapshot-source")).unwrap();
+    let mut source = StateMachineStore::on_disk(Arc::new(source_disk), None).unwrap();
     let per_publish = 1_000usize;
     let mut index = 0u64;
     let mut entry = |command: Command| {
@@ -321,14 +322,13 @@ async fn snapshot_figures(root: &std::path::Path, rows: usize) -> (f64, f64, f64
         Entry::<TypeConfig> {
             log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
             payload: EntryPayload::Normal(WriteBatch {
-                requests: vec![ClientRequest {
-                    id: RequestId {
+                requests: vec![ClientRequest::new(
+                    RequestId {
                         client: 1,
                         serial: index,
                     },
                     command,
-                    term: None,
-                }],
+                )],
             }),
         }
     };
@@ -360,8 +360,8 @@ async fn snapshot_figures(root: &std::path::Path, rows: usize) -> (f64, f64, f64
     let build_ms = started.elapsed().as_secs_f64() * 1e3;
     let bytes = snapshot.snapshot.get_ref().len();
 
-    let target_db = sled::open(root.join("snapshot-target")).unwrap();
-    let mut target = StateMachineStore::open(&target_db).unwrap();
+    let target_disk = FileDisk::open(&root.join("snapshot-target")).unwrap();
+    let mut target = StateMachineStore::on_disk(Arc::new(target_disk), None).unwrap();
     let started = Instant::now();
     let mut data = target.begin_receiving_snapshot().await.unwrap();
     data.get_mut()
@@ -389,7 +389,7 @@ fn main() {
         let count = env_count("GROVE_BENCH_PUBLISHES", 20_000);
         let rows = env_count("GROVE_BENCH_SEGMENTS", 1_000_000);
 
-        let (flush_p50, flush_p99) = sled_flush_ms(root.path());
+        let (flush_p50, flush_p99) = fdatasync_ms(root.path());
         let mut group = start_group(root.path()).await;
         let leader = agreed_leader(&group).await;
         let follower = *group.keys().find(|id| **id != leader).unwrap();
@@ -428,8 +428,8 @@ fn main() {
         println!();
         let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
         let table: [(&str, f64, usize, String); 15] = [
-            ("sled flush p50 ms", flush_p50, 3, "reference".into()),
-            ("sled flush p99 ms", flush_p99, 3, "reference".into()),
+            ("fdatasync p50 ms", flush_p50, 3, "reference".into()),
+            ("fdatasync p99 ms", flush_p99, 3, "reference".into()),
             ("publishes/s, 1 writer", rate_c1, 0, "-".into()),
             ("publishes/s, 64 writers", rate_c64, 0, ">= 5000".into()),
             ("p50 ms, 64 writers", p50, 2, "-".into()),
@@ -456,8 +456,8 @@ fn main() {
         let path = common::write_bench_json(
             "raft",
             &[
-                ("sled_flush_p50_ms", flush_p50),
-                ("sled_flush_p99_ms", flush_p99),
+                ("fdatasync_p50_ms", flush_p50),
+                ("fdatasync_p99_ms", flush_p99),
                 ("publishes_per_s_c1", rate_c1),
                 ("publishes_per_s_c64", rate_c64),
                 ("p50_ms_c64", p50),

@@ -1,11 +1,12 @@
 //! Three-member groups on the in-memory network, with paused tokio time: election and
-//! replication, a leader killed mid-write, a follower restarted from its sled directory, a
+//! replication, a leader killed mid-write, a follower restarted from its directory, a
 //! lagging member caught up by snapshot, membership changes during writes, and retried
 //! request ids applied once.
 
 mod common;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Cluster, PATIENCE, create_task, member, segment};
@@ -244,14 +245,13 @@ async fn a_retried_request_id_is_applied_once() {
     cluster.start_group(&[1, 2, 3]).await;
     let leader = cluster.leader().await;
     let follower = cluster.other_than(leader);
-    let request = ClientRequest {
-        id: RequestId {
+    let request = ClientRequest::new(
+        RequestId {
             client: 77,
             serial: 1,
         },
-        command: create_task("d-1"),
-        term: None,
-    };
+        create_task("d-1"),
+    );
     let first = cluster
         .node(follower)
         .submit(request.clone())
@@ -280,16 +280,32 @@ async fn a_retried_request_id_is_applied_once() {
     // The request log survives a leader change (it is replicated state).
     cluster.kill(leader).await;
     let new_leader = cluster.leader().await;
-    let request = ClientRequest {
-        id: RequestId {
+    let request = ClientRequest::new(
+        RequestId {
             client: 77,
             serial: 1,
         },
-        command: create_task("d-1"),
-        term: None,
-    };
-    let after = cluster.node(new_leader).submit(request).await.unwrap();
+        create_task("d-1"),
+    );
+    let after = cluster
+        .node(new_leader)
+        .submit(request.clone())
+        .await
+        .unwrap();
     assert_eq!((after.result, after.duplicate), (Ok(()), true));
+    // The same id with another command is refused, nothing changed: it is not a retry.
+    let reused = ClientRequest {
+        command: create_task("d-other"),
+        ..request
+    };
+    let refused = cluster.node(new_leader).submit(reused).await.unwrap();
+    assert_eq!(
+        refused.result,
+        Err(MetadataError::RequestIdReused {
+            id: "000000000000004d/1".into()
+        })
+    );
+    assert_eq!(cluster.task_ids(new_leader).await, vec!["d-1".to_string()]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -595,4 +611,239 @@ async fn a_write_through_a_stopped_member_fails_at_once_instead_of_spinning() {
         "a stopped member is reported as unavailable"
     );
     assert!(started.elapsed() < Duration::from_millis(100), "it waited");
+}
+
+/// openraft 0.9 gives an append call one heartbeat (50 ms), and a follower answers only after
+/// syncing the call's new entries. Followers that sync 12 times slower than that (600 ms)
+/// slow commits down to their pace, but cause no election and no failed write: the timed-out
+/// calls are re-sent, the leader keeps at most two entries in flight, and nothing makes a
+/// follower campaign. (A leader whose own sync stalls past the followers' election timeout
+/// does cause one: openraft 0.9 waits for the leader's append before it sends heartbeats; see
+/// ARCHITECTURE.md, Known limits.)
+#[tokio::test(start_paused = true)]
+async fn followers_syncing_far_slower_than_an_append_call_may_take_slow_commits_but_churn_nothing()
+{
+    let mut cluster = Cluster::new(21);
+    let mut delays = std::collections::BTreeMap::new();
+    for id in [1u64, 2, 3] {
+        let delay = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        delays.insert(id, Arc::clone(&delay));
+        cluster
+            .start_on(id, |disk| {
+                Arc::new(common::SlowSyncs {
+                    inner: disk,
+                    delay_ms: delay,
+                })
+            })
+            .await;
+    }
+    let members = [1, 2, 3].iter().map(|&id| (id, member(id))).collect();
+    assert!(cluster.node(1).bootstrap(members).await.unwrap());
+    let leader = cluster.leader().await;
+    let term = cluster.node(leader).current_term();
+    for id in cluster.running() {
+        if id != leader {
+            delays[&id].store(600, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    // Eight writers, five writes each, one after another: new entries keep coming.
+    let writers: Vec<_> = (0..8)
+        .map(|writer| {
+            let node = cluster.node(leader).clone();
+            tokio::spawn(async move {
+                let mut failures = Vec::new();
+                for i in 0..5 {
+                    if let Err(e) = node.write(create_task(&format!("w{writer}-{i}"))).await {
+                        failures.push(e.to_string());
+                    }
+                }
+                failures
+            })
+        })
+        .collect();
+    for writer in writers {
+        let failures = writer.await.unwrap();
+        assert!(failures.is_empty(), "writes failed: {failures:?}");
+    }
+    for id in cluster.running() {
+        assert_eq!(
+            cluster.node(id).current_term(),
+            term,
+            "member {id} saw an election"
+        );
+    }
+    assert_eq!(cluster.task_ids(leader).await.len(), 40);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_command_over_the_size_limit_is_refused_before_it_is_proposed() {
+    let mut cluster = Cluster::new(12);
+    cluster.start_group(&[1, 2, 3]).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.other_than(leader);
+    cluster
+        .node(leader)
+        .write(create_task("small"))
+        .await
+        .unwrap();
+    let last_index = cluster.node(leader).metrics().last_log_index;
+    let mut task = common::fixtures::task("huge", "wiki");
+    task.spec =
+        serde_json::json!({"padding": "x".repeat(grove_raft::replicated::COMMAND_BYTES_MAX)});
+    let huge = Command::CreateTask { task };
+    for id in [leader, follower] {
+        match cluster.node(id).write(huge.clone()).await {
+            Err(ReplicaError::Command(MetadataError::CommandTooLarge { bytes, max })) => {
+                assert!(bytes > max, "{bytes} > {max}");
+            }
+            other => panic!("member {id}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        cluster.node(leader).metrics().last_log_index,
+        last_index,
+        "nothing reached the log"
+    );
+}
+
+/// What `raft.client_writes` carried before the leader measured requests itself: each
+/// request with a size its sender claimed.
+struct ClaimedSizes;
+impl grove_rpc::Method for ClaimedSizes {
+    const NAME: &'static str = "raft.client_writes";
+    type Request = grove_rpc::codec::bincode::serde::Compat<Vec<(ClientRequest, usize)>>;
+    type Response = grove_rpc::codec::bincode::serde::Compat<Vec<()>>;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_forwarded_batch_claiming_huge_sizes_does_not_poison_the_leader() {
+    use grove_rpc::TransportExt;
+    let mut cluster = Cluster::new(13);
+    cluster.start_group(&[1, 2, 3]).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.other_than(leader);
+    // Two requests each claiming usize::MAX bytes: summing the claims overflowed inside the
+    // leader's batch queue lock, and every later write through the leader failed.
+    let forged: Vec<(ClientRequest, usize)> = (1..=2)
+        .map(|serial| {
+            let id = RequestId { client: 99, serial };
+            (
+                ClientRequest::new(id, create_task(&format!("forged-{serial}"))),
+                usize::MAX,
+            )
+        })
+        .collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let _ = cluster
+        .transport(follower)
+        .call::<ClaimedSizes>(
+            &common::rpc_name(leader),
+            &grove_rpc::codec::bincode::serde::Compat(forged),
+            deadline,
+        )
+        .await;
+    for id in [leader, follower] {
+        cluster
+            .node(id)
+            .write(create_task(&format!("after-{id}")))
+            .await
+            .unwrap_or_else(|e| panic!("a write through member {id} failed: {e}"));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_snapshot_chunk_far_past_what_arrived_is_refused_before_anything_is_allocated() {
+    use grove_raft::replicated::network::{InstallSnapshot, InstallSnapshotFailure};
+    use grove_rpc::TransportExt;
+    use grove_rpc::codec::bincode::serde::Compat;
+    use openraft::raft::InstallSnapshotRequest;
+    let mut cluster = Cluster::new(14);
+    cluster.start_group(&[1, 2, 3]).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.other_than(leader);
+    let metrics = cluster.node(leader).metrics();
+    let chunk = |offset: u64, data: Vec<u8>| {
+        Compat(
+            InstallSnapshotRequest::<grove_raft::replicated::TypeConfig> {
+                vote: metrics.vote,
+                meta: openraft::SnapshotMeta {
+                    last_log_id: Some(openraft::LogId::new(
+                        openraft::CommittedLeaderId::new(metrics.current_term, leader),
+                        1_000,
+                    )),
+                    last_membership: metrics.membership_config.as_ref().clone(),
+                    snapshot_id: "forged".into(),
+                },
+                offset,
+                data,
+                done: false,
+            },
+        )
+    };
+    let send = |request| {
+        let transport = cluster.transport(leader);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        async move {
+            transport
+                .call::<InstallSnapshot>(&common::rpc_name(follower), &request, deadline)
+                .await
+                .unwrap()
+                .0
+        }
+    };
+    // The first chunk is taken; one at 2^40 bytes would have grown the receive buffer to a
+    // terabyte (the process aborts on the allocation).
+    assert!(send(chunk(0, vec![1; 16])).await.is_ok());
+    match send(chunk(1 << 40, vec![2; 16])).await {
+        Err(InstallSnapshotFailure::Mismatch(mismatch)) => {
+            assert_eq!(mismatch.expect.offset, 16);
+            assert_eq!(mismatch.got.offset, 1 << 40);
+        }
+        other => panic!("{other:?}"),
+    }
+    // A chunk continuing where the last one ended, or re-sending it, is taken.
+    assert!(send(chunk(16, vec![3; 16])).await.is_ok());
+    assert!(send(chunk(16, vec![3; 16])).await.is_ok());
+    // The group is unharmed.
+    cluster
+        .node(follower)
+        .write(create_task("after"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_member_that_missed_the_changes_adding_the_leader_is_admitted_to_it_by_another_member() {
+    let mut cluster = Cluster::new(15);
+    cluster.start_group(&[1, 2, 3]).await;
+    let leader = cluster.leader().await;
+    assert_ne!(
+        leader, 3,
+        "seed 15 elects 1 or 2 (member 3 is cut off below)"
+    );
+    // Member 3 misses everything from here on: 4 and 5 join, 1 and 2 leave.
+    cluster.net.isolate(&common::rpc_name(3));
+    let via = 1;
+    for id in [4, 5] {
+        cluster.start(id).await;
+        cluster.node(via).add_learner(id, member(id)).await.unwrap();
+        cluster.node(via).promote_voter(id).await.unwrap();
+    }
+    for id in [1, 2] {
+        cluster.node(4).remove_voter(id).await.unwrap();
+    }
+    cluster
+        .node(4)
+        .write(create_task("after-change"))
+        .await
+        .unwrap();
+    let index = cluster.node(4).applied_index().unwrap();
+    // Member 3 knows {1, 2, 3} only: it refuses 4 and 5 until 1 or 2 (still running, and
+    // knowing them) vouches for the leader; then it catches up.
+    cluster.net.heal_all();
+    cluster.wait_applied(3, index).await;
+    let ids: Vec<String> = cluster
+        .node(3)
+        .read_local(|t| t.tasks().into_iter().map(|task| task.id).collect());
+    assert_eq!(ids, ["after-change"]);
 }

@@ -291,3 +291,118 @@ async fn over_quic_a_restarted_member_and_a_learner_catch_up_by_snapshot_and_off
         transports[id].shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_certified_by_the_cluster_but_not_a_member_may_follow_but_not_send_raft_calls() {
+    use grove_raft::replicated::access::NOT_A_MEMBER;
+    use grove_raft::replicated::network::{
+        Admin, AdminRequest, AppendEntries, ClientWrites, ReadIndex, Vote,
+    };
+    use grove_raft::replicated::{ClientRequest, RequestId, TypeConfig};
+    use grove_rpc::codec::bincode::serde::Compat;
+    use grove_rpc::{RpcError, TransportExt};
+    let ca = ClusterCa::generate(CLUSTER, 1).unwrap();
+    let dirs = tempfile::tempdir().unwrap();
+    let raft = grove_raft::replicated::default_raft_config();
+    let (transports, members, nodes) = start_group(&ca, dirs.path(), &raft).await;
+    let leader = agreed_leader(&nodes).await;
+    nodes[&leader].write(create_task("before")).await.unwrap();
+    // A data node: its certificate is the cluster's, its name is in no membership.
+    let (intruder, _) = quic_endpoint(&ca, 9, "127.0.0.1:0".parse().unwrap());
+    let target = NodeId::new(&members[&leader].name).unwrap();
+    intruder.add_peer(target.clone(), members[&leader].address.parse().unwrap());
+    let metrics = nodes[&leader].metrics();
+    let deadline = || Deadline::after(Duration::from_secs(5));
+    let refused = |result: Result<(), RpcError>, method: &str| match result {
+        Err(RpcError::Remote { code, message }) => {
+            assert_eq!(code, NOT_A_MEMBER, "{method}: {message}");
+            assert!(message.contains("q9"), "{method}: {message}");
+        }
+        other => panic!("{method} from a non-member: {other:?}"),
+    };
+    let vote = openraft::raft::VoteRequest::new(
+        openraft::Vote::new(metrics.current_term + 100, 9),
+        metrics.last_applied,
+    );
+    refused(
+        intruder
+            .call::<Vote>(&target, &Compat(vote), deadline())
+            .await
+            .map(|_| ()),
+        "raft.vote",
+    );
+    let append = openraft::raft::AppendEntriesRequest::<TypeConfig> {
+        vote: openraft::Vote::new_committed(metrics.current_term + 100, 9),
+        prev_log_id: None,
+        leader_commit: None,
+        entries: Vec::new(),
+    };
+    refused(
+        intruder
+            .call::<AppendEntries>(&target, &Compat(append), deadline())
+            .await
+            .map(|_| ()),
+        "raft.append_entries",
+    );
+    refused(
+        intruder
+            .call::<Admin>(
+                &target,
+                &Compat(AdminRequest::RemoveVoter { id: leader }),
+                deadline(),
+            )
+            .await
+            .map(|_| ()),
+        "raft.admin",
+    );
+    let write = ClientRequest::new(
+        RequestId {
+            client: 9,
+            serial: 1,
+        },
+        create_task("forged"),
+    );
+    refused(
+        intruder
+            .call::<ClientWrites>(&target, &Compat(vec![write]), deadline())
+            .await
+            .map(|_| ()),
+        "raft.client_writes",
+    );
+    refused(
+        intruder
+            .call::<ReadIndex>(&target, &(), deadline())
+            .await
+            .map(|_| ()),
+        "raft.read_index",
+    );
+    // Nothing changed: same leader, same term, three voters, no forged task.
+    assert_eq!(agreed_leader(&nodes).await, leader);
+    let after = nodes[&leader].metrics();
+    assert_eq!(after.current_term, metrics.current_term);
+    assert_eq!(after.membership_config.membership().voter_ids().count(), 3);
+    let ids: Vec<String> = nodes[&leader]
+        .read(|t| t.tasks().into_iter().map(|task| task.id).collect())
+        .await
+        .unwrap();
+    assert_eq!(ids, ["before"]);
+    // Following the metadata is open to every certified node.
+    let mut watch = watch_remote(
+        &intruder,
+        &target,
+        0,
+        &[WatchKind::Membership],
+        Deadline::after(Duration::from_secs(10)),
+    );
+    let first = tokio::time::timeout(Duration::from_secs(10), watch.next())
+        .await
+        .expect("a watch item in time")
+        .expect("a watch item");
+    assert!(first.is_ok(), "{first:?}");
+    drop(watch);
+    intruder.shutdown().await;
+    for (id, node) in &nodes {
+        node.shutdown().await.unwrap();
+        transports[id].shutdown().await;
+    }
+}

@@ -103,10 +103,10 @@ fn snapshot(store: &dyn MetadataStore) -> String {
     )
 }
 
-async fn start_member(net: &MemoryNetwork, dir: &std::path::Path, start: u64) -> RaftNode {
+/// Starts the member with the default config: its writer id is drawn at start.
+async fn start_member(net: &MemoryNetwork, dir: &std::path::Path) -> RaftNode {
     let transport: Arc<dyn Transport> = Arc::new(net.node("solo").unwrap());
-    let mut config = RaftNodeConfig::new(1, GroveNode::new("solo", ""), dir);
-    config.client_id = start;
+    let config = RaftNodeConfig::new(1, GroveNode::new("solo", ""), dir);
     let node = RaftNode::start(config, Arc::clone(&transport), None)
         .await
         .unwrap();
@@ -118,7 +118,7 @@ async fn start_member(net: &MemoryNetwork, dir: &std::path::Path, start: u64) ->
 async fn single_member_group_matches_the_apply_step_and_survives_restart() {
     let dirs = tempfile::tempdir().unwrap();
     let net = MemoryNetwork::new(11);
-    let node = start_member(&net, &dirs.path().join("raft"), 1).await;
+    let node = start_member(&net, &dirs.path().join("raft")).await;
     assert!(
         node.bootstrap([(1, GroveNode::new("solo", ""))].into())
             .await
@@ -154,11 +154,23 @@ async fn single_member_group_matches_the_apply_step_and_survives_restart() {
 
     node.shutdown().await.unwrap();
     net.crash(&grove_rpc::NodeId::new("solo").unwrap());
-    let node = start_member(&net, &dirs.path().join("raft"), 2).await;
+    let node = start_member(&net, &dirs.path().join("raft")).await;
+    let first_id = node.next_request_id();
     let replicated = ReplicatedMetadataStore::new(node.clone(), tokio::runtime::Handle::current());
-    let after_restart = tokio::task::spawn_blocking(move || snapshot(&replicated))
-        .await
-        .unwrap();
-    assert_eq!(after_restart, expected_text);
+    let after_restart = tokio::task::spawn_blocking(move || {
+        let text = snapshot(&replicated);
+        // The restarted process writes under a new writer id: its first writes are new
+        // writes, not retries of the previous run's first writes (whose ids its serials,
+        // counted from 0 again, would repeat under a fixed writer id).
+        for task in ["after-restart-1", "after-restart-2"] {
+            replicated.apply(common::create_task(task)).unwrap();
+        }
+        (text, replicated.task("after-restart-2").map(|t| t.id))
+    })
+    .await
+    .unwrap();
+    assert_eq!(after_restart.0, expected_text);
+    assert_eq!(after_restart.1, Ok("after-restart-2".to_string()));
+    assert_ne!(first_id.client, 1, "not the member id");
     node.shutdown().await.unwrap();
 }

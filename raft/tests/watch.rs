@@ -14,7 +14,8 @@ use futures::{Stream, StreamExt};
 use grove_raft::metadata::{
     AuditInfo, Command, NodeRecord, SegmentAssignment, SegmentRecord, TaskReport,
 };
-use grove_raft::replicated::{Change, WatchItem, WatchKind, watch_remote};
+use grove_raft::replicated::watch::RESYNC_ROWS_MAX;
+use grove_raft::replicated::{Change, WatchItem, WatchKind, WatchState, watch_remote};
 use grove_rpc::{Deadline, Transport};
 
 fn all_kinds() -> BTreeSet<WatchKind> {
@@ -194,9 +195,13 @@ async fn a_subscriber_behind_what_is_retained_gets_a_resync_then_the_changes() {
     // events before the snapshot's index.
     cluster.net.isolate(&common::rpc_name(lagging));
     cluster.node(leader).write(create_task("r1")).await.unwrap();
+    // More segments than one resync part holds.
+    let published: Vec<SegmentRecord> = (0..(RESYNC_ROWS_MAX as u32 * 3 / 2))
+        .map(|partition| segment(1, partition))
+        .collect();
     cluster
         .node(leader)
-        .write(publish("r1", vec![segment(1, 0)]))
+        .write(publish("r1", published.clone()))
         .await
         .unwrap();
     for i in 0..20 {
@@ -220,12 +225,32 @@ async fn a_subscriber_behind_what_is_retained_gets_a_resync_then_the_changes() {
 
     let kinds: BTreeSet<_> = [WatchKind::Segments, WatchKind::Rules].into();
     let mut stream = Box::pin(cluster.node(lagging).watch(0, kinds));
-    let WatchItem::Resync { index, state } = next(&mut stream, "the resync").await else {
-        panic!("no resync for events that are gone");
+    // The resync comes in parts of at most RESYNC_ROWS_MAX rows, all as of one index.
+    let mut state = WatchState::default();
+    let mut parts = 0;
+    let index = loop {
+        let WatchItem::Resync { index, part, last } = next(&mut stream, "the resync").await else {
+            panic!("no resync for events that are gone");
+        };
+        let rows =
+            part.segments.as_ref().map_or(0, Vec::len) + part.rules.as_ref().map_or(0, Vec::len);
+        assert!(rows <= RESYNC_ROWS_MAX, "a part of {rows} rows");
+        assert!(
+            part.segments.is_some() && part.rules.is_some(),
+            "every part names what it holds"
+        );
+        state.extend(*part);
+        parts += 1;
+        if last {
+            break index;
+        }
     };
+    assert!(parts >= 2, "{parts} parts");
     assert_eq!(Some(index), cluster.node(lagging).applied_index());
     let segments = state.segments.expect("segments were asked for");
-    assert_eq!(segments, [segment(1, 0)]);
+    let mut expected = published;
+    expected.sort_by_key(|s| s.id_text());
+    assert_eq!(segments, expected);
     let rules_now = state.rules.expect("rules were asked for");
     assert_eq!(rules_now[0].version, 20);
     assert!(state.assignments.is_none() && state.nodes.is_none());

@@ -130,7 +130,8 @@ impl Cluster {
             .map_err(|e| e.to_string())?;
         let mut config = RaftNodeConfig::new(id, GroveNode::new(rpc_name(id), ""), "");
         config.raft = self.raft_config(id);
-        config.client_id = self.starts << 32 | id;
+        config.client_id = Some(self.starts << 32 | id);
+        config.clock = grove_raft::replicated::WallClock::tokio(0);
         config.rng_seed = stream(self.seed, &format!("node-{id}")).next_u64() ^ self.starts;
         config.request_timeout = Duration::from_secs(2);
         config.attempt_timeout = Duration::from_millis(500);

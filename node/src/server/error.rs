@@ -144,9 +144,13 @@ impl From<MetadataError> for ApiError {
             }
             MetadataError::TaskExists(_)
             | MetadataError::Refused(_)
-            | MetadataError::StaleTerm { .. } => ApiError::invalid_input(e.to_string()),
+            | MetadataError::StaleTerm { .. }
+            | MetadataError::RequestIdReused { .. }
+            | MetadataError::CommandTooLarge { .. } => ApiError::invalid_input(e.to_string()),
             MetadataError::Storage(_) => ApiError::internal(e.to_string()),
-            MetadataError::Unavailable(_) => ApiError::unavailable(e.to_string()),
+            MetadataError::Unavailable(_) | MetadataError::OutcomeUnknown(_) => {
+                ApiError::unavailable(e.to_string())
+            }
         }
     }
 }

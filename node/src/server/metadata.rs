@@ -44,10 +44,9 @@ impl MetadataGroup {
             .context("starting the metadata runtime")?;
         let mut config =
             RaftNodeConfig::new(MEMBER_ID, GroveNode::new(MEMBER_NAME, ""), dir.to_owned());
-        // Unique per process start: request ids of an earlier run must not be taken for
-        // retries of this run's writes.
-        config.client_id = process_client_id();
-        config.rng_seed = config.client_id;
+        // The writer id is drawn at random per start (the default), so request ids of an
+        // earlier run are never taken for retries of this run's writes.
+        config.rng_seed = process_seed();
         config.request_timeout = timeout;
         config.attempt_timeout = timeout.min(Duration::from_secs(2));
         let node = runtime.block_on(async {
@@ -112,8 +111,8 @@ impl Drop for MetadataGroup {
     }
 }
 
-/// A writer id no earlier run of this node used: the start time in ns mixed with the pid.
-fn process_client_id() -> u64 {
+/// A seed for the election-timeout draw: the start time in ns mixed with the pid.
+fn process_seed() -> u64 {
     let now_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)

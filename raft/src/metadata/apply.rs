@@ -1,9 +1,12 @@
-//! The apply step: how a [`Command`] changes the tables. Shared by every store (the single-node
-//! sled store today, the Raft state machine later), so they accept and refuse the same commands.
+//! The apply step: how a [`Command`] changes the tables. Every replica of the metadata group
+//! runs it over its [`Tables`], so they accept and refuse the same commands.
 //!
-//! [`apply`] validates the whole command against the stored state first and writes only when
-//! it is accepted; the store wraps the call in one transaction so a storage failure midway
-//! leaves nothing half-written either.
+//! A command is a transaction: [`apply`] reads and validates everything it needs first (reads
+//! may fail: a refusal or a storage error) and writes only once the command is accepted, and
+//! a write cannot fail ([`Tables`]' writes return nothing), so an error never leaves part of a
+//! command applied. The cluster tables' changes follow the same rule inside each method
+//! (`super::cluster`): validate, then change. A test runs every command against tables whose
+//! reads fail at each position in turn and checks that nothing was written.
 
 use std::collections::BTreeSet;
 
@@ -15,17 +18,20 @@ use super::{
     TaskReport, TaskState,
 };
 
-/// The tables a command reads and writes, inside one transaction.
+/// The tables a command reads and writes. Reads may fail; writes cannot (a store whose
+/// writes can fail stages them and makes the whole command durable at once, as the replicated
+/// store does through its log), so a command that passed its checks is applied whole.
 pub trait Tables {
     fn task(&self, id: &str) -> Result<Option<TaskRecord>>;
-    fn put_task(&mut self, task: &TaskRecord) -> Result<()>;
+    fn put_task(&mut self, task: &TaskRecord);
     /// The segment of `data_source` whose id prints as `id`.
     fn segment(&self, data_source: &str, id: &str) -> Result<Option<SegmentRecord>>;
-    fn put_segment(&mut self, segment: &SegmentRecord) -> Result<()>;
-    fn put_data_source(&mut self, data_source: &DataSourceRecord) -> Result<()>;
+    fn put_segment(&mut self, segment: &SegmentRecord);
+    fn put_data_source(&mut self, data_source: &DataSourceRecord);
     fn offsets(&self, data_source: &str) -> Result<Option<StreamOffsets>>;
-    fn put_offsets(&mut self, data_source: &str, offsets: &StreamOffsets) -> Result<()>;
-    /// Locks, rules, config, supervisors, nodes, assignments and the audit log.
+    fn put_offsets(&mut self, data_source: &str, offsets: &StreamOffsets);
+    /// Locks, rules, config, supervisors, nodes, assignments and the audit log (each change
+    /// validates before it changes anything).
     fn cluster_mut(&mut self) -> &mut ClusterTables;
 }
 
@@ -37,7 +43,8 @@ pub fn apply(tables: &mut dyn Tables, command: &Command) -> Result<()> {
             if tables.task(&task.id)?.is_some() {
                 return Err(MetadataError::TaskExists(task.id.clone()));
             }
-            tables.put_task(task)
+            tables.put_task(task);
+            Ok(())
         }
         Command::UpdateTask { task } => {
             let stored = running_task(tables, &task.id)?;
@@ -49,7 +56,7 @@ pub fn apply(tables: &mut dyn Tables, command: &Command) -> Result<()> {
                     task.id
                 )));
             }
-            tables.put_task(task)?;
+            tables.put_task(task);
             if task.state.is_finished() {
                 tables.cluster_mut().release_task_locks(&task.id);
             }
@@ -75,7 +82,8 @@ pub fn apply(tables: &mut dyn Tables, command: &Command) -> Result<()> {
             let stored = tables.offsets(&task.data_source)?;
             let moved = move_offsets(&task, stored, start_offsets, end_offsets)?;
             publish(tables, task_id, segments, schema, report, *ended_ms)?;
-            tables.put_offsets(&task.data_source, &moved)
+            tables.put_offsets(&task.data_source, &moved);
+            Ok(())
         }
         Command::MarkSegmentsUnused { data_source, ids } => {
             let mut changed = Vec::with_capacity(ids.len());
@@ -94,7 +102,7 @@ pub fn apply(tables: &mut dyn Tables, command: &Command) -> Result<()> {
                 }
             }
             for segment in &changed {
-                tables.put_segment(segment)?;
+                tables.put_segment(segment);
             }
             Ok(())
         }
@@ -220,18 +228,18 @@ fn publish(
         }
     }
     for segment in segments {
-        tables.put_segment(segment)?;
+        tables.put_segment(segment);
     }
     tables.put_data_source(&DataSourceRecord {
         name: task.data_source.clone(),
         schema: schema.clone(),
         updated_ms: ended_ms,
-    })?;
+    });
     task.state = TaskState::Success;
     task.error = None;
     task.ended_ms = Some(ended_ms);
     task.report = Some(report.clone());
-    tables.put_task(&task)?;
+    tables.put_task(&task);
     tables.cluster_mut().release_task_locks(task_id);
     Ok(())
 }

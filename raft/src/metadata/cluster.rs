@@ -3,16 +3,23 @@
 //! supervisors (`druid_supervisors`), the nodes of the cluster, desired segment assignments,
 //! and the audit log (`druid_audit`) of every change to rules, config and supervisors.
 //!
-//! [`ClusterTables`] holds them in ordered maps (reads in key order, never hash order). The
-//! changes are made by [`super::apply::apply`], which validates a whole command before its
-//! first write, so a refused command changes nothing. Who and when come from the command
-//! ([`AuditInfo`], `changed_ms`): applying reads no clock.
+//! [`ClusterTables`] holds them in ordered maps (reads in key order, never hash order); every
+//! table that can grow large is a [`ChunkedMap`], so the copy a snapshot starts with shares
+//! their chunks instead of copying rows. The changes are made by [`super::apply::apply`],
+//! which validates a whole command before its first write, so a refused command changes
+//! nothing. Who and when come from the command ([`AuditInfo`], `changed_ms`): applying reads
+//! no clock.
+//!
+//! Audit retention: the audit log keeps the newest [`AUDIT_ENTRIES_MAX_DEFAULT`] entries, and
+//! none older than [`AUDIT_RETENTION_MS_DEFAULT`] before the newest; the dynamic config named
+//! [`AUDIT_CONFIG`] (`{"maxEntries": N, "retentionMs": M}`, either optional) changes both. It is
+//! replicated like any config, so every replica trims the same entries at the same command.
 //!
 //! Invariants:
 //! - two live tasks never hold overlapping intervals of one datasource; a task's locks go
 //!   with its end (FAILED, or SUCCESS by a publish), in the same transaction;
 //! - every change to rules, config or supervisors appends one audit entry, numbered in apply
-//!   order from 1;
+//!   order from 1 (numbers are never reused, also after older entries are trimmed);
 //! - an assignment names only registered nodes and used segments; removing a node removes it
 //!   from every assignment in the same transaction.
 
@@ -23,9 +30,21 @@ use grove_segment::time::Interval;
 use serde::{Deserialize, Serialize};
 
 use super::{MetadataError, Result};
+use crate::replicated::chunked::ChunkedMap;
 
 /// The datasource name under which the default rules are kept (Druid's `_default`).
 pub const DEFAULT_RULES: &str = "_default";
+
+/// The dynamic config that sets the audit log's retention: a JSON object with `maxEntries`
+/// and `retentionMs`, positive integers, either optional.
+pub const AUDIT_CONFIG: &str = "audit";
+
+/// Audit entries kept when [`AUDIT_CONFIG`] does not say (the newest ones).
+pub const AUDIT_ENTRIES_MAX_DEFAULT: u64 = 100_000;
+
+/// How much older than the newest entry an audit entry may be when [`AUDIT_CONFIG`] does not
+/// say: 90 days (Druid's `druid.coordinator.kill.audit.durationToRetain` default).
+pub const AUDIT_RETENTION_MS_DEFAULT: i64 = 90 * 24 * 60 * 60 * 1000;
 
 /// Who changed something, and why (Druid's `AuditInfo`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,19 +157,24 @@ pub struct AuditEntry {
     pub created_ms: i64,
 }
 
-/// The cluster tables of one replica. Plain ordered maps; serializable as the snapshot form.
+/// The cluster tables of one replica. Ordered maps, chunked where they can grow large;
+/// serializable as the snapshot form.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterTables {
-    /// Held locks by datasource, ordered by (interval, task id).
+    /// Held locks by datasource, ordered by (interval, task id). Only running tasks hold
+    /// locks, so this stays small.
     locks: BTreeMap<String, Vec<TaskLock>>,
-    rules: BTreeMap<String, RulesRecord>,
-    configs: BTreeMap<String, ConfigRecord>,
-    supervisors: BTreeMap<String, SupervisorRecord>,
-    nodes: BTreeMap<String, NodeRecord>,
+    rules: ChunkedMap<String, RulesRecord>,
+    configs: ChunkedMap<String, ConfigRecord>,
+    supervisors: ChunkedMap<String, SupervisorRecord>,
+    nodes: ChunkedMap<String, NodeRecord>,
     /// By segment id text (which starts with the datasource, so ids never collide).
-    assignments: BTreeMap<String, SegmentAssignment>,
-    audit: Vec<AuditEntry>,
+    assignments: ChunkedMap<String, SegmentAssignment>,
+    /// By sequence number, oldest first (trimmed by the retention).
+    audit: ChunkedMap<u64, AuditEntry>,
+    /// The sequence number of the last audit entry recorded.
+    audit_seq: u64,
 }
 
 /// Reads.
@@ -226,15 +250,47 @@ impl ClusterTables {
     /// supervisor's history). `key: None` lists every key of the type.
     pub fn audit(&self, audit_type: &str, key: Option<&str>) -> Vec<AuditEntry> {
         self.audit
-            .iter()
+            .values()
             .filter(|e| e.audit_type == audit_type && key.is_none_or(|k| e.key == k))
             .cloned()
             .collect()
     }
 
-    /// The whole audit log, oldest first.
-    pub fn audit_log(&self) -> &[AuditEntry] {
-        &self.audit
+    /// The audit log as retained, oldest first.
+    pub fn audit_log(&self) -> Vec<AuditEntry> {
+        self.audit.values().cloned().collect()
+    }
+
+    /// Up to `limit` rules records after datasource `after` (from the first for `None`), by
+    /// datasource: a resync in parts.
+    pub fn rules_after(&self, after: Option<&String>, limit: usize) -> Vec<RulesRecord> {
+        self.rules
+            .after(after)
+            .take(limit)
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+
+    /// Up to `limit` assignments after segment id text `after`, by segment id text.
+    pub fn assignments_after(
+        &self,
+        after: Option<&String>,
+        limit: usize,
+    ) -> Vec<SegmentAssignment> {
+        self.assignments
+            .after(after)
+            .take(limit)
+            .map(|(_, a)| a.clone())
+            .collect()
+    }
+
+    /// Up to `limit` nodes after node id `after`, by id.
+    pub fn nodes_after(&self, after: Option<&String>, limit: usize) -> Vec<NodeRecord> {
+        self.nodes
+            .after(after)
+            .take(limit)
+            .map(|(_, n)| n.clone())
+            .collect()
     }
 }
 
@@ -351,6 +407,10 @@ impl ClusterTables {
                 "config '{name}': the value must be a JSON object"
             )));
         }
+        if name == AUDIT_CONFIG {
+            audit_limits(Some(value))
+                .map_err(|why| MetadataError::Refused(format!("config '{AUDIT_CONFIG}': {why}")))?;
+        }
         let stored = self.configs.get(name).map_or(0, |c| c.version);
         if let Some(expected) = expected_version
             && expected != stored
@@ -454,13 +514,23 @@ impl ClusterTables {
 
     /// Unregisters node `id` and takes it out of every assignment.
     pub(crate) fn remove_node(&mut self, id: &str) -> Result<()> {
-        if self.nodes.remove(id).is_none() {
+        if self.nodes.remove(&id.to_owned()).is_none() {
             return Err(MetadataError::Refused(format!("unknown node '{id}'")));
         }
-        for assignment in self.assignments.values_mut() {
+        let touched: Vec<(String, SegmentAssignment)> = self
+            .assignments
+            .iter()
+            .filter(|(_, a)| a.nodes.contains(id))
+            .map(|(key, a)| (key.clone(), a.clone()))
+            .collect();
+        for (key, mut assignment) in touched {
             assignment.nodes.remove(id);
+            if assignment.nodes.is_empty() {
+                self.assignments.remove(&key);
+            } else {
+                self.assignments.insert(key, assignment);
+            }
         }
-        self.assignments.retain(|_, a| !a.nodes.is_empty());
         Ok(())
     }
 
@@ -488,7 +558,7 @@ impl ClusterTables {
             if let Some(node) = assignment
                 .nodes
                 .iter()
-                .find(|n| !self.nodes.contains_key(*n))
+                .find(|n| self.nodes.get(*n).is_none())
             {
                 return Err(MetadataError::Refused(format!(
                     "segment '{id}' is assigned to unknown node '{node}'"
@@ -506,6 +576,7 @@ impl ClusterTables {
         Ok(())
     }
 
+    /// Appends an audit entry, then trims the log to its retention (see the module docs).
     fn record_audit(
         &mut self,
         audit_type: &str,
@@ -514,16 +585,60 @@ impl ClusterTables {
         payload: serde_json::Value,
         created_ms: i64,
     ) {
-        let seq = self.audit.len() as u64 + 1;
-        self.audit.push(AuditEntry {
+        self.audit_seq += 1;
+        let seq = self.audit_seq;
+        self.audit.insert(
             seq,
-            audit_type: audit_type.to_owned(),
-            key: key.to_owned(),
-            audit: audit.clone(),
-            payload,
-            created_ms,
-        });
+            AuditEntry {
+                seq,
+                audit_type: audit_type.to_owned(),
+                key: key.to_owned(),
+                audit: audit.clone(),
+                payload,
+                created_ms,
+            },
+        );
+        // The config was checked when it was set.
+        let (entries_max, retention_ms) =
+            audit_limits(self.configs.get(AUDIT_CONFIG).map(|c| &c.value))
+                .unwrap_or((AUDIT_ENTRIES_MAX_DEFAULT, AUDIT_RETENTION_MS_DEFAULT));
+        let oldest_kept_ms = created_ms.saturating_sub(retention_ms);
+        while let Some((_, oldest)) = self.audit.first() {
+            if self.audit.len() as u64 <= entries_max && oldest.created_ms >= oldest_kept_ms {
+                break;
+            }
+            self.audit.pop_first();
+        }
     }
+}
+
+/// The audit retention `value` (the [`AUDIT_CONFIG`] config) sets, defaults filled in.
+fn audit_limits(value: Option<&serde_json::Value>) -> std::result::Result<(u64, i64), String> {
+    let Some(value) = value else {
+        return Ok((AUDIT_ENTRIES_MAX_DEFAULT, AUDIT_RETENTION_MS_DEFAULT));
+    };
+    let object = value.as_object().ok_or("the value must be a JSON object")?;
+    if let Some(unknown) = object
+        .keys()
+        .find(|k| *k != "maxEntries" && *k != "retentionMs")
+    {
+        return Err(format!(
+            "unknown field '{unknown}' (known: maxEntries, retentionMs)"
+        ));
+    }
+    let positive = |field: &str| -> std::result::Result<Option<u64>, String> {
+        match object.get(field) {
+            None => Ok(None),
+            Some(v) => match v.as_u64() {
+                Some(n) if n > 0 && n <= i64::MAX as u64 => Ok(Some(n)),
+                _ => Err(format!("'{field}' must be a positive integer, not {v}")),
+            },
+        }
+    };
+    Ok((
+        positive("maxEntries")?.unwrap_or(AUDIT_ENTRIES_MAX_DEFAULT),
+        positive("retentionMs")?.map_or(AUDIT_RETENTION_MS_DEFAULT, |ms| ms as i64),
+    ))
 }
 
 /// Names usable as keys: not empty, no NUL.
@@ -561,4 +676,111 @@ fn check_rule(rule: &serde_json::Value) -> std::result::Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn who() -> AuditInfo {
+        AuditInfo {
+            author: "ops".into(),
+            comment: "test".into(),
+        }
+    }
+
+    fn rules(tables: &mut ClusterTables, ds: &str, at_ms: i64) {
+        let rule = serde_json::json!({"type": "loadForever"});
+        tables.set_rules(ds, &[rule], &who(), at_ms).unwrap();
+    }
+
+    fn seqs(tables: &ClusterTables) -> Vec<u64> {
+        tables.audit_log().iter().map(|e| e.seq).collect()
+    }
+
+    #[test]
+    fn the_audit_log_keeps_its_retention_by_count_and_age_and_numbers_on() {
+        let mut tables = ClusterTables::default();
+        for i in 0..5 {
+            rules(&mut tables, &format!("ds{i}"), 1_000 + i);
+        }
+        assert_eq!(
+            seqs(&tables),
+            [1, 2, 3, 4, 5],
+            "defaults keep everything here"
+        );
+        // At most three entries: applied at the change itself (which is audited too).
+        let limits = serde_json::json!({"maxEntries": 3, "retentionMs": 10_000});
+        tables
+            .set_config(AUDIT_CONFIG, &limits, None, &who(), 2_000)
+            .unwrap();
+        assert_eq!(seqs(&tables), [4, 5, 6]);
+        rules(&mut tables, "ds9", 3_000);
+        assert_eq!(seqs(&tables), [5, 6, 7], "numbers are never reused");
+        // Entries more than 10 s older than the newest go.
+        rules(&mut tables, "ds9", 13_500);
+        assert_eq!(seqs(&tables), [8]);
+        // A retention config that would not parse is refused, nothing changed.
+        for bad in [
+            serde_json::json!({"maxEntries": 0}),
+            serde_json::json!({"retentionMs": -5}),
+            serde_json::json!({"maxEntrys": 5}),
+        ] {
+            let error = tables
+                .set_config(AUDIT_CONFIG, &bad, None, &who(), 13_000)
+                .unwrap_err();
+            assert!(error.to_string().contains("config 'audit'"), "{error}");
+        }
+        assert_eq!(seqs(&tables), [8]);
+        // The snapshot form keeps the numbering.
+        let back: ClusterTables =
+            crate::replicated::types::decode(&crate::replicated::types::encode(&tables).unwrap())
+                .unwrap();
+        assert_eq!(back, tables);
+        let mut back = back;
+        rules(&mut back, "ds9", 14_000);
+        assert_eq!(seqs(&back), [8, 9]);
+    }
+
+    #[test]
+    fn a_copy_of_large_cluster_tables_shares_their_rows() {
+        let mut tables = ClusterTables::default();
+        tables
+            .put_node(&NodeRecord {
+                id: "h1".into(),
+                address: "10.0.0.1:8083".into(),
+                roles: ["historical".to_string()].into(),
+                tier: "_default_tier".into(),
+                capacity_bytes: 1 << 30,
+                version: "0".into(),
+            })
+            .unwrap();
+        let assignments: Vec<SegmentAssignment> = (0..5_000)
+            .map(|partition| SegmentAssignment {
+                segment: SegmentId::new("wiki", None, Interval::new(0, 1), "v1", partition),
+                nodes: ["h1".to_string()].into(),
+            })
+            .collect();
+        tables
+            .replace_assignments(&assignments, |_| Ok(true))
+            .unwrap();
+        for i in 0..5_000 {
+            rules(&mut tables, "wiki", i);
+        }
+        let copy = tables.clone();
+        let assignment_chunks = tables.assignments.shared_chunks(&tables.assignments);
+        let audit_chunks = tables.audit.shared_chunks(&tables.audit);
+        assert!(assignment_chunks >= 5_000 / crate::replicated::chunked::CHUNK_MAX);
+        assert_eq!(
+            tables.assignments.shared_chunks(&copy.assignments),
+            assignment_chunks
+        );
+        assert_eq!(tables.audit.shared_chunks(&copy.audit), audit_chunks);
+        // A change copies the one chunk it writes to (the last; an appended entry may also
+        // start a new one).
+        rules(&mut tables, "wiki", 5_000);
+        assert!(tables.audit.shared_chunks(&copy.audit) >= audit_chunks - 1);
+        assert!(tables.audit.shared_chunks(&copy.audit) < audit_chunks + 1);
+        assert_eq!(copy.audit_log().len(), 5_000);
+    }
 }

@@ -37,8 +37,9 @@ use grove_segment::time::Interval;
 use serde::{Deserialize, Serialize};
 
 pub use cluster::{
-    AuditEntry, AuditInfo, ClusterTables, ConfigRecord, DEFAULT_RULES, NodeRecord, RulesRecord,
-    SegmentAssignment, SupervisorRecord, SupervisorState, TaskLock,
+    AUDIT_CONFIG, AUDIT_ENTRIES_MAX_DEFAULT, AUDIT_RETENTION_MS_DEFAULT, AuditEntry, AuditInfo,
+    ClusterTables, ConfigRecord, DEFAULT_RULES, NodeRecord, RulesRecord, SegmentAssignment,
+    SupervisorRecord, SupervisorState, TaskLock,
 };
 
 /// A datasource: its name and the schema of its most recently published segments.
@@ -290,6 +291,19 @@ pub enum MetadataError {
     /// member stopped); nothing is known to have changed. Retrying later may succeed.
     #[error("metadata unavailable: {0}")]
     Unavailable(String),
+    /// A request id that was applied before with a different command (a writer reused an id);
+    /// nothing changed.
+    #[error("request id {id} was already used for a different command; nothing changed")]
+    RequestIdReused { id: String },
+    /// A command whose log encoding is over the group's limit; it was not proposed.
+    #[error(
+        "a command of {bytes} bytes exceeds the metadata log's maximum of {max} bytes; split it (for example, publish fewer segments per command)"
+    )]
+    CommandTooLarge { bytes: u64, max: u64 },
+    /// A retry arrived after the group stopped remembering its request id: the first attempt
+    /// may or may not have been applied. Nothing changed now; read the state to find out.
+    #[error("outcome unknown: {0}")]
+    OutcomeUnknown(String),
 }
 
 pub type Result<T, E = MetadataError> = std::result::Result<T, E>;

@@ -670,3 +670,254 @@ mod cluster_tables {
         assert!(old == MemoryTables::default());
     }
 }
+
+/// Tables whose reads fail from the `fail_at`-th on (counting from 0), counting reads and
+/// writes: a command must read and validate everything before its first write.
+struct FailingReads {
+    tables: MemoryTables,
+    reads: std::cell::Cell<usize>,
+    fail_at: usize,
+    writes: usize,
+}
+
+impl FailingReads {
+    fn read(&self) -> Result<()> {
+        let read = self.reads.get();
+        self.reads.set(read + 1);
+        if read >= self.fail_at {
+            return Err(MetadataError::Storage(format!(
+                "injected failure of read {read}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl apply::Tables for FailingReads {
+    fn task(&self, id: &str) -> Result<Option<TaskRecord>> {
+        self.read()?;
+        apply::Tables::task(&self.tables, id)
+    }
+    fn put_task(&mut self, task: &TaskRecord) {
+        self.writes += 1;
+        self.tables.put_task(task)
+    }
+    fn segment(&self, data_source: &str, id: &str) -> Result<Option<SegmentRecord>> {
+        self.read()?;
+        self.tables.segment(data_source, id)
+    }
+    fn put_segment(&mut self, segment: &SegmentRecord) {
+        self.writes += 1;
+        self.tables.put_segment(segment)
+    }
+    fn put_data_source(&mut self, data_source: &DataSourceRecord) {
+        self.writes += 1;
+        self.tables.put_data_source(data_source)
+    }
+    fn offsets(&self, data_source: &str) -> Result<Option<StreamOffsets>> {
+        self.read()?;
+        apply::Tables::offsets(&self.tables, data_source)
+    }
+    fn put_offsets(&mut self, data_source: &str, offsets: &StreamOffsets) {
+        self.writes += 1;
+        self.tables.put_offsets(data_source, offsets)
+    }
+    fn cluster_mut(&mut self) -> &mut ClusterTables {
+        self.tables.cluster_mut()
+    }
+}
+
+#[test]
+fn a_failing_read_anywhere_in_a_command_leaves_nothing_written() {
+    let audit = || AuditInfo {
+        author: "ops".into(),
+        comment: "test".into(),
+    };
+    // A state every command below applies to: running tasks, a published segment, stored
+    // offsets, a held lock, a node and a supervisor.
+    let mut prepared = MemoryTables::default();
+    let setup = [
+        Command::CreateTask {
+            task: task("t-run", "wiki"),
+        },
+        Command::CreateTask {
+            task: task("t-done", "wiki"),
+        },
+        Command::CreateTask {
+            task: task("t-stream", "wiki"),
+        },
+        Command::CreateTask {
+            task: task("t-stream-0", "wiki"),
+        },
+        Command::CreateTask {
+            task: task("t-lock", "wiki"),
+        },
+        publish("t-done", "wiki", vec![segment("wiki", 0, "v1", 0)]),
+        stream_publish(
+            "t-stream-0",
+            vec![segment("wiki", 9, "v1", 0)],
+            &[(0, 0)],
+            &[(0, 10)],
+        ),
+        Command::AcquireTaskLock {
+            task_id: "t-lock".into(),
+            data_source: "wiki".into(),
+            interval: grove_segment::time::Interval::new(DAY0, DAY0 + MS_PER_DAY),
+            version: "v1".into(),
+            acquired_ms: 1,
+        },
+        Command::PutNode {
+            node: NodeRecord {
+                id: "h1".into(),
+                address: "10.0.0.1:8083".into(),
+                roles: ["historical".to_string()].into(),
+                tier: "_default_tier".into(),
+                capacity_bytes: 1 << 30,
+                version: "0".into(),
+            },
+        },
+        Command::SubmitSupervisor {
+            id: "sup".into(),
+            spec: serde_json::json!({"type": "kafka"}),
+            audit: audit(),
+            changed_ms: 1,
+        },
+    ];
+    for command in setup {
+        apply::apply(&mut prepared, &command).unwrap();
+    }
+    let seg0 = segment("wiki", 0, "v1", 0);
+    let accepted = vec![
+        Command::CreateTask {
+            task: task("t-new", "wiki"),
+        },
+        Command::UpdateTask {
+            task: TaskRecord {
+                state: TaskState::Failed,
+                ..task("t-run", "wiki")
+            },
+        },
+        publish(
+            "t-run",
+            "wiki",
+            vec![segment("wiki", 1, "v1", 0), segment("wiki", 1, "v1", 1)],
+        ),
+        stream_publish(
+            "t-stream",
+            vec![segment("wiki", 2, "v1", 0)],
+            &[(0, 10)],
+            &[(0, 20)],
+        ),
+        Command::MarkSegmentsUnused {
+            data_source: "wiki".into(),
+            ids: vec![seg0.id.clone()],
+        },
+        Command::AcquireTaskLock {
+            task_id: "t-run".into(),
+            data_source: "wiki".into(),
+            interval: grove_segment::time::Interval::new(
+                DAY0 + 3 * MS_PER_DAY,
+                DAY0 + 4 * MS_PER_DAY,
+            ),
+            version: "v1".into(),
+            acquired_ms: 2,
+        },
+        Command::ReleaseTaskLock {
+            task_id: "t-lock".into(),
+            data_source: "wiki".into(),
+            interval: grove_segment::time::Interval::new(DAY0, DAY0 + MS_PER_DAY),
+        },
+        Command::SetRules {
+            data_source: "wiki".into(),
+            rules: vec![serde_json::json!({"type": "loadForever"})],
+            audit: audit(),
+            changed_ms: 2,
+        },
+        Command::SetDynamicConfig {
+            name: "coordinator".into(),
+            value: serde_json::json!({"maxSegmentsToMove": 5}),
+            expected_version: None,
+            audit: audit(),
+            changed_ms: 2,
+        },
+        Command::SetSupervisorState {
+            id: "sup".into(),
+            state: SupervisorState::Suspended,
+            audit: audit(),
+            changed_ms: 2,
+        },
+        Command::ReplaceAssignments {
+            assignments: vec![SegmentAssignment {
+                segment: seg0.id.clone(),
+                nodes: ["h1".to_string()].into(),
+            }],
+        },
+        Command::RemoveNode { id: "h1".into() },
+    ];
+    let refused = vec![
+        // The second segment is already published: refused after the first was checked.
+        publish(
+            "t-run",
+            "wiki",
+            vec![segment("wiki", 5, "v1", 0), seg0.clone()],
+        ),
+        // The stored offsets moved on: refused after the task and offsets were read.
+        stream_publish(
+            "t-stream",
+            vec![segment("wiki", 6, "v1", 0)],
+            &[(0, 0)],
+            &[(0, 30)],
+        ),
+        Command::MarkSegmentsUnused {
+            data_source: "wiki".into(),
+            ids: vec![seg0.id.clone(), segment("wiki", 7, "v1", 0).id],
+        },
+    ];
+    let run = |command: &Command, fail_at: usize| {
+        let mut tables = FailingReads {
+            tables: prepared.clone(),
+            reads: Default::default(),
+            fail_at,
+            writes: 0,
+        };
+        let result = apply::apply(&mut tables, command);
+        (result, tables)
+    };
+    for command in &accepted {
+        let (result, tables) = run(command, usize::MAX);
+        assert_eq!(result, Ok(()), "{command:?}");
+        assert!(tables.tables != prepared, "{command:?} changed nothing");
+        let reads = tables.reads.get();
+        for fail_at in 0..reads {
+            let (result, tables) = run(command, fail_at);
+            assert!(
+                matches!(result, Err(MetadataError::Storage(_))),
+                "{command:?} with read {fail_at} failing: {result:?}"
+            );
+            assert_eq!(
+                tables.writes, 0,
+                "{command:?} wrote before read {fail_at} failed"
+            );
+            assert!(
+                tables.tables == prepared,
+                "{command:?} with read {fail_at} failing left a partial change"
+            );
+        }
+    }
+    for command in &refused {
+        let (result, tables) = run(command, usize::MAX);
+        assert!(
+            matches!(
+                result,
+                Err(MetadataError::Refused(_) | MetadataError::UnknownSegment(_))
+            ),
+            "{command:?}: {result:?}"
+        );
+        assert_eq!(tables.writes, 0, "{command:?} wrote before it was refused");
+        assert!(
+            tables.tables == prepared,
+            "a refused {command:?} changed the tables"
+        );
+        assert_eq!(tables.tables.cluster(), prepared.cluster());
+    }
+}

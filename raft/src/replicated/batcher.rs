@@ -193,7 +193,7 @@ impl Combiner {
     fn take_batch(&self, destination: u64) -> Vec<Queued> {
         let mut queue = self.queue.lock().expect("write queue lock");
         let mut batch: Vec<Queued> = Vec::new();
-        let mut bytes = 0;
+        let mut bytes: usize = 0;
         let mut kept = VecDeque::new();
         while let Some(next) = queue.pop_front() {
             if next.reply.is_closed() {
@@ -204,13 +204,14 @@ impl Combiner {
                 continue;
             }
             if !batch.is_empty()
-                && (batch.len() == self.requests_max || bytes + next.bytes > self.bytes_max)
+                && (batch.len() == self.requests_max
+                    || bytes.saturating_add(next.bytes) > self.bytes_max)
             {
                 kept.push_back(next);
                 kept.extend(queue.drain(..));
                 break;
             }
-            bytes += next.bytes;
+            bytes = bytes.saturating_add(next.bytes);
             batch.push(next);
         }
         *queue = kept;
@@ -218,11 +219,22 @@ impl Combiner {
     }
 }
 
-/// Proposes `requests` through `raft` as one entry: one verdict per request, or the same
-/// failure for all if the entry did not commit here.
-pub async fn propose(raft: &Raft<TypeConfig>, requests: Vec<SizedRequest>) -> Vec<Reply> {
+/// Proposes `requests` through `raft` as one entry, each stamped with this leader's clock
+/// (`proposed_ms`): one verdict per request, or the same failure for all if the entry did
+/// not commit here.
+pub async fn propose(
+    raft: &Raft<TypeConfig>,
+    requests: Vec<SizedRequest>,
+    proposed_ms: i64,
+) -> Vec<Reply> {
     let count = requests.len();
-    let requests = requests.into_iter().map(|(request, _)| request).collect();
+    let requests = requests
+        .into_iter()
+        .map(|(request, _)| ClientRequest {
+            proposed_ms,
+            ..request
+        })
+        .collect();
     match raft.client_write(WriteBatch { requests }).await {
         Ok(response) => {
             debug_assert_eq!(response.data.len(), count, "one verdict per request");

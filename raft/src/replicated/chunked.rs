@@ -146,6 +146,47 @@ impl<K: Ord + Clone, V: Clone> ChunkedMap<K, V> {
         self.chunks.insert(middle, Arc::new(upper));
     }
 
+    /// The entry with the smallest key.
+    pub fn first(&self) -> Option<(&K, &V)> {
+        self.chunks.values().next()?.iter().next()
+    }
+
+    /// Removes the entry with the smallest key; it, if any.
+    pub fn pop_first(&mut self) -> Option<(K, V)> {
+        let key = self.first()?.0.clone();
+        let value = self.remove(&key)?;
+        Some((key, value))
+    }
+
+    /// The chunks this map shares with `other` (a clone shares all of them until written).
+    #[cfg(test)]
+    pub(crate) fn shared_chunks(&self, other: &Self) -> usize {
+        self.chunks
+            .values()
+            .filter(|chunk| {
+                other
+                    .chunks
+                    .values()
+                    .any(|theirs| Arc::ptr_eq(chunk, theirs))
+            })
+            .count()
+    }
+
+    /// Every value, in key order.
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.iter().map(|(_, value)| value)
+    }
+
+    /// The entries after `key` (all of them for `None`), in key order.
+    pub fn after<'a>(&'a self, key: Option<&K>) -> impl Iterator<Item = (&'a K, &'a V)> + 'a {
+        let start = key.cloned();
+        let from: Box<dyn Iterator<Item = (&'a K, &'a V)> + 'a> = match &start {
+            Some(start) => Box::new(self.range_from(start)),
+            None => Box::new(self.iter()),
+        };
+        from.skip_while(move |(k, _)| start.as_ref().is_some_and(|start| *k <= start))
+    }
+
     /// Every entry, in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.chunks.values().flat_map(|chunk| chunk.iter())
@@ -189,6 +230,54 @@ impl<K: Ord + Clone + fmt::Debug, V: Clone + fmt::Debug> fmt::Debug for ChunkedM
     }
 }
 
+impl<K, V> serde::Serialize for ChunkedMap<K, V>
+where
+    K: Ord + Clone + serde::Serialize,
+    V: Clone + serde::Serialize,
+{
+    /// As a map, in key order (the shape a `BTreeMap` has).
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.len))?;
+        for (key, value) in self.iter() {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de, K, V> serde::Deserialize<'de> for ChunkedMap<K, V>
+where
+    K: Ord + Clone + serde::Deserialize<'de>,
+    V: Clone + serde::Deserialize<'de>,
+{
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Entries<K, V>(std::marker::PhantomData<(K, V)>);
+        impl<'de, K, V> serde::de::Visitor<'de> for Entries<K, V>
+        where
+            K: Ord + Clone + serde::Deserialize<'de>,
+            V: Clone + serde::Deserialize<'de>,
+        {
+            type Value = ChunkedMap<K, V>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut access: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut map = ChunkedMap::default();
+                while let Some((key, value)) = access.next_entry()? {
+                    // In key order as written: each is appended without a search.
+                    map.insert(key, value);
+                }
+                Ok(map)
+            }
+        }
+        deserializer.deserialize_map(Entries(std::marker::PhantomData))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,6 +289,7 @@ mod tests {
         /// Inserts just past the greatest key held.
         Append(u32),
         Remove(u16),
+        PopFirst,
         Clone,
     }
 
@@ -208,6 +298,7 @@ mod tests {
             8 => (0u16..3000, any::<u32>()).prop_map(|(k, v)| Op::Insert(k, v)),
             4 => any::<u32>().prop_map(Op::Append),
             3 => (0u16..3000).prop_map(Op::Remove),
+            1 => Just(Op::PopFirst),
             1 => Just(Op::Clone),
         ]
     }
@@ -254,6 +345,10 @@ mod tests {
                         prop_assert_eq!(map.insert(k, v), model.insert(k, v));
                     }
                     Op::Remove(k) => prop_assert_eq!(map.remove(&k), model.remove(&k)),
+                    Op::PopFirst => {
+                        prop_assert_eq!(map.first(), model.first_key_value());
+                        prop_assert_eq!(map.pop_first(), model.pop_first());
+                    }
                     Op::Clone => clones.push((map.clone(), model.clone())),
                 }
             }

@@ -1,10 +1,9 @@
-//! [`LogStore`]: openraft's log storage on a member's [`Disk`] (sled in production,
-//! [`SledLogStore`]; the simulator's disk under `grove-sim`).
+//! [`LogStore`]: openraft's log storage on a member's [`Disk`] ([`super::FileDisk`] in
+//! production; the simulator's disk under `grove-sim`).
 //!
-//! Layout: tree [`Tree::Log`] (sled `raft_log`) keyed by the entry index as 8 big-endian bytes
-//! (so key order is index order), values are entries encoded by [`super::types::encode`]; tree
-//! [`Tree::Meta`] (sled `raft_meta`) holds `vote`, `committed` and `last_purged` (same
-//! encoding).
+//! Layout: tree [`Tree::Log`] keyed by the entry index as 8 big-endian bytes (so key order is
+//! index order), values are entries encoded by [`super::types::encode`]; tree [`Tree::Meta`]
+//! holds `vote`, `committed` and `last_purged` (same encoding).
 //!
 //! Durability: `append` writes its entries in one batch and syncs before it reports the
 //! entries written (openraft counts an entry towards a quorum only after that report);
@@ -25,10 +24,11 @@
 //! disk, and `append` adds entries only once they are written. A read the cache does not cover
 //! entirely goes to the disk.
 //!
-//! The syncs are awaited ([`Disk::sync_async`]): sled's run on tokio's blocking pool, so
-//! a flush does not hold a runtime worker (the other members' and the API's tasks run
-//! meanwhile), and a paused test clock stays still while one is in progress; the
-//! simulator's disk syncs in place.
+//! The syncs are awaited through [`Disk::run_blocking`]: a [`super::FileDisk`]'s `fdatasync`
+//! runs on tokio's blocking pool, so it does not hold a runtime worker (the other members'
+//! and the API's tasks run meanwhile), and a paused test clock stays still while one is in
+//! progress; the simulator's disk syncs in place. (openraft 0.9's core waits for an append's
+//! callback before it goes on, so the callback is simply called after the sync.)
 
 // openraft's storage traits fix `StorageError` (large) as the error type of every method.
 #![allow(clippy::result_large_err)]
@@ -43,13 +43,10 @@ use openraft::{Entry, LogId, OptionalSend, RaftLogId, StorageError, StorageIOErr
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::disk::{Disk, SledDisk, Tree};
+use super::disk::{Disk, Tree, offload};
 use super::types::{RaftNodeId, TypeConfig, decode, encode};
 
 type StorageResult<T> = Result<T, StorageError<RaftNodeId>>;
-
-/// The log store on sled, as production runs it.
-pub type SledLogStore = LogStore;
 
 /// Entries kept decoded in memory (the most recent appended by this incarnation).
 pub const RECENT_ENTRIES_MAX: usize = 4_096;
@@ -68,12 +65,6 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    /// The log in sled database `db`.
-    pub fn open(db: &sled::Db) -> StorageResult<Self> {
-        let disk = SledDisk::open(db).map_err(|e| log_read_error(e.to_string()))?;
-        Ok(LogStore::on_disk(Arc::new(disk)))
-    }
-
     /// The log on `disk`.
     pub fn on_disk(disk: Arc<dyn Disk>) -> Self {
         LogStore {
@@ -119,9 +110,14 @@ impl LogStore {
         Ok(())
     }
 
+    /// Makes every write so far durable ([`Disk::sync`], off the runtime's workers).
+    async fn sync(&self) -> std::io::Result<()> {
+        let disk = Arc::clone(&self.disk);
+        offload(self.disk.as_ref(), move || disk.sync()).await?
+    }
+
     async fn flush(&self) -> StorageResult<()> {
-        self.disk
-            .sync_async()
+        self.sync()
             .await
             .map_err(|e| log_write_error(format!("flushing the log: {e}")))
     }
@@ -151,13 +147,9 @@ impl LogStore {
 
     /// The keys of every entry within `range`.
     fn keys(&self, start: Bound<&[u8]>, end: Bound<&[u8]>) -> StorageResult<Vec<Vec<u8>>> {
-        Ok(self
-            .disk
-            .range(Tree::Log, start, end)
-            .map_err(|e| log_read_error(format!("reading the log: {e}")))?
-            .into_iter()
-            .map(|(key, _)| key)
-            .collect())
+        self.disk
+            .keys(Tree::Log, start, end)
+            .map_err(|e| log_read_error(format!("reading the log: {e}")))
     }
 }
 
@@ -236,8 +228,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.disk
             .write(Tree::Meta, vec![(b"vote".to_vec(), Some(bytes.to_vec()))])
             .map_err(|e| vote_error(format!("writing the vote: {e}")))?;
-        self.disk
-            .sync_async()
+        self.sync()
             .await
             .map_err(|e| vote_error(format!("flushing the vote: {e}")))?;
         Ok(())
@@ -368,9 +359,9 @@ mod tests {
     use openraft::CommittedLeaderId;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// A sled disk that counts its syncs.
+    /// A disk that counts its syncs.
     struct CountingDisk {
-        inner: SledDisk,
+        inner: super::super::FileDisk,
         syncs: AtomicUsize,
     }
 
@@ -409,9 +400,8 @@ mod tests {
     #[tokio::test]
     async fn a_member_restarts_as_a_follower_and_leaves_its_commit_index_to_the_next_sync() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
         let disk = Arc::new(CountingDisk {
-            inner: SledDisk::open(&db).unwrap(),
+            inner: super::super::FileDisk::open(dir.path()).unwrap(),
             syncs: AtomicUsize::new(0),
         });
         let syncs = || disk.syncs.load(Ordering::Relaxed);

@@ -38,8 +38,7 @@ use openraft::raft::{
 use openraft::{AnyError, RaftNetwork, RaftNetworkFactory};
 use serde::{Deserialize, Serialize};
 
-use super::batcher::SizedRequest;
-use super::types::{GroveNode, RaftNodeId, TypeConfig, Verdict};
+use super::types::{ClientRequest, GroveNode, RaftNodeId, TypeConfig, Verdict};
 
 /// What a member answers when it is asked to act as the leader.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -109,12 +108,13 @@ impl Method for InstallSnapshot {
 }
 
 /// Writes a member forwards to the leader, gathered while its earlier forwards were in
-/// flight (`super::batcher`), each with the size of its encoding as the forwarding member
-/// measured it (the leader bounds its entries by it); one reply per request, in order.
+/// flight (`super::batcher`); one reply per request, in order. The leader measures each
+/// request itself (its entries are bounded by those sizes; nothing the caller claims is
+/// trusted).
 pub struct ClientWrites;
 impl Method for ClientWrites {
     const NAME: &'static str = "raft.client_writes";
-    type Request = Compat<Vec<SizedRequest>>;
+    type Request = Compat<Vec<ClientRequest>>;
     type Response = Compat<Vec<LeaderReply<Verdict>>>;
 }
 

@@ -1,4 +1,4 @@
-//! [`RaftNode`]: one member of the metadata group — openraft over the sled log and the
+//! [`RaftNode`]: one member of the metadata group — openraft over its own log files and the
 //! in-memory state machine, reached through `grove-rpc` — and the client side every member
 //! offers: writes, linearizable reads and membership changes, each carried to the leader.
 //!
@@ -41,8 +41,10 @@ use openraft::error::{
 use openraft::{ChangeMembers, Raft, RaftMetrics, SnapshotPolicy};
 use tokio::time::Instant;
 
+use super::access::{Access, Calls, IsMember};
 use super::batcher::{Combiner, SizedRequest, propose};
-use super::disk::{Disk, SledDisk};
+use super::disk::Disk;
+use super::file_disk::FileDisk;
 use super::log_store::LogStore;
 use super::network::{
     Admin, AdminRequest, AppendEntries, ClientWrites, GroveNetwork, InstallSnapshot,
@@ -52,7 +54,8 @@ use super::runtime::{SeededRuntime, seed_thread_rng};
 use super::state_machine::{ApplyHook, MachineState, StateMachineStore};
 use super::tables::MemoryTables;
 use super::types::{
-    ClientRequest, GroveNode, RaftNodeId, RequestId, TypeConfig, Verdict, decode, encode,
+    COMMAND_BYTES_MAX, ClientRequest, GroveNode, RaftNodeId, RequestId, TypeConfig, Verdict,
+    decode, encode,
 };
 use super::watch::{Watch, WatchItem, WatchKind, encode_item, watch_stream};
 use crate::metadata::{Command, MetadataError};
@@ -67,12 +70,17 @@ pub struct RaftNodeConfig {
     pub id: RaftNodeId,
     /// This member's rpc name (its transport's node id) and address.
     pub node: GroveNode,
-    /// The sled database directory (log, vote, snapshots).
+    /// The member's storage directory (log, vote, snapshots: [`FileDisk`]).
     pub dir: PathBuf,
     pub raft: openraft::Config,
     /// This member's writer id in request ids. Must differ from every other writer's and
-    /// from this member's earlier runs (the node draws it at start from its entropy seam).
-    pub client_id: u64,
+    /// from this member's earlier runs: `None` (the default) draws 64 random bits from the
+    /// OS at start; the simulator sets one from its seed.
+    pub client_id: Option<u64>,
+    /// The clock this member stamps the writes it proposes as leader with (ms since the
+    /// epoch; it times how long request ids are remembered). The system clock by default;
+    /// the simulator passes its virtual one.
+    pub clock: WallClock,
     /// Seeds the election-timeout draw (mixed with `id`).
     pub rng_seed: u64,
     /// How long a write, read or membership change keeps trying to reach a leader.
@@ -89,11 +97,51 @@ impl RaftNodeConfig {
             node,
             dir: dir.into(),
             raft: default_raft_config(),
-            client_id: id,
+            client_id: None,
+            clock: WallClock::system(),
             rng_seed: 0,
             request_timeout: Duration::from_secs(10),
             attempt_timeout: Duration::from_secs(2),
         }
+    }
+}
+
+/// Milliseconds since the Unix epoch, as a member reads them (see [`RaftNodeConfig::clock`]).
+#[derive(Clone)]
+pub struct WallClock(Arc<dyn Fn() -> i64 + Send + Sync>);
+
+impl WallClock {
+    /// The system clock.
+    pub fn system() -> Self {
+        WallClock(Arc::new(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_millis() as i64)
+        }))
+    }
+
+    /// `epoch_ms` plus the tokio time elapsed since this call: a clock that paused and
+    /// simulated time drive (tests, the simulator).
+    pub fn tokio(epoch_ms: i64) -> Self {
+        let start = Instant::now();
+        WallClock(Arc::new(move || {
+            epoch_ms + start.elapsed().as_millis() as i64
+        }))
+    }
+
+    /// A clock that reads `read`.
+    pub fn from_fn(read: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
+        WallClock(Arc::new(read))
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for WallClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WallClock")
     }
 }
 
@@ -191,12 +239,15 @@ struct Inner {
     on_peer: Option<PeerHook>,
     client_id: u64,
     next_serial: AtomicU64,
+    clock: WallClock,
     request_timeout: Duration,
     attempt_timeout: Duration,
     /// Gathers the writes this member takes as leader into shared entries.
     batcher: Combiner,
     /// Gathers the writes this member forwards to the leader into shared calls.
     forwarder: Combiner,
+    /// Who may call this member's methods.
+    access: Arc<Access>,
     /// One clone per live storage handle (log store, readers, state machine, snapshot
     /// builders) plus this one.
     storage_open: Arc<()>,
@@ -212,10 +263,8 @@ impl RaftNode {
         on_peer: Option<PeerHook>,
     ) -> Result<RaftNode, ReplicaError> {
         check_name(&config, transport.as_ref())?;
-        let db = sled::open(&config.dir)
+        let disk = FileDisk::open(&config.dir)
             .map_err(|e| ReplicaError::Start(format!("opening {}: {e}", config.dir.display())))?;
-        let disk = SledDisk::open(&db).map_err(|e| ReplicaError::Start(e.to_string()))?;
-        drop(db);
         RaftNode::start_on(config, Arc::new(disk), None, transport, on_peer).await
     }
 
@@ -258,6 +307,13 @@ impl RaftNode {
             raft_config,
             nudge_seed,
         ));
+        let access = Access::new(
+            config.id,
+            raft.clone(),
+            Arc::clone(&state),
+            Arc::clone(&transport),
+            on_peer.clone(),
+        );
         Ok(RaftNode {
             inner: Arc::new(Inner {
                 id: config.id,
@@ -265,12 +321,14 @@ impl RaftNode {
                 state,
                 transport,
                 on_peer,
-                client_id: config.client_id,
+                client_id: config.client_id.unwrap_or_else(rand::random),
                 next_serial: AtomicU64::new(0),
+                clock: config.clock,
                 request_timeout: config.request_timeout,
                 attempt_timeout: config.attempt_timeout,
                 batcher: Combiner::leader(),
                 forwarder: Combiner::forwarder(),
+                access,
                 storage_open,
             }),
         })
@@ -300,45 +358,87 @@ impl RaftNode {
         let append = raft.clone();
         let vote = raft.clone();
         let snapshot = raft;
+        let receipt = Arc::new(SnapshotReceipt::default());
         let writes = Arc::clone(&self.inner);
         let reads = Arc::clone(&self.inner);
         let admin = Arc::clone(&self.inner);
         let watcher = self.clone();
+        // Each handler checks its caller first (`super::access`); the watch is open to any
+        // node the cluster certified.
+        let access = Arc::clone(&self.inner.access);
+        let admit = move |ctx: &RequestContext, method: &str, calls: Calls| {
+            access.admit(&ctx.peer, method, calls)
+        };
+        let (admit_append, admit_vote, admit_snapshot) =
+            (admit.clone(), admit.clone(), admit.clone());
+        let (admit_writes, admit_reads, admit_admin, admit_ask) =
+            (admit.clone(), admit.clone(), admit.clone(), admit);
+        let asked = Arc::clone(&self.inner.access);
         router
             .streaming::<Watch, _, _>(move |_, Compat(request)| {
                 let kinds = request.kinds.into_iter().collect();
                 watcher.watch(request.from_index, kinds).map(encode_item)
             })
-            .unary::<AppendEntries, _, _>(move |_, Compat(request)| {
+            .unary::<AppendEntries, _, _>(move |ctx, Compat(request)| {
                 let raft = append.clone();
+                let admitted = admit_append(&ctx, AppendEntries::NAME, Calls::Protocol);
                 async move {
+                    admitted?;
                     let reply = raft.append_entries(request).await;
                     Ok(Compat(reply.map_err(|e| e.to_string())))
                 }
             })
-            .unary::<Vote, _, _>(move |_, Compat(request)| {
+            .unary::<Vote, _, _>(move |ctx, Compat(request)| {
                 let raft = vote.clone();
-                async move { Ok(Compat(raft.vote(request).await.map_err(|e| e.to_string()))) }
-            })
-            .unary::<InstallSnapshot, _, _>(move |_, Compat(request)| {
-                let raft = snapshot.clone();
+                let admitted = admit_vote(&ctx, Vote::NAME, Calls::Protocol);
                 async move {
+                    admitted?;
+                    Ok(Compat(raft.vote(request).await.map_err(|e| e.to_string())))
+                }
+            })
+            .unary::<IsMember, _, _>(move |ctx, name: String| {
+                let admitted = admit_ask(&ctx, IsMember::NAME, Calls::Members);
+                let known = asked.is_member(&name);
+                async move {
+                    admitted?;
+                    Ok(known)
+                }
+            })
+            .unary::<InstallSnapshot, _, _>(move |ctx, Compat(request)| {
+                let raft = snapshot.clone();
+                let receipt = Arc::clone(&receipt);
+                let admitted = admit_snapshot(&ctx, InstallSnapshot::NAME, Calls::Protocol);
+                async move {
+                    admitted?;
+                    let chunk = match receipt.check(&request) {
+                        Ok(chunk) => chunk,
+                        Err(refused) => return Ok(Compat(Err(refused))),
+                    };
                     let reply = raft.install_snapshot(request).await.map_err(|e| match e {
                         RaftError::APIError(InstallSnapshotError::SnapshotMismatch(m)) => {
                             InstallSnapshotFailure::Mismatch(m)
                         }
                         other => InstallSnapshotFailure::Other(other.to_string()),
                     });
+                    if reply.is_ok() {
+                        receipt.received(chunk);
+                    }
                     Ok(Compat(reply))
                 }
             })
-            .unary::<ClientWrites, _, _>(move |_: RequestContext, Compat(requests)| {
+            .unary::<ClientWrites, _, _>(move |ctx: RequestContext, Compat(requests)| {
                 let inner = Arc::clone(&writes);
-                async move { Ok(Compat(inner.lead_writes(requests).await)) }
-            })
-            .unary::<ReadIndex, _, _>(move |_, ()| {
-                let inner = Arc::clone(&reads);
+                let admitted = admit_writes(&ctx, ClientWrites::NAME, Calls::Members);
                 async move {
+                    admitted?;
+                    Ok(Compat(inner.lead_forwarded(requests).await))
+                }
+            })
+            .unary::<ReadIndex, _, _>(move |ctx, ()| {
+                let inner = Arc::clone(&reads);
+                let admitted = admit_reads(&ctx, ReadIndex::NAME, Calls::Members);
+                async move {
+                    admitted?;
                     let reply = inner.lead(&LeaderOp::ReadIndex).await;
                     Ok(Compat(reply.map(|done| match done {
                         LeaderDone::ReadIndex(index) => index,
@@ -346,9 +446,11 @@ impl RaftNode {
                     })))
                 }
             })
-            .unary::<Admin, _, _>(move |_, Compat(request)| {
+            .unary::<Admin, _, _>(move |ctx, Compat(request)| {
                 let inner = Arc::clone(&admin);
+                let admitted = admit_admin(&ctx, Admin::NAME, Calls::Members);
                 async move {
+                    admitted?;
                     let reply = inner.lead(&LeaderOp::Admin(request)).await;
                     Ok(Compat(reply.map(|_| ())))
                 }
@@ -415,11 +517,15 @@ impl RaftNode {
     /// Applies a request with a caller-chosen id (a retry of an earlier write keeps its id):
     /// the verdict of its first application, flagged `duplicate` if this was not the first.
     ///
-    /// The request is first checked to decode from its own encoding: an entry that could not
-    /// be read back would stop every member that tried to apply it, so such a command is
-    /// refused here, before it reaches the log.
+    /// The request is first checked to decode from its own encoding (an entry that could not
+    /// be read back would stop every member that tried to apply it) and to be at most
+    /// [`COMMAND_BYTES_MAX`] bytes; a command that fails either is refused here, before it
+    /// reaches the log.
     pub async fn submit(&self, request: ClientRequest) -> Result<Verdict, ReplicaError> {
         let bytes = check_round_trip(&request)?;
+        if bytes > COMMAND_BYTES_MAX {
+            return Err(ReplicaError::Command(too_large(bytes)));
+        }
         match self
             .inner
             .on_leader(LeaderOp::Write(Box::new(request), bytes))
@@ -514,7 +620,7 @@ impl RaftNode {
     }
 
     /// Stops Raft and waits (up to [`STORAGE_CLOSE_WAIT`]) until its tasks have dropped every
-    /// storage handle, so the sled database is closed and its directory can be opened again.
+    /// storage handle, so its directory is unlocked and can be opened again.
     pub async fn shutdown(&self) -> Result<(), ReplicaError> {
         self.inner
             .raft
@@ -720,8 +826,10 @@ impl Inner {
                 let peer = &peer;
                 let send = |batch: Vec<SizedRequest>| async move {
                     let count = batch.len();
+                    let requests: Vec<ClientRequest> =
+                        batch.into_iter().map(|(request, _)| request).collect();
                     match transport
-                        .call::<ClientWrites>(peer, &Compat(batch), deadline)
+                        .call::<ClientWrites>(peer, &Compat(requests), deadline)
                         .await
                     {
                         Ok(Compat(replies)) => replies,
@@ -753,13 +861,46 @@ impl Inner {
         }
     }
 
+    /// Writes another member forwarded, proposed here as the leader: each is measured here
+    /// (the sender's sizes are not trusted), one over [`COMMAND_BYTES_MAX`] is refused
+    /// unproposed. One reply per request, in order.
+    async fn lead_forwarded(&self, requests: Vec<ClientRequest>) -> Vec<LeaderReply<Verdict>> {
+        let mut replies: Vec<Option<LeaderReply<Verdict>>> = vec![None; requests.len()];
+        let mut sized = Vec::with_capacity(requests.len());
+        let mut positions = Vec::with_capacity(requests.len());
+        for (position, request) in requests.into_iter().enumerate() {
+            match encoded_size(&request) {
+                Ok(bytes) => {
+                    sized.push((request, bytes));
+                    positions.push(position);
+                }
+                Err(error) => {
+                    replies[position] = Some(LeaderReply::Done(Verdict {
+                        result: Err(error),
+                        duplicate: false,
+                    }));
+                }
+            }
+        }
+        let proposed = self.lead_writes(sized).await;
+        for (position, reply) in positions.into_iter().zip(proposed) {
+            replies[position] = Some(reply);
+        }
+        replies
+            .into_iter()
+            .map(|reply| reply.unwrap_or_else(|| LeaderReply::Failed("no answer".into())))
+            .collect()
+    }
+
     /// Writes (each with the size of its encoding) proposed here, as the leader, with
     /// whatever else is queued: a local writer's one, or a batch another member forwarded.
     /// One reply per request, in order.
     async fn lead_writes(&self, requests: Vec<SizedRequest>) -> Vec<LeaderReply<Verdict>> {
         let raft = &self.raft;
         self.batcher
-            .submit(0, requests, |batch| propose(raft, batch))
+            .submit(0, requests, |batch| {
+                propose(raft, batch, self.clock.now_ms())
+            })
             .await
     }
 
@@ -824,6 +965,65 @@ impl Inner {
     }
 }
 
+/// How much of the snapshot being received has arrived, so a chunk that would leave a gap is
+/// refused before openraft seeks its buffer there: a chunk at offset 2^40 would otherwise
+/// grow the in-memory buffer to a terabyte (the sender is a member, but a faulty or forged
+/// one must not take the process down). Chunks arrive in order from the leader; a re-sent
+/// chunk lies within what arrived and is let through.
+#[derive(Default)]
+struct SnapshotReceipt {
+    /// The snapshot id and the bytes received of it from offset 0 on.
+    received: std::sync::Mutex<Option<(String, u64)>>,
+}
+
+/// A chunk let through: its snapshot id and where it ends.
+struct Chunk {
+    snapshot_id: String,
+    end: u64,
+}
+
+impl SnapshotReceipt {
+    fn check(
+        &self,
+        request: &openraft::raft::InstallSnapshotRequest<TypeConfig>,
+    ) -> Result<Chunk, InstallSnapshotFailure> {
+        let snapshot_id = &request.meta.snapshot_id;
+        let received = match &*self.received.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some((id, bytes)) if id == snapshot_id => *bytes,
+            _ => 0,
+        };
+        let end = request.offset.checked_add(request.data.len() as u64);
+        let within_bounds =
+            end.is_some_and(|end| end <= grove_rpc::codec::DOCUMENT_BYTES_CEILING as u64);
+        if request.offset > received || !within_bounds {
+            return Err(InstallSnapshotFailure::Mismatch(
+                openraft::error::SnapshotMismatch {
+                    expect: openraft::SnapshotSegmentId {
+                        id: snapshot_id.clone(),
+                        offset: received,
+                    },
+                    got: openraft::SnapshotSegmentId {
+                        id: snapshot_id.clone(),
+                        offset: request.offset,
+                    },
+                },
+            ));
+        }
+        Ok(Chunk {
+            snapshot_id: snapshot_id.clone(),
+            end: end.unwrap_or(received),
+        })
+    }
+
+    fn received(&self, chunk: Chunk) {
+        let mut received = self.received.lock().unwrap_or_else(|p| p.into_inner());
+        match &mut *received {
+            Some((id, bytes)) if *id == chunk.snapshot_id => *bytes = (*bytes).max(chunk.end),
+            other => *other = Some((chunk.snapshot_id, chunk.end)),
+        }
+    }
+}
+
 impl<T> LeaderReply<T> {
     fn map<U>(self, f: impl FnOnce(T) -> U) -> LeaderReply<U> {
         match self {
@@ -880,6 +1080,29 @@ fn check_round_trip(request: &ClientRequest) -> Result<usize, ReplicaError> {
         return Err(refuse("it reads back as a different command".into()));
     }
     Ok(bytes.len())
+}
+
+fn too_large(bytes: usize) -> MetadataError {
+    MetadataError::CommandTooLarge {
+        bytes: bytes as u64,
+        max: COMMAND_BYTES_MAX as u64,
+    }
+}
+
+/// The size of `request`'s log encoding, if it is within [`COMMAND_BYTES_MAX`].
+fn encoded_size(request: &ClientRequest) -> Result<usize, MetadataError> {
+    let bytes = encode(request)
+        .map_err(|e| {
+            MetadataError::Refused(format!(
+                "request {}: the command cannot be stored in the log: {e}",
+                request.id
+            ))
+        })?
+        .len();
+    if bytes > COMMAND_BYTES_MAX {
+        return Err(too_large(bytes));
+    }
+    Ok(bytes)
 }
 
 fn stopped(error: impl std::fmt::Display) -> ReplicaError {

@@ -4,17 +4,23 @@
 //!
 //! Where the state lives: in memory ([`MachineState`], behind a lock the read path shares);
 //! durability comes from the Raft log (flushed before an entry is acknowledged) and from
-//! snapshots, which are written to the node's [`Disk`] (tree [`Tree::Snapshot`], sled
-//! `snapshot`, keys `meta` and `data`, one batch, synced) before openraft may purge the log
+//! snapshots, which are written to the node's [`Disk`] (tree [`Tree::Snapshot`], key
+//! `snapshot`: metadata and data in one value, synced) before openraft may purge the log
 //! they cover. After a restart
 //! the state is the last snapshot plus the committed log replayed over it. Applying touches no
 //! disk, no clock and no randomness, so the apply step is the same under the simulator.
 //!
 //! Snapshots: `get_snapshot_builder` copies the state under the lock (the only pause the apply
-//! loop sees); serializing and writing happen in the builder, off the apply loop. Data format:
-//! JSON ([`SnapshotBody`], `formatVersion` 1) — records carry free-form JSON (load specs, task
-//! specs), so a self-describing format is needed; the snapshot's metadata (last log id,
-//! membership) is openraft's own `SnapshotMeta`, stored beside it.
+//! loop sees); encoding, writing and syncing happen in the builder, off the apply loop and off
+//! the runtime's workers ([`Disk::run_blocking`]), as do an install's decoding and write. Data
+//! format: bincode ([`SnapshotBody`], format version 2); the snapshot's metadata (last log
+//! id, membership) is openraft's own `SnapshotMeta`, stored in the same value.
+//!
+//! Build versus install: openraft builds a snapshot on a task of its own while the state
+//! machine may install a newer one received from the leader (and purge the log behind it).
+//! A snapshot is stored only if it covers more of the log than the one stored, decided and
+//! written under one lock ([`StateMachineStore::store_snapshot_if_newer`]), so a slow build
+//! never replaces a newer install: the stored snapshot never falls behind the purged log.
 //!
 //! Leader-term fencing: a request carrying the term its writer observed is refused (nothing
 //! applied, the refusal remembered under its request id) when its entry was appended by the
@@ -32,7 +38,7 @@
 #![allow(clippy::result_large_err)]
 
 use std::io::Cursor;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use openraft::storage::RaftStateMachine;
 use openraft::{
@@ -41,9 +47,9 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::disk::{Disk, SledDisk, Tree};
-use super::tables::{MemoryTables, RequestLog, TableRows};
-use super::types::{ClientRequest, GroveNode, RaftNodeId, RequestId, TypeConfig, Verdict};
+use super::disk::{Disk, Tree, offload};
+use super::tables::{Lookup, MemoryTables, RequestLog, RequestLogRows, TableRows};
+use super::types::{ClientRequest, GroveNode, RaftNodeId, TypeConfig, Verdict};
 use super::watch::{Change, ChangeLog};
 use crate::metadata::MetadataError;
 use crate::metadata::apply::apply;
@@ -100,15 +106,36 @@ impl MachineState {
     }
 
     /// Applies one request of the entry at `log_id`: the command's verdict, or the remembered
-    /// verdict of its request id. The watched change it made is pushed onto `changes`.
+    /// verdict of its request id (a retry), or a refusal if the id was used for another
+    /// command or may have been applied and forgotten. The watched change it made is pushed
+    /// onto `changes`.
     fn apply_request(
         &mut self,
         log_id: LogId<RaftNodeId>,
         request: &ClientRequest,
         changes: &mut Vec<Change>,
     ) -> Verdict {
-        if let Some(remembered) = self.requests.get(&request.id) {
-            return remembered;
+        self.requests.advance(request.proposed_ms);
+        let digest = request.digest();
+        let refused = |error: MetadataError| Verdict {
+            result: Err(error),
+            duplicate: false,
+        };
+        match self.requests.lookup(&request.id, digest) {
+            Lookup::Remembered(verdict) => return verdict,
+            Lookup::Mismatch => {
+                return refused(MetadataError::RequestIdReused {
+                    id: request.id.to_string(),
+                });
+            }
+            Lookup::Forgotten => {
+                return refused(MetadataError::OutcomeUnknown(format!(
+                    "request {} is older than the request ids this group remembers; it may \
+                     have been applied before",
+                    request.id
+                )));
+            }
+            Lookup::New => {}
         }
         let committed = log_id.leader_id.term;
         let result = match request.term {
@@ -123,7 +150,7 @@ impl MachineState {
         {
             changes.push(change);
         }
-        self.requests.remember(request.id, result.clone());
+        self.requests.remember(request.id, digest, result.clone());
         Verdict {
             result,
             duplicate: false,
@@ -149,17 +176,18 @@ pub enum ApplyEvent<'a> {
 /// Called (synchronously, under the state lock) for every [`ApplyEvent`].
 pub type ApplyHook = Arc<dyn Fn(ApplyEvent<'_>) + Send + Sync>;
 
-/// The snapshot's data: the tables and the remembered request ids (oldest first).
+/// The snapshot's data: the tables and the request log.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct SnapshotBody {
     format_version: u32,
     tables: TableRows,
-    requests: Vec<(RequestId, Result<(), MetadataError>)>,
+    requests: RequestLogRows,
 }
 
-/// 2: bincode (1 was JSON).
-const SNAPSHOT_FORMAT_VERSION: u32 = 2;
+/// 4: the audit log by sequence number with its last number; 3: the request log with
+/// digests, clock and writers' floors (2 remembered ids and verdicts only; 1 was JSON).
+const SNAPSHOT_FORMAT_VERSION: u32 = 4;
 
 /// openraft's state machine: the shared in-memory state plus the disk its snapshots live on.
 #[derive(Clone)]
@@ -169,16 +197,12 @@ pub struct StateMachineStore {
     /// Held by every clone (and so by snapshot builders), like [`super::LogStore`]'s.
     open: Option<Arc<()>>,
     on_apply: Option<ApplyHook>,
+    /// The last log id the stored snapshot covers (`None`: none stored), held while a
+    /// snapshot is compared with it and stored, so a build and an install never interleave.
+    stored: Arc<Mutex<Option<Option<LogId<RaftNodeId>>>>>,
 }
 
 impl StateMachineStore {
-    /// Opens the state machine of the node whose sled database is `db`: the last snapshot
-    /// stored there, if any, is loaded.
-    pub fn open(db: &sled::Db) -> StorageResult<Self> {
-        let disk = SledDisk::open(db).map_err(|e| read_error(e.to_string()))?;
-        StateMachineStore::on_disk(Arc::new(disk), None)
-    }
-
     /// Opens the state machine whose snapshots live on `disk`, telling `on_apply` (if any)
     /// what it applies; the last snapshot stored there, if any, is loaded.
     pub fn on_disk(disk: Arc<dyn Disk>, on_apply: Option<ApplyHook>) -> StorageResult<Self> {
@@ -187,8 +211,10 @@ impl StateMachineStore {
             disk,
             open: None,
             on_apply,
+            stored: Arc::new(Mutex::new(None)),
         };
         if let Some((meta, data)) = store.stored_snapshot()? {
+            *store.stored.lock().expect("snapshot lock") = Some(meta.last_log_id);
             let state = restore(&meta, &data)?;
             let mut guard = store.state.write().expect("state lock");
             *guard = state;
@@ -210,45 +236,38 @@ impl StateMachineStore {
         Arc::clone(&self.state)
     }
 
-    /// The stored snapshot: one value under key `snapshot` (its metadata's length as 4
-    /// big-endian bytes, the metadata as JSON, then the data), or, as builds before it stored
-    /// it, keys `meta` and `data`.
+    /// The stored snapshot: one value under key `snapshot`: its metadata's length as 4
+    /// big-endian bytes, the metadata as JSON, then the data.
     fn stored_snapshot(&self) -> StorageResult<Option<(Meta, Vec<u8>)>> {
-        let read = |key: &str| {
-            self.disk
-                .get(Tree::Snapshot, key.as_bytes())
-                .map_err(|e| read_error(format!("reading the snapshot: {e}")))
+        let Some(mut value) = self
+            .disk
+            .get(Tree::Snapshot, b"snapshot")
+            .map_err(|e| read_error(format!("reading the snapshot: {e}")))?
+        else {
+            return Ok(None);
         };
-        let undecodable =
-            |e: serde_json::Error| read_error(format!("undecodable snapshot metadata: {e}"));
-        if let Some(mut value) = read("snapshot")? {
-            let meta_len = value
-                .get(..4)
-                .map(|len| u32::from_be_bytes(len.try_into().expect("4 bytes")) as usize)
-                .filter(|len| 4 + len <= value.len())
-                .ok_or_else(|| read_error("the stored snapshot is cut short"))?;
-            let meta = serde_json::from_slice(&value[4..4 + meta_len]).map_err(undecodable)?;
-            value.drain(..4 + meta_len);
-            return Ok(Some((meta, value)));
-        }
-        match (read("meta")?, read("data")?) {
-            (Some(meta), Some(data)) => Ok(Some((
-                serde_json::from_slice(&meta).map_err(undecodable)?,
-                data,
-            ))),
-            (None, None) => Ok(None),
-            _ => Err(read_error("snapshot metadata and data are not both stored")),
-        }
+        let meta_len = value
+            .get(..4)
+            .map(|len| u32::from_be_bytes(len.try_into().expect("4 bytes")) as usize)
+            .filter(|len| 4 + len <= value.len())
+            .ok_or_else(|| read_error("the stored snapshot is cut short"))?;
+        let meta = serde_json::from_slice(&value[4..4 + meta_len])
+            .map_err(|e| read_error(format!("undecodable snapshot metadata: {e}")))?;
+        value.drain(..4 + meta_len);
+        Ok(Some((meta, value)))
     }
 
     /// Stores a snapshot as one value (metadata and data together: a crash keeps both or
-    /// neither, whatever the disk tears) and flushes it; then drops the two keys of the
-    /// older layout, if any (after the sync: a torn write never leaves neither).
-    fn store_snapshot(
-        &self,
-        meta: &SnapshotMeta<RaftNodeId, GroveNode>,
-        data: &[u8],
-    ) -> StorageResult<()> {
+    /// neither, whatever the disk tears) and syncs it, if it covers more of the log than the
+    /// stored one; returns whether it did. Compared and written under one lock. Blocks (call
+    /// it through [`offload`]).
+    pub fn store_snapshot_if_newer(&self, meta: &Meta, data: &[u8]) -> StorageResult<bool> {
+        let mut stored = self.stored.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(stored) = *stored
+            && meta.last_log_id <= stored
+        {
+            return Ok(false);
+        }
         let meta_bytes = serde_json::to_vec(meta)
             .map_err(|e| write_error(format!("encoding snapshot metadata: {e}")))?;
         if mutation::active(Mutation::SnapshotTwoKeys) {
@@ -260,7 +279,8 @@ impl StateMachineStore {
                 .write(Tree::Snapshot, ops)
                 .and_then(|()| self.disk.sync())
                 .map_err(|e| write_error(format!("writing the snapshot: {e}")))?;
-            return Ok(());
+            *stored = Some(meta.last_log_id);
+            return Ok(true);
         }
         let meta_len = u32::try_from(meta_bytes.len())
             .map_err(|_| write_error("snapshot metadata over 4 GiB"))?;
@@ -274,11 +294,19 @@ impl StateMachineStore {
         self.disk
             .sync()
             .map_err(|e| write_error(format!("flushing the snapshot: {e}")))?;
-        // Removing a key that is not there changes nothing; left to the next sync.
-        let older = vec![(b"meta".to_vec(), None), (b"data".to_vec(), None)];
-        self.disk
-            .write(Tree::Snapshot, older)
-            .map_err(|e| write_error(format!("dropping the older snapshot layout: {e}")))
+        *stored = Some(meta.last_log_id);
+        Ok(true)
+    }
+
+    /// Runs `work` off the runtime's workers ([`offload`]); its storage error, or one saying
+    /// it did not complete.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> StorageResult<T> + Send + 'static,
+    ) -> StorageResult<T> {
+        offload(self.disk.as_ref(), work)
+            .await
+            .map_err(|e| write_error(format!("snapshot work: {e}")))?
     }
 }
 
@@ -303,7 +331,7 @@ fn restore(meta: &SnapshotMeta<RaftNodeId, GroveNode>, data: &[u8]) -> StorageRe
         last_applied: meta.last_log_id,
         membership: meta.last_membership.clone(),
         tables: MemoryTables::from_rows(body.tables).map_err(|e| read_error(e.to_string()))?,
-        requests: RequestLog::from_entries(body.requests),
+        requests: RequestLog::from_rows(body.requests),
         changes: match meta.last_log_id {
             Some(log_id) => ChangeLog::restored_at(log_id.index),
             None => ChangeLog::default(),
@@ -317,17 +345,18 @@ pub struct SnapshotBuilder {
     store: StateMachineStore,
 }
 
-impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
-    async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
-        let state = std::mem::take(&mut self.state);
+impl SnapshotBuilder {
+    /// Encodes the copied state and stores it unless a newer snapshot is stored (blocking).
+    fn build(state: MachineState, store: &StateMachineStore) -> StorageResult<(Meta, Vec<u8>)> {
         let body = SnapshotBody {
             format_version: SNAPSHOT_FORMAT_VERSION,
-            requests: state.requests.entries(),
+            requests: state.requests.rows(),
             tables: state.tables.into_rows(),
         };
         let mut data = Vec::new();
         grove_rpc::codec::encode_document(&body, &mut data)
             .map_err(|e| write_error(format!("encoding the snapshot: {e}")))?;
+        drop(body);
         // The id names the log position it covers; two builds at one position hold the same
         // state (apply is deterministic), so they may share it.
         let snapshot_id = match state.last_applied {
@@ -339,7 +368,21 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_membership: state.membership,
             snapshot_id,
         };
-        self.store.store_snapshot(&meta, &data)?;
+        // A build older than the stored snapshot (one installed meanwhile) is not stored;
+        // openraft, told of it, keeps the newer one it knows.
+        store.store_snapshot_if_newer(&meta, &data)?;
+        Ok((meta, data))
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
+        let state = std::mem::take(&mut self.state);
+        let store = self.store.clone();
+        let (meta, data) = self
+            .store
+            .blocking(move || SnapshotBuilder::build(state, &store))
+            .await?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -408,18 +451,38 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> StorageResult<()> {
         let data = snapshot.into_inner();
-        let state = restore(meta, &data)?;
-        self.store_snapshot(meta, &data)?;
-        let mut guard = self.state.write().expect("state lock");
-        *guard = state;
-        if let Some(hook) = &self.on_apply {
-            hook(ApplyEvent::Installed { meta });
-        }
-        Ok(())
+        let store = self.clone();
+        let installed = meta.clone();
+        let state = self
+            .blocking(move || {
+                let state = restore(&installed, &data)?;
+                // openraft installs only a snapshot newer than what this member applied, so
+                // it is newer than the stored one too, unless a build raced it: then the
+                // lock orders them and only the newer is kept.
+                store.store_snapshot_if_newer(&installed, &data)?;
+                Ok(state)
+            })
+            .await?;
+        let replaced = {
+            let mut guard = self.state.write().expect("state lock");
+            let replaced = std::mem::replace(&mut *guard, state);
+            if let Some(hook) = &self.on_apply {
+                hook(ApplyEvent::Installed { meta });
+            }
+            replaced
+        };
+        // Freeing a large state takes a while too.
+        self.blocking(move || {
+            drop(replaced);
+            Ok(())
+        })
+        .await
     }
 
     async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {
-        Ok(self.stored_snapshot()?.map(|(meta, data)| Snapshot {
+        let store = self.clone();
+        let stored = self.blocking(move || store.stored_snapshot()).await?;
+        Ok(stored.map(|(meta, data)| Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
         }))
@@ -438,7 +501,9 @@ fn write_error(message: impl Into<String>) -> StorageError<RaftNodeId> {
 mod tests {
     use super::*;
     use crate::metadata::Command;
-    use crate::replicated::types::running_task;
+    use crate::replicated::FileDisk;
+    use crate::replicated::tables::REQUESTS_REMEMBERED_MS;
+    use crate::replicated::types::{RequestId, running_task};
     use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, RaftSnapshotBuilder};
 
     fn create_task(index: u64, id: &str) -> Entry<TypeConfig> {
@@ -457,6 +522,56 @@ mod tests {
         }
     }
 
+    /// An entry at `index` holding one request of writer `client`, proposed at `proposed_ms`.
+    fn request_entry(
+        index: u64,
+        client: u64,
+        command: Command,
+        proposed_ms: i64,
+    ) -> Entry<TypeConfig> {
+        let request = ClientRequest {
+            proposed_ms,
+            ..ClientRequest::new(RequestId { client, serial: 1 }, command)
+        };
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(super::super::types::WriteBatch {
+                requests: vec![request],
+            }),
+        }
+    }
+
+    #[test]
+    fn a_retry_after_its_id_was_forgotten_gets_outcome_unknown_not_a_second_verdict() {
+        let mut state = MachineState::default();
+        let task = || Command::CreateTask {
+            task: running_task("x", serde_json::json!({})),
+        };
+        let applied = state.apply_entry(&request_entry(1, 5, task(), 1_000));
+        assert_eq!(applied[0].result, Ok(()));
+        // Within the window a retry gets the first verdict.
+        let retry = state.apply_entry(&request_entry(2, 5, task(), 2_000));
+        assert_eq!(
+            (retry[0].result.clone(), retry[0].duplicate),
+            (Ok(()), true)
+        );
+        // Another writer's write moves the log's clock past the window.
+        let later = 1_000 + REQUESTS_REMEMBERED_MS + 1;
+        let other = Command::CreateTask {
+            task: running_task("y", serde_json::json!({})),
+        };
+        state.apply_entry(&request_entry(3, 6, other, later));
+        // Applied again, the retry would be refused with TaskExists: a wrong verdict for a
+        // write that succeeded. It is answered "outcome unknown", and nothing changes.
+        let late = state.apply_entry(&request_entry(4, 5, task(), later));
+        assert!(
+            matches!(late[0].result, Err(MetadataError::OutcomeUnknown(_))),
+            "{:?}",
+            late[0]
+        );
+        assert_eq!(state.tables.tasks().len(), 2);
+    }
+
     async fn snapshot(store: &mut StateMachineStore) {
         let mut builder = store.get_snapshot_builder().await;
         builder.build_snapshot().await.unwrap();
@@ -466,47 +581,113 @@ mod tests {
         store.state().read().unwrap().tables.tasks().len()
     }
 
-    #[tokio::test]
-    async fn a_snapshot_is_one_value_and_the_older_two_key_layout_still_loads() {
+    /// A [`FileDisk`] that counts the jobs handed to [`Disk::run_blocking`].
+    struct Offloads {
+        inner: FileDisk,
+        jobs: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Disk for Offloads {
+        fn get(&self, tree: Tree, key: &[u8]) -> std::io::Result<Option<Vec<u8>>> {
+            self.inner.get(tree, key)
+        }
+        fn range(
+            &self,
+            tree: Tree,
+            start: std::ops::Bound<&[u8]>,
+            end: std::ops::Bound<&[u8]>,
+        ) -> std::io::Result<Vec<crate::replicated::disk::KeyValue>> {
+            self.inner.range(tree, start, end)
+        }
+        fn last(&self, tree: Tree) -> std::io::Result<Option<crate::replicated::disk::KeyValue>> {
+            self.inner.last(tree)
+        }
+        fn write(
+            &self,
+            tree: Tree,
+            batch: Vec<crate::replicated::disk::BatchOp>,
+        ) -> std::io::Result<()> {
+            self.inner.write(tree, batch)
+        }
+        fn sync(&self) -> std::io::Result<()> {
+            self.inner.sync()
+        }
+        fn run_blocking(
+            &self,
+            job: crate::replicated::disk::BlockingJob,
+        ) -> crate::replicated::disk::BlockingFuture {
+            self.jobs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.inner.run_blocking(job)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_build_older_than_a_snapshot_installed_meanwhile_is_not_stored() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
-        let disk: Arc<dyn Disk> = Arc::new(SledDisk::open(&db).unwrap());
+        let disk = Arc::new(Offloads {
+            inner: FileDisk::open(&dir.path().join("follower")).unwrap(),
+            jobs: Default::default(),
+        });
+        let jobs = || disk.jobs.load(std::sync::atomic::Ordering::Relaxed);
+        let mut follower = StateMachineStore::on_disk(Arc::clone(&disk) as _, None).unwrap();
+        follower
+            .apply([create_task(1, "a"), create_task(2, "b")])
+            .await
+            .unwrap();
+        // openraft starts a build: the state as of index 2 is copied.
+        let mut builder = follower.get_snapshot_builder().await;
+        // Meanwhile the leader's snapshot as of index 4 is installed.
+        let leader_disk = FileDisk::open(&dir.path().join("leader")).unwrap();
+        let mut leader = StateMachineStore::on_disk(Arc::new(leader_disk), None).unwrap();
+        leader
+            .apply((1..=4).map(|i| create_task(i, &format!("t{i}"))))
+            .await
+            .unwrap();
+        let installed = leader
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        let before = jobs();
+        follower
+            .install_snapshot(&installed.meta, installed.snapshot)
+            .await
+            .unwrap();
+        assert!(
+            jobs() > before,
+            "the install decodes and writes off the workers"
+        );
+        // The build finishes last; it must not replace the newer snapshot.
+        let before = jobs();
+        let built = builder.build_snapshot().await.unwrap();
+        assert!(
+            jobs() > before,
+            "the build encodes and writes off the workers"
+        );
+        assert_eq!(built.meta.last_log_id.unwrap().index, 2);
+        let stored = follower.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(stored.meta.last_log_id.unwrap().index, 4);
+        drop((follower, builder));
+        // Restarted, the member loads the installed snapshot (the log behind it may be gone).
+        let reopened = StateMachineStore::on_disk(disk as _, None).unwrap();
+        assert_eq!(task_ids(&reopened), 4);
+        let last = reopened.state().read().unwrap().last_applied;
+        assert_eq!(last.unwrap().index, 4);
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_is_one_value_that_reloads_and_a_value_cut_short_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk: Arc<dyn Disk> = Arc::new(FileDisk::open(dir.path()).unwrap());
         let mut store = StateMachineStore::on_disk(Arc::clone(&disk), None).unwrap();
         store.apply([create_task(1, "a")]).await.unwrap();
         snapshot(&mut store).await;
-        let value = disk
-            .get(Tree::Snapshot, b"snapshot")
-            .unwrap()
-            .expect("one value");
-        assert_eq!(disk.get(Tree::Snapshot, b"meta").unwrap(), None);
+        assert!(disk.get(Tree::Snapshot, b"snapshot").unwrap().is_some());
         assert_eq!(
             task_ids(&StateMachineStore::on_disk(Arc::clone(&disk), None).unwrap()),
             1
         );
-
-        // Rewrite it as an older build stored it: metadata and data under two keys.
-        let meta_len = u32::from_be_bytes(value[..4].try_into().unwrap()) as usize;
-        disk.write(
-            Tree::Snapshot,
-            vec![
-                (b"snapshot".to_vec(), None),
-                (b"meta".to_vec(), Some(value[4..4 + meta_len].to_vec())),
-                (b"data".to_vec(), Some(value[4 + meta_len..].to_vec())),
-            ],
-        )
-        .unwrap();
-        let mut reopened = StateMachineStore::on_disk(Arc::clone(&disk), None).unwrap();
-        assert_eq!(task_ids(&reopened), 1);
-        // The next snapshot takes the one-value layout and drops the two keys.
-        reopened.apply([create_task(2, "b")]).await.unwrap();
-        snapshot(&mut reopened).await;
-        assert_eq!(disk.get(Tree::Snapshot, b"meta").unwrap(), None);
-        assert_eq!(disk.get(Tree::Snapshot, b"data").unwrap(), None);
-        assert_eq!(
-            task_ids(&StateMachineStore::on_disk(Arc::clone(&disk), None).unwrap()),
-            2
-        );
-
         // A value cut short is a clear error, not a panic.
         disk.write(
             Tree::Snapshot,

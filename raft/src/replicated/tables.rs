@@ -5,12 +5,13 @@
 //! Both are part of the replicated state: every replica applies the same entries in the same
 //! order, so both evolve identically, and both travel in snapshots.
 //!
-//! Invariants: ordered maps only (reads list records in key order, as the sled store does;
-//! nothing iterates a hash map); [`RequestLog`] forgets the oldest id first, by apply order,
-//! once it holds [`REQUESTS_REMEMBERED_MAX`], so which ids are remembered depends only on the
-//! log.
+//! Invariants: ordered maps only (reads list records in key order; nothing iterates a hash
+//! map); [`RequestLog`] forgets ids oldest first, by apply order, once they are older than
+//! [`REQUESTS_REMEMBERED_MS`] on the log's clock or past [`REQUESTS_REMEMBERED_MAX`], so which
+//! ids are remembered depends only on the log; a retry of a forgotten id is answered
+//! [`MetadataError::OutcomeUnknown`], never applied again.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -22,10 +23,25 @@ use crate::metadata::{
     TaskRecord,
 };
 
-/// How many applied request ids a replica remembers. A retry must arrive within this many
-/// later writes to be recognised (a client retries for seconds; at 10,000 writes/s this is
-/// ten seconds of writes).
-pub const REQUESTS_REMEMBERED_MAX: usize = 100_000;
+/// How long (on the log's clock: the greatest proposal time applied) a replica remembers an
+/// applied request id, its command's digest and its verdict. A writer retries a write for its
+/// `request_timeout` (10 s by default), so two minutes leaves a wide margin; a retry later
+/// than that is answered "outcome unknown".
+pub const REQUESTS_REMEMBERED_MS: i64 = 120_000;
+
+/// At most this many request ids are remembered (~100 bytes each in memory, ~40 in a
+/// snapshot): past it the oldest are forgotten early (their retries then get "outcome
+/// unknown" too). At the raft bench's 15,000 writes/s that is ~17 s of writes; at ordinary
+/// metadata rates the time window ends first.
+pub const REQUESTS_REMEMBERED_MAX: usize = 250_000;
+
+/// How long a writer whose ids were forgotten keeps its floor (the highest serial forgotten,
+/// below which its requests are "outcome unknown"): a retry must come within this.
+pub const CLIENTS_REMEMBERED_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// At most this many writers keep a floor (one per process start that had ids forgotten;
+/// ~50 bytes each); past it the least recently active go first.
+pub const CLIENTS_REMEMBERED_MAX: usize = 100_000;
 
 /// The tables [`crate::metadata::apply::apply`] changes, in memory.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -129,6 +145,28 @@ impl MemoryTables {
             .collect()
     }
 
+    /// Up to `limit` used segments after key `after` ((datasource, id text); from the first
+    /// for `None`), in key order, and the key to continue after, or `None` if the table was
+    /// read to its end: a resync in parts.
+    pub fn used_segments_after(
+        &self,
+        after: Option<&(String, String)>,
+        limit: usize,
+    ) -> (Vec<SegmentRecord>, Option<(String, String)>) {
+        let mut found = Vec::new();
+        let mut last = None;
+        for (key, segment) in self.segments.after(after) {
+            if found.len() == limit {
+                return (found, last);
+            }
+            if segment.used {
+                found.push(segment.clone());
+            }
+            last = Some(key.clone());
+        }
+        (found, None)
+    }
+
     /// Every segment row, used or not.
     pub fn segment_count(&self) -> usize {
         self.segments.len()
@@ -157,9 +195,8 @@ impl Tables for MemoryTables {
         Ok(self.tasks.get(id).cloned())
     }
 
-    fn put_task(&mut self, task: &TaskRecord) -> Result<()> {
+    fn put_task(&mut self, task: &TaskRecord) {
         self.tasks.insert(task.id.clone(), task.clone());
-        Ok(())
     }
 
     fn segment(&self, data_source: &str, id: &str) -> Result<Option<SegmentRecord>> {
@@ -169,25 +206,22 @@ impl Tables for MemoryTables {
             .cloned())
     }
 
-    fn put_segment(&mut self, segment: &SegmentRecord) -> Result<()> {
+    fn put_segment(&mut self, segment: &SegmentRecord) {
         let key = (segment.id.data_source.clone(), segment.id_text());
         self.segments.insert(key, segment.clone());
-        Ok(())
     }
 
-    fn put_data_source(&mut self, data_source: &DataSourceRecord) -> Result<()> {
+    fn put_data_source(&mut self, data_source: &DataSourceRecord) {
         self.data_sources
             .insert(data_source.name.clone(), data_source.clone());
-        Ok(())
     }
 
     fn offsets(&self, data_source: &str) -> Result<Option<StreamOffsets>> {
         Ok(self.offsets.get(data_source).cloned())
     }
 
-    fn put_offsets(&mut self, data_source: &str, offsets: &StreamOffsets) -> Result<()> {
+    fn put_offsets(&mut self, data_source: &str, offsets: &StreamOffsets) {
         self.offsets.insert(data_source.to_owned(), offsets.clone());
-        Ok(())
     }
 
     fn cluster_mut(&mut self) -> &mut ClusterTables {
@@ -195,54 +229,237 @@ impl Tables for MemoryTables {
     }
 }
 
-/// The verdicts of the last [`REQUESTS_REMEMBERED_MAX`] applied requests, by id.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// What a replica remembers of one applied request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Remembered {
+    /// [`super::ClientRequest::digest`] of the request first applied under the id.
+    pub digest: u64,
+    /// The log's clock when it was applied.
+    pub applied_ms: i64,
+    pub result: Result<(), MetadataError>,
+}
+
+/// A writer some of whose request ids were forgotten.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientFloor {
+    /// The highest serial of its forgotten ids: a request of this writer at or below it that
+    /// is not remembered may have been applied.
+    pub forgotten_through: u64,
+    /// The log's clock when it last had an id forgotten.
+    pub last_ms: i64,
+}
+
+/// What the request log says of a request about to be applied.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Lookup {
+    /// Applied before with the same command: its first verdict (flagged duplicate).
+    Remembered(Verdict),
+    /// The id was applied before with another command.
+    Mismatch,
+    /// The id may have been applied and forgotten since.
+    Forgotten,
+    /// Never applied.
+    New,
+}
+
+/// The request log as a snapshot carries it.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestLogRows {
+    pub clock_ms: i64,
+    /// Oldest first (apply order).
+    pub remembered: Vec<(RequestId, Remembered)>,
+    pub clients: Vec<(u64, ClientFloor)>,
+}
+
+/// The request ids applied recently (see [`REQUESTS_REMEMBERED_MS`] and
+/// [`REQUESTS_REMEMBERED_MAX`]), with their commands' digests and verdicts, and for writers
+/// whose ids were forgotten, the highest serial forgotten. Chunked ([`ChunkedMap`]): a
+/// snapshot's copy of it costs a pointer per few hundred ids.
+///
+/// Sound because a writer's serials only grow: a request that is neither remembered nor at
+/// or below its writer's floor was never applied.
+#[derive(Clone, Debug, PartialEq)]
 pub struct RequestLog {
-    verdicts: BTreeMap<RequestId, Result<(), MetadataError>>,
-    /// Ids in apply order, oldest first.
-    order: VecDeque<RequestId>,
+    remembered: ChunkedMap<RequestId, Remembered>,
+    /// Ids by the sequence they were applied in, oldest first.
+    order: ChunkedMap<u64, RequestId>,
+    next_sequence: u64,
+    clients: ChunkedMap<u64, ClientFloor>,
+    /// Writers by (last_ms, client), least recently active first.
+    clients_by_age: ChunkedMap<(i64, u64), ()>,
+    /// The greatest proposal time applied.
+    clock_ms: i64,
+    window_ms: i64,
+    remembered_max: usize,
+}
+
+impl Default for RequestLog {
+    fn default() -> Self {
+        RequestLog::with_bounds(REQUESTS_REMEMBERED_MS, REQUESTS_REMEMBERED_MAX)
+    }
 }
 
 impl RequestLog {
-    /// The remembered verdict of `id`, if it was applied.
+    /// A log that remembers ids for `window_ms` and at most `remembered_max` of them (the
+    /// replicated state machine uses the defaults; every replica must use the same).
+    pub fn with_bounds(window_ms: i64, remembered_max: usize) -> Self {
+        RequestLog {
+            remembered: ChunkedMap::default(),
+            order: ChunkedMap::default(),
+            next_sequence: 0,
+            clients: ChunkedMap::default(),
+            clients_by_age: ChunkedMap::default(),
+            clock_ms: 0,
+            window_ms,
+            remembered_max: remembered_max.max(1),
+        }
+    }
+
+    /// What is known of request `id` whose command has `digest`.
+    pub fn lookup(&self, id: &RequestId, digest: u64) -> Lookup {
+        if let Some(remembered) = self.remembered.get(id) {
+            return if remembered.digest == digest {
+                Lookup::Remembered(Verdict {
+                    result: remembered.result.clone(),
+                    duplicate: true,
+                })
+            } else {
+                Lookup::Mismatch
+            };
+        }
+        match self.clients.get(&id.client) {
+            Some(floor) if id.serial <= floor.forgotten_through => Lookup::Forgotten,
+            _ => Lookup::New,
+        }
+    }
+
+    /// The remembered verdict of `id`, if it is remembered (whatever its command).
     pub fn get(&self, id: &RequestId) -> Option<Verdict> {
-        self.verdicts.get(id).map(|result| Verdict {
-            result: result.clone(),
+        self.remembered.get(id).map(|remembered| Verdict {
+            result: remembered.result.clone(),
             duplicate: true,
         })
     }
 
-    /// Remembers the first application of `id`.
-    pub fn remember(&mut self, id: RequestId, result: Result<(), MetadataError>) {
+    /// Moves the log's clock to `proposed_ms` if that is later, and forgets what it says is
+    /// too old.
+    pub fn advance(&mut self, proposed_ms: i64) {
+        if proposed_ms > self.clock_ms {
+            self.clock_ms = proposed_ms;
+            self.forget_old();
+        }
+    }
+
+    /// Remembers the first application of `id` (lookup said [`Lookup::New`]).
+    pub fn remember(&mut self, id: RequestId, digest: u64, result: Result<(), MetadataError>) {
         debug_assert!(
-            !self.verdicts.contains_key(&id),
+            self.remembered.get(&id).is_none(),
             "request {id} applied twice"
         );
-        if self.order.len() == REQUESTS_REMEMBERED_MAX
-            && let Some(oldest) = self.order.pop_front()
-        {
-            self.verdicts.remove(&oldest);
+        self.remembered.insert(
+            id,
+            Remembered {
+                digest,
+                applied_ms: self.clock_ms,
+                result,
+            },
+        );
+        self.order.insert(self.next_sequence, id);
+        self.next_sequence += 1;
+        self.forget_old();
+        debug_assert_eq!(self.remembered.len(), self.order.len());
+    }
+
+    /// Forgets ids past the time window or the count bound, oldest first, raising their
+    /// writers' floors; drops floors past [`CLIENTS_REMEMBERED_MS`] or the count bound.
+    fn forget_old(&mut self) {
+        while let Some((_, id)) = self.order.first() {
+            let id = *id;
+            let applied_ms = self.remembered.get(&id).map_or(i64::MIN, |r| r.applied_ms);
+            let expired = applied_ms.saturating_add(self.window_ms) < self.clock_ms;
+            if !expired && self.order.len() <= self.remembered_max {
+                break;
+            }
+            self.order.pop_first();
+            self.remembered.remove(&id);
+            self.raise_floor(id);
         }
-        self.verdicts.insert(id, result);
-        self.order.push_back(id);
-        debug_assert_eq!(self.verdicts.len(), self.order.len());
+        while let Some(((last_ms, client), ())) = self.clients_by_age.first() {
+            let (last_ms, client) = (*last_ms, *client);
+            let expired = last_ms.saturating_add(CLIENTS_REMEMBERED_MS) < self.clock_ms;
+            if !expired && self.clients.len() <= CLIENTS_REMEMBERED_MAX {
+                break;
+            }
+            self.clients_by_age.pop_first();
+            self.clients.remove(&client);
+        }
     }
 
-    /// The remembered ids and verdicts, oldest first (the snapshot form).
-    pub fn entries(&self) -> Vec<(RequestId, Result<(), MetadataError>)> {
-        self.order
-            .iter()
-            .map(|id| (*id, self.verdicts[id].clone()))
-            .collect()
+    fn raise_floor(&mut self, id: RequestId) {
+        let floor = match self.clients.get(&id.client) {
+            Some(floor) => {
+                self.clients_by_age.remove(&(floor.last_ms, id.client));
+                ClientFloor {
+                    forgotten_through: floor.forgotten_through.max(id.serial),
+                    last_ms: self.clock_ms,
+                }
+            }
+            None => ClientFloor {
+                forgotten_through: id.serial,
+                last_ms: self.clock_ms,
+            },
+        };
+        self.clients.insert(id.client, floor);
+        self.clients_by_age.insert((floor.last_ms, id.client), ());
     }
 
-    /// Rebuilds the log from [`RequestLog::entries`].
-    pub fn from_entries(entries: Vec<(RequestId, Result<(), MetadataError>)>) -> Self {
-        let mut log = RequestLog::default();
-        for (id, result) in entries {
-            log.remember(id, result);
+    /// The snapshot form.
+    pub fn rows(&self) -> RequestLogRows {
+        RequestLogRows {
+            clock_ms: self.clock_ms,
+            remembered: self
+                .order
+                .iter()
+                .map(|(_, id)| {
+                    (
+                        *id,
+                        self.remembered
+                            .get(id)
+                            .expect("ordered ids are remembered")
+                            .clone(),
+                    )
+                })
+                .collect(),
+            clients: self
+                .clients
+                .iter()
+                .map(|(client, floor)| (*client, *floor))
+                .collect(),
+        }
+    }
+
+    /// Rebuilds the log from [`RequestLog::rows`].
+    pub fn from_rows(rows: RequestLogRows) -> Self {
+        let mut log = RequestLog {
+            clock_ms: rows.clock_ms,
+            ..RequestLog::default()
+        };
+        for (client, floor) in rows.clients {
+            log.clients.insert(client, floor);
+            log.clients_by_age.insert((floor.last_ms, client), ());
+        }
+        for (id, remembered) in rows.remembered {
+            log.remembered.insert(id, remembered);
+            log.order.insert(log.next_sequence, id);
+            log.next_sequence += 1;
         }
         log
+    }
+
+    /// The log's clock: the greatest proposal time applied.
+    pub fn clock_ms(&self) -> i64 {
+        self.clock_ms
     }
 
     pub fn len(&self) -> usize {
@@ -258,41 +475,56 @@ impl RequestLog {
 mod tests {
     use super::*;
 
+    fn id(client: u64, serial: u64) -> RequestId {
+        RequestId { client, serial }
+    }
+
     #[test]
-    fn request_log_forgets_oldest_first_and_round_trips() {
-        let mut log = RequestLog::default();
-        for serial in 0..(REQUESTS_REMEMBERED_MAX as u64 + 2) {
-            let result = if serial % 2 == 0 {
-                Ok(())
+    fn request_log_forgets_by_time_and_count_and_answers_forgotten_ids_unknown() {
+        let mut log = RequestLog::with_bounds(1_000, 3);
+        log.advance(10_000);
+        for serial in 1..=3 {
+            let result = if serial == 2 {
+                Err(MetadataError::Refused("no".into()))
             } else {
-                Err(MetadataError::Refused(format!("no {serial}")))
+                Ok(())
             };
-            log.remember(RequestId { client: 1, serial }, result);
+            log.remember(id(1, serial), serial * 10, result);
         }
-        assert_eq!(log.len(), REQUESTS_REMEMBERED_MAX);
-        assert!(
-            log.get(&RequestId {
-                client: 1,
-                serial: 0
+        assert_eq!(
+            log.lookup(&id(1, 2), 20),
+            Lookup::Remembered(Verdict {
+                result: Err(MetadataError::Refused("no".into())),
+                duplicate: true
             })
-            .is_none()
         );
-        assert!(
-            log.get(&RequestId {
-                client: 1,
-                serial: 1
-            })
-            .is_none()
-        );
-        let kept = log
-            .get(&RequestId {
-                client: 1,
-                serial: 3,
-            })
-            .unwrap();
-        assert!(kept.duplicate);
-        assert_eq!(kept.result, Err(MetadataError::Refused("no 3".into())));
-        assert_eq!(RequestLog::from_entries(log.entries()), log);
+        assert_eq!(log.lookup(&id(1, 2), 21), Lookup::Mismatch);
+        assert_eq!(log.lookup(&id(1, 4), 40), Lookup::New);
+        // Past the count bound: the oldest goes, and its writer's floor rises.
+        log.remember(id(2, 7), 70, Ok(()));
+        assert_eq!(log.len(), 3);
+        assert_eq!(log.lookup(&id(1, 1), 10), Lookup::Forgotten);
+        assert_eq!(log.lookup(&id(1, 4), 40), Lookup::New, "above the floor");
+        assert_eq!(log.lookup(&id(2, 1), 10), Lookup::New, "another writer");
+        // Past the time window: everything applied at 10,000 goes once the clock passes 11,000.
+        log.advance(11_000);
+        assert_eq!(log.len(), 3);
+        log.advance(11_001);
+        assert!(log.is_empty());
+        assert_eq!(log.lookup(&id(1, 3), 30), Lookup::Forgotten);
+        assert_eq!(log.lookup(&id(2, 7), 70), Lookup::Forgotten);
+        assert_eq!(log.lookup(&id(2, 8), 80), Lookup::New);
+        // The clock never goes back: an older proposal time changes nothing.
+        log.advance(5);
+        assert_eq!(log.clock_ms(), 11_001);
+        let rows = log.rows();
+        let restored = RequestLog::from_rows(rows);
+        assert_eq!(restored.lookup(&id(2, 7), 70), Lookup::Forgotten);
+        assert_eq!(restored.clock_ms(), 11_001);
+        // A writer's floor itself goes after a day without forgotten ids.
+        let mut log = restored;
+        log.advance(11_001 + CLIENTS_REMEMBERED_MS + 1);
+        assert_eq!(log.lookup(&id(2, 7), 70), Lookup::New);
     }
 
     #[test]
@@ -300,9 +532,7 @@ mod tests {
         use crate::replicated::types::running_task;
         let mut tables = MemoryTables::default();
         for id in ["c", "a", "b"] {
-            tables
-                .put_task(&running_task(id, serde_json::json!({})))
-                .unwrap();
+            tables.put_task(&running_task(id, serde_json::json!({})));
         }
         let mut rows = tables.clone().into_rows();
         assert_eq!(MemoryTables::from_rows(rows).unwrap(), tables);

@@ -12,7 +12,8 @@
 //! need `deserialize_any`.
 //!
 //! Invariants: a [`RequestId`] is unique per logical write (a client id that no other writer
-//! uses, and a serial it never reuses); retries of one write reuse its id.
+//! uses — a member draws a random one per process start — and a serial it never reuses);
+//! retries of one write reuse its id and its command, which [`ClientRequest::digest`] checks.
 
 use std::fmt;
 use std::io::Cursor;
@@ -25,6 +26,12 @@ use crate::metadata::{Command, MetadataError};
 
 /// The id openraft knows a member by.
 pub type RaftNodeId = u64;
+
+/// The largest request (its log encoding) a member proposes. A larger one is refused before
+/// it reaches the log (`MetadataError::CommandTooLarge`): openraft 0.9 gives an append call one
+/// heartbeat interval and re-sends one that does not complete forever, so an entry must cross
+/// the network well within it. A call carries at most `max_payload_entries` (8) entries.
+pub const COMMAND_BYTES_MAX: usize = 1 << 20;
 
 openraft::declare_raft_types!(
     /// Grove's metadata group: `u64` ids, [`WriteBatch`] entries answered by one [`Verdict`]
@@ -68,7 +75,7 @@ impl fmt::Display for GroveNode {
 }
 
 /// Identifies one logical write across retries: `client` names the writer (unique per writer
-/// process), `serial` counts its writes.
+/// process: drawn at random when a member starts), `serial` counts its writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct RequestId {
     pub client: u64,
@@ -90,6 +97,10 @@ pub struct ClientRequest {
     /// machine refuses the command (changing nothing) when the entry was appended by the
     /// leader of another term.
     pub term: Option<u64>,
+    /// The proposing leader's clock (ms since the epoch) when it put the request in an entry;
+    /// 0 until then. The state machine's clock, which times how long request ids are
+    /// remembered, is the greatest of these applied (`super::tables::RequestLog`).
+    pub proposed_ms: i64,
 }
 
 impl ClientRequest {
@@ -99,6 +110,18 @@ impl ClientRequest {
             id,
             command,
             term: None,
+            proposed_ms: 0,
+        }
+    }
+
+    /// What a retry must repeat: a stable 64-bit hash (xxHash64) of the command and the
+    /// fencing term in their log encoding. The id and the proposal time are left out.
+    pub fn digest(&self) -> u64 {
+        match encode(&(&self.command, self.term)) {
+            Ok(bytes) => twox_hash::XxHash64::oneshot(0, &bytes),
+            // A command that does not encode never reached the log (it is checked before it
+            // is proposed); the digest of nothing keeps apply total.
+            Err(_) => twox_hash::XxHash64::oneshot(0, &[]),
         }
     }
 }
@@ -180,6 +203,7 @@ mod tests {
     fn a_request_with_free_form_json_round_trips_through_the_binary_encoding() {
         let request = ClientRequest {
             term: Some(4),
+            proposed_ms: 17,
             id: RequestId {
                 client: 3,
                 serial: 9,
@@ -200,6 +224,7 @@ mod tests {
         };
         let stream = ClientRequest {
             term: None,
+            proposed_ms: 0,
             id: request.id,
             command: Command::PublishSegmentsWithOffsets {
                 task_id: "t1".into(),
@@ -440,6 +465,7 @@ mod tests {
                 },
                 command,
                 term: Some(2),
+                proposed_ms: 3,
             };
             let bytes = encode(&request).unwrap();
             assert_eq!(decode::<ClientRequest>(&bytes).unwrap(), request);

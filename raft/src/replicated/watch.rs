@@ -13,10 +13,15 @@
 //!
 //! A subscriber names the first index it wants (`from_index`; 0 for everything, the group's
 //! first membership included) and gets every event of the kinds it asked for from there, in
-//! index order, exactly once (an event carries only the changes of those kinds). If some of those events are no longer retained here, it first
-//! gets a [`WatchItem::Resync`]: the current full state of its tables and the index that
-//! state is as of; events continue after it. To resume after a disconnect, subscribe again
-//! (to any member) from [`WatchItem::resume_from`] of the last item received.
+//! index order, exactly once (an event carries only the changes of those kinds). If some of
+//! those events are no longer retained here, it first gets a resync: the full state of its
+//! tables as of one index, in [`WatchItem::Resync`] parts of at most [`RESYNC_ROWS_MAX`] rows
+//! each (so no item outgrows a frame, whatever the tables hold), the last one flagged; events
+//! continue after that index. The parts are read from a copy of the tables taken when the
+//! resync starts (chunked maps: the copy shares their rows), so they add up to one state even
+//! while writes go on. To resume after a disconnect, subscribe again (to any member) from
+//! [`WatchItem::resume_from`] of the last item received (a resync cut off before its last
+//! part starts over).
 //!
 //! Invariants: events are recorded in apply order with strictly increasing indexes; every
 //! event with an index at or above [`ChangeLog::retained_from`] is in the log.
@@ -39,6 +44,10 @@ use crate::metadata::{Command, NodeRecord, RulesRecord, SegmentAssignment, Segme
 
 /// How many change events a member keeps for subscribers that resume.
 pub const CHANGES_RETAINED_MAX: usize = 10_000;
+
+/// Most rows (segments, rules, assignments and nodes together) in one part of a resync: a
+/// part of segment rows is ~0.5 MB of JSON, well under the transport's frame limit.
+pub const RESYNC_ROWS_MAX: usize = 1_000;
 
 /// What a subscriber can watch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -137,40 +146,74 @@ pub struct ChangeEvent {
     pub changes: Vec<Change>,
 }
 
-/// The full state of the watched tables, as of a log index.
+/// Rows of the watched tables as of a log index: one part of a resync. Every watched kind is
+/// `Some` in every part (possibly empty); the parts of one resync, in order, hold each
+/// table's rows once, in key order.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WatchState {
     /// Used segments, by datasource then id (if segments are watched).
     pub segments: Option<Vec<SegmentRecord>>,
-    /// Every rules record (if rules are watched).
+    /// Rules records, by datasource (if rules are watched).
     pub rules: Option<Vec<RulesRecord>>,
-    /// Every assignment (if assignments are watched).
+    /// Assignments, by segment id (if assignments are watched).
     pub assignments: Option<Vec<SegmentAssignment>>,
-    /// Registered nodes, and the group's voters and learners (if membership is watched).
+    /// Registered nodes, by id, and the group's voters and learners (if membership is
+    /// watched).
     pub nodes: Option<Vec<NodeRecord>>,
     pub raft_membership: Option<Change>,
+}
+
+impl WatchState {
+    fn rows(&self) -> usize {
+        self.segments.as_ref().map_or(0, Vec::len)
+            + self.rules.as_ref().map_or(0, Vec::len)
+            + self.assignments.as_ref().map_or(0, Vec::len)
+            + self.nodes.as_ref().map_or(0, Vec::len)
+    }
+
+    /// Adds `part`'s rows (a later part of the same resync) to these.
+    pub fn extend(&mut self, part: WatchState) {
+        fn join<T>(into: &mut Option<Vec<T>>, rows: Option<Vec<T>>) {
+            if let Some(rows) = rows {
+                into.get_or_insert_with(Vec::new).extend(rows);
+            }
+        }
+        join(&mut self.segments, part.segments);
+        join(&mut self.rules, part.rules);
+        join(&mut self.assignments, part.assignments);
+        join(&mut self.nodes, part.nodes);
+        if part.raft_membership.is_some() {
+            self.raft_membership = part.raft_membership;
+        }
+    }
 }
 
 /// What a subscriber receives.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "type")]
 pub enum WatchItem {
-    /// The events after the requested index are gone: here is the full state as of `index`;
-    /// events continue after it.
+    /// The events after the requested index are gone: the full state as of `index` comes in
+    /// parts (see [`WatchState`]); the one with `last` completes it, and events continue
+    /// after `index`.
     Resync {
         index: u64,
-        state: Box<WatchState>,
+        part: Box<WatchState>,
+        last: bool,
     },
     Change(ChangeEvent),
 }
 
 impl WatchItem {
-    /// The `from_index` that resumes a subscription after this item.
-    pub fn resume_from(&self) -> u64 {
+    /// The `from_index` that resumes a subscription after this item; `None` after a resync
+    /// part that is not the last (resume from where that resync began).
+    pub fn resume_from(&self) -> Option<u64> {
         match self {
-            WatchItem::Resync { index, .. } => index + 1,
-            WatchItem::Change(event) => event.index + 1,
+            WatchItem::Resync {
+                index, last: true, ..
+            } => Some(index + 1),
+            WatchItem::Resync { .. } => None,
+            WatchItem::Change(event) => Some(event.index + 1),
         }
     }
 }
@@ -233,24 +276,98 @@ impl ChangeLog {
     }
 }
 
-/// The state of the `kinds` tables in `machine`.
-fn watch_state(machine: &MachineState, kinds: &BTreeSet<WatchKind>) -> WatchState {
-    let tables = &machine.tables;
-    let cluster = tables.cluster();
-    let has = |kind| kinds.contains(&kind);
-    WatchState {
-        segments: has(WatchKind::Segments).then(|| {
-            tables
-                .data_sources()
-                .iter()
-                .flat_map(|ds| tables.used_segments(&ds.name))
-                .collect()
-        }),
-        rules: has(WatchKind::Rules).then(|| cluster.all_rules()),
-        assignments: has(WatchKind::Assignments).then(|| cluster.assignments()),
-        nodes: has(WatchKind::Membership).then(|| cluster.nodes()),
-        raft_membership: has(WatchKind::Membership)
-            .then(|| Change::of_membership(machine.membership.membership())),
+/// Where a resync has got to: the tables as of its index (a copy sharing their rows), and
+/// the last key sent of the table it is on.
+struct Resync {
+    index: u64,
+    tables: MemoryTables,
+    membership: Change,
+    kinds: BTreeSet<WatchKind>,
+    /// Which table: 0 segments, 1 rules, 2 assignments, 3 nodes, 4 done.
+    table: usize,
+    after_segment: Option<(String, String)>,
+    after_key: Option<String>,
+}
+
+impl Resync {
+    /// The next part; `None` once the last was given.
+    fn next_part(&mut self) -> Option<WatchItem> {
+        if self.table > 4 {
+            return None;
+        }
+        let has = |kind| self.kinds.contains(&kind);
+        let mut part = WatchState {
+            segments: has(WatchKind::Segments).then(Vec::new),
+            rules: has(WatchKind::Rules).then(Vec::new),
+            assignments: has(WatchKind::Assignments).then(Vec::new),
+            nodes: has(WatchKind::Membership).then(Vec::new),
+            raft_membership: has(WatchKind::Membership).then(|| self.membership.clone()),
+        };
+        while self.table < 4 {
+            let room = RESYNC_ROWS_MAX - part.rows();
+            if room == 0 {
+                break;
+            }
+            let cluster = self.tables.cluster();
+            let done = match self.table {
+                0 => match &mut part.segments {
+                    Some(rows) => {
+                        let (found, last) = self
+                            .tables
+                            .used_segments_after(self.after_segment.as_ref(), room);
+                        let done = last.is_none();
+                        rows.extend(found);
+                        self.after_segment = last;
+                        done
+                    }
+                    None => true,
+                },
+                1 => match &mut part.rules {
+                    Some(rows) => {
+                        let found = cluster.rules_after(self.after_key.as_ref(), room);
+                        self.after_key = found.last().map(|r| r.data_source.clone());
+                        let done = found.len() < room;
+                        rows.extend(found);
+                        done
+                    }
+                    None => true,
+                },
+                2 => match &mut part.assignments {
+                    Some(rows) => {
+                        let found = cluster.assignments_after(self.after_key.as_ref(), room);
+                        self.after_key = found.last().map(|a| a.segment.to_string());
+                        let done = found.len() < room;
+                        rows.extend(found);
+                        done
+                    }
+                    None => true,
+                },
+                _ => match &mut part.nodes {
+                    Some(rows) => {
+                        let found = cluster.nodes_after(self.after_key.as_ref(), room);
+                        self.after_key = found.last().map(|n| n.id.clone());
+                        let done = found.len() < room;
+                        rows.extend(found);
+                        done
+                    }
+                    None => true,
+                },
+            };
+            if done {
+                self.table += 1;
+                self.after_key = None;
+            }
+        }
+        let last = self.table == 4;
+        // The next call ends it.
+        if last {
+            self.table = 5;
+        }
+        Some(WatchItem::Resync {
+            index: self.index,
+            part: Box::new(part),
+            last,
+        })
     }
 }
 
@@ -262,11 +379,13 @@ struct Cursor {
     /// The next index to deliver from.
     next: u64,
     pending: VecDeque<WatchItem>,
+    /// A resync being sent in parts.
+    resync: Option<Resync>,
 }
 
 impl Cursor {
-    /// Moves what is applied from `next` on into `pending`: a resync if events are missing,
-    /// then the retained events.
+    /// Moves what is applied from `next` on into `pending`: the retained events, or, if
+    /// events are missing, starts a resync.
     fn collect(&mut self) {
         let machine = self.state.read().expect("state lock");
         let Some(applied) = machine.last_applied.map(|l| l.index) else {
@@ -276,9 +395,15 @@ impl Cursor {
             return;
         }
         if self.next < machine.changes.retained_from() {
-            self.pending.push_back(WatchItem::Resync {
+            self.resync = Some(Resync {
                 index: applied,
-                state: Box::new(watch_state(&machine, &self.kinds)),
+                // A copy sharing the chunks of the large tables: cheap, and consistent.
+                tables: machine.tables.clone(),
+                membership: Change::of_membership(machine.membership.membership()),
+                kinds: self.kinds.clone(),
+                table: 0,
+                after_segment: None,
+                after_key: None,
             });
             self.next = applied + 1;
             return;
@@ -305,11 +430,18 @@ pub(crate) fn watch_stream(
         kinds,
         next: from_index,
         pending: VecDeque::new(),
+        resync: None,
     };
     futures::stream::unfold(cursor, |mut cursor| async move {
         loop {
             if let Some(item) = cursor.pending.pop_front() {
                 return Some((item, cursor));
+            }
+            if let Some(resync) = &mut cursor.resync {
+                match resync.next_part() {
+                    Some(part) => return Some((part, cursor)),
+                    None => cursor.resync = None,
+                }
             }
             // Mark the current metrics seen before reading, so an apply after the read
             // wakes the wait below.
@@ -371,6 +503,107 @@ pub(crate) fn encode_item(item: WatchItem) -> Result<String, RpcError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resync_comes_in_bounded_parts_that_add_up_to_the_tables() {
+        use crate::metadata::apply::{Tables, apply};
+        use crate::metadata::{AuditInfo, Command};
+        let mut tables = MemoryTables::default();
+        let mut task = crate::replicated::types::running_task("t", serde_json::json!({}));
+        task.data_source = "wiki".into();
+        tables.put_task(&task);
+        // 2,500 segments, every fifth unused.
+        let segment = |partition: u32| SegmentRecord {
+            id: SegmentId::new(
+                "wiki",
+                None,
+                grove_segment::time::Interval::new(0, 86_400_000),
+                "v1",
+                partition,
+            ),
+            core_partitions: 1,
+            load_spec: serde_json::json!({"type": "local"}),
+            num_rows: 1,
+            size_bytes: 1,
+            used: !partition.is_multiple_of(5),
+            created_ms: 0,
+        };
+        for partition in 0..2_500 {
+            tables.put_segment(&segment(partition));
+        }
+        for id in ["h1", "h2"] {
+            let node = NodeRecord {
+                id: id.into(),
+                address: "10.0.0.1:1".into(),
+                roles: ["historical".to_string()].into(),
+                tier: "_default_tier".into(),
+                capacity_bytes: 1,
+                version: "0".into(),
+            };
+            apply(&mut tables, &Command::PutNode { node }).unwrap();
+        }
+        for ds in ["a", "b", "wiki"] {
+            let rules = Command::SetRules {
+                data_source: ds.into(),
+                rules: vec![serde_json::json!({"type": "loadForever"})],
+                audit: AuditInfo::default(),
+                changed_ms: 0,
+            };
+            apply(&mut tables, &rules).unwrap();
+        }
+        let assignments = (1..2_500)
+            .filter(|p: &u32| !p.is_multiple_of(5))
+            .take(1_200)
+            .map(|p| SegmentAssignment {
+                segment: segment(p).id,
+                nodes: ["h1".to_string()].into(),
+            })
+            .collect();
+        apply(&mut tables, &Command::ReplaceAssignments { assignments }).unwrap();
+
+        let kinds: BTreeSet<WatchKind> = [
+            WatchKind::Segments,
+            WatchKind::Rules,
+            WatchKind::Assignments,
+            WatchKind::Membership,
+        ]
+        .into();
+        let membership = Change::RaftMembership {
+            voters: vec![1],
+            learners: vec![],
+        };
+        let mut resync = Resync {
+            index: 9,
+            tables: tables.clone(),
+            membership: membership.clone(),
+            kinds,
+            table: 0,
+            after_segment: None,
+            after_key: None,
+        };
+        let mut whole = WatchState::default();
+        let mut parts = 0;
+        while let Some(item) = resync.next_part() {
+            let WatchItem::Resync { index, part, last } = item else {
+                panic!("{item:?}");
+            };
+            assert_eq!(index, 9);
+            assert!(part.rows() <= RESYNC_ROWS_MAX, "{} rows", part.rows());
+            whole.extend(*part);
+            parts += 1;
+            if last {
+                assert!(resync.next_part().is_none());
+                break;
+            }
+        }
+        // 2,000 used segments, 3 rules, 1,200 assignments, 2 nodes: at least 4 parts.
+        assert!(parts >= 4, "{parts} parts");
+        assert_eq!(whole.segments.unwrap(), tables.used_segments("wiki"));
+        assert_eq!(whole.rules.unwrap(), tables.cluster().all_rules());
+        assert_eq!(whole.assignments.unwrap(), tables.cluster().assignments());
+        assert_eq!(whole.nodes.unwrap(), tables.cluster().nodes());
+        assert_eq!(whole.raft_membership, Some(membership));
+    }
 
     #[test]
     fn an_entrys_event_keeps_only_the_watched_kinds_and_skips_an_entry_left_empty() {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use grove_raft::metadata::Command;
-use grove_raft::replicated::{GroveNode, RaftNode, RaftNodeConfig, RaftNodeId};
+use grove_raft::replicated::{Disk, FileDisk, GroveNode, RaftNode, RaftNodeConfig, RaftNodeId};
 use grove_rpc::{MemoryNetwork, NodeId, Router, Transport};
 
 /// The longest any test waits for the group to do something (virtual time).
@@ -78,6 +78,7 @@ pub struct Cluster {
     pub net: MemoryNetwork,
     root: tempfile::TempDir,
     nodes: BTreeMap<RaftNodeId, RaftNode>,
+    transports: BTreeMap<RaftNodeId, Arc<dyn Transport>>,
     /// openraft settings every member starts with.
     pub raft: openraft::Config,
     starts: u64,
@@ -90,6 +91,7 @@ impl Cluster {
             net: MemoryNetwork::new(seed),
             root: tempfile::tempdir().unwrap(),
             nodes: BTreeMap::new(),
+            transports: BTreeMap::new(),
             raft: grove_raft::replicated::default_raft_config(),
             starts: 0,
             seed,
@@ -98,21 +100,32 @@ impl Cluster {
 
     /// Starts member `id` (again, from its directory, if it ran before).
     pub async fn start(&mut self, id: RaftNodeId) -> RaftNode {
+        self.start_on(id, |disk| Arc::new(disk)).await
+    }
+
+    /// [`Cluster::start`] on the member's [`FileDisk`] as `wrap` wraps it (a slower disk).
+    pub async fn start_on(
+        &mut self,
+        id: RaftNodeId,
+        wrap: impl FnOnce(FileDisk) -> Arc<dyn Disk>,
+    ) -> RaftNode {
         assert!(!self.nodes.contains_key(&id), "member {id} is running");
         self.starts += 1;
         let transport = self.net.node(&format!("n{id}")).unwrap();
-        let mut config =
-            RaftNodeConfig::new(id, member(id), self.root.path().join(format!("n{id}")));
+        let dir = self.root.path().join(format!("n{id}"));
+        let mut config = RaftNodeConfig::new(id, member(id), &dir);
         config.raft = self.raft.clone();
         // Unique per start, as a real node draws it.
-        config.client_id = self.starts << 32 | id;
+        config.client_id = Some(self.starts << 32 | id);
         config.rng_seed = self.seed;
         let transport: Arc<dyn Transport> = Arc::new(transport);
-        let node = RaftNode::start(config, Arc::clone(&transport), None)
+        let disk = wrap(FileDisk::open(&dir).unwrap());
+        let node = RaftNode::start_on(config, disk, None, Arc::clone(&transport), None)
             .await
             .unwrap();
         transport.serve(node.routes(Router::new()));
         self.nodes.insert(id, node.clone());
+        self.transports.insert(id, transport);
         node
     }
 
@@ -131,6 +144,11 @@ impl Cluster {
             .unwrap_or_else(|| panic!("member {id} is not running"))
     }
 
+    /// Running member `id`'s transport (to make calls as that member).
+    pub fn transport(&self, id: RaftNodeId) -> Arc<dyn Transport> {
+        Arc::clone(&self.transports[&id])
+    }
+
     pub fn running(&self) -> Vec<RaftNodeId> {
         self.nodes.keys().copied().collect()
     }
@@ -139,6 +157,7 @@ impl Cluster {
     /// closes; nothing more is written than what it had flushed).
     pub async fn kill(&mut self, id: RaftNodeId) {
         let node = self.nodes.remove(&id).unwrap();
+        self.transports.remove(&id);
         self.net.crash(&rpc_name(id));
         node.shutdown().await.unwrap();
     }
@@ -205,5 +224,65 @@ impl Cluster {
             .read(|t| t.tasks().into_iter().map(|task| task.id).collect())
             .await
             .unwrap()
+    }
+}
+
+/// A member's disk whose syncs take `delay_ms` longer (virtual time; changeable while it
+/// runs): a slow device.
+pub struct SlowSyncs {
+    pub inner: FileDisk,
+    pub delay_ms: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Disk for SlowSyncs {
+    fn get(
+        &self,
+        tree: grove_raft::replicated::Tree,
+        key: &[u8],
+    ) -> std::io::Result<Option<Vec<u8>>> {
+        self.inner.get(tree, key)
+    }
+    fn range(
+        &self,
+        tree: grove_raft::replicated::Tree,
+        start: std::ops::Bound<&[u8]>,
+        end: std::ops::Bound<&[u8]>,
+    ) -> std::io::Result<Vec<grove_raft::replicated::disk::KeyValue>> {
+        self.inner.range(tree, start, end)
+    }
+    fn keys(
+        &self,
+        tree: grove_raft::replicated::Tree,
+        start: std::ops::Bound<&[u8]>,
+        end: std::ops::Bound<&[u8]>,
+    ) -> std::io::Result<Vec<Vec<u8>>> {
+        self.inner.keys(tree, start, end)
+    }
+    fn last(
+        &self,
+        tree: grove_raft::replicated::Tree,
+    ) -> std::io::Result<Option<grove_raft::replicated::disk::KeyValue>> {
+        self.inner.last(tree)
+    }
+    fn write(
+        &self,
+        tree: grove_raft::replicated::Tree,
+        batch: Vec<grove_raft::replicated::disk::BatchOp>,
+    ) -> std::io::Result<()> {
+        self.inner.write(tree, batch)
+    }
+    fn sync(&self) -> std::io::Result<()> {
+        self.inner.sync()
+    }
+    fn run_blocking(
+        &self,
+        job: grove_raft::replicated::disk::BlockingJob,
+    ) -> grove_raft::replicated::disk::BlockingFuture {
+        let delay = Duration::from_millis(self.delay_ms.load(std::sync::atomic::Ordering::Relaxed));
+        let run = self.inner.run_blocking(job);
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            run.await
+        })
     }
 }
